@@ -1,0 +1,1 @@
+"""Convert SMPL-H poses (PoseScript / PoseFix, drawn from AMASS) to SMPL-X parameters."""

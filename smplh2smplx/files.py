@@ -1,0 +1,25 @@
+"""Atomic file writing: a file either appears whole under its final name or not at all."""
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_write(path, mode="wb"):
+    """Open a temporary file beside `path`; on success rename it onto `path`.
+
+    The temporary name starts with '.' and ends with '.tmp', so folder scans that look
+    for `*.obj` or `*.pkl` never see a half-written file, and an interrupted write
+    leaves at most a stray temporary file, never a truncated output.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
