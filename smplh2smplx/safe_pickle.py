@@ -1,0 +1,188 @@
+"""Loading pickled body-model and deformation-transfer files without running their code.
+
+A pickle can name any importable callable and have it called while loading, so an
+ordinary `pickle.load` of a downloaded file runs whatever the file asks for. The
+unpickler here resolves only the names needed to rebuild numpy arrays, scipy sparse
+matrices and plain containers, and refuses every other name before anything is called.
+
+Files straight from the download sites were written by Python 2 with chumpy objects
+inside (chumpy does not install on current Python). Every `chumpy.*` class is replaced by
+a stand-in that only records its pickled state; once the file is loaded, each stand-in
+is replaced by the numpy array it holds (or computes, for the few chumpy operations
+these files use).
+"""
+import _compat_pickle
+import importlib
+import pickle
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+
+from .errors import InputError
+
+
+def _numpy_core(submodule):
+    """`numpy._core.<submodule>` (numpy >= 2) or `numpy.core.<submodule>` (numpy 1.x)."""
+    try:
+        return importlib.import_module(f"numpy._core.{submodule}")
+    except ImportError:
+        return importlib.import_module(f"numpy.core.{submodule}")
+
+
+def _allowed_globals():
+    """The (module, name) pairs a pickle may refer to, mapped to the objects they stand for.
+
+    Module paths are listed as the pickles spell them: numpy 1.x wrote `numpy.core`,
+    numpy 2 writes `numpy._core`; scipy < 1.8 wrote `scipy.sparse.csc`, later versions
+    `scipy.sparse._csc` (and 1.8-1.10 kept the sparse arrays in `scipy.sparse._arrays`).
+    """
+    multiarray, numeric = _numpy_core("multiarray"), _numpy_core("numeric")
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer
+    for fmt in ("csc", "csr", "coo"):
+        for kind in ("matrix", "array"):
+            cls = getattr(scipy.sparse, f"{fmt}_{kind}")
+            for module in ("scipy.sparse", f"scipy.sparse.{fmt}", f"scipy.sparse._{fmt}",
+                           "scipy.sparse._arrays"):
+                allowed[(module, cls.__name__)] = cls
+    for builtin in (dict, list, tuple, set, frozenset, bytes, bytearray, complex, object):
+        allowed[("builtins", builtin.__name__)] = builtin
+    allowed[("collections", "OrderedDict")] = dict
+    allowed[("copyreg", "_reconstructor")] = importlib.import_module("copyreg")._reconstructor
+    allowed[("_codecs", "encode")] = importlib.import_module("_codecs").encode
+    return allowed
+
+
+_ALLOWED = _allowed_globals()
+
+
+class _ChumpyObject:
+    """Stand-in for a pickled chumpy object: keeps the pickled state, computes nothing.
+
+    Subclasses made by `_chumpy_stand_in` carry the chumpy class name in `chumpy_name`.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+_STAND_INS = {}
+
+
+def _chumpy_stand_in(module, name):
+    """One stand-in class per chumpy class name, so the operation can be told apart."""
+    key = f"{module}.{name}"
+    if key not in _STAND_INS:
+        _STAND_INS[key] = type(name, (_ChumpyObject,), {"chumpy_name": key})
+    return _STAND_INS[key]
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Resolves only the names in `_ALLOWED` and chumpy classes; refuses everything else."""
+
+    def __init__(self, handle, path):
+        super().__init__(handle, encoding="latin1")
+        self.path = path
+
+    def find_class(self, module, name):
+        # Python 2 names (`__builtin__.set`, `copy_reg._reconstructor`) in Python 3 terms,
+        # as the standard unpickler translates them.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if module == "chumpy" or module.startswith("chumpy."):
+            return _chumpy_stand_in(module, name)
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise InputError(
+                f"{self.path}: refused to load: the pickle asks for {module}.{name}; only "
+                "numpy arrays, scipy sparse matrices, chumpy arrays and plain containers "
+                "are allowed") from None
+
+
+def _operand(state, key):
+    return np.asarray(state[key])
+
+
+# How each chumpy class that model files contain computes its value from its (already
+# converted) pickled terms. A plain `Ch` holds its value under 'x'.
+_CHUMPY_VALUES = {
+    "Ch": lambda s: s["x"],
+    "Select": lambda s: _operand(s, "a").ravel()[np.asarray(s["idxs"])].reshape(
+        s.get("preferred_shape", -1)),
+    "Reshape": lambda s: _operand(s, "a").reshape(s["newshape"]),
+    "transpose": lambda s: np.transpose(_operand(s, "a"), s.get("axes")),
+    "add": lambda s: _operand(s, "a") + _operand(s, "b"),
+    "subtract": lambda s: _operand(s, "a") - _operand(s, "b"),
+    "multiply": lambda s: _operand(s, "a") * _operand(s, "b"),
+    "divide": lambda s: _operand(s, "x1") / _operand(s, "x2"),
+    "negative": lambda s: -_operand(s, "x"),
+    "dot": lambda s: _operand(s, "a").dot(_operand(s, "b")),
+}
+
+
+def _replace_chumpy(obj, path, done):
+    """`obj` with every chumpy stand-in inside containers replaced by its numpy value."""
+    if id(obj) in done:
+        return done[id(obj)]
+    if isinstance(obj, _ChumpyObject):
+        state = getattr(obj, "state", None)
+        name = obj.chumpy_name.rsplit(".", 1)[-1]
+        if not isinstance(state, dict) or name not in _CHUMPY_VALUES:
+            raise InputError(f"{path}: holds a chumpy object of class {obj.chumpy_name}, "
+                             "which this loader cannot turn into an array")
+        terms = {key: _replace_chumpy(value, path, done) for key, value in state.items()}
+        try:
+            result = _CHUMPY_VALUES[name](terms)
+        except (KeyError, ValueError, TypeError, IndexError) as error:
+            raise InputError(f"{path}: cannot compute the chumpy object of class "
+                             f"{obj.chumpy_name}: {error!r}") from None
+        if not scipy.sparse.issparse(result):
+            result = np.asarray(result)
+    elif isinstance(obj, dict):
+        result = {key: _replace_chumpy(value, path, done) for key, value in obj.items()}
+    elif isinstance(obj, (list, tuple)):
+        result = type(obj)(_replace_chumpy(value, path, done) for value in obj)
+    else:
+        return obj
+    done[id(obj)] = result
+    return result
+
+
+def load_pickle(path):
+    """Load a pickled model or deformation-transfer file, building only safe objects.
+
+    Args:
+        path: the `.pkl` file (Python 2 or Python 3 pickle, any protocol).
+    Returns:
+        The unpickled object, in which every chumpy object has become a numpy array.
+    Raises:
+        InputError: the file is missing, is not a (complete) pickle, or asks for a name
+            outside numpy arrays, scipy sparse matrices and plain containers; the
+            refused name is given and nothing it names is called.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            obj = _RestrictedUnpickler(handle, path).load()
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, expected a pickle file") from None
+    except Exception as error:
+        raise InputError(f"{path}: not a readable pickle (truncated, damaged or another "
+                         f"format): {error!r}") from None
+    return _replace_chumpy(obj, path, {})
