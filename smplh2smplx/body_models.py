@@ -16,6 +16,9 @@ from .safe_pickle import load_pickle
 SMPLH_NUM_VERTICES, SMPLH_NUM_JOINTS = 6890, 52
 SMPLX_NUM_VERTICES, SMPLX_NUM_JOINTS = 10475, 55
 
+_COUNTS = {"smplh": (SMPLH_NUM_VERTICES, SMPLH_NUM_JOINTS),
+           "smplx": (SMPLX_NUM_VERTICES, SMPLX_NUM_JOINTS)}
+
 # Vertex and joint counts of the SMPL family, to say what a wrong file is.
 _FAMILY = {
     (SMPLH_NUM_VERTICES, SMPLH_NUM_JOINTS): "SMPL-H",
@@ -93,17 +96,6 @@ def load_smplx(path):
     return _load_body_model(path, "smplx")
 
 
-def _describe(kind):
-    num_vertices, num_joints = _expected_counts(kind)
-    return f"{_FAMILY[(num_vertices, num_joints)]} ({num_vertices} vertices, {num_joints} joints)"
-
-
-def _expected_counts(kind):
-    if kind == "smplh":
-        return SMPLH_NUM_VERTICES, SMPLH_NUM_JOINTS
-    return SMPLX_NUM_VERTICES, SMPLX_NUM_JOINTS
-
-
 def _find_model_file(path, kind):
     """`path` itself if it is a file, else the first conventional model file inside it."""
     path = Path(path)
@@ -114,7 +106,7 @@ def _find_model_file(path, kind):
             if candidate.is_file():
                 return candidate
         looked_for = ", ".join(str(c.relative_to(path)) for c in candidates)
-        raise InputError(f"{path}: no {_describe(kind)} model file in this folder; "
+        raise InputError(f"{path}: no {_FAMILY[_COUNTS[kind]]} model file in this folder; "
                          f"looked for {looked_for}")
     if not path.is_file():
         raise InputError(f"{path}: body model file not found")
@@ -160,11 +152,12 @@ def _load_body_model(path, kind):
         raise InputError(f"{path}: v_template has shape {v_template.shape} and kintree_table "
                          f"{kintree.shape}, expected (V, 3) and (2, J)")
     counts = (v_template.shape[0], kintree.shape[1])
-    if counts != _expected_counts(kind):
-        family = _FAMILY.get(counts)
-        found = f"a {family} model" if family else "a model"
-        raise InputError(f"{path}: is {found} ({counts[0]} vertices, {counts[1]} joints), "
-                         f"expected {_describe(kind)}")
+    if counts != _COUNTS[kind]:
+        found = f"{_FAMILY[counts]} model" if counts in _FAMILY else "model"
+        num_vertices, num_joints = _COUNTS[kind]
+        raise InputError(f"{path}: is a {found} ({counts[0]} vertices, {counts[1]} joints), "
+                         f"expected {_FAMILY[_COUNTS[kind]]} ({num_vertices} vertices, "
+                         f"{num_joints} joints)")
     num_vertices, num_joints = counts
     expected_shapes = {  # letters: any size
         "v_template": (num_vertices, 3),
@@ -203,12 +196,12 @@ def _load_body_model(path, kind):
     return BodyModelData(
         kind=kind,
         path=path,
-        v_template=v_template.astype(np.float64),
+        v_template=np.asarray(v_template, np.float64),
         faces=faces,
-        j_regressor=arrays["J_regressor"].astype(np.float64),
+        j_regressor=np.asarray(arrays["J_regressor"], np.float64),
         parents=parents,
-        weights=arrays["weights"].astype(np.float64),
-        posedirs=arrays["posedirs"].astype(np.float64),
-        shapedirs=arrays["shapedirs"].astype(np.float64),
+        weights=np.asarray(arrays["weights"], np.float64),
+        posedirs=np.asarray(arrays["posedirs"], np.float64),
+        shapedirs=np.asarray(arrays["shapedirs"], np.float64),
         num_shape_coeffs=num_shape_coeffs,
     )
