@@ -1,0 +1,212 @@
+"""What stage 2 writes: one SMPL-X parameter file per pose and the per-pose error table.
+
+Parameter files (`<pose_id:06d>.pkl`) follow the contract read by PoseEmbroider (see
+FORMATS.md): a pickled dict of float32 CPU torch tensors without autograd history, axis-angle,
+with exactly the keys and shapes of `PARAMETER_SHAPES`.
+
+The error table (`errors.csv`, one row per converted pose, sorted by pose id) is rewritten
+whole after every batch: the rows already in the file and the new rows are merged (a new row
+replaces an old one of the same pose id), and the merged table replaces the file atomically
+under an exclusive lock. So a resumed run keeps the rows of the earlier runs, shards of one
+run that share an output folder never lose each other's rows, and the table never depends on
+the order in which the poses finished. Rewriting 10,000 short rows per batch costs
+milliseconds, far below a batch's fit.
+"""
+import csv
+import io
+import pickle
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+from .files import atomic_write
+
+NUM_BETAS = 10
+
+# Key -> shape of every tensor in a parameter file, in the order the file lists them.
+PARAMETER_SHAPES = {
+    "global_orient": (1, 3),
+    "body_pose": (21, 3),
+    "betas": (1, NUM_BETAS),
+    "left_hand_pose": (15, 3),
+    "right_hand_pose": (15, 3),
+    "jaw_pose": (1, 3),
+    "leye_pose": (1, 1, 3),
+    "reye_pose": (1, 1, 3),
+}
+
+# Where each pose key sits in the SMPL-X joint order (55 joints, root first).
+JOINT_SLICES = {
+    "global_orient": slice(0, 1),
+    "body_pose": slice(1, 22),
+    "jaw_pose": slice(22, 23),
+    "leye_pose": slice(23, 24),
+    "reye_pose": slice(24, 25),
+    "left_hand_pose": slice(25, 40),
+    "right_hand_pose": slice(40, 55),
+}
+
+ERRORS_CSV = "errors.csv"
+CSV_COLUMNS = ("pose_id", "v2v_mean_mm", "v2v_max_mm", "iterations", "converged", "flagged")
+
+
+def parameter_path(output_dir, pose_id):
+    """The parameter file of `pose_id` in `output_dir`."""
+    return Path(output_dir) / f"{pose_id:06d}.pkl"
+
+
+def smplx_parameters(pose, betas):
+    """The contract's dict for one pose.
+
+    Args:
+        pose: (55, 3) axis-angle local rotations in SMPL-X joint order (tensor or array).
+        betas: (NUM_BETAS,) or (1, NUM_BETAS) shape coefficients.
+    Returns:
+        dict key -> float32 CPU tensor, detached, shaped as in `PARAMETER_SHAPES`.
+    """
+    pose = torch.as_tensor(pose).detach().to("cpu", torch.float32)
+    betas = torch.as_tensor(betas).detach().to("cpu", torch.float32)
+    if pose.shape != (55, 3):
+        raise ValueError(f"pose must be (55, 3), got {tuple(pose.shape)}")
+    if betas.numel() != NUM_BETAS:
+        raise ValueError(f"betas must hold {NUM_BETAS} values, got {tuple(betas.shape)}")
+    params = {}
+    for key, shape in PARAMETER_SHAPES.items():
+        value = betas if key == "betas" else pose[JOINT_SLICES[key]]
+        # clone: each tensor owns its storage, so the pickle holds no view of the whole pose.
+        params[key] = value.reshape(shape).clone()
+    return params
+
+
+def write_smplx_params(path, pose, betas):
+    """Write one pose's parameter file atomically (see `smplx_parameters` for the arguments)."""
+    params = smplx_parameters(pose, betas)
+    with atomic_write(path) as handle:
+        pickle.dump(params, handle, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def read_smplx_params(path):
+    """Load a parameter file with plain `pickle` and check it against the contract.
+
+    Returns:
+        the dict of tensors as stored.
+    Raises:
+        InputError naming the file and the first departure from the contract.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            params = pickle.load(handle)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
+        raise InputError(f"{path}: cannot read SMPL-X parameters ({error})") from None
+    if not isinstance(params, dict):
+        raise InputError(f"{path}: holds a {type(params).__name__}, expected a dict")
+    if set(params) != set(PARAMETER_SHAPES):
+        raise InputError(f"{path}: keys {sorted(params)}, expected {sorted(PARAMETER_SHAPES)}")
+    for key, shape in PARAMETER_SHAPES.items():
+        value = params[key]
+        if not isinstance(value, torch.Tensor):
+            raise InputError(f"{path}: {key} is a {type(value).__name__}, expected a torch tensor")
+        problem = None
+        if tuple(value.shape) != shape:
+            problem = f"shape {tuple(value.shape)}, expected {shape}"
+        elif value.dtype != torch.float32:
+            problem = f"dtype {value.dtype}, expected torch.float32"
+        elif value.device.type != "cpu":
+            problem = f"on {value.device}, expected the CPU"
+        elif value.requires_grad or value.grad_fn is not None:
+            problem = "carries autograd history"
+        elif not torch.isfinite(value).all():
+            problem = "holds NaN or infinite values"
+        if problem:
+            raise InputError(f"{path}: {key} {problem}")
+    return params
+
+
+def pose_from_params(params):
+    """Inverse of `smplx_parameters`: (55, 3) pose and (NUM_BETAS,) betas tensors."""
+    pose = torch.zeros(55, 3, dtype=params["body_pose"].dtype)
+    for key, joints in JOINT_SLICES.items():
+        pose[joints] = params[key].reshape(-1, 3)
+    return pose, params["betas"].reshape(-1)
+
+
+# ----------------------------------------------------------------- the error table
+
+@dataclass(frozen=True)
+class ErrorRow:
+    """One pose's line in errors.csv."""
+    pose_id: int
+    v2v_mean_mm: float
+    v2v_max_mm: float
+    iterations: int
+    converged: bool
+    flagged: bool
+
+    def cells(self):
+        return [str(self.pose_id), f"{self.v2v_mean_mm:.4f}", f"{self.v2v_max_mm:.4f}",
+                str(self.iterations), str(int(self.converged)), str(int(self.flagged))]
+
+
+def read_error_rows(path):
+    """Rows of an errors.csv as {pose_id: ErrorRow}; empty when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    rows = {}
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return {}
+        if tuple(header) != CSV_COLUMNS:
+            raise InputError(f"{path}: columns {header}, expected {list(CSV_COLUMNS)}")
+        for line_number, cells in enumerate(reader, start=2):
+            try:
+                pose_id, mean, peak, iterations, converged, flagged = cells
+                row = ErrorRow(int(pose_id), float(mean), float(peak), int(iterations),
+                               bool(int(converged)), bool(int(flagged)))
+            except ValueError:
+                raise InputError(f"{path}: line {line_number} is malformed: {cells}") from None
+            rows[row.pose_id] = row
+    return rows
+
+
+@contextmanager
+def _exclusive_lock(path):
+    """Hold an exclusive advisory lock on a hidden lock file beside `path` (POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:          # Windows: no concurrent shards sharing a folder there.
+        yield
+        return
+    lock_path = Path(path).with_name(f".{Path(path).name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def merge_error_rows(path, new_rows):
+    """Merge `new_rows` (iterable of ErrorRow) into errors.csv at `path`, atomically.
+
+    A new row replaces the stored row of the same pose id; the file is sorted by pose id.
+    """
+    new_rows = list(new_rows)
+    if not new_rows:
+        return
+    with _exclusive_lock(path):
+        rows = read_error_rows(path)
+        rows.update((row.pose_id, row) for row in new_rows)
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(rows[pose_id].cells() for pose_id in sorted(rows))
+        with atomic_write(path, "w") as handle:
+            handle.write(text.getvalue())

@@ -1,0 +1,133 @@
+"""The stage-2 output contract (.pkl) and the per-pose error table (errors.csv)."""
+import pickle
+import threading
+
+import pytest
+import torch
+
+from smplh2smplx.errors import InputError
+from smplh2smplx.outputs import (CSV_COLUMNS, PARAMETER_SHAPES, ErrorRow, merge_error_rows,
+                                 parameter_path, pose_from_params, read_error_rows,
+                                 read_smplx_params, write_smplx_params)
+
+CONTRACT = {
+    "global_orient": (1, 3), "body_pose": (21, 3), "betas": (1, 10),
+    "left_hand_pose": (15, 3), "right_hand_pose": (15, 3), "jaw_pose": (1, 3),
+    "leye_pose": (1, 1, 3), "reye_pose": (1, 1, 3),
+}
+
+
+def check_contract(path):
+    """Load with plain pickle (what PoseEmbroider does) and check every key against FORMATS.md."""
+    with open(path, "rb") as handle:
+        params = pickle.load(handle)
+    assert type(params) is dict and set(params) == set(CONTRACT)
+    for key, shape in CONTRACT.items():
+        value = params[key]
+        assert isinstance(value, torch.Tensor), key
+        assert tuple(value.shape) == shape, key
+        assert value.dtype == torch.float32 and value.device.type == "cpu", key
+        assert not value.requires_grad and value.grad_fn is None, key
+    return params
+
+
+def test_contract_table_matches_formats_doc():
+    assert PARAMETER_SHAPES == CONTRACT
+
+
+def test_written_file_matches_contract_and_joint_order(tmp_path):
+    pose = torch.arange(165, dtype=torch.float64).view(55, 3).requires_grad_()
+    betas = torch.linspace(-1, 1, 10, requires_grad=True)
+    path = parameter_path(tmp_path, 42)
+    assert path.name == "000042.pkl"
+    write_smplx_params(path, pose * 1, betas * 1)       # non-leaf tensors with history
+    params = check_contract(path)
+    expected = pose.detach().float()
+    assert torch.equal(params["global_orient"][0], expected[0])
+    assert torch.equal(params["body_pose"], expected[1:22])
+    assert torch.equal(params["jaw_pose"][0], expected[22])
+    assert torch.equal(params["leye_pose"][0, 0], expected[23])
+    assert torch.equal(params["reye_pose"][0, 0], expected[24])
+    assert torch.equal(params["left_hand_pose"], expected[25:40])
+    assert torch.equal(params["right_hand_pose"], expected[40:55])
+    # The consumer's (52, 3): root, body, left hand, right hand.
+    full = torch.cat([params[k] for k in ("global_orient", "body_pose", "left_hand_pose",
+                                          "right_hand_pose")])
+    assert full.shape == (52, 3)
+    read_pose, read_betas = pose_from_params(read_smplx_params(path))
+    assert torch.equal(read_pose, expected) and torch.equal(read_betas, betas.detach())
+    assert [p.name for p in tmp_path.iterdir()] == ["000042.pkl"]   # no temporary left
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: p.pop("jaw_pose"), "keys"),
+    (lambda p: p.update(betas=torch.zeros(1, 16)), "betas shape"),
+    (lambda p: p.update(body_pose=torch.zeros(21, 3, dtype=torch.float64)), "dtype"),
+    (lambda p: p.update(body_pose=torch.zeros(21, 3, requires_grad=True)), "autograd"),
+    (lambda p: p.update(body_pose=torch.full((21, 3), float("nan"))), "NaN"),
+    (lambda p: p.update(betas=[0.0] * 10), "torch tensor"),
+])
+def test_reader_rejects_departures_from_contract(tmp_path, damage, message):
+    path = tmp_path / "000001.pkl"
+    write_smplx_params(path, torch.zeros(55, 3), torch.zeros(10))
+    params = read_smplx_params(path)
+    damage(params)
+    with open(path, "wb") as handle:
+        pickle.dump(params, handle)
+    with pytest.raises(InputError, match=message) as error:
+        read_smplx_params(path)
+    assert str(path) in str(error.value)
+
+
+def test_reader_names_unreadable_file(tmp_path):
+    path = tmp_path / "000001.pkl"
+    path.write_bytes(b"not a pickle")
+    with pytest.raises(InputError, match="000001.pkl"):
+        read_smplx_params(path)
+
+
+def test_writer_refuses_wrong_shapes(tmp_path):
+    with pytest.raises(ValueError):
+        write_smplx_params(tmp_path / "x.pkl", torch.zeros(52, 3), torch.zeros(10))
+    with pytest.raises(ValueError):
+        write_smplx_params(tmp_path / "x.pkl", torch.zeros(55, 3), torch.zeros(16))
+    assert not list(tmp_path.iterdir())
+
+
+def row(pose_id, mean=1.0):
+    return ErrorRow(pose_id, mean, 2 * mean, 5, True, mean > 10)
+
+
+def test_csv_merge_keeps_earlier_rows_replaces_same_ids_and_sorts(tmp_path):
+    path = tmp_path / "errors.csv"
+    merge_error_rows(path, [row(7), row(3)])
+    merge_error_rows(path, [row(5), row(3, mean=12.5)])
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(CSV_COLUMNS)
+    assert [line.split(",")[0] for line in lines[1:]] == ["3", "5", "7"]
+    rows = read_error_rows(path)
+    assert rows[3] == row(3, mean=12.5) and rows[3].flagged
+    assert rows[7] == row(7)
+
+
+def test_csv_concurrent_writers_lose_no_rows(tmp_path):
+    """Shards sharing an output folder merge into the same table at the same time."""
+    path = tmp_path / "errors.csv"
+
+    def writer(offset):
+        for batch in range(10):
+            merge_error_rows(path, [row(offset + 10 * batch + i) for i in range(10)])
+
+    threads = [threading.Thread(target=writer, args=(1000 * k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(read_error_rows(path)) == 400
+
+
+def test_csv_reader_names_malformed_file(tmp_path):
+    path = tmp_path / "errors.csv"
+    path.write_text("pose_id,v2v\n1,2\n")
+    with pytest.raises(InputError, match="errors.csv"):
+        read_error_rows(path)
