@@ -80,21 +80,73 @@ def subtree_sums(values, parents, levels, dim):
     return sums
 
 
-class _VertexSet(torch.nn.Module):
-    """The model's per-vertex constants restricted to a set of vertex ids."""
+# Pose correctives smaller than this (metres per unit of pose feature, i.e. below a
+# micrometre for a 0.1 rad turn) are left out of a vertex group's Jacobian columns.
+CORRECTIVE_FLOOR = 1e-5
 
-    def __init__(self, data, ids, num_betas, dtype):
+
+class _PartGroup(torch.nn.Module):
+    """Constants of the vertices whose largest skinning weight is one joint.
+
+    Such vertices move only with a few joints (the ancestors of the joints they are skinned
+    to), so their Jacobian is dense over a few columns and zero elsewhere.
+    """
+
+    def __init__(self, data, ids, first, slots, in_subtree, num_betas, dtype):
         super().__init__()
-        num_joints = data.num_joints
+        weights = data.weights[ids]
+        reach = weights @ in_subtree           # (S_g, J): weight moved by each joint
+        posedirs = np.concatenate([np.zeros((len(ids), 3, 1, 9)),
+                                   data.posedirs[ids].reshape(len(ids), 3, -1, 9)], axis=2)
+        corrected = np.abs(posedirs).max(axis=(0, 1, 3)) > CORRECTIVE_FLOOR
+        self.rows = slice(first, first + len(ids))
+        # The joints that move these vertices: by skinning, or by a pose corrective.
+        self.slot_ids = np.flatnonzero((reach.max(0) > 0)[slots] | corrected[slots])
+        self.joints = slots[self.slot_ids]
+        self.skinned = np.flatnonzero(weights.max(0) > 0)               # joints it is skinned to
+        nb = num_betas
+        columns = np.concatenate([3 * self.slot_ids[:, None] + np.arange(3)]).ravel()
+        shared = 3 * len(slots) + np.arange(nb + 3)
+        self.columns = np.concatenate([columns, shared])
+
+        def buffer(name, array):
+            self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(array), dtype=dtype))
+
+        # mix[i, w, k] = weight of skinned joint w if it lies in the subtree of joint k.
+        buffer("mix", weights[:, self.skinned, None] * in_subtree[self.skinned][:, self.joints])
+        buffer("reach", reach[:, self.joints])
+        buffer("posedirs", posedirs[:, :, self.joints].transpose(2, 0, 1, 3)
+               .reshape(len(self.joints), len(ids) * 3, 9))
+
+
+class _VertexSet(torch.nn.Module):
+    """The model's per-vertex constants for some of the masked vertices.
+
+    Vertices are ordered by part group; `positions` gives, in that order, their indices
+    into the mask.
+    """
+
+    def __init__(self, data, mask_ids, positions, num_betas, slots, dtype):
+        super().__init__()
+        primary = data.weights[mask_ids[positions]].argmax(1)
+        order = np.argsort(primary, kind="stable")
+        self.positions = positions[order]
+        ids = mask_ids[self.positions]
+        primary = primary[order]
+        # in_subtree[j, k] = 1 when joint j is k or a descendant of k.
+        in_subtree = subtree_sums(torch.eye(data.num_joints, dtype=torch.float64), data.parents,
+                                  kinematic_levels(data.parents), dim=0).numpy().T
+        bounds = np.searchsorted(primary, np.unique(primary))
+        self.groups = torch.nn.ModuleList(
+            _PartGroup(data, ids[first:last], first, slots, in_subtree, num_betas, dtype)
+            for first, last in zip(bounds, list(bounds[1:]) + [len(ids)]))
 
         def buffer(name, array):
             self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(array), dtype=dtype))
 
         buffer("v_template", data.v_template[ids])
         buffer("shapedirs", data.shapedirs[ids, :, :num_betas])
-        posedirs = data.posedirs[ids]                        # (S, 3, 9 * (J - 1))
-        buffer("posedirs_flat", posedirs.reshape(len(ids) * 3, -1).T)
-        buffer("posedirs", posedirs.reshape(len(ids), 3, num_joints - 1, 9))
+        buffer("posedirs_flat", data.posedirs[ids].reshape(len(ids) * 3, -1).T)
         buffer("weights", data.weights[ids])
 
 
@@ -117,9 +169,21 @@ class SmplxFitter(torch.nn.Module):
         nb = settings.num_betas
         mask_ids = np.asarray(mask_ids, dtype=np.int64)
         self.register_buffer("mask_ids", torch.as_tensor(mask_ids))
-        self.mask_set = _VertexSet(data, mask_ids, nb, dtype)
-        self.fit_positions = self._fit_subset(len(mask_ids), settings.fit_vertices)
-        self.fit_set = _VertexSet(data, mask_ids[self.fit_positions], nb, dtype)
+
+        # Joints that move masked vertices; the others (the eyes) keep their initial value.
+        # Unknowns: [3 per active joint (local rotation increment) | betas | translation].
+        reach = subtree_sums(torch.as_tensor(data.weights[mask_ids]), self.parents, self.levels, 1)
+        self.joint_slots = np.flatnonzero(reach.sum(0).numpy() > 1e-3)
+        self.num_unknowns = 3 * len(self.joint_slots) + (nb if settings.fit_betas else 0) + 3
+
+        def vertex_set(positions):
+            return _VertexSet(data, mask_ids, positions, nb, self.joint_slots, dtype)
+
+        num_masked = len(mask_ids)
+        self.mask_set = vertex_set(np.arange(num_masked))
+        subset = settings.fit_vertices
+        self.fit_set = (self.mask_set if subset <= 0 or subset >= num_masked else vertex_set(
+            np.sort(np.random.default_rng(0).choice(num_masked, subset, replace=False))))
 
         shapedirs = data.shapedirs[:, :, :nb]
         self.register_buffer("joint_template", torch.as_tensor(
@@ -128,15 +192,6 @@ class SmplxFitter(torch.nn.Module):
             np.einsum("jv,vcs->jcs", data.j_regressor, shapedirs), dtype=dtype))
         self.register_buffer("template_weights", torch.as_tensor(data.weights, dtype=dtype))
         self.register_buffer("template_vertices", torch.as_tensor(data.v_template, dtype=dtype))
-        # Joints that move masked vertices; the others (the eyes) keep their initial value.
-        reach = subtree_sums(torch.as_tensor(data.weights[mask_ids]), self.parents, self.levels, 1)
-        self.active_joints = torch.nonzero(reach.sum(0) > 1e-3).squeeze(1)
-
-    @staticmethod
-    def _fit_subset(num_masked, size):
-        if size <= 0 or size >= num_masked:
-            return np.arange(num_masked)
-        return np.sort(np.random.default_rng(0).choice(num_masked, size, replace=False))
 
     # ----------------------------------------------------------------- forward model
 
@@ -144,7 +199,7 @@ class SmplxFitter(torch.nn.Module):
         return self.joint_template + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas)
 
     def _pose(self, vset, rotmats, betas, transl):
-        """Posed vertices of `vset` and the intermediates the Jacobian needs."""
+        """Posed vertices (B, S, 3) of `vset` and the intermediates the Jacobian needs."""
         batch, num_joints = rotmats.shape[:2]
         rest_joints = self._rest_joints(betas)
         world_rot, world_joints = forward_kinematics(rotmats, rest_joints, self.parents, self.levels)
@@ -153,53 +208,71 @@ class SmplxFitter(torch.nn.Module):
         rest = (vset.v_template + torch.einsum("vcs,bs->bvc", vset.shapedirs, betas)
                 + (features @ vset.posedirs_flat).view(batch, -1, 3))
         rot, trans = skinning_transforms(world_rot, world_joints, rest_joints)
-        blended = torch.einsum("vj,bjk->bvk", vset.weights, rot.reshape(batch, num_joints, 9))
-        blended = blended.view(batch, -1, 3, 3)
-        vertices = ((blended @ rest[..., None]).squeeze(-1)
-                    + torch.einsum("vj,bjc->bvc", vset.weights, trans) + transl[:, None])
-        return vertices, dict(rest=rest, rest_joints=rest_joints, world_rot=world_rot,
-                              world_joints=world_joints, blended=blended, trans=trans)
+        blended = (vset.weights @ rot.reshape(batch, num_joints, 9)).view(batch, -1, 3, 3)
+        vertices = ((blended * rest[:, :, None, :]).sum(-1)
+                    + vset.weights @ trans + transl[:, None])
+        return vertices, dict(rest=rest, world_rot=world_rot, world_joints=world_joints,
+                              blended=blended, trans=trans)
 
-    def posed_vertices(self, rotmats, betas, transl, on_mask=True):
-        """(B, S, 3) SMPL-X vertices on the mask (or the fitting subset)."""
-        return self._pose(self.mask_set if on_mask else self.fit_set, rotmats, betas, transl)[0]
+    def posed_vertices(self, rotmats, betas, transl):
+        """(B, M, 3) posed SMPL-X vertices on the mask, in mask order."""
+        vertices = self._pose(self.mask_set, rotmats, betas, transl)[0]
+        return vertices[:, np.argsort(self.mask_set.positions)]
 
     # ----------------------------------------------------------------- Jacobian
 
-    def _jacobian(self, vset, rotmats, cache):
-        """(B, 3S, P) derivative of the posed vertices w.r.t. [rotations, betas, transl]."""
-        batch, num_joints = rotmats.shape[:2]
-        rest, world_rot, world_joints = cache["rest"], cache["world_rot"], cache["world_joints"]
-        active = self.active_joints
-        num_vertices = rest.shape[1]
+    def _normal_equations(self, vset, rotmats, cache, residual):
+        """J^T J (B, P, P) and J^T r (B, P) for the vertices of `vset`, in float64.
 
-        # Rigid part: a_ik = sum over j in subtree(k) of w_ij (G_j(x_i) - p_k).
-        per_joint = torch.einsum("bjkl,bvl->bvjk", world_rot, rest) + cache["trans"][:, None]
-        weighted = per_joint * vset.weights[None, :, :, None]
-        offsets = subtree_sums(weighted, self.parents, self.levels, dim=2)
-        reach = subtree_sums(vset.weights, self.parents, self.levels, dim=1)
-        offsets = offsets - reach[None, :, :, None] * world_joints[:, None]
-        offsets = offsets[:, :, active]
-        parent_rot = torch.cat([torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-                                .expand(batch, 1, 3, 3), world_rot[:, self.parents[1:]]], dim=1)
-        jac_rot = -skew(offsets) @ parent_rot[:, None, active]      # (B, S, K, 3, 3)
+        J is the derivative of the posed vertices w.r.t. the unknowns; it is built one part
+        group at a time over the group's own columns and never held whole.
+        """
+        batch = rotmats.shape[0]
+        world_rot, world_joints = cache["world_rot"], cache["world_joints"]
+        blended, rest = cache["blended"], cache["rest"]
+        eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
+        # An increment of joint k turns its subtree about the world axes W_parent(k) e_c.
+        parent_rot = torch.cat([eye.expand(batch, 1, 3, 3), world_rot[:, self.parents[1:]]], 1)
+        axes = parent_rot.transpose(-1, -2)                              # (B, J, c, xyz)
+        # Pose correctives: d vec(R_k) / d e_a = vec([e_a]x R_k).
+        dfeat = (skew(eye)[None, None] @ rotmats[:, :, None]).reshape(batch, -1, 3, 9)
+        dfeat = dfeat.permute(1, 3, 0, 2).reshape(-1, 9, batch * 3)       # (J, 9, 3B)
+        betas_jac = self._betas_jacobian(vset, cache) if self.settings.fit_betas else None
+        residual = residual.view(batch, -1, 3)
 
-        # Pose correctives: d vec(R_k) / d e_a = vec([e_a]x R_k), for non-root joints.
-        nonroot = active[active > 0]
-        axes = skew(torch.eye(3, dtype=rotmats.dtype, device=rotmats.device))
-        dfeat = (axes[None, None] @ rotmats[:, nonroot, None]).reshape(batch, len(nonroot), 3, 9)
-        corrective = torch.einsum("vcnf,bnaf->bvcna", vset.posedirs[:, :, nonroot - 1], dfeat)
-        corrective = cache["blended"] @ corrective.reshape(batch, num_vertices, 3, -1)
-        corrective = corrective.view(batch, num_vertices, 3, len(nonroot), 3)
-        jac_rot = jac_rot.permute(0, 1, 3, 2, 4).clone()             # (B, S, 3, K, 3)
-        jac_rot[:, :, :, active > 0] += corrective
-
-        columns = [jac_rot.reshape(batch, num_vertices, 3, -1)]
-        if self.settings.fit_betas:
-            columns.append(self._betas_jacobian(vset, cache))
-        columns.append(torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
-                       .expand(batch, num_vertices, 3, 3))
-        return torch.cat(columns, dim=-1).reshape(batch, num_vertices * 3, -1)
+        num = self.num_unknowns
+        hessian = rotmats.new_zeros(batch, num * num)
+        gradient = rotmats.new_zeros(batch, num)
+        for group in vset.groups:
+            rows, joints = group.rows, group.joints
+            size = rows.stop - rows.start
+            points = rest[:, None, rows] @ world_rot[:, group.skinned].transpose(-1, -2)
+            points = points + cache["trans"][:, group.skinned, None]      # (B, W, S_g, 3)
+            offsets = (torch.einsum("swk,bwsc->bskc", group.mix, points)
+                       - group.reach[None, :, :, None] * world_joints[:, None, joints])
+            ax = axes[:, None, joints]                                     # (B, 1, K_g, c, xyz)
+            rot_jac = torch.empty(batch, size, 3, len(joints), 3,
+                                  dtype=rest.dtype, device=rest.device)
+            for x, y, z in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+                rot_jac[:, :, x] = ax[..., y] * offsets[..., z, None] - ax[..., z] * offsets[..., y, None]
+            corrective = torch.bmm(group.posedirs, dfeat[joints])          # (K_g, 3S_g, 3B)
+            corrective = corrective.view(len(joints), size, 3, batch, 3).permute(3, 1, 2, 0, 4)
+            mixed = blended[:, rows]
+            for x in range(3):
+                rot_jac[:, :, x] += (mixed[:, :, x, 0, None, None] * corrective[:, :, 0]
+                                     + mixed[:, :, x, 1, None, None] * corrective[:, :, 1]
+                                     + mixed[:, :, x, 2, None, None] * corrective[:, :, 2])
+            columns = [rot_jac.view(batch, size, 3, -1)]
+            if betas_jac is not None:
+                columns.append(betas_jac[:, rows])
+            columns.append(eye.expand(batch, size, 3, 3))
+            jac = torch.cat(columns, dim=-1).view(batch, size * 3, -1)
+            index = torch.as_tensor(group.columns, device=rest.device)
+            hessian.index_add_(1, (index[:, None] * num + index[None]).view(-1),
+                               (jac.transpose(1, 2) @ jac).view(batch, -1))
+            gradient.index_add_(1, index, (jac.transpose(1, 2)
+                                           @ residual[:, rows].reshape(batch, -1, 1)).squeeze(-1))
+        return hessian.view(batch, num, num).double(), gradient.double()
 
     def _betas_jacobian(self, vset, cache):
         """(B, S, 3, nb): shape changes the rest vertices and every joint location."""
@@ -212,26 +285,32 @@ class SmplxFitter(torch.nn.Module):
             djoints[:, level] = djoints[:, parent] + world_rot[:, parent] @ (
                 joint_dirs[:, level] - joint_dirs[:, parent])
         per_joint = djoints - world_rot @ joint_dirs                 # (B, J, 3, nb)
-        return (cache["blended"] @ vset.shapedirs
+        blended = cache["blended"]
+        return (sum(blended[..., y, None] * vset.shapedirs[None, :, None, y] for y in range(3))
                 + torch.einsum("vj,bjcs->bvcs", vset.weights, per_joint))
 
     # ----------------------------------------------------------------- optimisation
 
     def _apply_step(self, rotmats, betas, transl, step):
-        num_active = len(self.active_joints)
+        """Unknowns after a step laid out as [rotations | betas | translation]."""
+        num_rot = 3 * len(self.joint_slots)
         rotmats = rotmats.clone()
-        increments = roma.rotvec_to_rotmat(step[:, :3 * num_active].reshape(-1, num_active, 3))
-        rotmats[:, self.active_joints] = increments @ rotmats[:, self.active_joints]
+        increments = roma.rotvec_to_rotmat(step[:, :num_rot].reshape(len(step), -1, 3))
+        rotmats[:, self.joint_slots] = increments @ rotmats[:, self.joint_slots]
         if self.settings.fit_betas:
-            betas = betas + step[:, 3 * num_active:-3]
+            betas = betas + step[:, num_rot:-3]
         return rotmats, betas, transl + step[:, -3:]
 
+    def _loss(self, vset, targets, rotmats, betas, transl):
+        return ((self._pose(vset, rotmats, betas, transl)[0] - targets) ** 2).sum((1, 2))
+
     def _solve(self, vset, targets, rotmats, betas, transl, iterations):
-        """Levenberg-Marquardt on `vset`; returns the updated state and per-pose counters."""
+        """Levenberg-Marquardt on `vset` (targets in its order); returns the new state,
+        the Jacobian evaluations spent and whether each pose converged."""
         batch = rotmats.shape[0]
         device = rotmats.device
         damping = torch.full((batch,), 1e-3, dtype=torch.float64, device=device)
-        loss = ((self._pose(vset, rotmats, betas, transl)[0] - targets) ** 2).sum((1, 2))
+        loss = self._loss(vset, targets, rotmats, betas, transl)
         done = torch.zeros(batch, dtype=torch.bool, device=device)
         spent = torch.zeros(batch, dtype=torch.int64, device=device)
         for _ in range(iterations):
@@ -239,41 +318,37 @@ class SmplxFitter(torch.nn.Module):
             if len(todo) == 0:
                 break
             spent[todo] += 1
-            rot, bet, tra = rotmats[todo], betas[todo], transl[todo]
+            rot, bet, tra, tgt = rotmats[todo], betas[todo], transl[todo], targets[todo]
             vertices, cache = self._pose(vset, rot, bet, tra)
-            residual = (vertices - targets[todo]).reshape(len(todo), -1)
-            jac = self._jacobian(vset, rot, cache)
-            hessian = (jac.transpose(1, 2) @ jac).double()
-            gradient = (jac.transpose(1, 2) @ residual[..., None]).double()
+            hessian, gradient = self._normal_equations(vset, rot, cache, vertices - tgt)
             diagonal = torch.diagonal(hessian, dim1=1, dim2=2)
             floor = 1e-6 * diagonal.mean(1, keepdim=True)
             lam = damping[todo]
-            accepted = torch.zeros(len(todo), dtype=torch.bool, device=device)
             old_loss = loss[todo]
+            accepted = torch.zeros(len(todo), dtype=torch.bool, device=device)
             # Retry rejected steps with more damping, reusing the same Jacobian.
             for _attempt in range(4):
                 system = hessian + torch.diag_embed(lam[:, None] * (diagonal + floor))
                 chol, info = torch.linalg.cholesky_ex(system)
-                step = -torch.cholesky_solve(gradient, chol).squeeze(-1)
+                step = -torch.cholesky_solve(gradient[..., None], chol).squeeze(-1)
                 step = torch.where((info == 0)[:, None], step, torch.zeros_like(step))
                 new_rot, new_bet, new_tra = self._apply_step(rot, bet, tra, step.to(rot.dtype))
-                new_loss = ((self._pose(vset, new_rot, new_bet, new_tra)[0] - targets[todo]) ** 2
-                            ).sum((1, 2))
+                new_loss = self._loss(vset, tgt, new_rot, new_bet, new_tra)
                 better = (new_loss < old_loss) & (info == 0) & ~accepted
                 rot = torch.where(better[:, None, None, None], new_rot, rot)
                 bet = torch.where(better[:, None], new_bet, bet)
                 tra = torch.where(better[:, None], new_tra, tra)
-                decrease = torch.where(better, old_loss - new_loss, torch.zeros_like(new_loss))
-                converged_now = better & (decrease < self.settings.tolerance * old_loss)
+                small = better & ((old_loss - new_loss < self.settings.tolerance * old_loss)
+                                  | (step.abs().amax(1) < 1e-6))
+                done[todo[small]] = True
                 old_loss = torch.where(better, new_loss, old_loss)
                 accepted |= better
                 lam = torch.where(better, lam * 0.2, lam).clamp(min=1e-9)
                 lam = torch.where(accepted, lam, lam * 10.0)
-                done[todo[converged_now]] = True
                 if accepted.all():
                     break
-            # A pose whose damping exploded cannot improve any more: it has converged.
-            done[todo[~accepted & (lam > 1e6)]] = True
+            # No step lowers the loss even with 10^4 times the damping: a minimum.
+            done[todo[~accepted]] = True
             rotmats[todo], betas[todo], transl[todo] = rot, bet, tra
             loss[todo] = old_loss
             damping[todo] = lam
@@ -329,15 +404,16 @@ class SmplxFitter(torch.nn.Module):
             rotmats = roma.rotvec_to_rotmat(init_pose.to(targets))
         betas = targets.new_zeros(batch, settings.num_betas)
         transl = targets.new_zeros(batch, 3)
-        fit_targets = targets[:, self.fit_positions]
+        fit_targets = targets[:, self.fit_set.positions]
         start = self._pose(self.fit_set, rotmats, betas, transl)[0]
         transl = (fit_targets - start).mean(1)
 
         rotmats, betas, transl, spent, done = self._solve(
             self.fit_set, fit_targets, rotmats, betas, transl, settings.max_iterations)
-        if settings.refine_iterations > 0 and len(self.fit_positions) < targets.shape[1]:
+        if settings.refine_iterations > 0 and self.fit_set is not self.mask_set:
             rotmats, betas, transl, refine_spent, done = self._solve(
-                self.mask_set, targets, rotmats, betas, transl, settings.refine_iterations)
+                self.mask_set, targets[:, self.mask_set.positions], rotmats, betas, transl,
+                settings.refine_iterations)
             spent = spent + refine_spent
 
         errors = (self.posed_vertices(rotmats, betas, transl) - targets).norm(dim=-1) * 1000.0
