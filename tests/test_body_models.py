@@ -3,6 +3,7 @@ import contextlib
 import pickle
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,3 +223,23 @@ def test_unusable_paths(tmp_path):
     write_pickle(tmp_path / "list.pkl", [1, 2, 3])
     with pytest.raises(InputError, match="expected a dict"):
         load_smplh(tmp_path / "list.pkl")
+
+
+def test_every_kit_model_loads(request):
+    """The synthetic kit's models (fixture `kit` of tests/conftest.py) load in every form."""
+    pytest.importorskip("smplh2smplx.synthetic", reason="synthetic kit not written yet")
+    kit = request.getfixturevalue("kit")
+    models = Path(kit if isinstance(kit, (str, Path)) else kit.root) / "body_models"
+    smplh = [models / "smplh" / "neutral" / "model.npz", models / "smplh" / "SMPLH_NEUTRAL.pkl",
+             models]
+    smplx = [models / "smplx" / "SMPLX_NEUTRAL.npz", models / "smplx" / "SMPLX_NEUTRAL.pkl",
+             models]
+    for load, paths, kind, counts in [(load_smplh, smplh, "smplh", (6890, 52)),
+                                      (load_smplx, smplx, "smplx", (10475, 55))]:
+        for path in paths:
+            data = load(path)
+            assert data.kind == kind and (data.num_vertices, data.num_joints) == counts
+            assert data.path.is_file() and data.parents[0] == -1
+            for array in (data.v_template, data.j_regressor, data.weights, data.posedirs,
+                          data.shapedirs):
+                assert array.dtype == np.float64 and np.all(np.isfinite(array))

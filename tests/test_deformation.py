@@ -1,5 +1,6 @@
 """The deformation transfer: loading checks, and the sparse product against plain sums."""
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,16 @@ def test_missing_and_unreadable_files(tmp_path, small_full_matrix):
     with pytest.raises(InputError, match="not a readable .npy") as error:
         load_deformation_transfer(setup_path, mask_path)
     assert str(mask_path) in str(error.value)
+
+
+def test_kit_deformation_transfer_loads(request):
+    """The synthetic kit's setup and mask (fixture `kit` of tests/conftest.py) load."""
+    pytest.importorskip("smplh2smplx.synthetic", reason="synthetic kit not written yet")
+    kit = request.getfixturevalue("kit")
+    transfer_folder = Path(kit if isinstance(kit, (str, Path)) else kit.root) / "transfer"
+    transfer = load_deformation_transfer(transfer_folder / "smplh2smplx_deftrafo_setup.pkl",
+                                         transfer_folder / "smplx_mask_ids.npy")
+    assert transfer.matrix.shape == (NUM_SMPLX, NUM_SMPLH) and transfer.mask_ids.size > 0
+    vertices = np.random.default_rng(7).normal(size=(2, NUM_SMPLH, 3))
+    expected = reference_apply(transfer.matrix, vertices)
+    np.testing.assert_allclose(transfer.apply(vertices), expected, rtol=1e-10, atol=1e-10)
