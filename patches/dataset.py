@@ -1,0 +1,98 @@
+"""The meshes one official run converts: sorted, sharded, without those already converted.
+
+Replaces the official `transfer_model.data.datasets.MeshFolder`, which lists the folder in
+`os.listdir` order (arbitrary, so shards of one folder are not reproducible) and converts
+everything every time. The PoseScript/PoseFix instructions edit it to sort, shard and skip;
+`MeshShard` does that, in this order: sort the whole folder by file name, cut the shard
+(stable whatever has been converted), then drop the meshes whose parameter file exists.
+"""
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from torch.utils.data import Dataset
+
+from smplh2smplx.errors import InputError
+from smplh2smplx.outputs import parameter_path
+
+MESH_SUFFIXES = (".obj", ".ply")
+
+
+def list_meshes(folder):
+    """The `.obj`/`.ply` files of `folder` sorted by name (hidden files left out)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: mesh folder not found")
+    return sorted((path for path in folder.iterdir()
+                   if path.suffix.lower() in MESH_SUFFIXES and not path.name.startswith(".")
+                   and path.is_file()), key=lambda path: path.name)
+
+
+def pose_id_of(path):
+    """The pose id in a mesh file name `<pose_id:06d>.obj`, or an InputError naming it."""
+    stem = Path(path).stem
+    if not stem.isdigit():
+        raise InputError(f"{path}: a mesh file name must be a pose id, like 000123.obj")
+    return int(stem)
+
+
+def select_shard(paths, size, index):
+    """Shard `index` of size `size` of `paths` (all of them when `size` is 0)."""
+    if size <= 0:
+        return list(paths)
+    return list(paths[index * size:(index + 1) * size])
+
+
+def read_mesh(path):
+    """(vertices float32 (V, 3), faces int32 (F, 3)) of a mesh file, vertex order kept.
+
+    trimesh with `process=False`, as the official reader loads, merges no vertices; with
+    `maintain_order=True` its .obj reader also keeps vertices no face uses (by default it
+    drops them, which would shift nothing in a SMPL-H mesh but would hide a broken file).
+    """
+    try:
+        mesh = trimesh.load(path, process=False, maintain_order=True, force="mesh")
+    except Exception as error:          # trimesh raises many types on malformed files
+        raise InputError(f"{path}: cannot read the mesh ({error})") from None
+    vertices = np.asarray(mesh.vertices, dtype=np.float32)
+    faces = np.asarray(mesh.faces, dtype=np.int32).reshape(-1, 3)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
+        raise InputError(f"{path}: holds no vertices")
+    if not np.isfinite(vertices).all():
+        raise InputError(f"{path}: holds NaN or infinite vertex coordinates")
+    return vertices, faces
+
+
+class MeshShard(Dataset):
+    """The meshes of one shard of a folder that still need converting, in name order.
+
+    Args:
+        data_folder: folder of `<pose_id:06d>.obj` (or `.ply`) meshes of one topology.
+        output_folder: where `<pose_id:06d>.pkl` parameter files are written.
+        shard_size, shard_index: see `select_shard`.
+        overwrite: keep meshes whose parameter file already exists.
+    Items are dicts like the official dataset's: `vertices` float32 (V, 3), `faces` int32
+    (F, 3), `paths` (str), plus `pose_id` (int).
+    """
+
+    def __init__(self, data_folder, output_folder, shard_size=0, shard_index=0,
+                 overwrite=False):
+        paths = select_shard(list_meshes(data_folder), shard_size, shard_index)
+        seen = {}
+        for path in paths:
+            pose_id = pose_id_of(path)
+            if pose_id in seen:
+                raise InputError(f"{path}: pose id {pose_id} is also {seen[pose_id].name}")
+            seen[pose_id] = path
+        self.output_folder = Path(output_folder)
+        self.items = [(pose_id, path) for pose_id, path in seen.items()
+                      if overwrite or not parameter_path(self.output_folder, pose_id).exists()]
+        self.skipped = len(paths) - len(self.items)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        pose_id, path = self.items[index]
+        vertices, faces = read_mesh(path)
+        return {"vertices": vertices, "faces": faces, "paths": str(path), "pose_id": pose_id}

@@ -1,0 +1,265 @@
+"""`run_official`: the official transfer_model's fit, driven by the project's config.
+
+This replaces the official `__main__.main`, keeping its steps (build the SMPL-X layer,
+read the deformation transfer and the mask, then `run_fitting` batch by batch) and
+changing only what the published procedure edits by hand, plus what Python 3.11 needs:
+
+- the device comes from our argument: no `use_cuda` prompt (`input()`) can block a run;
+- meshes come from `MeshShard` (sorted, sharded, already converted ones skipped);
+- each mesh gets its own contract parameter file, written atomically (`writer.py`);
+- a missing mask file is an error (the official code warns and fits without a mask);
+- the SMPL-X layer is built with 10 betas, the contract's count (the official call leaves
+  it to the layer's default: 10 in smplx 0.1.28, 16 in the clone's own smplx package);
+- each batch's gradients are dropped after its fit (see `runtime.observed_fitting`): the
+  unmodified loop leaks about 5 MB per pose.
+
+The optimisation itself is the official code's, unchanged, including what it does not do:
+its translation stage never runs (it looks for a variable `translation`, which is named
+`transl`), so translation is fitted only in the final all-parameter stage, together with
+the expression (which the contract drops).
+"""
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import roma
+import smplx
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from smplh2smplx.errors import InputError
+from smplh2smplx.outputs import JOINT_SLICES, NUM_BETAS, ErrorRow, parameter_path
+
+from .config import ShardSettings, official_config
+from .dataset import MeshShard
+from .loader import load_transfer_model
+from .runtime import observed_fitting, output_as_dict, quiet_official
+from .writer import contract_params, write_params
+
+
+@dataclass(frozen=True)
+class OfficialResult:
+    """One mesh's outcome.
+
+    Attributes:
+        pose_id: from the mesh file name.
+        seconds: wall time of its batch's fit and write, divided by the batch size.
+        v2v_mean_mm, v2v_max_mm: mean and max distance over the mask ids between the
+            target (the deformation-transferred mesh) and the SMPL-X mesh of the written
+            parameters plus the fitted translation, in millimetres.
+        v2v_fit_mean_mm: the same mean for the official code's own final mesh, which also
+            carries its fitted expression (what its log reports as Vertex-to-Vertex).
+        iterations: optimiser steps of all stages of its batch.
+        converged: every stage stopped on the official tolerance before `optim.maxiters`.
+        error: why the fit failed (nothing was written), or None.
+    """
+    pose_id: int
+    seconds: float
+    v2v_mean_mm: float
+    v2v_max_mm: float
+    v2v_fit_mean_mm: float
+    iterations: int
+    converged: bool
+    error: str = None
+
+    def error_row(self, flag_threshold_mm):
+        """This mesh's errors.csv row (`smplh2smplx.outputs.ErrorRow`); None for a failure."""
+        if self.error is not None:
+            return None
+        return ErrorRow(self.pose_id, self.v2v_mean_mm, self.v2v_max_mm, self.iterations,
+                        self.converged, self.v2v_mean_mm > flag_threshold_mm)
+
+
+def resolve_device(name):
+    """torch.device for "cpu", "cuda", "cuda:N" or "auto" (cuda when available)."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"device {name!r}: expected cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"device {name!r}: expected cpu, cuda, cuda:N or auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r}: no CUDA device is available here")
+    return device
+
+
+def _existing(path, what, key):
+    path = Path(str(path)).expanduser()
+    if str(path) in ("", ".") or not path.exists():
+        raise InputError(f"{path}: {what} not found (config key {key})")
+    return path
+
+
+def _read_mask_ids(path, num_vertices):
+    try:
+        mask_ids = np.load(path)
+    except Exception as error:          # numpy raises several types on a bad file
+        raise InputError(f"{path}: not a readable .npy file ({error})") from None
+    if mask_ids.ndim != 1 or not np.issubdtype(mask_ids.dtype, np.integer) \
+            or len(mask_ids) == 0 or mask_ids.min() < 0 or mask_ids.max() >= num_vertices:
+        raise InputError(f"{path}: expected a 1-D array of SMPL-X vertex ids below "
+                         f"{num_vertices}, got {mask_ids.dtype} {mask_ids.shape}")
+    return torch.from_numpy(mask_ids.astype(np.int64))
+
+
+def _vertices_of(body_model, params, transl):
+    """(B, V, 3) SMPL-X vertices of contract dicts plus a (B, 3) translation."""
+    device = transl.device
+    stacked = {key: torch.stack([p[key] for p in params]).to(device) for key in params[0]}
+    rotations = {key: roma.rotvec_to_rotmat(stacked[key].reshape(len(params), -1, 3))
+                 for key in JOINT_SLICES}
+    with torch.no_grad():
+        output = body_model(betas=stacked["betas"].reshape(len(params), -1), transl=transl,
+                            expression=transl.new_zeros(len(params),
+                                                        body_model.num_expression_coeffs),
+                            **rotations)
+    return output["vertices"]
+
+
+def _distances_mm(vertices, targets, mask_ids):
+    """(B, M) distances in mm between two (B, V, 3) vertex sets on the mask ids."""
+    return (vertices[:, mask_ids] - targets[:, mask_ids]).norm(dim=-1) * 1000.0
+
+
+class _OfficialRun:
+    """The state shared by the batches of one run: the official modules, model, targets."""
+
+    def __init__(self, modules, exp_cfg, device):
+        self.modules, self.exp_cfg, self.device = modules, exp_cfg, device
+        body = exp_cfg.body_model
+        if body.model_type != "smplx":
+            raise InputError(f"body_model.model_type is {body.model_type!r}; the stage-2 "
+                             f"outputs are SMPL-X parameters, so it must be smplx")
+        folder = _existing(body.folder, "SMPL-X model folder", "body_model.folder")
+        deftrafo = _existing(exp_cfg.deformation_transfer_path, "deformation transfer",
+                             "deformation_transfer_path")
+        mask = _existing(exp_cfg.mask_ids_fname, "SMPL-X mask ids", "mask_ids_fname")
+        if body.smplx.betas.num != NUM_BETAS:
+            raise InputError(f"body_model.smplx.betas.num is {body.smplx.betas.num}; the "
+                             f"output contract holds {NUM_BETAS} betas")
+        try:
+            # The official config's betas.num is never read by the official code.
+            self.body_model = smplx.build_layer(str(folder), num_betas=NUM_BETAS,
+                                                **body).to(device)
+        except (OSError, ValueError, KeyError, AssertionError) as error:
+            raise InputError(f"{folder}: cannot build the SMPL-X model ({error})") from None
+        if self.body_model.num_betas != NUM_BETAS:
+            raise InputError(f"{folder}: the SMPL-X model has {self.body_model.num_betas} "
+                             f"shape components, the output contract {NUM_BETAS}")
+        output_as_dict(self.body_model)
+        self.def_matrix = modules.utils.read_deformation_transfer(str(deftrafo), device=device)
+        num_vertices = self.body_model.get_num_verts()
+        if self.def_matrix.shape[0] != num_vertices:
+            raise InputError(f"{deftrafo}: maps to {self.def_matrix.shape[0]} vertices, the "
+                             f"SMPL-X model has {num_vertices}")
+        self.mask_ids = _read_mask_ids(mask, num_vertices).to(device)
+
+    def batch_inputs(self, items):
+        """The official batch dict (tensors on the device) for dataset items."""
+        expected = self.def_matrix.shape[1]
+        for item in items:
+            if len(item["vertices"]) != expected:
+                raise InputError(f"{item['paths']}: has {len(item['vertices'])} vertices, "
+                                 f"the deformation transfer expects {expected}")
+        return {
+            "vertices": torch.from_numpy(np.stack([i["vertices"] for i in items])).to(self.device),
+            "faces": torch.from_numpy(np.stack([items[0]["faces"]] * len(items))).to(self.device),
+            "paths": [item["paths"] for item in items],
+            "indices": torch.arange(len(items)),
+        }
+
+    def fit(self, items, output_folder):
+        """Fit and write one batch; one OfficialResult per item."""
+        start = time.perf_counter()
+        batch = self.batch_inputs(items)
+        with observed_fitting(self.modules) as steps:
+            try:
+                var_dict = self.modules.fitting.run_fitting(
+                    self.exp_cfg, batch, self.body_model, self.def_matrix, self.mask_ids)
+            except (RuntimeError, ValueError) as error:   # numerical failure of the optimiser
+                seconds = (time.perf_counter() - start) / len(items)
+                return [OfficialResult(item["pose_id"], seconds, float("nan"), float("nan"),
+                                       float("nan"), steps.total, False,
+                                       f"{type(error).__name__}: {error}") for item in items]
+        params = contract_params(var_dict)
+        with torch.no_grad():
+            targets = self.modules.utils.apply_deformation_transfer(
+                self.def_matrix, batch["vertices"], batch["faces"])
+            transl = var_dict["transl"].detach().reshape(len(items), 3)
+            written = _distances_mm(_vertices_of(self.body_model, params, transl), targets,
+                                    self.mask_ids)
+            fitted = _distances_mm(var_dict["vertices"].detach(), targets, self.mask_ids)
+        for item, pose_params in zip(items, params):
+            write_params(parameter_path(output_folder, item["pose_id"]), pose_params)
+        seconds = (time.perf_counter() - start) / len(items)
+        converged = steps.all_stopped_before(self.exp_cfg.optim.maxiters)
+        return [OfficialResult(item["pose_id"], seconds, float(written[index].mean()),
+                               float(written[index].max()), float(fitted[index].mean()),
+                               steps.total, converged)
+                for index, item in enumerate(items)]
+
+
+def run_official(config, smplx_repo, device=None, on_batch=None, verbose=False, log=print):
+    """Convert the meshes of one shard with the official transfer_model of a clone.
+
+    Args:
+        config: the stage-2 config (my_smplh2smplx.yaml schema, i.e. the official schema
+            plus our sections) as a DictConfig or a plain dict. Read: everything the
+            official defaults know (`datasets.mesh_folder.data_folder`,
+            `deformation_transfer_path`, `mask_ids_fname`, `output_folder`, `body_model.*`,
+            `optim.*`, `edge_fitting.*`, `batch_size`, ...), plus
+            `datasets.mesh_folder.batch_size`/`batch_index` (the shard) and `overwrite`.
+        smplx_repo: path of a clone of github.com/vchoutas/smplx, used unedited.
+        device: "cpu", "cuda", "cuda:N" or "auto"; None reads `fit.device` ("auto" if absent).
+        on_batch: called with the list of OfficialResult of every batch once its files are
+            written (e.g. to merge rows into errors.csv as the run goes).
+        verbose: keep the official progress bars, log and periodic summaries.
+        log: called with one line per fitted mesh; None for silence.
+    Returns:
+        list of OfficialResult, one per mesh attempted, in file-name order.
+    Raises:
+        InputError for a bad clone, missing dependency, config value, file or mesh.
+    """
+    modules = load_transfer_model(smplx_repo)
+    if not isinstance(config, DictConfig):
+        config = OmegaConf.create(config)
+    exp_cfg = official_config(config, modules.defaults.conf, verbose=verbose)
+    shard = ShardSettings.from_config(config)
+    if device is None:
+        device = OmegaConf.select(config, "fit.device", default="auto")
+    device = resolve_device(device)
+
+    data_folder = _existing(exp_cfg.datasets.mesh_folder.data_folder, "mesh folder",
+                            "datasets.mesh_folder.data_folder")
+    output_folder = Path(str(exp_cfg.output_folder)).expanduser()
+    dataset = MeshShard(data_folder, output_folder, shard.size, shard.index, shard.overwrite)
+    if log and dataset.skipped:
+        log(f"official: {dataset.skipped} meshes of the shard already converted, skipped")
+    if len(dataset) == 0:
+        return []
+    output_folder.mkdir(parents=True, exist_ok=True)
+    batch_size = max(1, int(exp_cfg.batch_size or 1))
+    results = []
+    with quiet_official(modules, verbose):
+        run = _OfficialRun(modules, exp_cfg, device)
+        for start in range(0, len(dataset), batch_size):
+            stop = min(start + batch_size, len(dataset))
+            batch_results = run.fit([dataset[index] for index in range(start, stop)],
+                                    output_folder)
+            results.extend(batch_results)
+            if on_batch is not None:
+                on_batch(batch_results)
+            if log:
+                for result in batch_results:
+                    log(_result_line(result))
+    return results
+
+
+def _result_line(result):
+    outcome = result.error or (f"v2v {result.v2v_mean_mm:.2f} mm (max {result.v2v_max_mm:.1f}), "
+                               f"{result.iterations} steps")
+    return f"official: {result.pose_id:06d}: {outcome}, {result.seconds:.1f} s"

@@ -1,0 +1,69 @@
+"""From the official run's variable dictionary to one contract parameter file per pose.
+
+The official `__main__` pickles the whole dictionary `run_fitting` returns (variables,
+rotation matrices, vertices, joints, faces; the whole batch in every file). The published
+fix keeps only the pose fields, in axis-angle, on the CPU; here that is `contract_params`
+(one dict per mesh of the batch, the format of FORMATS.md) and `write_params` (atomic).
+"""
+import pickle
+
+import roma
+import torch
+
+from smplh2smplx.files import atomic_write
+from smplh2smplx.outputs import JOINT_SLICES, PARAMETER_SHAPES, smplx_parameters
+
+
+def _axis_angle(value, batch_size, num_joints, key):
+    """(B, J, 3) float64 CPU axis-angle from rotation matrices or axis-angle of any layout.
+
+    `run_fitting` returns rotation matrices ((B, J, 3, 3)) for the pose keys, since it
+    overwrites its axis-angle variables with the body model's echo of its inputs; its
+    variables themselves are axis-angle ((B, J, 3) or (B, 3 J)). The element count tells
+    them apart.
+    """
+    value = torch.as_tensor(value).detach().to("cpu", torch.float64)
+    if value.numel() == batch_size * num_joints * 9:
+        return roma.rotmat_to_rotvec(value.reshape(batch_size, num_joints, 3, 3))
+    if value.numel() == batch_size * num_joints * 3:
+        return value.reshape(batch_size, num_joints, 3)
+    raise ValueError(f"{key}: shape {tuple(value.shape)} holds neither {batch_size} x "
+                     f"{num_joints} rotation matrices nor axis-angle vectors")
+
+
+def official_pose(var_dict):
+    """(B, 55, 3) axis-angle SMPL-X pose and (B, num_betas) betas from an official dict.
+
+    Args:
+        var_dict: mapping with `betas` (B, num_betas) and the pose keys `global_orient`,
+            `body_pose`, `left_hand_pose`, `right_hand_pose`, `jaw_pose`, `leye_pose`,
+            `reye_pose` as rotation matrices or axis-angle; other keys are ignored.
+    Returns:
+        float64 CPU tensors, detached.
+    """
+    betas = torch.as_tensor(var_dict["betas"]).detach().to("cpu", torch.float64)
+    betas = betas.reshape(len(betas), -1)
+    batch_size = len(betas)
+    pose = torch.zeros(batch_size, 55, 3, dtype=torch.float64)
+    for key, joints in JOINT_SLICES.items():
+        num_joints = joints.stop - joints.start
+        pose[:, joints] = _axis_angle(var_dict[key], batch_size, num_joints, key)
+    return pose, betas
+
+
+def contract_params(var_dict):
+    """One contract dict per mesh of the batch (float32 CPU tensors, shapes of FORMATS.md)."""
+    pose, betas = official_pose(var_dict)
+    return [smplx_parameters(pose[index], betas[index]) for index in range(len(pose))]
+
+
+def write_params(path, params):
+    """Pickle one contract dict to `path` atomically: the file appears whole or not at all.
+
+    Replaces the official `pickle.dump(var_dict, open(path, 'wb'))`, which leaves a
+    truncated file when interrupted (and a truncated file would be skipped as converted).
+    """
+    if set(params) != set(PARAMETER_SHAPES):
+        raise ValueError(f"keys {sorted(params)}, expected {sorted(PARAMETER_SHAPES)}")
+    with atomic_write(path) as handle:
+        pickle.dump(params, handle, protocol=pickle.HIGHEST_PROTOCOL)
