@@ -1,0 +1,108 @@
+"""Stage 2: fit SMPL-X parameters to the SMPL-H meshes of stage 1.
+
+    python run_transfer.py                                   # my_smplh2smplx.yaml + config.py
+    python run_transfer.py --exp-cfg my_smplh2smplx.yaml \
+        --exp-opts datasets.mesh_folder.batch_size=1000 datasets.mesh_folder.batch_index=0
+
+Writes <pose_id:06d>.pkl and errors.csv into output_folder; poses already converted are
+skipped, so an interrupted run is resumed by running the same command again. Exit status:
+0 all converted, 1 some poses failed (listed at the end), 2 bad input (nothing fitted).
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from smplh2smplx.errors import InputError
+from smplh2smplx.outputs import ERRORS_CSV, ErrorRow, merge_error_rows
+from smplh2smplx.settings import EXPERIMENT_CONFIG, load_experiment_config
+from smplh2smplx.transfer import TransferOptions, TransferSummary, run_transfer
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--exp-cfg", default=str(EXPERIMENT_CONFIG),
+                        help="YAML config in the transfer_model schema (default: %(default)s)")
+    parser.add_argument("--exp-opts", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="dotted overrides of config entries, e.g. output_folder=out")
+    parser.add_argument("--engine", choices=("ours", "official"), default="ours",
+                        help="our batched fitter (default) or the official transfer_model")
+    parser.add_argument("--smplx-repo", metavar="PATH",
+                        help="clone of the smplx repository (--engine official)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (config: fit.device)")
+    parser.add_argument("--batch-size", type=int,
+                        help="poses fitted at once (config: fit.batch_size; official engine: "
+                             "batch_size)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="convert again poses whose .pkl already exists")
+    parser.add_argument("--from-params", action="store_true",
+                        help="pose SMPL-H from source_params.npz instead of reading meshes")
+    parser.add_argument("--smplh-model", metavar="PATH",
+                        help="SMPL-H model for --from-params (config.py: SMPLH_MODEL)")
+    return parser.parse_args(argv)
+
+
+def flag_overrides(args):
+    """The config entries set by dedicated flags (they win over --exp-opts)."""
+    flags = {}
+    if args.device is not None:
+        flags["fit.device"] = args.device
+    if args.batch_size is not None:
+        flags["batch_size" if args.engine == "official" else "fit.batch_size"] = args.batch_size
+    if args.overwrite:
+        flags["overwrite"] = True
+    if args.from_params:
+        flags["fit.from_params"] = True
+    if args.smplh_model is not None:
+        flags["fit.smplh_model"] = args.smplh_model
+    return flags
+
+
+def run_official_engine(config, args):
+    """--engine official: the official transfer_model (patched at run time by patches/),
+    with the same errors.csv and summary as our engine."""
+    if args.from_params:
+        raise InputError("--from-params works with --engine ours only")
+    try:
+        from patches.official import run_official
+    except ImportError as error:
+        raise InputError(f"--engine official is not available in this checkout "
+                         f"(patches.official.run_official: {error})") from None
+    csv_path = Path(str(config.output_folder)).expanduser() / ERRORS_CSV
+    threshold = float(config.fit.flag_threshold_mm)
+    summary = TransferSummary()
+
+    def record(results):
+        rows = [ErrorRow(r.pose_id, r.v2v_mean_mm, r.v2v_max_mm, r.iterations, r.converged,
+                         r.v2v_mean_mm > threshold) for r in results if r.error is None]
+        merge_error_rows(csv_path, rows)
+        summary.rows.extend(rows)
+        summary.failures.extend((str(r.pose_id), f"pose {r.pose_id}: {r.error}")
+                                for r in results if r.error is not None)
+
+    start = time.perf_counter()
+    summary.total = len(run_official(config, smplx_repo=args.smplx_repo, on_batch=record))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        config = load_experiment_config(args.exp_cfg, args.exp_opts, flag_overrides(args))
+        if args.engine == "official":
+            summary = run_official_engine(config, args)
+        else:
+            summary = run_transfer(TransferOptions.from_config(config))
+    except InputError as error:
+        print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    print("\n".join(summary.lines()))
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Settings: config.py, and for stage 2 my_smplh2smplx.yaml with --exp-opts and flags."""
+import pytest
+
+import run_transfer
+from smplh2smplx.errors import InputError
+from smplh2smplx.settings import EXPERIMENT_CONFIG, load_experiment_config, read_user_config
+from smplh2smplx.transfer import TransferOptions
+
+# ----------------------------------------------------------------- stage 2: my_smplh2smplx.yaml
+
+USER_CONFIG = {
+    "MESH_DIR": "meshes", "SMPLX_OUTPUT_DIR": "out", "SMPLX_MODEL": "models",
+    "DEFTRAFO_PATH": "transfer/deftrafo.pkl", "MASK_IDS_PATH": "transfer/mask.npy",
+    "SMPLH_MODEL": "TODO", "AMASS_DIR": "TODO",
+}
+
+
+def test_yaml_paths_come_from_config_py_through_the_resolver():
+    config = load_experiment_config(user_config=USER_CONFIG)
+    assert config.datasets.mesh_folder.data_folder == "meshes"
+    assert config.output_folder == "out"
+    assert config.body_model.folder == "models"
+    assert config.deformation_transfer_path == "transfer/deftrafo.pkl"
+    assert config.mask_ids_fname == "transfer/mask.npy"
+    assert config.datasets.mesh_folder.batch_size == 0 and config.body_model.model_type == "smplx"
+
+
+def test_real_config_py_feeds_the_shipped_yaml():
+    user_config = read_user_config()
+    config = load_experiment_config()
+    assert config.datasets.mesh_folder.data_folder == user_config["MESH_DIR"]
+    assert config.output_folder == user_config["SMPLX_OUTPUT_DIR"]
+
+
+def test_every_yaml_entry_is_commented():
+    """Each key with a value carries a comment on its line or on the line above."""
+    lines = EXPERIMENT_CONFIG.read_text().splitlines()
+    for number, line in enumerate(lines):
+        key, colon, value = line.split("#")[0].partition(":")
+        if not colon or not key.strip() or not value.strip():
+            continue                                   # comments, blanks, section headers
+        assert "#" in line or lines[number - 1].strip().startswith("#"), line
+
+
+def test_precedence_config_py_yaml_exp_opts_flags(tmp_path):
+    exp_cfg = tmp_path / "mine.yaml"
+    exp_cfg.write_text("output_folder: from_yaml\nfit:\n  batch_size: 64\n  device: cpu\n")
+    config = load_experiment_config(exp_cfg, ["fit.batch_size=32", "fit.device=cuda"],
+                                    {"fit.batch_size": 16}, user_config=USER_CONFIG)
+    assert config.output_folder == "from_yaml"          # YAML over config.py
+    assert config.fit.device == "cuda"                  # --exp-opts over YAML
+    assert config.fit.batch_size == 16                  # flags over --exp-opts
+    assert config.fit.max_iterations == load_experiment_config(
+        user_config=USER_CONFIG).fit.max_iterations     # unset keys: the shipped defaults
+
+
+def test_dotted_overrides_and_official_extra_keys(tmp_path):
+    official = tmp_path / "smplh2smplx_as.yaml"
+    official.write_text("datasets:\n  mesh_folder:\n    data_folder: m\nsummary_steps: 100\n"
+                        "body_model:\n  use_compressed: false\n")
+    config = load_experiment_config(official, ["datasets.mesh_folder.batch_size=1000",
+                                               "datasets.mesh_folder.batch_index=3"],
+                                    user_config=USER_CONFIG)
+    assert config.summary_steps == 100 and config.datasets.mesh_folder.data_folder == "m"
+    assert config.datasets.mesh_folder.batch_size == 1000
+    assert config.datasets.mesh_folder.batch_index == 3
+
+
+@pytest.mark.parametrize("exp_opts, message", [
+    (["fit.bacth_size=3"], "unknown key.*fit.bacth_size"),
+    (["output_folder"], "key=value"),
+    (["=3"], "key=value"),
+])
+def test_bad_overrides_are_named(exp_opts, message):
+    with pytest.raises(InputError, match=message):
+        load_experiment_config(exp_opts=exp_opts, user_config=USER_CONFIG)
+
+
+def test_missing_config_py_entry_and_bad_files_are_named(tmp_path):
+    partial = {key: value for key, value in USER_CONFIG.items() if key != "MASK_IDS_PATH"}
+    with pytest.raises(InputError, match="MASK_IDS_PATH"):
+        load_experiment_config(user_config=partial)
+    with pytest.raises(InputError, match="nope.yaml"):
+        load_experiment_config(tmp_path / "nope.yaml", user_config=USER_CONFIG)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("fit: [unclosed\n")
+    with pytest.raises(InputError, match="broken.yaml"):
+        load_experiment_config(broken, user_config=USER_CONFIG)
+
+
+def test_flags_map_onto_config_entries():
+    args = run_transfer.parse_args(["--device", "cpu", "--batch-size", "8", "--overwrite",
+                                    "--from-params", "--smplh-model", "h.npz"])
+    assert run_transfer.flag_overrides(args) == {
+        "fit.device": "cpu", "fit.batch_size": 8, "overwrite": True, "fit.from_params": True,
+        "fit.smplh_model": "h.npz"}
+    official = run_transfer.parse_args(["--engine", "official", "--batch-size", "2"])
+    assert run_transfer.flag_overrides(official) == {"batch_size": 2}
+    assert run_transfer.flag_overrides(run_transfer.parse_args([])) == {}
+
+
+def test_options_from_config():
+    config = load_experiment_config(exp_opts=["datasets.mesh_folder.batch_size=100",
+                                              "datasets.mesh_folder.batch_index=2",
+                                              "fit.max_iterations=7", "fit.fit_betas=false"],
+                                    flags={"fit.batch_size": 16}, user_config=USER_CONFIG)
+    options = TransferOptions.from_config(config)
+    assert (options.shard_size, options.shard_index, options.batch_size) == (100, 2, 16)
+    assert options.fit.max_iterations == 7 and options.fit.fit_betas is False
+    assert str(options.mesh_dir) == "meshes" and str(options.deftrafo_path) == "transfer/deftrafo.pkl"
+    assert options.smplh_model is None                # only needed with from_params
+
+
+@pytest.mark.parametrize("exp_opts, message", [
+    (["fit.from_params=true"], "fit.smplh_model is not set.*config.py"),  # SMPLH_MODEL is TODO
+    (["fit.batch_size=many"], "fit.batch_size: expected int"),
+    (["fit.batch_size=0"], "fit.batch_size must be >= 1"),
+    (["fit.fit_betas=maybe"], "fit.fit_betas: expected bool"),
+    (["body_model.model_type=smpl"], "only smplx"),
+    (["body_model.smplx.betas.num=16"], "10 betas"),
+    (["datasets.mesh_folder.batch_index=-1"], "batch_index must be >= 0"),
+])
+def test_bad_option_values_are_named(exp_opts, message):
+    config = load_experiment_config(exp_opts=exp_opts, user_config=USER_CONFIG)
+    with pytest.raises(InputError, match=message):
+        TransferOptions.from_config(config)
