@@ -1,0 +1,52 @@
+"""Reading AMASS SMPL-H sequences ("SMPL+H G" download), with the format checked.
+
+Only the `poses` array is read (np.load opens an .npz lazily, so the marker data and
+other arrays some files carry cost nothing). A SMPL-X sequence is refused rather than
+guessed around: its 165 values per frame are laid out differently (jaw and eyes between
+body and hands), so reading it as SMPL-H would silently give wrong hands.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+SMPLH_POSE_SIZE = 156      # 52 joints x 3: root, 21 body joints, 15 + 15 hand joints
+SMPLX_POSE_SIZE = 165      # 55 joints x 3
+
+
+def read_smplh_poses(path):
+    """(T, 156) float64 axis-angle poses of an AMASS SMPL-H sequence file.
+
+    Raises InputError naming the file when it is missing, not a readable .npz, a SMPL-X
+    sequence, or holds no finite (T, 156) `poses` array.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: AMASS sequence not found")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "poses" not in archive.files:
+                raise InputError(f"{path}: not an AMASS sequence (no `poses` array)")
+            model_type = (str(archive["surface_model_type"])
+                          if "surface_model_type" in archive.files else "smplh")
+            poses = archive["poses"]
+    except InputError:
+        raise
+    except Exception as error:  # zip, header or pickled-object errors of all kinds
+        raise InputError(f"{path}: not a readable .npz file: {error!r}") from None
+    if model_type != "smplh" or (poses.ndim == 2 and poses.shape[1] == SMPLX_POSE_SIZE):
+        raise InputError(f"{path}: is an AMASS SMPL-X sequence (surface_model_type "
+                         f"{model_type}, poses {poses.shape}); use the SMPL+H G download")
+    if poses.ndim != 2 or poses.shape[1] != SMPLH_POSE_SIZE or poses.dtype.kind != "f":
+        raise InputError(f"{path}: poses has shape {poses.shape} and type {poses.dtype}, "
+                         f"expected (T, {SMPLH_POSE_SIZE}) floats")
+    if not np.isfinite(poses).all():
+        raise InputError(f"{path}: poses hold NaN or infinite values")
+    return poses.astype(np.float64, copy=False)
+
+
+def check_frame(pose_id, frame, num_frames, path):
+    """Raise InputError naming the pose and the file when `frame` is not in 0..num_frames-1."""
+    if not 0 <= frame < num_frames:
+        raise InputError(f"pose {pose_id}: frame {frame} is beyond {path} ({num_frames} frames)")

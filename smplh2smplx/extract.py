@@ -1,0 +1,367 @@
+"""Stage 1: pose the selected PoseScript/PoseFix poses with SMPL-H and write them out.
+
+The run, in order:
+1. load and check the SMPL-H model, the selection (see selection.py) and any earlier
+   `source_params.npz`; drop the poses already done (unless `overwrite`);
+2. read each AMASS sequence once for all of its selected frames, checking every id, file
+   and frame: a bad input is an InputError naming it, raised before anything is written
+   (with `keep_going`, bad ids are set aside and listed in the summary instead);
+3. record the source pose of every pose read into `source_params.npz` (merged with the
+   earlier entries), so that stage 2 can start from it or pose SMPL-H from it directly;
+4. with the "obj" output format, pose the bodies in batches and write `<pose_id:06d>.obj`,
+   a writer thread formatting and writing one batch while the next one is posed.
+
+The source poses are recorded before the meshes because they come straight from AMASS:
+a run interrupted while writing meshes leaves a complete `source_params.npz` and whole
+`.obj` files only (`atomic_write`), and running it again writes the missing meshes.
+"""
+import contextlib
+import io
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .amass import SMPLH_POSE_SIZE, check_frame, read_smplh_poses
+from .body_models import load_smplh
+from .errors import InputError
+from .files import atomic_write
+from .lbs import BodyModel
+from .meshes import format_face_lines, format_vertex_lines
+from .safe_pickle import load_pickle
+from .selection import select_pose_ids
+from .transfer import SOURCE_PARAMS, read_source_params
+
+OUTPUT_FORMATS = ("obj", "params")
+BODY_MODELS = ("amass", "smplx")
+AMASS_NUM_BETAS = 16          # the AMASS body model's shape space (all zero here)
+_HAND_KEYS = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")
+
+
+@dataclass
+class ExtractOptions:
+    """Everything a stage-1 run needs.
+
+    amass_dir: AMASS SMPL-H root (holding CMU/, BMLrub/, ...).
+    posefix_dir, posescript_dir: release folders; posescript_dir None or "" leaves
+        PoseScript-H out. The id mapping is read from the first that has it.
+    smplh_model: SMPL-H model file or folder (see body_models.load_smplh).
+    output_dir: where `<pose_id:06d>.obj` and source_params.npz go.
+    ids: explicit pose ids instead of PoseFix-H + PoseScript-H; all_poses: every id of
+        the mapping instead.
+    output_format: "obj" (meshes and source_params.npz) or "params" (source_params.npz only).
+    body_model: "amass" (AMASS-codebase semantics: 16 zero betas, zero translation, no
+        hand mean) or "smplx" (smplx.create on a smplx-codebase SMPLH file); same vertices.
+    batch_size: poses posed at once; overwrite: redo poses already written;
+    keep_going: set bad ids aside (listed in the summary) instead of stopping.
+    """
+    amass_dir: Path
+    posefix_dir: Path
+    smplh_model: Path
+    output_dir: Path
+    posescript_dir: Path = None
+    ids: list = None
+    all_poses: bool = False
+    output_format: str = "obj"
+    body_model: str = "amass"
+    batch_size: int = 128
+    overwrite: bool = False
+    keep_going: bool = False
+
+    def __post_init__(self):
+        def as_path(value):
+            return Path(value).expanduser() if value not in (None, "") else None
+
+        self.amass_dir, self.posefix_dir, self.posescript_dir, self.smplh_model, \
+            self.output_dir = map(as_path, (self.amass_dir, self.posefix_dir,
+                                            self.posescript_dir, self.smplh_model,
+                                            self.output_dir))
+        if self.ids is not None:
+            self.ids = sorted({int(pose_id) for pose_id in self.ids})
+
+    def check(self):
+        """Raise InputError for a missing folder or a value out of range."""
+        if self.output_format not in OUTPUT_FORMATS:
+            raise InputError(f"output format must be one of {OUTPUT_FORMATS}, got "
+                             f"{self.output_format!r}")
+        if self.body_model not in BODY_MODELS:
+            raise InputError(f"body model must be one of {BODY_MODELS}, got "
+                             f"{self.body_model!r}")
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be >= 1, got {self.batch_size}")
+        if None in (self.amass_dir, self.smplh_model, self.output_dir):
+            raise InputError("the AMASS folder, the SMPL-H model and the output folder must "
+                             "be given")
+        for name, folder in [("AMASS", self.amass_dir), ("PoseFix", self.posefix_dir),
+                             ("PoseScript", self.posescript_dir)]:
+            if folder is not None and not folder.is_dir():
+                raise InputError(f"{folder}: {name} folder not found")
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise InputError(f"{self.output_dir}: output folder is a file")
+
+
+@dataclass
+class ExtractSummary:
+    """Outcome of a run: how many poses were written, skipped (done before) or failed."""
+    output_dir: Path
+    output_format: str = "obj"
+    selected: int = 0
+    written: int = 0
+    failures: list = field(default_factory=list)     # (pose_id, message)
+    seconds: float = 0.0
+
+    @property
+    def failed(self):
+        return len(self.failures)
+
+    @property
+    def skipped(self):
+        return self.selected - self.written - self.failed
+
+    @property
+    def bad_ids(self):
+        return [pose_id for pose_id, _ in self.failures]
+
+    def lines(self):
+        """The summary printed at the end of a run."""
+        what = "meshes" if self.output_format == "obj" else "source poses"
+        lines = [f"poses: {self.written} written, {self.skipped} skipped (already written), "
+                 f"{self.failed} failed, of {self.selected} selected",
+                 f"{what} in {self.output_dir} (source poses: {SOURCE_PARAMS})",
+                 f"speed: {self.written / max(self.seconds, 1e-9):.1f} poses/s "
+                 f"({self.seconds:.1f} s)"]
+        lines.extend(f"failed: {message}" for _pose_id, message in self.failures)
+        if self.failures:
+            lines.append(f"bad ids: {' '.join(map(str, self.bad_ids))}")
+        return lines
+
+
+# ----------------------------------------------------------------- posing SMPL-H
+
+class SmplhPoser:
+    """Posed SMPL-H vertices of AMASS poses: neutral body, zero shape and translation.
+
+    Args:
+        smplh_model: model file or folder (see body_models.load_smplh).
+        body_model: "amass": our BodyModel with AMASS-codebase semantics (any SMPL-H file);
+            "smplx": the smplx package's SMPLH (use_pca=False, flat_hand_mean=True), which
+            needs a smplx-codebase file (with the hand PCA keys).
+    """
+
+    def __init__(self, smplh_model, body_model="amass"):
+        self.data = load_smplh(smplh_model)
+        self.body_model = body_model
+        if body_model == "amass":
+            self.model = BodyModel(self.data, min(AMASS_NUM_BETAS, self.data.num_shape_coeffs))
+        else:
+            self.model = _smplx_codebase_smplh(self.data)
+
+    @property
+    def faces(self):
+        """(F, 3) int64 triangles, as in the model file."""
+        return self.data.faces
+
+    @torch.no_grad()
+    def __call__(self, poses):
+        """(B, 6890, 3) float32 vertices of poses (B, 156): root, body, left and right hand."""
+        pose = torch.as_tensor(np.asarray(poses), dtype=torch.float32)
+        if self.body_model == "amass":
+            return self.model(pose.view(len(pose), -1, 3))[0].numpy()
+        zeros = pose.new_zeros
+        output = self.model(global_orient=pose[:, :3], body_pose=pose[:, 3:66],
+                            left_hand_pose=pose[:, 66:111], right_hand_pose=pose[:, 111:156],
+                            betas=zeros(len(pose), self.model.num_betas),
+                            transl=zeros(len(pose), 3))
+        return output.vertices.numpy()
+
+
+def _smplx_codebase_smplh(data):
+    """smplx.create(..., model_type="smplh", use_pca=False, flat_hand_mean=True) on the file
+    behind `data`, read by our safe loaders (downloaded .pkl files hold chumpy objects,
+    which plain pickle cannot load, and a pickle may run code)."""
+    import smplx
+    from smplx.utils import Struct
+
+    if data.path.suffix == ".pkl":
+        contents = load_pickle(data.path)
+    else:
+        with np.load(data.path, allow_pickle=False) as archive:
+            contents = {key: archive[key] for key in archive.files}
+    missing = [key for key in _HAND_KEYS if key not in contents]
+    if missing:
+        raise InputError(f"{data.path}: the smplx body-model mode needs a smplx-codebase "
+                         f"SMPL-H file (SMPLH_NEUTRAL.pkl/.npz); this one lacks "
+                         f"{', '.join(missing)} (use the amass body-model mode for it)")
+    # A folder path keeps smplx.create from guessing the model type from the file name;
+    # with data_struct given, nothing is read from it. Its printed warning about the
+    # number of shape coefficients does not matter here: every beta is zero.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return smplx.create(str(data.path.parent), model_type="smplh",
+                            data_struct=Struct(**contents), use_pca=False,
+                            flat_hand_mean=True, num_betas=min(10, data.num_shape_coeffs))
+
+
+# ----------------------------------------------------------------- reading the poses
+
+def read_source_poses(pose_ids, selection, amass_dir, progress=True):
+    """Source poses of `pose_ids`, reading each AMASS sequence once.
+
+    Returns (ids, poses, failures): the ids read (sorted), their (N, 156) float32 poses,
+    and (pose_id, message) for each id that is absent from the mapping or whose file or
+    frame is bad.
+    """
+    failures, by_sequence = [], {}
+    for pose_id in pose_ids:
+        if pose_id not in selection.mapping:
+            failures.append((pose_id, f"pose {pose_id}: not in {selection.mapping_path}"))
+        else:
+            relative, frame = selection.mapping[pose_id]
+            by_sequence.setdefault(relative, []).append((pose_id, frame))
+    found = {}
+    for relative in tqdm(sorted(by_sequence), desc="reading AMASS", unit="sequence",
+                         disable=not progress or not by_sequence):
+        path = Path(amass_dir) / relative
+        try:
+            sequence = read_smplh_poses(path)
+        except InputError as error:
+            failures.extend((pose_id, f"pose {pose_id}: {error}")
+                            for pose_id, _ in by_sequence[relative])
+            continue
+        for pose_id, frame in by_sequence[relative]:
+            try:
+                check_frame(pose_id, frame, len(sequence), path)
+            except InputError as error:
+                failures.append((pose_id, str(error)))
+                continue
+            found[pose_id] = sequence[frame]
+    ids = sorted(found)
+    poses = np.array([found[pose_id] for pose_id in ids], np.float32).reshape(-1, SMPLH_POSE_SIZE)
+    return ids, poses, sorted(failures)
+
+
+def write_source_params(path, params):
+    """Write {pose_id: (156,) pose} atomically as the arrays read by transfer.read_source_params:
+    `pose_ids` (N,) int64 sorted and `poses` (N, 156) float32."""
+    pose_ids = np.array(sorted(params), dtype=np.int64)
+    poses = np.array([params[pose_id] for pose_id in pose_ids], np.float32)
+    with atomic_write(path) as handle:
+        np.savez(handle, pose_ids=pose_ids, poses=poses.reshape(-1, SMPLH_POSE_SIZE))
+
+
+# ----------------------------------------------------------------- writing meshes
+
+def obj_path(output_dir, pose_id):
+    return Path(output_dir) / f"{pose_id:06d}.obj"
+
+
+def _write_batch(face_lines, output_dir, pose_ids, vertices):
+    for pose_id, mesh in zip(pose_ids, vertices):
+        with atomic_write(obj_path(output_dir, pose_id)) as stream:
+            stream.write(format_vertex_lines(mesh) + face_lines)
+
+
+@contextlib.contextmanager
+def torch_threads(count):
+    """Limit torch's intra-op thread pool (a process-wide setting) for the `with` block."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def write_meshes(poser, pose_ids, poses, output_dir, batch_size, bar):
+    """Pose `poses` (N, 156) in batches and write one `.obj` per id.
+
+    One writer thread formats and writes a batch while the next is posed (torch releases
+    the GIL), with at most one batch waiting, so memory stays bounded. Posing runs on one
+    torch thread: on a 2-core machine torch's pool competing with the writer spent three
+    times the CPU time on the same forward passes, and one thread poses faster than the
+    writer writes.
+    """
+    face_lines = format_face_lines(poser.faces)    # two thirds of a file: formatted once
+    pending = deque()
+    with torch_threads(1), ThreadPoolExecutor(max_workers=1) as writer:
+        for begin in range(0, len(pose_ids), batch_size):
+            batch_ids = pose_ids[begin:begin + batch_size]
+            vertices = poser(poses[begin:begin + batch_size])
+            pending.append((len(batch_ids), writer.submit(
+                _write_batch, face_lines, output_dir, batch_ids, vertices)))
+            while len(pending) > 1:
+                count, done = pending.popleft()
+                done.result()
+                bar.update(count)
+        for count, done in pending:
+            done.result()
+            bar.update(count)
+
+
+# ----------------------------------------------------------------- the run
+
+def _to_do(pose_ids, recorded, output_dir, options):
+    """(ids whose poses must be read, ids whose meshes must be written) given what exists."""
+    if options.overwrite:
+        return list(pose_ids), (list(pose_ids) if options.output_format == "obj" else [])
+    existing = set(os.listdir(output_dir)) if output_dir.is_dir() else set()
+    meshes = ([pose_id for pose_id in pose_ids if f"{pose_id:06d}.obj" not in existing]
+              if options.output_format == "obj" else [])
+    missing_meshes = set(meshes)
+    read = [pose_id for pose_id in pose_ids
+            if pose_id not in recorded or pose_id in missing_meshes]
+    return read, meshes
+
+
+def _stop_message(failures):
+    first = failures[0][1]
+    if len(failures) == 1:
+        return first
+    return (f"{first} (and {len(failures) - 1} more bad pose ids; --keep-going writes the "
+            "others and lists them all)")
+
+
+def run_extract(options, progress=True, log=print):
+    """Run stage 1 with `options` (an ExtractOptions); returns an ExtractSummary.
+
+    Raises InputError, before writing anything, for a bad model, folder, annotation file
+    or earlier source_params.npz, and (unless options.keep_going) for a bad pose id,
+    AMASS file or frame.
+    """
+    start = time.perf_counter()
+    options.check()
+    poser = SmplhPoser(options.smplh_model, options.body_model)
+    selection = select_pose_ids(options.posefix_dir, options.posescript_dir, options.ids,
+                                options.all_poses)
+    output_dir = options.output_dir
+    params_path = output_dir / SOURCE_PARAMS
+    recorded = read_source_params(params_path)
+    read_ids, mesh_ids = _to_do(selection.pose_ids, recorded, output_dir, options)
+    log(f"{len(selection.pose_ids)} poses selected, {len(read_ids)} to read from AMASS")
+    read_ids, poses, failures = read_source_poses(read_ids, selection, options.amass_dir,
+                                                  progress)
+    if failures and not options.keep_going:
+        raise InputError(_stop_message(failures))
+
+    summary = ExtractSummary(output_dir, options.output_format, len(selection.pose_ids),
+                             failures=failures)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if read_ids:
+        write_source_params(params_path, {**recorded, **dict(zip(read_ids, poses))})
+    if options.output_format == "params":
+        summary.written = len(read_ids)         # read = not recorded yet, or overwrite
+    else:
+        row_of = {pose_id: row for row, pose_id in enumerate(read_ids)}
+        mesh_ids = [pose_id for pose_id in mesh_ids if pose_id in row_of]
+        with tqdm(total=len(mesh_ids), unit="pose", desc="writing meshes",
+                  disable=not progress or not mesh_ids) as bar:
+            rows = np.array([row_of[pose_id] for pose_id in mesh_ids], dtype=np.int64)
+            write_meshes(poser, mesh_ids, poses[rows], output_dir, options.batch_size, bar)
+        summary.written = len(mesh_ids)
+    summary.seconds = time.perf_counter() - start
+    return summary
