@@ -4,9 +4,13 @@
     python run_transfer.py --exp-cfg my_smplh2smplx.yaml \
         --exp-opts datasets.mesh_folder.batch_size=1000 datasets.mesh_folder.batch_index=0
 
+    python run_transfer.py --report [--report-dir DIR] [--report-poses N]
+
 Writes <pose_id:06d>.pkl and errors.csv into output_folder; poses already converted are
 skipped, so an interrupted run is resumed by running the same command again. Exit status:
 0 all converted, 1 some poses failed (listed at the end), 2 bad input (nothing fitted).
+--report fits nothing: it writes the HTML/PNG report of output_folder (default
+<output_folder>/report/index.html).
 """
 import argparse
 import sys
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from smplh2smplx.errors import InputError
 from smplh2smplx.outputs import ERRORS_CSV, ErrorRow, merge_error_rows
+from smplh2smplx.report import report_from_config
 from smplh2smplx.settings import EXPERIMENT_CONFIG, load_experiment_config
 from smplh2smplx.transfer import TransferOptions, TransferSummary, run_transfer
 
@@ -39,6 +44,15 @@ def parse_args(argv):
                         help="pose SMPL-H from source_params.npz instead of reading meshes")
     parser.add_argument("--smplh-model", metavar="PATH",
                         help="SMPL-H model for --from-params (config.py: SMPLH_MODEL)")
+    parser.add_argument("--report", action="store_true",
+                        help="write the HTML/PNG report of the finished output_folder instead "
+                             "of converting (poses without a mesh file are posed from "
+                             "source_params.npz with --smplh-model)")
+    parser.add_argument("--report-dir", metavar="DIR",
+                        help="folder of the report (default: <output_folder>/report)")
+    parser.add_argument("--report-poses", type=int, default=12, metavar="N",
+                        help="poses drawn in the report: the worst half, the rest at random "
+                             "(default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -90,6 +104,9 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         config = load_experiment_config(args.exp_cfg, args.exp_opts, flag_overrides(args))
+        if args.report:
+            print(f"report: {report_from_config(config, args.report_dir, args.report_poses)}")
+            return 0
         if args.engine == "official":
             summary = run_official_engine(config, args)
         else:

@@ -1,0 +1,502 @@
+"""HTML/PNG report of a finished stage-2 run: how good the conversion is, in numbers and pictures.
+
+`write_report` reads an output folder (errors.csv and the `.pkl` files) and writes a folder
+that opens offline: `index.html` (no external CSS or JavaScript) beside the PNG files it
+shows:
+- summary statistics of v2v_mm over the converted poses and a histogram of it;
+- a table of the worst poses;
+- for the worst poses and a few random ones (seeded): the source SMPL-H mesh and the fitted
+  SMPL-X mesh overlaid, and the fitted mesh coloured by each masked vertex's distance to the
+  deformation-transferred target, in front and side views.
+
+A converted pose is a row of errors.csv whose `.pkl` exists (a run killed between the two
+leaves rows that the next run replaces). Only the poses shown are posed and rendered, so a
+report of 100,000 poses costs the same dozen pictures as one of fifty.
+
+Pictures are drawn by `render.py` with matplotlib (shaded polygons, painter's algorithm),
+which needs no GPU, OpenGL context or display: the report runs the same on a laptop, a
+headless cluster node and CI, where pyrender or open3d would need a working OpenGL/EGL or
+OSMesa stack.
+"""
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import roma
+import torch
+from tqdm import tqdm
+
+from .body_models import load_smplh, load_smplx
+from .deformation import load_deformation_transfer
+from .errors import InputError
+from .files import atomic_write
+from .lbs import BodyModel
+from .outputs import (ERRORS_CSV, NUM_BETAS, parameter_path, pose_from_params, read_error_rows,
+                      read_smplx_params)
+from .render import RenderMesh, render_views, view_rotation
+from .transfer import (MESH_SUFFIXES, SMPLH_VERTICES, SOURCE_PARAMS, UNSET, TransferOptions,
+                       read_checked_mesh, read_source_params, smplx_model_path)
+
+REPORT_DIR = "report"
+INDEX = "index.html"
+HISTOGRAM = "v2v_histogram.png"
+SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X
+OUTSIDE_MASK_COLOR = "#bdbdbd"
+UP_AXIS = "z"          # stage 1 keeps AMASS's raw root orientation: its world is z-up
+
+
+@dataclass(frozen=True)
+class RunStatistics:
+    """Summary of v2v_mm (millimetres) over the converted poses of a run."""
+    poses: int
+    mean: float
+    median: float
+    p95: float
+    max: float
+    flagged: int
+    not_converged: int
+
+    @classmethod
+    def from_rows(cls, rows):
+        """Statistics of a non-empty list of `ErrorRow`."""
+        errors = np.array([row.v2v_mean_mm for row in rows])
+        return cls(poses=len(rows), mean=float(errors.mean()), median=float(np.median(errors)),
+                   p95=float(np.percentile(errors, 95)), max=float(errors.max()),
+                   flagged=sum(row.flagged for row in rows),
+                   not_converged=sum(not row.converged for row in rows))
+
+
+@dataclass(frozen=True)
+class PoseView:
+    """What the pictures of one pose show.
+
+    source_vertices: (6890, 3) SMPL-H mesh of stage 1; source_faces: (F, 3).
+    fitted_vertices: (10475, 3) SMPL-X posed with the .pkl's parameters, moved onto the
+        target by the mean target-minus-fit offset over the masked vertices;
+        fitted_faces: (20908, 3).
+    vertex_error_mm: (10475,) distance to the deformation-transferred target, NaN outside
+        the mask.
+    root_rotation: (3, 3) the fitted global orientation.
+    """
+    source_vertices: np.ndarray
+    source_faces: np.ndarray
+    fitted_vertices: np.ndarray
+    fitted_faces: np.ndarray
+    vertex_error_mm: np.ndarray
+    root_rotation: np.ndarray
+
+    @property
+    def mean_error_mm(self):
+        return float(np.nanmean(self.vertex_error_mm))
+
+
+# ----------------------------------------------------------------- choosing what to show
+
+def converted_rows(output_dir):
+    """The rows of errors.csv whose .pkl exists, sorted by pose id, and how many lack one.
+
+    Raises InputError naming the folder when it is missing or holds no converted pose.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        raise InputError(f"{output_dir}: output folder not found (run stage 2 first, or give "
+                         "the folder with --exp-opts output_folder=PATH)")
+    rows = read_error_rows(output_dir / ERRORS_CSV)
+    kept = [rows[pose_id] for pose_id in sorted(rows)
+            if parameter_path(output_dir, pose_id).exists()]
+    if not kept:
+        raise InputError(f"{output_dir}: no converted pose to report (needs {ERRORS_CSV} rows "
+                         "and their <pose_id:06d>.pkl files; run stage 2 first)")
+    return kept, len(rows) - len(kept)
+
+
+def worst_rows(rows, count):
+    """The `count` rows of largest v2v_mean_mm, worst first (ties: smaller pose id first)."""
+    return sorted(rows, key=lambda row: (-row.v2v_mean_mm, row.pose_id))[:count]
+
+
+def choose_poses(rows, count, seed=0):
+    """The poses to draw: the worst ceil(count / 2), then the rest at random among the others.
+
+    Returns (worst rows, worst first; random rows, by pose id); the random pick depends
+    only on `rows` and `seed`.
+    """
+    worst = worst_rows(rows, math.ceil(count / 2))
+    shown = {row.pose_id for row in worst}
+    others = [row for row in rows if row.pose_id not in shown]
+    picked = np.random.default_rng(seed).choice(len(others), min(count - len(worst), len(others)),
+                                                replace=False)
+    return worst, sorted((others[i] for i in picked), key=lambda row: row.pose_id)
+
+
+# ----------------------------------------------------------------- meshes of one pose
+
+def read_mesh_faces(path, num_vertices=SMPLH_VERTICES):
+    """(F, 3) int64 0-based triangles of an `.obj` (its `f` lines) or `.ply` mesh whose
+    faces must index `num_vertices` vertices."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".ply":
+            import trimesh
+            faces = trimesh.load(path, process=False, maintain_order=True, force="mesh").faces
+        else:
+            with open(path, "rb") as stream:
+                lines = [line.split()[1:] for line in stream.read().split(b"\n")
+                         if line.startswith(b"f ")]
+            # "f 1/1/1 2/2/2 3/3/3" keeps the vertex index before the first slash.
+            faces = [[int(corner.split(b"/")[0]) - 1 for corner in line] for line in lines]
+        faces = np.asarray(faces, np.int64)
+    except Exception as error:     # trimesh raises many kinds on a broken file
+        raise InputError(f"{path}: cannot read the mesh faces ({error})") from None
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
+        raise InputError(f"{path}: expected triangle faces, got an array of shape {faces.shape}")
+    if faces.min() < 0 or faces.max() >= num_vertices:
+        raise InputError(f"{path}: faces index vertices {faces.min()} to {faces.max()}, the "
+                         f"mesh has vertices 0 to {num_vertices - 1}")
+    return faces
+
+
+class PoseMeshes:
+    """Poses the meshes of the pictures: the models and the deformation transfer, loaded once.
+
+    Args:
+        options: the run's `TransferOptions` (mesh folder, output folder, SMPL-X model,
+            gender, deformation transfer, mask).
+        smplh_model: SMPL-H model used for poses with no mesh file in the mesh folder
+            (posed from source_params.npz); None: such poses are an error.
+    """
+
+    def __init__(self, options, smplh_model=None):
+        self.options = options
+        self.smplx = BodyModel(load_smplx(smplx_model_path(options.smplx_model, options.gender)),
+                               num_betas=NUM_BETAS)
+        self.smplx_faces = self.smplx.faces.numpy()
+        self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+        self.smplh_model = smplh_model
+        self._smplh = None
+        self._source_params = None
+
+    def source_mesh(self, pose_id):
+        """(6890, 3) vertices and (F, 3) faces of the pose's SMPL-H mesh: the stage-1 mesh
+        file, else the SMPL-H model posed from source_params.npz."""
+        mesh_dir = Path(self.options.mesh_dir)
+        for suffix in MESH_SUFFIXES:
+            path = mesh_dir / f"{pose_id:06d}{suffix}"
+            if path.is_file():
+                return read_checked_mesh(path), read_mesh_faces(path)
+        if self._source_params is None:
+            self._source_params = read_source_params(mesh_dir / SOURCE_PARAMS)
+        if pose_id not in self._source_params:
+            raise InputError(f"pose {pose_id}: no {pose_id:06d}.obj in {mesh_dir} and no entry "
+                             f"in {mesh_dir / SOURCE_PARAMS}")
+        if self.smplh_model is None:
+            raise InputError(f"pose {pose_id}: no {pose_id:06d}.obj in {mesh_dir}; posing it "
+                             "from source_params.npz needs the SMPL-H model (config.py: "
+                             "SMPLH_MODEL, or --smplh-model)")
+        if self._smplh is None:
+            self._smplh = BodyModel(load_smplh(self.smplh_model))
+        pose = torch.as_tensor(self._source_params[pose_id]).view(1, 52, 3)
+        with torch.no_grad():
+            vertices = self._smplh(pose)[0][0].numpy()
+        return vertices, self._smplh.faces.numpy()
+
+    def pose_view(self, pose_id):
+        """The `PoseView` of one converted pose."""
+        source, faces = self.source_mesh(pose_id)
+        pose, betas = pose_from_params(
+            read_smplx_params(parameter_path(self.options.output_dir, pose_id)))
+        with torch.no_grad():
+            fitted = self.smplx(pose[None], betas[None])[0][0].double().numpy()
+        mask = self.deformation.mask_ids
+        target = self.deformation.apply(source.astype(np.float64))
+        # The .pkl holds no translation (the contract): place the fit where the least-squares
+        # translation would, at the mean offset over the masked vertices.
+        offset = (target[mask] - fitted[mask]).mean(axis=0)
+        fitted = fitted + offset
+        error_mm = np.full(len(fitted), np.nan)
+        error_mm[mask] = 1000.0 * np.linalg.norm(fitted[mask] - target[mask], axis=1)
+        return PoseView(source, faces, fitted, self.smplx_faces, error_mm,
+                        roma.rotvec_to_rotmat(pose[0]).double().numpy())
+
+
+# ----------------------------------------------------------------- figures
+
+def facing_azimuth(root_rotation):
+    """Azimuth in degrees (as `render.view_rotation` takes it) of a camera in front of a
+    body whose root rotation is `root_rotation` (3, 3); SMPL bodies face +z at rest.
+
+    A body lying face up or down has no horizontal facing; it is then seen from azimuth 0.
+    """
+    forward = view_rotation(0.0, UP_AXIS) @ np.asarray(root_rotation) @ np.array([0.0, 0.0, 1.0])
+    if math.hypot(forward[0], forward[2]) < 0.2:
+        return 0.0
+    return math.degrees(math.atan2(forward[0], forward[2]))
+
+
+def nice_ceiling(value):
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= value (> 0)."""
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(step * power for step in (1.0, 2.0, 2.5, 5.0, 10.0) if step * power >= value)
+
+
+def render_pose(view, folder, pose_id, error_max_mm):
+    """Write the overlay and the error picture of one pose, each in front and side view.
+
+    Args:
+        view: the pose's `PoseView`.
+        folder: where the PNG files go.
+        error_max_mm: top of the error colour scale (larger errors take its colour).
+    Returns:
+        the file names of the overlay and the error picture.
+    """
+    front = facing_azimuth(view.root_rotation)
+    views = (front, front - 90.0)             # render.py's "side": seen from the body's right
+    overlay, error = f"pose_{pose_id:06d}_overlay.png", f"pose_{pose_id:06d}_error.png"
+    render_views([RenderMesh(view.source_vertices, view.source_faces, color=SOURCE_COLOR),
+                  RenderMesh(view.fitted_vertices, view.fitted_faces, color=FIT_COLOR)],
+                 folder / overlay, views=views, up=UP_AXIS,
+                 title=f"{pose_id:06d}: SMPL-H blue, SMPL-X orange")
+    masked = np.isfinite(view.vertex_error_mm)[view.fitted_faces].all(axis=1)
+    render_views([RenderMesh(view.fitted_vertices, view.fitted_faces[masked],
+                             values=np.nan_to_num(view.vertex_error_mm), vmin=0.0,
+                             vmax=error_max_mm),
+                  RenderMesh(view.fitted_vertices, view.fitted_faces[~masked],
+                             color=OUTSIDE_MASK_COLOR)],
+                 folder / error, views=views, up=UP_AXIS,
+                 colorbar_label="distance to the target (mm)",
+                 title=f"{pose_id:06d}: SMPL-X vertex error (grey: not masked)")
+    return overlay, error
+
+
+def plot_histogram(errors, statistics, path, flag_threshold_mm):
+    """Histogram of per-pose v2v_mm (N,) with the mean, median, 95th percentile and the
+    flag threshold marked; written to `path`."""
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9.0, 3.8), dpi=100)
+    axes = figure.add_subplot()
+    edges = np.histogram_bin_edges(errors, bins="auto")
+    if len(edges) > 61:
+        edges = np.histogram_bin_edges(errors, bins=60)
+    axes.hist(errors, bins=edges, color=SOURCE_COLOR, edgecolor="white", linewidth=0.5)
+    marks = [(statistics.mean, "mean", "black", "-"), (statistics.median, "median", "black", ":"),
+             (statistics.p95, "95th percentile", "#555555", "--"),
+             (flag_threshold_mm, "flag threshold", "#c0392b", "-.")]
+    margin = 0.05 * (edges[-1] - edges[0])
+    low, high = edges[0] - margin, edges[-1] + margin
+    for value, name, color, style in marks:
+        # A threshold far above every pose would squeeze the bars into one edge: it is
+        # left off the axis and its legend entry says so.
+        where = "" if low <= value <= high else " (off the axis)"
+        axes.axvline(value, color=color, linestyle=style, linewidth=1.2,
+                     label=f"{name}: {value:.2f} mm{where}")
+    axes.set_xlim(low, high)
+    axes.set_xlabel("v2v_mm of a pose: mean distance of its masked SMPL-X vertices "
+                    "to the target (mm)")
+    axes.set_ylabel("number of poses")
+    axes.set_title(f"Per-pose vertex error over {statistics.poses} converted poses")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, facecolor="white")
+    return Path(path)
+
+
+# ----------------------------------------------------------------- the page
+
+PAGE_STYLE = """
+body { font-family: sans-serif; max-width: 1250px; margin: 1.5em auto; padding: 0 1em;
+       color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.7em; text-align: right; }
+th { background: #f2f2f2; } td.name { text-align: left; }
+figure { margin: 0.4em 0 1.4em; } figcaption { color: #444; font-size: 0.92em; }
+img { max-width: 100%; border: 1px solid #ddd; }
+.pair figure { flex: 1 1 0; min-width: 320px; margin: 0; }
+.swatch { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle;
+          border: 1px solid #888; }
+.pair { display: flex; flex-wrap: wrap; gap: 0.8em; align-items: flex-start; }
+"""
+
+
+def _swatch(color):
+    return f'<span class="swatch" style="background:{color}"></span>'
+
+
+def _yes_no(value):
+    return "yes" if value else "no"
+
+
+def summary_table(statistics, flag_threshold_mm):
+    """HTML table of `RunStatistics`; each value cell has an id (v2v-mean, ...) for tools."""
+    flagged = (f"flagged in {ERRORS_CSV} (v2v_mm above fit.flag_threshold_mm, "
+               f"{flag_threshold_mm:g} mm in this config)")
+    cells = [("poses", "converted poses", f"{statistics.poses}"),
+             ("v2v-mean", "v2v_mm mean", f"{statistics.mean:.2f}"),
+             ("v2v-median", "v2v_mm median", f"{statistics.median:.2f}"),
+             ("v2v-p95", "v2v_mm 95th percentile", f"{statistics.p95:.2f}"),
+             ("v2v-max", "v2v_mm max", f"{statistics.max:.2f}"),
+             ("flagged", flagged, f"{statistics.flagged}"),
+             ("not-converged", "not converged (stopped at the iteration limit)",
+              f"{statistics.not_converged}")]
+    lines = [f'<tr><td class="name">{html.escape(name)}</td><td id="{key}">{value}</td></tr>'
+             for key, name, value in cells]
+    return '<table id="summary">\n' + "\n".join(lines) + "\n</table>"
+
+
+def worst_table(rows, shown_ids):
+    """HTML table of the worst rows; a pose with pictures links to them."""
+    header = ("<tr><th>rank</th><th>pose id</th><th>v2v_mm mean</th><th>v2v_mm max</th>"
+              "<th>iterations</th><th>converged</th><th>flagged</th></tr>")
+    lines = []
+    for rank, row in enumerate(rows, start=1):
+        name = f"{row.pose_id:06d}"
+        if row.pose_id in shown_ids:
+            name = f'<a href="#pose-{name}">{name}</a>'
+        lines.append(f"<tr><td>{rank}</td><td>{name}</td><td>{row.v2v_mean_mm:.2f}</td>"
+                     f"<td>{row.v2v_max_mm:.2f}</td><td>{row.iterations}</td>"
+                     f"<td>{_yes_no(row.converged)}</td><td>{_yes_no(row.flagged)}</td></tr>")
+    return '<table id="worst">\n' + header + "\n" + "\n".join(lines) + "\n</table>"
+
+
+def pose_section(row, label, view, files):
+    """HTML of one pose's pictures; `label` says why it is shown (e.g. "worst #1")."""
+    name = f"{row.pose_id:06d}"
+    overlay, error = (html.escape(file) for file in files)
+    return f"""<h3 id="pose-{name}">pose {name} ({html.escape(label)})</h3>
+<p>errors.csv: v2v_mm mean {row.v2v_mean_mm:.2f} mm, max {row.v2v_max_mm:.2f} mm,
+{row.iterations} iterations, converged: {_yes_no(row.converged)},
+flagged: {_yes_no(row.flagged)}. In these pictures, after aligning the translation:
+mean {view.mean_error_mm:.2f} mm, max {np.nanmax(view.vertex_error_mm):.2f} mm.</p>
+<div class="pair">
+<figure><a href="{overlay}"><img src="{overlay}" alt="pose {name}, source and fit overlaid"></a>
+<figcaption>{_swatch(SOURCE_COLOR)} source SMPL-H mesh, {_swatch(FIT_COLOR)} fitted SMPL-X
+mesh; left: front view, right: seen from the body's right.</figcaption></figure>
+<figure><a href="{error}"><img src="{error}" alt="pose {name}, vertex error"></a>
+<figcaption>Fitted SMPL-X coloured by distance to the target;
+{_swatch(OUTSIDE_MASK_COLOR)} vertices outside the mask.</figcaption></figure>
+</div>"""
+
+
+def page(output_dir, statistics, flag_threshold_mm, worst, shown, views, files, without_pkl,
+         error_max_mm):
+    """The text of index.html.
+
+    Args:
+        worst: rows of the worst-pose table; shown: [(row, label)] of the poses drawn;
+        views, files: {pose_id: PoseView} and {pose_id: (overlay, error) file names}.
+        without_pkl: rows of errors.csv left out because their .pkl is missing.
+    """
+    note = ""
+    if without_pkl:
+        note = (f"<p>{without_pkl} rows of {ERRORS_CSV} have no .pkl file (a batch that was "
+                "interrupted; the next run fits them again) and are left out.</p>")
+    sections = "\n".join(pose_section(row, label, views[row.pose_id], files[row.pose_id])
+                         for row, label in shown)
+    pictures = "<p>No poses drawn (0 asked for).</p>"
+    if shown:
+        pictures = f"""<p>{_swatch(SOURCE_COLOR)} blue: the source SMPL-H mesh of stage 1;
+{_swatch(FIT_COLOR)} orange: the fitted SMPL-X mesh, posed with the parameters of its .pkl.
+Where the two surfaces coincide their colours mix in patches; a patch of one colour is where
+that mesh lies outside the other.
+The .pkl files hold no translation (the output contract), so the fitted mesh is moved by the
+mean offset to the target over the masked vertices. The target is the source mesh mapped onto
+SMPL-X by the deformation transfer; the error pictures colour each masked vertex by its
+distance to it, on one scale for every pose (0 to {error_max_mm:g} mm; larger distances take
+the top colour), and grey vertices lie outside the mask (not fitted, not measured).</p>
+{sections}"""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>SMPL-H to SMPL-X conversion report</title>
+<style>{PAGE_STYLE}</style></head>
+<body>
+<h1>SMPL-H to SMPL-X conversion report</h1>
+<p>Output folder: <code>{html.escape(str(output_dir))}</code>. v2v_mm is the mean distance
+between the fitted SMPL-X mesh and the deformation-transferred target over the masked
+SMPL-X vertices, in millimetres, one value per pose (the v2v_mean_mm column of
+{ERRORS_CSV}).</p>
+{note}
+<h2>Summary</h2>
+{summary_table(statistics, flag_threshold_mm)}
+<figure><img src="{HISTOGRAM}" alt="histogram of per-pose v2v_mm"></figure>
+<h2>Worst poses</h2>
+{worst_table(worst, set(files))}
+<h2>Pictures</h2>
+{pictures}
+</body>
+</html>
+"""
+
+
+# ----------------------------------------------------------------- entry points
+
+def write_report(options, report_dir=None, num_poses=12, smplh_model=None, table_rows=20,
+                 seed=0, progress=True):
+    """Write the report of a finished stage-2 run; returns the path of its index.html.
+
+    Args:
+        options: the run's `TransferOptions` (its output folder is reported; its mesh
+            folder, models, deformation transfer and mask pose the pictures).
+        report_dir: where to write; default `<output folder>/report`.
+        num_poses: poses drawn: the worst ceil(num_poses / 2), the others at random.
+        smplh_model: SMPL-H model for poses with no stage-1 mesh file (posed from
+            source_params.npz); default options.smplh_model.
+        table_rows: rows of the worst-pose table.
+        seed: seed of the random pick.
+        progress: show a progress bar while rendering.
+    Raises:
+        InputError naming the folder when it holds no converted pose, or the file or pose
+        a picture cannot be made from.
+    """
+    if num_poses < 0 or table_rows < 0:
+        raise InputError(f"report: the numbers of poses to draw and to list must be >= 0, "
+                         f"got {num_poses} and {table_rows}")
+    output_dir = Path(options.output_dir)
+    rows, without_pkl = converted_rows(output_dir)
+    report_dir = output_dir / REPORT_DIR if report_dir is None else Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    statistics = RunStatistics.from_rows(rows)
+    plot_histogram(np.array([row.v2v_mean_mm for row in rows]), statistics,
+                   report_dir / HISTOGRAM, options.flag_threshold_mm)
+
+    worst, random_rows = choose_poses(rows, num_poses, seed)
+    shown = ([(row, f"worst #{rank}") for rank, row in enumerate(worst, start=1)]
+             + [(row, "random pick") for row in random_rows])
+    views, files, error_max_mm = {}, {}, 1.0
+    if shown:
+        meshes = PoseMeshes(options, smplh_model or options.smplh_model)
+        views = {row.pose_id: meshes.pose_view(row.pose_id) for row, _ in shown}
+        # One colour scale for every picture, so that colours compare across poses.
+        pooled = np.concatenate([view.vertex_error_mm for view in views.values()])
+        error_max_mm = nice_ceiling(max(float(np.nanpercentile(pooled, 99)), 1e-3))
+    for row, _label in tqdm(shown, desc="rendering", unit="pose", disable=not progress):
+        files[row.pose_id] = render_pose(views[row.pose_id], report_dir, row.pose_id,
+                                         error_max_mm)
+    # Pictures of an earlier report of this folder that this one does not show.
+    written = {name for pair in files.values() for name in pair}
+    for path in report_dir.glob("pose_*.png"):
+        if path.name not in written:
+            path.unlink()
+    index = report_dir / INDEX
+    with atomic_write(index, "w") as handle:
+        handle.write(page(output_dir, statistics, options.flag_threshold_mm,
+                          worst_rows(rows, table_rows), shown, views, files, without_pkl,
+                          error_max_mm))
+    return index
+
+
+def report_from_config(config, report_dir=None, num_poses=12, progress=True):
+    """`write_report` for the run a resolved stage-2 config (OmegaConf) describes.
+
+    The SMPL-H model (fit.smplh_model) is used only for poses without a mesh file, so an
+    unset one is no error here.
+    """
+    options = TransferOptions.from_config(config)
+    smplh_model = str(config.fit.smplh_model or "").strip()
+    return write_report(options, report_dir, num_poses,
+                        smplh_model=None if smplh_model in ("", UNSET)
+                        else Path(smplh_model).expanduser(),
+                        progress=progress)
