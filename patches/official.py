@@ -53,6 +53,8 @@ class OfficialResult:
         iterations: optimiser steps of all stages of its batch.
         converged: every stage stopped on the official tolerance before `optim.maxiters`.
         error: why the fit failed (nothing was written), or None.
+        transl: the fitted translation (x, y, z) in metres, or None for a failure; not part
+            of the contract, but needed to measure the written parameters outside.
     """
     pose_id: int
     seconds: float
@@ -62,6 +64,7 @@ class OfficialResult:
     iterations: int
     converged: bool
     error: str = None
+    transl: tuple = None
 
     def error_row(self, flag_threshold_mm):
         """This mesh's errors.csv row (`smplh2smplx.outputs.ErrorRow`); None for a failure."""
@@ -199,7 +202,7 @@ class _OfficialRun:
         converged = steps.all_stopped_before(self.exp_cfg.optim.maxiters)
         return [OfficialResult(item["pose_id"], seconds, float(written[index].mean()),
                                float(written[index].max()), float(fitted[index].mean()),
-                               steps.total, converged)
+                               steps.total, converged, transl=tuple(transl[index].tolist()))
                 for index, item in enumerate(items)]
 
 

@@ -1,0 +1,499 @@
+"""Our engine next to its peers on the same poses, measured in one run, as one table.
+
+    PYTHONPATH=. python benchmarks/compare_peers.py                      # ours (+ smplfitter)
+    PYTHONPATH=. python benchmarks/compare_peers.py --kit /tmp/w/kit --poses 500 \
+        --smplx-repo /path/to/smplx --official-poses 2 --threads 1        # with every peer
+
+The official engine needs minutes per pose (tens of minutes on a busy machine), hence its
+few poses. On a machine shared with other jobs, `--threads 1` keeps OpenMP threads from
+spin-waiting on each other, which otherwise slows every engine several times over.
+
+Inputs: the SMPL-H and SMPL-X models, deformation transfer and mask of a synthetic kit
+(`--kit`, or a fresh one written with seed 0), and real AMASS poses: `--poses` frames spread
+evenly over `--amass` (default ../shared/data/amass_sample_smplh.npz). Stage 1 is done as
+`extract_to_obj.py` does it (neutral SMPL-H, zero shape and translation, `.obj` files and
+source_params.npz); every engine then fits SMPL-X to the same deformation-transferred
+targets, read back from those `.obj` files.
+
+Engines (a peer that cannot run is listed under the table with the reason):
+- ours, at its default `FitSettings()` and at a faster setting (`FAST`), started from the
+  source SMPL-H pose as `run_transfer.py` does;
+- the official `transfer_model` (`--smplx-repo`, a clone of github.com/vchoutas/smplx, run
+  unedited through `patches/`, trust-region Newton-CG, 100 iterations per stage, one mesh at
+  a time) on `--official-poses` of the poses, which ours also fits on their own so that the
+  speed-up compares equal work;
+- smplfitter's `BodyFitter` (`pip install smplfitter`), pointed at the kit's SMPL-X file,
+  started from the target mesh alone, as its documentation uses it.
+
+Error: `v2v_mm` of FORMATS.md for every engine alike: the SMPL-X mesh of the engine's pose,
+betas and translation, posed by our `BodyModel`, against the target, averaged over the mask
+ids, per pose; the table gives its mean, median, 95th percentile and max over the poses.
+Time: the fits only (models loaded and one warm-up batch done before the clock starts; the
+official engine: its `run_fitting` and writing per mesh, as `run_official` reports it).
+"""
+import argparse
+import importlib.util
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smplh2smplx.body_models import load_smplx
+from smplh2smplx.deformation import load_deformation_transfer
+from smplh2smplx.errors import InputError
+from smplh2smplx.extract import SmplhPoser, write_source_params
+from smplh2smplx.fitter import FitSettings, SmplxFitter
+from smplh2smplx.lbs import BodyModel
+from smplh2smplx.meshes import read_obj_vertices, write_obj
+from smplh2smplx.outputs import NUM_BETAS, parameter_path, pose_from_params, read_smplx_params
+from smplh2smplx.transfer import fit_batch, resolve_device, smplx_init_pose
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+AMASS_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amass_sample_smplh.npz"
+FAST = FitSettings(max_iterations=5, refine_iterations=1, fit_vertices=1000)
+SMPLFITTER_ITERATIONS = 3     # smplfitter's docs: "reasonable values are in the range of 1-4"
+
+
+# ----------------------------------------------------------------- the table (pure)
+
+@dataclass(frozen=True)
+class EngineRun:
+    """One engine's fit of a set of poses.
+
+    Attributes:
+        engine: who fitted ("ours", "official transfer_model", "smplfitter BodyFitter").
+        settings: how, in a few words.
+        device: where ("cpu", "cuda:0").
+        pose_ids: the poses fitted.
+        seconds: wall time of the fits of all of them.
+        v2v_mm: per-pose mean vertex error over the mask, in millimetres, in pose_ids order.
+        ours: for our rows, the name of the setting ("default", "fast") that heads a
+            speed-up column; None for a peer.
+    """
+    engine: str
+    settings: str
+    device: str
+    pose_ids: tuple
+    seconds: float
+    v2v_mm: tuple
+    ours: str = None
+
+    @property
+    def poses_per_second(self):
+        return len(self.pose_ids) / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A peer that did not run, and why (shown under the table)."""
+    engine: str
+    reason: str
+
+
+def error_stats(v2v_mm):
+    """(mean, median, p95, max) of per-pose errors; NaNs when there are none."""
+    values = np.asarray(v2v_mm, dtype=np.float64)
+    if values.size == 0:
+        return (float("nan"),) * 4
+    return (float(values.mean()), float(np.median(values)), float(np.percentile(values, 95)),
+            float(values.max()))
+
+
+def speed_up(ours, peer):
+    """How many times more poses per second `ours` fits than `peer`, on the same poses."""
+    if sorted(ours.pose_ids) != sorted(peer.pose_ids):
+        raise ValueError(f"{ours.engine} ({ours.settings}) and {peer.engine} fitted different "
+                         f"poses; a speed-up compares equal work")
+    return ours.poses_per_second / peer.poses_per_second
+
+
+def _ours_settings(runs):
+    names = []
+    for run in runs:
+        if run.ours is not None and run.ours not in names:
+            names.append(run.ours)
+    return names
+
+
+def _number(value):
+    if not np.isfinite(value):
+        return "-"
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def table_rows(runs):
+    """Header and rows (lists of strings) of the comparison table.
+
+    Every run gets a row; a peer row gets, for each setting of ours, our speed-up over it:
+    the ratio of poses per second of the run of ours at that setting on the same poses
+    ("-" when ours was not run on exactly those poses).
+    """
+    settings = _ours_settings(runs)
+    header = ["engine", "settings", "device", "poses", "poses/s", "v2v_mm mean", "median",
+              "p95", "max"] + [f"ours {name}: speed-up" for name in settings]
+    rows = []
+    for run in runs:
+        row = [run.engine, run.settings, run.device, str(len(run.pose_ids)),
+               _number(run.poses_per_second)] + [f"{value:.2f}" for value in error_stats(run.v2v_mm)]
+        for name in settings:
+            same = [ours for ours in runs if ours.ours == name
+                    and sorted(ours.pose_ids) == sorted(run.pose_ids)]
+            if run.ours is not None or not same:
+                row.append("-")
+            else:
+                row.append(f"{_number(speed_up(same[0], run))}x")
+        rows.append(row)
+    return header, rows
+
+
+def format_table(runs, skipped=()):
+    """The table as Markdown, with one line under it per skipped peer."""
+    header, rows = table_rows(runs)
+    widths = [max(len(line[column]) for line in [header] + rows) for column in range(len(header))]
+
+    def line(cells):
+        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths)) + " |"
+
+    lines = [line(header), "|" + "|".join("-" * (width + 2) for width in widths) + "|"]
+    lines += [line(row) for row in rows]
+    lines += [f"skipped: {skip.engine}: {skip.reason}" for skip in skipped]
+    return "\n".join(lines)
+
+
+def describe(settings):
+    """A FitSettings in a few words."""
+    vertices = "whole mask" if settings.fit_vertices <= 0 else f"{settings.fit_vertices} vertices"
+    return f"LM {settings.max_iterations}+{settings.refine_iterations} it., {vertices}"
+
+
+def official_settings(maxiters=None):
+    """The official engine's settings in a few words."""
+    return f"trust-ncg, {maxiters or 100} it./stage, batch 1"
+
+
+# ----------------------------------------------------------------- why a peer cannot run
+
+def is_installed(module):
+    """Whether `module` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def official_skip_reason(smplx_repo, installed=is_installed):
+    """Why the official engine cannot run here, or None when it can."""
+    if not smplx_repo:
+        return ("no --smplx-repo given: pass a clone of https://github.com/vchoutas/smplx "
+                "to compare with the official transfer_model")
+    if not (Path(smplx_repo) / "transfer_model" / "transfer_model.py").is_file():
+        return f"{smplx_repo}: not a clone of the smplx repository (no transfer_model/)"
+    if not installed("torchtrustncg"):
+        return ("torchtrustncg is not installed (not on PyPI): pip install "
+                "--no-build-isolation git+https://github.com/vchoutas/torch-trust-ncg")
+    if not installed("loguru"):
+        return "loguru is not installed: pip install loguru"
+    return None
+
+
+def smplfitter_skip_reason(installed=is_installed):
+    """Why smplfitter cannot run here, or None when it can."""
+    if not installed("smplfitter"):
+        return "smplfitter is not installed: pip install smplfitter"
+    return None
+
+
+# ----------------------------------------------------------------- inputs
+
+@dataclass
+class Inputs:
+    """The poses and what every engine fits: stage-1 meshes and their targets."""
+    pose_ids: list            # AMASS frame indices, used as pose ids
+    source_poses: np.ndarray  # (N, 156) SMPL-H axis-angle
+    mesh_dir: Path            # <pose_id:06d>.obj and source_params.npz
+    targets: torch.Tensor     # (N, 10475, 3) float32 deformation-transferred vertices
+    mask_ids: np.ndarray
+
+
+def spread(count, total):
+    """`count` distinct indices spread evenly over range(total), first and last included."""
+    count = min(count, total)
+    return np.unique(np.linspace(0, total - 1, count).round().astype(np.int64)).tolist()
+
+
+def write_inputs(kit, amass, num_poses, mesh_dir, deformation):
+    """Stage 1 for `num_poses` frames of `amass`, then the targets read back from the .obj."""
+    from smplh2smplx.amass import read_smplh_poses
+    sequence = read_smplh_poses(amass)
+    pose_ids = spread(num_poses, len(sequence))
+    poses = sequence[pose_ids]
+    poser = SmplhPoser(kit / "body_models" / "smplh" / "neutral" / "model.npz")
+    mesh_dir.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(pose_ids), 256):
+        vertices = poser(poses[start:start + 256])
+        for pose_id, mesh in zip(pose_ids[start:start + 256], vertices):
+            write_obj(mesh_dir / f"{pose_id:06d}.obj", mesh, poser.faces)
+    write_source_params(mesh_dir / "source_params.npz", dict(zip(pose_ids, poses)))
+    smplh_vertices = np.stack([read_obj_vertices(mesh_dir / f"{pose_id:06d}.obj")
+                               for pose_id in pose_ids]).astype(np.float32)
+    targets = torch.as_tensor(deformation.apply(smplh_vertices))
+    return Inputs(pose_ids, poses, mesh_dir, targets, deformation.mask_ids)
+
+
+def v2v_mm(body_model, pose, betas, transl, targets, mask_ids, batch_size=128):
+    """(B,) mean distance in mm over `mask_ids` between the posed SMPL-X mesh and `targets`.
+
+    Args:
+        body_model: our `BodyModel` of the SMPL-X model (float32, CPU).
+        pose: (B, 55, 3) axis-angle; betas: (B, NUM_BETAS); transl: (B, 3).
+        targets: (B, 10475, 3) deformation-transferred vertices.
+    """
+    mask = torch.as_tensor(mask_ids)
+    errors = []
+    with torch.no_grad():
+        for start in range(0, len(pose), batch_size):
+            part = slice(start, start + batch_size)
+            vertices = body_model(pose[part].float(), betas[part].float(), transl[part].float())[0]
+            distance = (vertices[:, mask] - targets[part][:, mask]).norm(dim=-1)
+            errors.append(distance.mean(1) * 1000.0)
+    return torch.cat(errors).tolist()
+
+
+# ----------------------------------------------------------------- the engines
+
+def run_ours(smplx_data, inputs, indices, settings, device, batch_size):
+    """(seconds, pose, betas, transl) of our fitter on the poses at `indices`."""
+    fitter = SmplxFitter(smplx_data, inputs.mask_ids, settings).to(device)
+    mask = torch.as_tensor(inputs.mask_ids)
+    init = smplx_init_pose(inputs.source_poses[indices]).float()
+    targets = inputs.targets[indices][:, mask]
+    fit_batch(fitter, targets[:2], list(init[:2]))           # warm-up, not timed
+    results = []
+    start = time.perf_counter()
+    for first in range(0, len(indices), batch_size):
+        part = slice(first, first + batch_size)
+        results.append(fit_batch(fitter, targets[part], list(init[part])))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return (seconds, torch.cat([r.pose for r in results]), torch.cat([r.betas for r in results]),
+            torch.cat([r.transl for r in results]))
+
+
+def smplfitter_model_root(smplx_npz, folder):
+    """A folder smplfitter's `BodyModel("smplx", "neutral", model_root=...)` can load.
+
+    smplfitter looks for exactly `SMPLX_NEUTRAL.npz` and, for every SMPL-family model, a
+    `kid_template.npy` beside it (the AGORA kid template, a separate registration). Its own
+    downloader writes an all-zero placeholder for users without it (kid fitting off), and so
+    does this function; the model file is linked, not copied.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    link = folder / "SMPLX_NEUTRAL.npz"
+    if not link.exists():
+        link.symlink_to(Path(smplx_npz).resolve())
+    num_vertices = len(np.load(smplx_npz)["v_template"])
+    np.save(folder / "kid_template.npy", np.zeros((num_vertices, 3)))
+    return folder
+
+
+def run_smplfitter(model_root, inputs, indices, device, batch_size,
+                   iterations=SMPLFITTER_ITERATIONS):
+    """(seconds, pose, betas, transl) of smplfitter's BodyFitter on the poses at `indices`.
+
+    BodyFitter gets the same full-mesh targets as the other engines, with weight 1 on the
+    mask ids and 0 elsewhere, and no shape regulariser (as its BodyConverter fits). Its
+    BodyConverter is not used: it re-poses the source model itself and looks for the
+    transfer under its own name (`smpl2smplx_deftrafo_setup.pkl`), with no mask.
+    """
+    from smplfitter.pt import BodyFitter, BodyModel as PeerBodyModel
+    body_model = PeerBodyModel("smplx", "neutral", model_root=str(model_root),
+                               num_betas=NUM_BETAS).to(device)
+    fitter = BodyFitter(body_model).to(device)
+    weights = torch.zeros(body_model.num_vertices, device=device)
+    weights[torch.as_tensor(inputs.mask_ids, device=device)] = 1.0
+    targets = inputs.targets[indices]
+
+    def fit(part):
+        batch = targets[part].to(device)
+        return fitter.fit(batch, vertex_weights=weights.expand(len(batch), -1),
+                          num_iter=iterations, beta_regularizer=0.0,
+                          requested_keys=["pose_rotvecs", "shape_betas"])
+
+    with torch.no_grad():
+        fit(slice(0, 2))                                      # warm-up, not timed
+        results = []
+        start = time.perf_counter()
+        for first in range(0, len(indices), batch_size):
+            results.append(fit(slice(first, first + batch_size)))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - start
+    pose = torch.cat([r["pose_rotvecs"].cpu() for r in results]).reshape(-1, 55, 3)
+    return (seconds, pose, torch.cat([r["shape_betas"].cpu() for r in results]),
+            torch.cat([r["trans"].cpu() for r in results]))
+
+
+def run_official_engine(kit, inputs, indices, smplx_repo, device, work_dir, maxiters=None):
+    """(seconds, pose_ids, pose, betas, transl, failures) of the official transfer_model.
+
+    Run through `patches.official.run_official` with the shipped my_smplh2smplx.yaml (the
+    official optimiser settings: trust-region Newton-CG, `optim.maxiters` 100 per stage
+    unless `maxiters` is given). The meshes of `indices` are copied into a folder of their
+    own; each is fitted alone (the official batch size, 1) and written as a contract .pkl,
+    read back here; the translation comes from `OfficialResult.transl`.
+    """
+    from patches.official import run_official
+    from smplh2smplx.settings import load_experiment_config
+    mesh_dir, output_dir = work_dir / "official_meshes", work_dir / "official_params"
+    mesh_dir.mkdir(parents=True, exist_ok=True)
+    pose_ids = [inputs.pose_ids[index] for index in indices]
+    for pose_id in pose_ids:
+        shutil.copyfile(inputs.mesh_dir / f"{pose_id:06d}.obj", mesh_dir / f"{pose_id:06d}.obj")
+    paths = {"MESH_DIR": str(mesh_dir), "SMPLX_OUTPUT_DIR": str(output_dir),
+             "SMPLX_MODEL": str(kit / "body_models"),
+             "DEFTRAFO_PATH": str(kit / "transfer" / "smplh2smplx_deftrafo_setup.pkl"),
+             "MASK_IDS_PATH": str(kit / "transfer" / "smplx_mask_ids.npy"),
+             "SMPLH_MODEL": str(kit / "body_models" / "smplh")}
+    options = ["batch_size=1", "overwrite=true"]
+    if maxiters is not None:
+        options.append(f"optim.maxiters={maxiters}")
+    config = load_experiment_config(exp_opts=options, user_config=paths)
+    results = run_official(config, smplx_repo=smplx_repo, device=str(device),
+                           log=lambda line: print("  " + line, flush=True))
+    by_id = {result.pose_id: result for result in results}
+    failures = [f"pose {r.pose_id}: {r.error}" for r in results if r.error is not None]
+    done = [pose_id for pose_id in pose_ids
+            if pose_id in by_id and by_id[pose_id].error is None]
+    poses, betas = zip(*(pose_from_params(read_smplx_params(parameter_path(output_dir, pose_id)))
+                         for pose_id in done)) if done else ((), ())
+    seconds = sum(result.seconds for result in results)
+    transl = torch.tensor([by_id[pose_id].transl for pose_id in done]).reshape(-1, 3)
+    return (seconds, done, torch.stack(poses) if done else torch.zeros(0, 55, 3),
+            torch.stack(betas) if done else torch.zeros(0, NUM_BETAS), transl, failures)
+
+
+# ----------------------------------------------------------------- the run
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kit", type=Path,
+                        help="synthetic kit folder (default: write one, seed 0, into a temp dir)")
+    parser.add_argument("--amass", type=Path, default=AMASS_SAMPLE,
+                        help="AMASS SMPL-H sequence whose frames are the poses (%(default)s)")
+    parser.add_argument("--poses", type=int, default=500,
+                        help="poses for ours and smplfitter (default %(default)s)")
+    parser.add_argument("--official-poses", type=int, default=3,
+                        help="poses for the official engine, a few minutes each (%(default)s)")
+    parser.add_argument("--smplx-repo", type=Path,
+                        help="clone of github.com/vchoutas/smplx (the official engine)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--batch-size", type=int, default=512,
+                        help="poses fitted at once by ours and smplfitter (%(default)s)")
+    parser.add_argument("--official-maxiters", type=int,
+                        help="optimiser iterations per stage of the official engine (default: "
+                             "my_smplh2smplx.yaml's optim.maxiters, the official 100); fewer "
+                             "only to try the script out")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads for every engine (default: torch's choice); 1 "
+                             "avoids OpenMP spin-waits on a machine shared with other jobs")
+    parser.add_argument("--work-dir", type=Path,
+                        help="where meshes and outputs go (default: a temp dir, removed)")
+    return parser.parse_args(argv)
+
+
+def compare(args, work_dir):
+    """Run every engine that can run; returns (runs, skipped)."""
+    device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.kit is None:
+        from smplh2smplx.synthetic import write_synthetic_kit
+        print("writing a synthetic kit (seed 0) ...", flush=True)
+        kit = write_synthetic_kit(work_dir / "kit", seed=0).root
+    else:
+        kit = args.kit
+    kit = Path(kit)
+    smplx_npz = kit / "body_models" / "smplx" / "SMPLX_NEUTRAL.npz"
+    smplx_data = load_smplx(smplx_npz)
+    deformation = load_deformation_transfer(kit / "transfer" / "smplh2smplx_deftrafo_setup.pkl",
+                                            kit / "transfer" / "smplx_mask_ids.npy")
+    inputs = write_inputs(kit, args.amass, args.poses, work_dir / "meshes", deformation)
+    body_model = BodyModel(smplx_data, num_betas=NUM_BETAS)
+    everything = list(range(len(inputs.pose_ids)))
+    few = [everything[i] for i in spread(args.official_poses, len(everything))]
+    runs, skipped = [], []
+
+    def record(engine, settings, indices, seconds, pose, betas, transl, ours=None):
+        errors = v2v_mm(body_model, pose, betas, transl, inputs.targets[indices],
+                        inputs.mask_ids)
+        runs.append(EngineRun(engine, settings, str(device),
+                              tuple(inputs.pose_ids[i] for i in indices), seconds,
+                              tuple(errors), ours))
+        print(f"  {engine} ({settings}): {len(indices)} poses in {seconds:.1f} s", flush=True)
+
+    def ours(indices):
+        for name, settings in (("default", FitSettings()), ("fast", FAST)):
+            record("ours", f"{name}: {describe(settings)}", indices,
+                   *run_ours(smplx_data, inputs, indices, settings, device, args.batch_size),
+                   ours=name)
+
+    print(f"{len(everything)} poses of {args.amass.name}, kit {kit}, device {device}, "
+          f"{torch.get_num_threads()} threads", flush=True)
+    ours(everything)
+
+    reason = smplfitter_skip_reason()
+    if reason is None:
+        try:
+            root = smplfitter_model_root(smplx_npz, work_dir / "smplfitter_models" / "smplx")
+            record("smplfitter BodyFitter",
+                   f"{SMPLFITTER_ITERATIONS} it., batch {args.batch_size}", everything,
+                   *run_smplfitter(root, inputs, everything, device, args.batch_size))
+        except Exception as error:           # a peer's failure must not lose the table
+            reason = f"could not fit with the kit's SMPL-X model: {type(error).__name__}: {error}"
+    if reason is not None:
+        skipped.append(Skipped("smplfitter BodyFitter", reason))
+
+    reason = official_skip_reason(args.smplx_repo)
+    if reason is None and few:
+        ours(few)
+        try:
+            seconds, done, pose, betas, transl, failures = run_official_engine(
+                kit, inputs, few, args.smplx_repo, device, work_dir, args.official_maxiters)
+            indices = [inputs.pose_ids.index(pose_id) for pose_id in done]
+            if done:
+                record("official transfer_model", official_settings(args.official_maxiters),
+                       indices, seconds, pose, betas, transl)
+            if failures:
+                reason = "; ".join(failures)
+        except InputError as error:
+            reason = str(error)
+    if reason is not None:
+        skipped.append(Skipped("official transfer_model", reason))
+    return runs, skipped
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        if args.work_dir is not None:
+            args.work_dir.mkdir(parents=True, exist_ok=True)
+            runs, skipped = compare(args, args.work_dir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="compare_peers_") as work_dir:
+                runs, skipped = compare(args, Path(work_dir))
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print()
+    print(format_table(runs, skipped))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
