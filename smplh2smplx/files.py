@@ -4,6 +4,10 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+# The process's umask, read once (reading it means setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_write(path, mode="wb"):
@@ -11,7 +15,9 @@ def atomic_write(path, mode="wb"):
 
     The temporary name starts with '.' and ends with '.tmp', so folder scans that look
     for `*.obj` or `*.pkl` never see a half-written file, and an interrupted write
-    leaves at most a stray temporary file, never a truncated output.
+    leaves at most a stray temporary file, never a truncated output. The file gets the
+    permissions an ordinary `open` would give (mkstemp's are owner-only), so outputs in a
+    shared cluster folder stay readable by the group.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -19,6 +25,7 @@ def atomic_write(path, mode="wb"):
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
