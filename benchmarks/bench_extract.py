@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smplh2smplx.extract import ExtractOptions, SmplhPoser, run_extract, torch_threads
+from smplh2smplx.extract import ExtractOptions, SmplhPoser, run_extract
+from smplh2smplx.threads import torch_threads
 from smplh2smplx.synthetic import SyntheticKit, kit_paths, write_synthetic_kit
 
 

@@ -36,6 +36,7 @@ from .lbs import BodyModel
 from .meshes import format_face_lines, format_vertex_lines
 from .safe_pickle import load_pickle
 from .selection import select_pose_ids
+from .threads import torch_threads
 from .transfer import SOURCE_PARAMS, read_source_params
 
 OUTPUT_FORMATS = ("obj", "params")
@@ -264,17 +265,6 @@ def _write_batch(face_lines, output_dir, pose_ids, vertices):
     for pose_id, mesh in zip(pose_ids, vertices):
         with atomic_write(obj_path(output_dir, pose_id)) as stream:
             stream.write(format_vertex_lines(mesh) + face_lines)
-
-
-@contextlib.contextmanager
-def torch_threads(count):
-    """Limit torch's intra-op thread pool (a process-wide setting) for the `with` block."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def write_meshes(poser, pose_ids, poses, output_dir, batch_size, bar):

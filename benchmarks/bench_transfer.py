@@ -1,0 +1,180 @@
+"""Stage-2 speed and accuracy on a synthetic kit posed with a real AMASS sequence.
+
+    PYTHONPATH=. python benchmarks/bench_transfer.py [--kit DIR] [--amass FILE]
+        [--batch-sizes 1 64 1024] [--device cpu|cuda|all] [--threads N]
+
+The kit's SMPL-H body is posed with every frame of the AMASS sequence and, as a second
+set, with the same frames whose 21 body joints get Gaussian noise (new, less usual poses).
+Each batch goes through what stage 2 does with a batch of meshes: the sparse deformation
+transfer, then `transfer.fit_batch` at the default `FitSettings`, the timed part. Cases:
+
+- source pose: the frames and their noisy copies, started from their own SMPL-H pose
+  (stage 2 with source_params.npz);
+- mesh only: the frames, started from the mesh alone (no source pose known).
+
+Batch size 1 is measured on 16 poses spread over a case. The CPU seconds column counts every thread:
+where other processes share the cores, poses / (CPU s / threads) is what idle cores would
+give. The goal is >= 20 poses/s at the default batch size (512) on a 2-core machine.
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smplh2smplx.body_models import load_smplh, load_smplx
+from smplh2smplx.deformation import load_deformation_transfer
+from smplh2smplx.fitter import FitSettings, SmplxFitter
+from smplh2smplx.lbs import BodyModel
+from smplh2smplx.synthetic import kit_paths, write_synthetic_kit
+from smplh2smplx.transfer import fit_batch, smplx_init_pose
+
+REPO = Path(__file__).resolve().parents[1]
+AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
+NOISE_RAD = 0.2          # standard deviation of the noise on each body joint's axis-angle
+SINGLE_POSES = 16        # poses measured at batch size 1
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--kit", type=Path,
+                        help="synthetic kit folder: reused when it holds a kit, else written "
+                             "there (default: a temporary folder)")
+    parser.add_argument("--amass", type=Path, default=AMASS_SAMPLE,
+                        help="AMASS SMPL-H sequence (.npz with poses (T, 156)); default: "
+                             "../shared/data/amass_sample_smplh.npz next to the repository")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 1024])
+    parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="cpu",
+                        help="all: the CPU, then CUDA when available")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--frames", type=int,
+                        help="use this many frames spread over the sequence (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="kit and noise seed")
+    return parser.parse_args()
+
+
+def kit_files(kit_dir, seed):
+    """Paths of the kit in `kit_dir`, written there first unless it already holds one."""
+    paths = kit_paths(kit_dir)
+    if not paths["mask"].is_file():
+        start = time.perf_counter()
+        write_synthetic_kit(kit_dir, seed)
+        print(f"synthetic kit written to {kit_dir} ({time.perf_counter() - start:.0f} s)")
+    else:
+        print(f"synthetic kit: reusing {kit_dir}")
+    return paths
+
+
+def read_frames(path):
+    """(T, 156) float32 SMPL-H poses of an AMASS sequence, or exit with a message."""
+    if not path.is_file():
+        sys.exit(f"error: {path}: AMASS sample not found; give an AMASS SMPL-H sequence "
+                 "(an .npz with poses (T, 156)) with --amass")
+    with np.load(path) as data:
+        poses = data["poses"]
+    if poses.ndim != 2 or poses.shape[1] != 156:
+        sys.exit(f"error: {path}: poses has shape {poses.shape}, a SMPL-H sequence has (T, 156)")
+    return poses.astype(np.float32)
+
+
+def cases(frames, seed):
+    """{case: (SMPL-H poses (N, 156), whether the fit starts from them)}."""
+    noisy = frames.copy()
+    noisy[:, 3:66] += np.random.default_rng(seed).normal(
+        scale=NOISE_RAD, size=(len(frames), 63)).astype(np.float32)
+    both = np.empty((2 * len(frames), 156), dtype=np.float32)
+    both[0::2], both[1::2] = frames, noisy             # every batch holds both kinds
+    return {"source pose": (both, True), "mesh only": (frames, False)}
+
+
+def smplh_meshes(smplh, poses):
+    """(N, 6890, 3) SMPL-H vertices of `poses` (N, 156): what stage 1 writes."""
+    with torch.no_grad():
+        return smplh(torch.as_tensor(poses).view(-1, 52, 3))[0].numpy()
+
+
+def measure(fitter, deformation, smplh_vertices, poses, from_pose, batch_size, device):
+    """Stats of fitting every pose in batches of `batch_size` (transfer + fit timed)."""
+    errors, iterations, converged = [], [], []
+    wall, cpu = 0.0, 0.0
+    for begin in range(0, len(poses), batch_size):
+        chunk = slice(begin, begin + batch_size)
+        init = (list(smplx_init_pose(poses[chunk])) if from_pose
+                else [None] * len(poses[chunk]))
+        vertices = torch.as_tensor(smplh_vertices[chunk], device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        targets = deformation.apply(vertices)[:, deformation.mask_ids]
+        result = fit_batch(fitter, targets, init)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        wall += time.perf_counter() - start_wall
+        cpu += time.process_time() - start_cpu
+        errors.append(result.v2v_mean_mm.numpy())
+        iterations.append(result.iterations.numpy())
+        converged.append(result.converged.numpy())
+    errors = np.concatenate(errors)
+    return dict(poses=len(errors), seconds=wall, cpu=cpu, mean=errors.mean(),
+                median=np.median(errors), p95=np.percentile(errors, 95), max=errors.max(),
+                iterations=np.concatenate(iterations).mean(),
+                converged=np.concatenate(converged).mean())
+
+
+def main():
+    args = parse_args()
+    frames = read_frames(args.amass)
+    if args.frames:
+        frames = frames[np.linspace(0, len(frames) - 1, args.frames).astype(int)]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = [torch.device("cpu")]
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("error: --device cuda: no CUDA device is available here")
+    if args.device == "cuda":
+        devices = [torch.device("cuda")]
+    elif args.device == "all" and torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+    settings = FitSettings()
+    with tempfile.TemporaryDirectory() as scratch:
+        paths = kit_files(args.kit or Path(scratch) / "kit", args.seed)
+        smplh = BodyModel(load_smplh(paths["smplh_npz"]))
+        smplx = load_smplx(paths["smplx_npz"])
+        deformation = load_deformation_transfer(paths["deftrafo"], paths["mask"])
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, devices: "
+              + ", ".join(torch.cuda.get_device_name(d) if d.type == "cuda" else "cpu"
+                          for d in devices))
+        print(f"AMASS: {args.amass} ({len(frames)} frames); noise {NOISE_RAD} rad on the body "
+              f"joints of the copies; {settings}")
+        rows = []
+        for device in devices:
+            fitter = SmplxFitter(smplx, deformation.mask_ids, settings).to(device)
+            for case, (poses, from_pose) in cases(frames, args.seed).items():
+                vertices = smplh_meshes(smplh, poses)
+                for batch_size in args.batch_sizes:
+                    chosen = (np.arange(len(poses)) if batch_size > 1 else
+                              np.linspace(0, len(poses) - 1, SINGLE_POSES).astype(int))
+                    stats = measure(fitter, deformation, vertices[chosen], poses[chosen],
+                                    from_pose, batch_size, device)
+                    rows.append((device.type, case, batch_size, stats))
+                    print(f"  {device.type} {case} batch {batch_size}: "
+                          f"{stats['poses'] / stats['seconds']:.1f} poses/s", flush=True)
+    threads = torch.get_num_threads()
+    print(f"\n| device | case | batch | poses | seconds | poses/s | CPU s "
+          f"| poses/(CPU s/{threads}) | v2v_mm mean | median | p95 | max | iterations "
+          "| converged |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+          "| ---: | ---: |")
+    for device, case, batch_size, s in rows:
+        print(f"| {device} | {case} | {batch_size} | {s['poses']} | {s['seconds']:.1f} "
+              f"| {s['poses'] / s['seconds']:.1f} | {s['cpu']:.1f} "
+              f"| {threads * s['poses'] / s['cpu']:.1f} | {s['mean']:.3f} | {s['median']:.3f} "
+              f"| {s['p95']:.3f} | {s['max']:.3f} | {s['iterations']:.1f} "
+              f"| {100 * s['converged']:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()
