@@ -100,3 +100,28 @@ def read_mesh(path):
             raise InputError(f"{path}: unreadable PLY ({error})") from None
         return np.asarray(mesh.vertices, dtype=np.float64)
     raise InputError(f"{path}: not a mesh file (expected .obj or .ply)")
+
+
+def read_mesh_faces(path, num_vertices):
+    """(F, 3) int64 0-based triangles of an `.obj` (its `f` lines) or `.ply` mesh whose
+    faces must index `num_vertices` vertices."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() == ".ply":
+            import trimesh
+            faces = trimesh.load(path, process=False, maintain_order=True, force="mesh").faces
+        else:
+            with open(path, "rb") as stream:
+                lines = [line.split()[1:] for line in stream.read().split(b"\n")
+                         if line.startswith(b"f ")]
+            # "f 1/1/1 2/2/2 3/3/3" keeps the vertex index before the first slash.
+            faces = [[int(corner.split(b"/")[0]) - 1 for corner in line] for line in lines]
+        faces = np.asarray(faces, np.int64)
+    except Exception as error:     # trimesh raises many kinds on a broken file
+        raise InputError(f"{path}: cannot read the mesh faces ({error})") from None
+    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
+        raise InputError(f"{path}: expected triangle faces, got an array of shape {faces.shape}")
+    if faces.min() < 0 or faces.max() >= num_vertices:
+        raise InputError(f"{path}: faces index vertices {faces.min()} to {faces.max()}, the "
+                         f"mesh has vertices 0 to {num_vertices - 1}")
+    return faces

@@ -33,6 +33,7 @@ from .deformation import load_deformation_transfer
 from .errors import InputError
 from .files import atomic_write
 from .lbs import BodyModel
+from .meshes import read_mesh_faces
 from .outputs import (ERRORS_CSV, NUM_BETAS, parameter_path, pose_from_params, read_error_rows,
                       read_smplx_params)
 from .render import RenderMesh, render_views, view_rotation
@@ -133,31 +134,6 @@ def choose_poses(rows, count, seed=0):
 
 # ----------------------------------------------------------------- meshes of one pose
 
-def read_mesh_faces(path, num_vertices=SMPLH_VERTICES):
-    """(F, 3) int64 0-based triangles of an `.obj` (its `f` lines) or `.ply` mesh whose
-    faces must index `num_vertices` vertices."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() == ".ply":
-            import trimesh
-            faces = trimesh.load(path, process=False, maintain_order=True, force="mesh").faces
-        else:
-            with open(path, "rb") as stream:
-                lines = [line.split()[1:] for line in stream.read().split(b"\n")
-                         if line.startswith(b"f ")]
-            # "f 1/1/1 2/2/2 3/3/3" keeps the vertex index before the first slash.
-            faces = [[int(corner.split(b"/")[0]) - 1 for corner in line] for line in lines]
-        faces = np.asarray(faces, np.int64)
-    except Exception as error:     # trimesh raises many kinds on a broken file
-        raise InputError(f"{path}: cannot read the mesh faces ({error})") from None
-    if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
-        raise InputError(f"{path}: expected triangle faces, got an array of shape {faces.shape}")
-    if faces.min() < 0 or faces.max() >= num_vertices:
-        raise InputError(f"{path}: faces index vertices {faces.min()} to {faces.max()}, the "
-                         f"mesh has vertices 0 to {num_vertices - 1}")
-    return faces
-
-
 class PoseMeshes:
     """Poses the meshes of the pictures: the models and the deformation transfer, loaded once.
 
@@ -185,7 +161,7 @@ class PoseMeshes:
         for suffix in MESH_SUFFIXES:
             path = mesh_dir / f"{pose_id:06d}{suffix}"
             if path.is_file():
-                return read_checked_mesh(path), read_mesh_faces(path)
+                return read_checked_mesh(path), read_mesh_faces(path, SMPLH_VERTICES)
         if self._source_params is None:
             self._source_params = read_source_params(mesh_dir / SOURCE_PARAMS)
         if pose_id not in self._source_params:
