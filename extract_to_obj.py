@@ -14,11 +14,10 @@ import argparse
 import sys
 
 from smplh2smplx.errors import InputError
-from smplh2smplx.extract import (BODY_MODELS, OUTPUT_FORMATS, ExtractOptions,
-                                 run_extract)
-from smplh2smplx.selection import parse_pose_ids, read_pose_ids_file
-from smplh2smplx.settings import USER_CONFIG, read_user_config
-from smplh2smplx.transfer import UNSET
+from smplh2smplx.formats.annotations import parse_pose_ids, read_pose_ids_file
+from smplh2smplx.settings import (BODY_MODELS, OUTPUT_FORMATS, UNSET, USER_CONFIG,
+                                  ExtractOptions, read_user_config)
+from smplh2smplx.stages.extract import run_extract
 
 # (ExtractOptions field, config.py entry, flag)
 PATHS = [("amass_dir", "AMASS_DIR", "--amass-dir"),
@@ -48,7 +47,7 @@ def parse_args(argv):
     parser.add_argument("--body-model", choices=BODY_MODELS, default="amass",
                         help="amass: AMASS-codebase semantics (any SMPL-H file); smplx: the "
                              "smplx package on a SMPLH_NEUTRAL.pkl/.npz (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=128,
+    parser.add_argument("--poses-per-batch", type=int, default=128, metavar="N",
                         help="poses posed at once (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
                         help="write again poses already written")
@@ -88,7 +87,7 @@ def options_from_args(args, user_config):
         ids = read_pose_ids_file(args.ids_file)
     return ExtractOptions(**resolve_paths(args, user_config), ids=ids,
                           all_poses=args.all_poses, output_format=args.format,
-                          body_model=args.body_model, batch_size=args.batch_size,
+                          body_model=args.body_model, poses_per_batch=args.poses_per_batch,
                           overwrite=args.overwrite, keep_going=args.keep_going)
 
 

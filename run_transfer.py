@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from smplh2smplx.errors import InputError
-from smplh2smplx.outputs import ERRORS_CSV, ErrorRow, merge_error_rows
-from smplh2smplx.report import report_from_config
-from smplh2smplx.settings import EXPERIMENT_CONFIG, load_experiment_config
-from smplh2smplx.transfer import TransferOptions, TransferSummary, run_transfer
+from smplh2smplx.formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
+from smplh2smplx.settings import EXPERIMENT_CONFIG, TransferOptions, load_experiment_config
+from smplh2smplx.stages.report import report_from_config
+from smplh2smplx.stages.transfer import TransferSummary, run_transfer
 
 
 def parse_args(argv):
@@ -35,9 +35,9 @@ def parse_args(argv):
     parser.add_argument("--smplx-repo", metavar="PATH",
                         help="clone of the smplx repository (--engine official)")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (config: fit.device)")
-    parser.add_argument("--batch-size", type=int,
-                        help="poses fitted at once (config: fit.batch_size; official engine: "
-                             "batch_size)")
+    parser.add_argument("--poses-per-batch", type=int, metavar="N",
+                        help="poses our engine fits at once (config: fit.poses_per_batch; the "
+                             "official engine's own batch is the config entry batch_size)")
     parser.add_argument("--overwrite", action="store_true",
                         help="convert again poses whose .pkl already exists")
     parser.add_argument("--from-params", action="store_true",
@@ -61,8 +61,8 @@ def flag_overrides(args):
     flags = {}
     if args.device is not None:
         flags["fit.device"] = args.device
-    if args.batch_size is not None:
-        flags["batch_size" if args.engine == "official" else "fit.batch_size"] = args.batch_size
+    if args.poses_per_batch is not None:
+        flags["fit.poses_per_batch"] = args.poses_per_batch
     if args.overwrite:
         flags["overwrite"] = True
     if args.from_params:

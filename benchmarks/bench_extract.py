@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from smplh2smplx.extract import ExtractOptions, SmplhPoser, run_extract
-from smplh2smplx.threads import torch_threads
+from smplh2smplx.settings import ExtractOptions
+from smplh2smplx.stages.extract import SmplhPoser, run_extract
+from smplh2smplx.runtime import torch_threads
 from smplh2smplx.synthetic import SyntheticKit, kit_paths, write_synthetic_kit
 
 
@@ -56,7 +57,7 @@ def timed_run(kit, output_dir, output_format, batch_size):
     options = ExtractOptions(amass_dir=kit.amass, posefix_dir=kit.posefix_ids.parent,
                              posescript_dir=kit.posescript_ids.parent,
                              smplh_model=kit.smplh_npz, output_dir=output_dir, all_poses=True,
-                             output_format=output_format, batch_size=batch_size)
+                             output_format=output_format, poses_per_batch=batch_size)
     summary, wall, cpu = timed(lambda: run_extract(options, progress=False,
                                                    log=lambda _line: None))
     return summary.written, wall, cpu

@@ -25,12 +25,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smplh2smplx.body_models import load_smplh, load_smplx
-from smplh2smplx.deformation import load_deformation_transfer
-from smplh2smplx.fitter import FitSettings, SmplxFitter
-from smplh2smplx.lbs import BodyModel
+from smplh2smplx.formats.body_models import load_smplh, load_smplx
+from smplh2smplx.body.deformation import load_deformation_transfer
+from smplh2smplx.fit.fitter import FitSettings, BodyFitter
+from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.synthetic import kit_paths, write_synthetic_kit
-from smplh2smplx.transfer import fit_batch, smplx_init_pose
+from smplh2smplx.family import map_pose
+from smplh2smplx.fit.fitter import fit_batch
 
 REPO = Path(__file__).resolve().parents[1]
 AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
@@ -102,7 +103,7 @@ def measure(fitter, deformation, smplh_vertices, poses, from_pose, batch_size, d
     wall, cpu = 0.0, 0.0
     for begin in range(0, len(poses), batch_size):
         chunk = slice(begin, begin + batch_size)
-        init = (list(smplx_init_pose(poses[chunk])) if from_pose
+        init = (list(map_pose(poses[chunk], "smplh", "smplx")) if from_pose
                 else [None] * len(poses[chunk]))
         vertices = torch.as_tensor(smplh_vertices[chunk], device=device)
         if device.type == "cuda":
@@ -151,7 +152,7 @@ def main():
               f"joints of the copies; {settings}")
         rows = []
         for device in devices:
-            fitter = SmplxFitter(smplx, deformation.mask_ids, settings).to(device)
+            fitter = BodyFitter(smplx, deformation.mask_ids, settings).to(device)
             for case, (poses, from_pose) in cases(frames, args.seed).items():
                 vertices = smplh_meshes(smplh, poses)
                 for batch_size in args.batch_sizes:

@@ -43,15 +43,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smplh2smplx.body_models import load_smplx
-from smplh2smplx.deformation import load_deformation_transfer
+from smplh2smplx.formats.body_models import load_smplx
+from smplh2smplx.body.deformation import load_deformation_transfer
 from smplh2smplx.errors import InputError
-from smplh2smplx.extract import SmplhPoser, write_source_params
-from smplh2smplx.fitter import FitSettings, SmplxFitter
-from smplh2smplx.lbs import BodyModel
-from smplh2smplx.meshes import read_obj_vertices, write_obj
-from smplh2smplx.outputs import NUM_BETAS, parameter_path, pose_from_params, read_smplx_params
-from smplh2smplx.transfer import fit_batch, resolve_device, smplx_init_pose
+from smplh2smplx.formats.source_params import write_source_params
+from smplh2smplx.stages.extract import SmplhPoser
+from smplh2smplx.fit.fitter import FitSettings, BodyFitter
+from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.formats.meshes import read_obj_vertices, write_obj
+from smplh2smplx.formats.smplx_params import (NUM_BETAS, parameter_path, pose_from_params, read_smplx_params)
+from smplh2smplx.family import map_pose
+from smplh2smplx.fit.fitter import fit_batch
+from smplh2smplx.runtime import resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AMASS_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amass_sample_smplh.npz"
@@ -228,7 +231,7 @@ def spread(count, total):
 
 def write_inputs(kit, amass, num_poses, mesh_dir, deformation):
     """Stage 1 for `num_poses` frames of `amass`, then the targets read back from the .obj."""
-    from smplh2smplx.amass import read_smplh_poses
+    from smplh2smplx.formats.amass import read_smplh_poses
     sequence = read_smplh_poses(amass)
     pose_ids = spread(num_poses, len(sequence))
     poses = sequence[pose_ids]
@@ -268,9 +271,9 @@ def v2v_mm(body_model, pose, betas, transl, targets, mask_ids, batch_size=128):
 
 def run_ours(smplx_data, inputs, indices, settings, device, batch_size):
     """(seconds, pose, betas, transl) of our fitter on the poses at `indices`."""
-    fitter = SmplxFitter(smplx_data, inputs.mask_ids, settings).to(device)
+    fitter = BodyFitter(smplx_data, inputs.mask_ids, settings).to(device)
     mask = torch.as_tensor(inputs.mask_ids)
-    init = smplx_init_pose(inputs.source_poses[indices]).float()
+    init = map_pose(inputs.source_poses[indices], "smplh", "smplx").float()
     targets = inputs.targets[indices][:, mask]
     fit_batch(fitter, targets[:2], list(init[:2]))           # warm-up, not timed
     results = []

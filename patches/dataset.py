@@ -13,7 +13,7 @@ import trimesh
 from torch.utils.data import Dataset
 
 from smplh2smplx.errors import InputError
-from smplh2smplx.outputs import parameter_path
+from smplh2smplx.formats.smplx_params import parameter_path
 
 MESH_SUFFIXES = (".obj", ".ply")
 

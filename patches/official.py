@@ -29,7 +29,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from smplh2smplx.errors import InputError
-from smplh2smplx.outputs import JOINT_SLICES, NUM_BETAS, ErrorRow, parameter_path
+from smplh2smplx.formats.errors_csv import ErrorRow
+from smplh2smplx.formats.smplx_params import JOINT_SLICES, NUM_BETAS, parameter_path
 
 from .config import ShardSettings, official_config
 from .dataset import MeshShard
@@ -67,7 +68,7 @@ class OfficialResult:
     transl: tuple = None
 
     def error_row(self, flag_threshold_mm):
-        """This mesh's errors.csv row (`smplh2smplx.outputs.ErrorRow`); None for a failure."""
+        """This mesh's errors.csv row (`smplh2smplx.formats.errors_csv.ErrorRow`); None for a failure."""
         if self.error is not None:
             return None
         return ErrorRow(self.pose_id, self.v2v_mean_mm, self.v2v_max_mm, self.iterations,

@@ -10,8 +10,8 @@ import pickle
 import roma
 import torch
 
-from smplh2smplx.files import atomic_write
-from smplh2smplx.outputs import JOINT_SLICES, PARAMETER_SHAPES, smplx_parameters
+from smplh2smplx.formats.files import atomic_write
+from smplh2smplx.formats.smplx_params import JOINT_SLICES, PARAMETER_SHAPES, smplx_parameters
 
 
 def _axis_angle(value, batch_size, num_joints, key):

@@ -13,10 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .extract import ExtractOptions, run_extract
-from .report import write_report
+from .settings import ExtractOptions, TransferOptions
+from .stages.extract import run_extract
+from .stages.report import write_report
+from .stages.transfer import run_transfer
 from .synthetic import kit_paths, write_synthetic_kit
-from .transfer import TransferOptions, run_transfer
 
 
 def prepare_kit(root, log=print):

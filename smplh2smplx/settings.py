@@ -1,38 +1,273 @@
-"""User settings: config.py (the paths), and for stage 2 my_smplh2smplx.yaml with overrides.
+"""The settings of both stages: one typed schema, read from config.py, YAML and flags.
 
-Stage 2 reads my_smplh2smplx.yaml (the official transfer_model schema plus our `fit`
-section) with OmegaConf. Its path entries are `${config:NAME}` interpolations that read NAME
-from config.py, so every path is written once. Precedence, lowest first: config.py, the
-shipped my_smplh2smplx.yaml, the file given with --exp-cfg, --exp-opts, the dedicated flags.
+- `config.py` holds the user's paths. It is read as data (literal assignments only), never
+  run, so a stray statement in it cannot do anything.
+- Stage 1 (`ExtractOptions`) takes its paths from config.py, overridden by flags.
+- Stage 2 (`TransferOptions`) reads `my_smplh2smplx.yaml` (the official transfer_model keys
+  plus our `fit` section) with OmegaConf; its path entries are `${config:NAME}`
+  interpolations of config.py, so every path is written once. Precedence, lowest first:
+  config.py, the shipped YAML, the file given with --exp-cfg, --exp-opts, dedicated flags.
+
+Values typed on the command line are taken literally and converted by the schema's type of
+their entry (`parse_value`), never by YAML's rules: `010` is ten (YAML 1.1 reads it as octal
+eight), `yes` is no boolean, and a path such as `0123` stays the text `0123`.
 """
-import importlib.util
+import ast
+import math
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import InputError
+from .fit.fitter import FitSettings
+from .formats.body_models import GENDERS
+from .formats.smplx_params import NUM_BETAS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 USER_CONFIG = REPO_ROOT / "config.py"
+EXPERIMENT_CONFIG = REPO_ROOT / "my_smplh2smplx.yaml"
+UNSET = "TODO"  # what config.py holds for a path the user has not written yet
 
+
+# ----------------------------------------------------------------- typed values
+
+def parse_value(text, kind, name):
+    """`text` as a value of `kind` (int, float, bool, str or Path); InputError naming `name`.
+
+    Integers are decimal (`010` is 10; `0x10` and `1e3` are refused), booleans are `true` or
+    `false` (any case), floats must be finite, and text is taken as it is.
+    """
+    text = str(text).strip()
+    if kind is int:
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise InputError(f"{name}: expected a decimal integer, got {text!r}")
+        return int(text, 10)
+    if kind is float:
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise InputError(f"{name}: expected a finite number, got {text!r}")
+        return number
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise InputError(f"{name}: expected true or false, got {text!r}")
+        return text.lower() == "true"
+    return kind(text)
+
+
+def _typed(value, kind, name):
+    """A YAML value checked against `kind` (YAML already typed it); text goes through
+    `parse_value`."""
+    if value is None:
+        raise InputError(f"{name} is empty")
+    if isinstance(value, str):
+        return parse_value(value, kind, name)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return parse_value(value, float, name)
+    raise InputError(f"{name}: expected {kind.__name__}, got {value!r}")
+
+
+# ----------------------------------------------------------------- config.py
 
 def read_user_config(path=USER_CONFIG):
-    """The upper-case names defined in config.py, as a dict."""
+    """The upper-case names config.py assigns, as {NAME: value}.
+
+    Only literal assignments (`NAME = "text"`, or `NAME = OTHER` for a name assigned
+    before) are read; the file is never executed.
+    """
     path = Path(path)
-    spec = importlib.util.spec_from_file_location("_user_config", path)
-    if spec is None or not path.is_file():
-        raise InputError(f"{path}: config file not found")
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        raise InputError(f"{path}: cannot be read: {error!r}") from None
-    return {name: value for name, value in vars(module).items() if name.isupper()}
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: config file not found") from None
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{path}: cannot be read: {error}") from None
+    values = {}
+    for statement in tree.body:
+        if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                and isinstance(statement.targets[0], ast.Name)):
+            continue
+        name, node = statement.targets[0].id, statement.value
+        if not name.isupper():
+            continue
+        if isinstance(node, ast.Name) and node.id in values:
+            values[name] = values[node.id]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float)):
+            values[name] = node.value
+        else:
+            raise InputError(f"{path}, line {statement.lineno}: {name} must be a plain value "
+                             "such as \"/path/to/folder\"")
+    return values
 
 
-# ----------------------------------------------------------------- stage 2: the YAML config
+# ----------------------------------------------------------------- stage 1
 
-EXPERIMENT_CONFIG = REPO_ROOT / "my_smplh2smplx.yaml"
+OUTPUT_FORMATS = ("obj", "params")
+BODY_MODELS = ("amass", "smplx")
+
+
+@dataclass
+class ExtractOptions:
+    """Everything a stage-1 run needs.
+
+    amass_dir: AMASS SMPL-H root (holding CMU/, BMLrub/, ...).
+    posefix_dir, posescript_dir: release folders; posescript_dir None or "" leaves
+        PoseScript-H out. The id mapping is read from the first that has it.
+    smplh_model: SMPL-H model file or folder (see formats.body_models.load_body_model).
+    output_dir: where `<pose_id:06d>.obj` and source_params.npz go.
+    ids: explicit pose ids instead of PoseFix-H + PoseScript-H; all_poses: every id of
+        the mapping instead.
+    output_format: "obj" (meshes and source_params.npz) or "params" (source_params.npz only).
+    body_model: "amass" (AMASS-codebase semantics: 16 zero betas, zero translation, no
+        hand mean) or "smplx" (smplx.create on a smplx-codebase SMPLH file); same vertices.
+    poses_per_batch: poses posed at once; overwrite: redo poses already written;
+    keep_going: set bad ids aside (listed in the summary) instead of stopping.
+    """
+    amass_dir: Path
+    posefix_dir: Path
+    smplh_model: Path
+    output_dir: Path
+    posescript_dir: Path = None
+    ids: list = None
+    all_poses: bool = False
+    output_format: str = "obj"
+    body_model: str = "amass"
+    poses_per_batch: int = 128
+    overwrite: bool = False
+    keep_going: bool = False
+
+    def __post_init__(self):
+        def as_path(value):
+            return Path(value).expanduser() if value not in (None, "") else None
+
+        self.amass_dir, self.posefix_dir, self.posescript_dir, self.smplh_model, \
+            self.output_dir = map(as_path, (self.amass_dir, self.posefix_dir,
+                                            self.posescript_dir, self.smplh_model,
+                                            self.output_dir))
+        if self.ids is not None:
+            self.ids = sorted({int(pose_id) for pose_id in self.ids})
+
+    def check(self):
+        """Raise InputError for a missing folder or a value out of range."""
+        if self.output_format not in OUTPUT_FORMATS:
+            raise InputError(f"output format must be one of {OUTPUT_FORMATS}, got "
+                             f"{self.output_format!r}")
+        if self.body_model not in BODY_MODELS:
+            raise InputError(f"body model must be one of {BODY_MODELS}, got "
+                             f"{self.body_model!r}")
+        if self.poses_per_batch < 1:
+            raise InputError(f"poses per batch must be >= 1, got {self.poses_per_batch}")
+        if None in (self.amass_dir, self.smplh_model, self.output_dir):
+            raise InputError("the AMASS folder, the SMPL-H model and the output folder must "
+                             "be given")
+        for name, folder in [("AMASS", self.amass_dir), ("PoseFix", self.posefix_dir),
+                             ("PoseScript", self.posescript_dir)]:
+            if folder is not None and not folder.is_dir():
+                raise InputError(f"{folder}: {name} folder not found")
+        if self.output_dir.exists() and not self.output_dir.is_dir():
+            raise InputError(f"{self.output_dir}: output folder is a file")
+
+
+# ----------------------------------------------------------------- stage 2
+
+@dataclass(frozen=True)
+class TransferOptions:
+    """Everything a stage-2 run needs (see my_smplh2smplx.yaml for each entry's meaning).
+
+    mesh_dir: stage-1 folder (meshes and source_params.npz); output_dir: where .pkl go.
+    smplx_model: SMPL-X model file, or a folder holding smplx/SMPLX_<GENDER>.npz.
+    deftrafo_path, mask_path: deformation transfer setup and SMPL-X mask ids.
+    shard_size, shard_index: the slice of the sorted input list (shard_size 0: all); in
+        the YAML the official keys datasets.mesh_folder.batch_size and batch_index.
+    poses_per_batch: poses fitted at once; device: "cpu", "cuda", "cuda:N" or "auto".
+    flag_threshold_mm: poses whose v2v_mean_mm exceeds it are flagged in errors.csv.
+    from_params: pose SMPL-H from source_params.npz instead of reading meshes;
+    smplh_model: the SMPL-H model used then.
+    """
+    mesh_dir: Path
+    output_dir: Path
+    smplx_model: Path
+    deftrafo_path: Path
+    mask_path: Path
+    gender: str = "neutral"
+    shard_size: int = 0
+    shard_index: int = 0
+    overwrite: bool = False
+    poses_per_batch: int = 512
+    device: str = "auto"
+    fit: FitSettings = field(default_factory=FitSettings)
+    flag_threshold_mm: float = 15.0
+    from_params: bool = False
+    smplh_model: Path = None
+
+    @classmethod
+    def from_config(cls, config):
+        """Options from a resolved stage-2 configuration (`load_experiment_config`)."""
+        def value(key, kind):
+            node = config
+            for part in key.split("."):
+                node = node[part]
+            return _typed(node, kind, f"config entry {key}")
+
+        def path(key):
+            text = value(key, str)
+            if text.strip() in ("", UNSET):
+                raise InputError(f"config entry {key} is not set: write its path in config.py "
+                                 f"or give --exp-opts {key}=PATH")
+            return Path(text).expanduser()
+
+        if value("body_model.model_type", str) != "smplx":
+            raise InputError("config entry body_model.model_type: only smplx is supported, got "
+                             f"{config.body_model.model_type!r}")
+        num_betas = value("body_model.smplx.betas.num", int)
+        if num_betas != NUM_BETAS:
+            raise InputError(f"config entry body_model.smplx.betas.num: the output contract "
+                             f"holds {NUM_BETAS} betas, got {num_betas}")
+        fit = FitSettings(num_betas=num_betas, **{
+            entry.name: value(f"fit.{entry.name}", entry.type)
+            for entry in fields(FitSettings) if entry.name != "num_betas"})
+        from_params = value("fit.from_params", bool)
+        options = cls(
+            mesh_dir=path("datasets.mesh_folder.data_folder"),
+            output_dir=path("output_folder"),
+            smplx_model=path("body_model.folder"),
+            deftrafo_path=path("deformation_transfer_path"),
+            mask_path=path("mask_ids_fname"),
+            gender=value("body_model.gender", str),
+            shard_size=value("datasets.mesh_folder.batch_size", int),
+            shard_index=value("datasets.mesh_folder.batch_index", int),
+            overwrite=value("overwrite", bool),
+            poses_per_batch=value("fit.poses_per_batch", int),
+            device=value("fit.device", str),
+            fit=fit,
+            flag_threshold_mm=value("fit.flag_threshold_mm", float),
+            from_params=from_params,
+            smplh_model=path("fit.smplh_model") if from_params else None)
+        options.check()
+        return options
+
+    def check(self):
+        """Raise InputError for values out of range."""
+        if self.shard_size < 0 or self.shard_index < 0:
+            raise InputError("datasets.mesh_folder.batch_size and batch_index must be >= 0, got "
+                             f"{self.shard_size} and {self.shard_index}")
+        if self.poses_per_batch < 1:
+            raise InputError(f"fit.poses_per_batch must be >= 1, got {self.poses_per_batch}")
+        if self.gender not in GENDERS:
+            raise InputError(f"body_model.gender must be one of {', '.join(GENDERS)}, got "
+                             f"{self.gender!r}")
+        if self.from_params and self.smplh_model is None:
+            raise InputError("from_params needs the SMPL-H model (--smplh-model or config.py)")
+        if self.fit.max_iterations < 0 or self.fit.refine_iterations < 0:
+            raise InputError("fit.max_iterations and fit.refine_iterations must be >= 0")
 
 
 def _read_yaml(path):
@@ -48,16 +283,17 @@ def _read_yaml(path):
     return config
 
 
-def _parse_dotted(options, origin):
-    """`["a.b=1", ...]` -> DictConfig, with an error naming the malformed option."""
-    for option in options:
-        key, sep, _value = option.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"{origin}: '{option}' is not of the form key=value")
-    try:
-        return OmegaConf.from_dotlist(list(options))
-    except Exception as error:
-        raise InputError(f"{origin}: cannot parse {list(options)}: {error}") from None
+def _kind_of(config, key):
+    """The type an entry's value must have: that of the value the shipped file gives it."""
+    current = OmegaConf.select(config, key, throw_on_missing=False,
+                               throw_on_resolution_failure=False)
+    if isinstance(current, bool):
+        return bool
+    if isinstance(current, int):
+        return int
+    if isinstance(current, float):
+        return float
+    return str
 
 
 def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=None):
@@ -68,26 +304,39 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
             config works too); its entries override the shipped my_smplh2smplx.yaml, which
             gives every key a default. None: the shipped file alone.
         exp_opts: dotted overrides, `["datasets.mesh_folder.batch_index=3", ...]`; a key the
-            configuration does not have is an error (typos must not pass silently).
+            configuration does not have is an error (typos must not pass silently), and a
+            value is converted to its entry's type by `parse_value`.
         flags: {dotted key: value} from dedicated command-line flags; applied last.
         user_config: mapping NAME -> value behind `${config:NAME}`; None reads config.py.
     Returns:
         an OmegaConf DictConfig with every interpolation resolved.
     Raises:
-        InputError for an unreadable file, a malformed or unknown override, or a
-        `${config:NAME}` with no such entry.
+        InputError for an unreadable file, a malformed or unknown override, a value of the
+        wrong type, or a `${config:NAME}` with no such entry.
     """
     if user_config is None:
         user_config = read_user_config()
     config = _read_yaml(EXPERIMENT_CONFIG)
     if exp_cfg is not None and Path(exp_cfg).resolve() != EXPERIMENT_CONFIG:
-        config = OmegaConf.merge(config, _read_yaml(exp_cfg))
+        mine = _read_yaml(exp_cfg)
+        # Official sections may carry keys of the official tool; our own must be known.
+        ours = set(_dotted_keys(config))
+        unknown = sorted(key for key in _dotted_keys(mine)
+                         if key.startswith("fit.") and key not in ours)
+        if unknown:
+            raise InputError(f"{exp_cfg}: unknown key(s) {', '.join(unknown)} (the fit "
+                             f"section's keys are those of {EXPERIMENT_CONFIG.name})")
+        config = OmegaConf.merge(config, mine)
     known = set(_dotted_keys(config))
-    overrides = _parse_dotted(exp_opts, "--exp-opts")
-    unknown = sorted(set(_dotted_keys(overrides)) - known)
-    if unknown:
-        raise InputError(f"--exp-opts: unknown key(s) {', '.join(unknown)}")
-    config = OmegaConf.merge(config, overrides)
+    for option in exp_opts:
+        key, sep, text = option.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--exp-opts: '{option}' is not of the form key=value")
+        if key not in known:
+            raise InputError(f"--exp-opts: unknown key {key}")
+        OmegaConf.update(config, key, parse_value(text, _kind_of(config, key),
+                                                  f"--exp-opts {key}"))
     for key, value in (flags or {}).items():
         if key not in known:
             raise ValueError(f"flag for unknown config entry {key}")     # a bug, not input

@@ -34,7 +34,7 @@ import numpy as np
 import scipy.sparse
 import scipy.spatial
 
-from .files import atomic_write
+from .formats.files import atomic_write
 
 # ----------------------------------------------------------------------------- skeleton
 
@@ -1853,8 +1853,8 @@ def sequence_path(index, motion):
 def ground_translations(smplh, poses, betas, headings, moving, framerate):
     """(T, 3) AMASS translations: feet on the ground (z = 0), walking along the heading."""
     import torch
-    from .body_models import BodyModelData
-    from .lbs import BodyModel
+    from .formats.body_models import BodyModelData
+    from .body.lbs import BodyModel
     data = BodyModelData(kind="smplh", path=Path("synthetic"), v_template=smplh.v_template,
                          faces=smplh.faces.astype(np.int64), j_regressor=smplh.j_regressor,
                          parents=smplh.parents, weights=smplh.weights,

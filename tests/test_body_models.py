@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from smplh2smplx.body_models import BodyModelData, load_smplh, load_smplx
+from smplh2smplx.formats.body_models import BodyModelData, load_smplh, load_smplx
 from smplh2smplx.errors import InputError
 
 HAND_KEYS = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")

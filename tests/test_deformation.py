@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from smplh2smplx.deformation import DeformationTransfer, load_deformation_transfer
+from smplh2smplx.body.deformation import DeformationTransfer, load_deformation_transfer
 from smplh2smplx.errors import InputError
 
 NUM_SMPLH, NUM_SMPLX = 6890, 10475

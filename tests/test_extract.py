@@ -9,10 +9,11 @@ import torch
 
 import extract_to_obj
 from smplh2smplx.errors import InputError
-from smplh2smplx.extract import ExtractOptions, SmplhPoser, run_extract
-from smplh2smplx.meshes import format_obj, format_vertex_lines, read_obj_vertices
-from smplh2smplx.selection import ID_MAPPING
-from smplh2smplx.transfer import SOURCE_PARAMS, read_source_params
+from smplh2smplx.settings import ExtractOptions
+from smplh2smplx.stages.extract import SmplhPoser, run_extract
+from smplh2smplx.formats.meshes import format_obj, format_vertex_lines, read_obj_vertices
+from smplh2smplx.formats.annotations import ID_MAPPING
+from smplh2smplx.formats.source_params import SOURCE_PARAMS, read_source_params
 
 REAL_AMASS = Path(__file__).resolve().parents[2] / "shared" / "data" / "amass_sample_smplh.npz"
 QUIET = dict(progress=False, log=lambda _line: None)
@@ -64,7 +65,7 @@ def few_ids(kit):
 def options(kit, output_dir, **overrides):
     settings = dict(amass_dir=kit.amass, posefix_dir=kit.posefix_ids.parent,
                     posescript_dir=kit.posescript_ids.parent, smplh_model=kit.smplh_npz,
-                    output_dir=output_dir, batch_size=4)
+                    output_dir=output_dir, poses_per_batch=4)
     return ExtractOptions(**{**settings, **overrides})
 
 
@@ -134,7 +135,7 @@ def test_existing_outputs_are_skipped_unless_overwrite(kit, few_ids, tmp_path):
 
 def test_an_interrupted_run_leaves_whole_files_and_resumes(kit, few_ids, tmp_path,
                                                           monkeypatch):
-    from smplh2smplx import extract
+    from smplh2smplx.stages import extract
     calls = []
 
     def interrupted_after_three(vertices):

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from smplh2smplx.files import atomic_write
+from smplh2smplx.formats.files import atomic_write
 
 
 def test_written_file_has_umask_permissions_and_no_temporary_is_left(tmp_path):

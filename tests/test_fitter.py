@@ -5,9 +5,14 @@ import pytest
 import roma
 import torch
 
-from smplh2smplx.body_models import BodyModelData
-from smplh2smplx.fitter import FitSettings, SmplxFitter, gauss_newton_sample, stratified_subset
-from smplh2smplx.lbs import BodyModel
+from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.fit.fitter import BodyFitter, FitSettings
+from smplh2smplx.fit.problem import (apply_step, forward, gauss_newton, gradient,
+                                     jacobian_product, posed_vertices)
+from smplh2smplx.fit.sampling import gauss_newton_sample, stratified_subset
+from smplh2smplx.fit.solver import damped_step
+from smplh2smplx.fit.target import TargetModel
+from smplh2smplx.formats.body_models import BodyModelData
 
 BODY_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19]
 
@@ -53,43 +58,50 @@ def random_smplx(num_vertices=600, seed=0, dense_correctives=True, blended=True)
         shapedirs=rng.normal(size=(num_vertices, 3, 20)) * 0.02, num_shape_coeffs=10)
 
 
-def random_state(fitter, batch=2, seed=0):
+def target_model(data, mask=None, settings=FitSettings(), part_vertices=16):
+    """The fit problem's model of `data` on `mask` (default: every vertex), in float64."""
+    mask = np.arange(data.num_vertices) if mask is None else mask
+    return TargetModel(data, mask, settings.num_betas, settings.fit_betas, settings.fit_vertices,
+                       part_vertices, dtype=torch.float64)
+
+
+def random_state(model, batch=2, seed=0):
     generator = torch.Generator().manual_seed(seed)
     rotmats = roma.rotvec_to_rotmat(
         torch.randn(batch, 55, 3, generator=generator, dtype=torch.float64) * 0.5)
-    betas = torch.randn(batch, fitter.settings.num_betas, generator=generator, dtype=torch.float64)
+    betas = torch.randn(batch, model.num_betas, generator=generator, dtype=torch.float64)
     transl = torch.randn(batch, 3, generator=generator, dtype=torch.float64)
     return rotmats, betas, transl
 
 
-def autograd_jacobian(fitter, vset, rotmats, betas, transl):
+def autograd_jacobian(model, vset, rotmats, betas, transl):
     """(B, S*3, P) derivative of the posed vertices of `vset` (vertex by vertex, xyz)
     with respect to a step of the unknowns, by forward-mode autograd."""
     batch = len(rotmats)
 
     def posed(step):
-        state = fitter._apply_step(rotmats, betas, transl, step)
-        return fitter._pose(vset, *state)[0].permute(2, 0, 1).reshape(batch, -1)
+        state = apply_step(model, rotmats, betas, transl, step)
+        return forward(model, vset, *state)[0].permute(2, 0, 1).reshape(batch, -1)
 
     full = torch.autograd.functional.jacobian(
-        posed, torch.zeros(batch, fitter.num_unknowns, dtype=torch.float64),
+        posed, torch.zeros(batch, model.num_unknowns, dtype=torch.float64),
         vectorize=True, strategy="forward-mode")
     return torch.stack([full[b, :, b] for b in range(batch)])
 
 
-def derivatives(fitter, vset, seed=0):
+def derivatives(model, vset, seed=0):
     """(our J^T W r, our J^T J, autograd's J^T W r, autograd's J^T J) at a random state
     and residual, on the vertices of `vset` (W: their loss weights)."""
-    rotmats, betas, transl = random_state(fitter, seed=seed)
-    vertices, state = fitter._pose(vset, rotmats, betas, transl)
+    rotmats, betas, transl = random_state(model, seed=seed)
+    vertices, state = forward(model, vset, rotmats, betas, transl)
     residual = torch.randn(vertices.shape, generator=torch.Generator().manual_seed(seed),
                            dtype=torch.float64) * 0.01
-    state["residual"] = residual
-    jac = autograd_jacobian(fitter, vset, rotmats, betas, transl)
+    state.residual = residual
+    jac = autograd_jacobian(model, vset, rotmats, betas, transl)
     weights = vset.loss_weights.repeat_interleave(3)
     expected_gradient = jac.transpose(1, 2) @ (weights * residual.permute(2, 0, 1).reshape(
         len(rotmats), -1))[..., None]
-    return (fitter._gradient(vset, state), fitter._gauss_newton(state),
+    return (gradient(model, vset, state), gauss_newton(model, state),
             expected_gradient.squeeze(-1), jac.transpose(1, 2) @ jac)
 
 
@@ -103,35 +115,32 @@ def assert_close(ours, expected, relative=1e-9):
 def test_gradient_matches_autograd(dense_correctives, fit_betas):
     """J^T r is exact: blended skinning, pose correctives, betas, translation."""
     data = random_smplx(dense_correctives=dense_correctives)
-    fitter = SmplxFitter(data, np.arange(data.num_vertices), FitSettings(fit_betas=fit_betas),
-                         dtype=torch.float64)
-    gradient, _, expected, _ = derivatives(fitter, fitter.mask_set)
-    assert_close(gradient, expected)
+    model = target_model(data, settings=FitSettings(fit_betas=fit_betas))
+    ours, _, expected, _ = derivatives(model, model.mask_set)
+    assert_close(ours, expected)
 
 
 def test_subset_gradient_is_weighted():
     """On a vertex subset the gradient is that of the weighted loss, J^T W r."""
     data = random_smplx()
-    fitter = SmplxFitter(data, np.arange(data.num_vertices), FitSettings(fit_vertices=200),
-                         dtype=torch.float64)
-    assert fitter.fit_set.weighted and len(fitter.fit_set.positions) < data.num_vertices
-    gradient, _, expected, _ = derivatives(fitter, fitter.fit_set)
-    assert_close(gradient, expected)
+    model = target_model(data, settings=FitSettings(fit_vertices=200))
+    assert model.fit_set.weighted and len(model.fit_set.positions) < data.num_vertices
+    ours, _, expected, _ = derivatives(model, model.fit_set)
+    assert_close(ours, expected)
 
 
 @pytest.mark.parametrize("fit_betas", [True, False])
 def test_jacobian_product_matches_autograd(fit_betas):
     """J v is exact: blended skinning, pose correctives, betas, translation."""
     data = random_smplx()
-    fitter = SmplxFitter(data, np.arange(data.num_vertices), FitSettings(fit_betas=fit_betas),
-                         dtype=torch.float64)
-    rotmats, betas, transl = random_state(fitter)
-    state = fitter._pose(fitter.mask_set, rotmats, betas, transl)[1]
-    step = torch.randn(len(rotmats), fitter.num_unknowns, dtype=torch.float64,
+    model = target_model(data, settings=FitSettings(fit_betas=fit_betas))
+    rotmats, betas, transl = random_state(model)
+    state = forward(model, model.mask_set, rotmats, betas, transl)[1]
+    step = torch.randn(len(rotmats), model.num_unknowns, dtype=torch.float64,
                        generator=torch.Generator().manual_seed(3))
-    jac = autograd_jacobian(fitter, fitter.mask_set, rotmats, betas, transl)
+    jac = autograd_jacobian(model, model.mask_set, rotmats, betas, transl)
     expected = (jac @ step[..., None]).view(len(rotmats), -1, 3).permute(1, 2, 0)
-    assert_close(fitter._jacobian_product(fitter.mask_set, state, step), expected)
+    assert_close(jacobian_product(model, model.mask_set, state, step), expected)
 
 
 def test_step_improves_on_the_sample():
@@ -139,52 +148,49 @@ def test_step_improves_on_the_sample():
     (in the norm of the system) to the exact damped Gauss-Newton step than the step of the
     sample's system alone."""
     data = random_smplx(num_vertices=3000, seed=4)
-    fitter = SmplxFitter(data, np.arange(data.num_vertices), dtype=torch.float64,
-                         gauss_newton_part_vertices=4)
-    rotmats, betas, transl = random_state(fitter, seed=2)
-    vertices, state = fitter._pose(fitter.mask_set, rotmats, betas, transl)
-    state["residual"] = vertices * 0.01
-    gradient = fitter._gradient(fitter.mask_set, state)
-    sample = fitter._gauss_newton(state)
+    model = target_model(data, part_vertices=4)
+    rotmats, betas, transl = random_state(model, seed=2)
+    vertices, state = forward(model, model.mask_set, rotmats, betas, transl)
+    state.residual = vertices * 0.01
+    grad = gradient(model, model.mask_set, state)
+    sample = gauss_newton(model, state)
     scaled = 1e-3 * torch.diagonal(sample, dim1=1, dim2=2)
     chol = torch.linalg.cholesky(sample + torch.diag_embed(scaled))
-    jac = autograd_jacobian(fitter, fitter.mask_set, rotmats, betas, transl)
+    jac = autograd_jacobian(model, model.mask_set, rotmats, betas, transl)
     system = jac.transpose(1, 2) @ jac + torch.diag_embed(scaled)
-    exact = torch.cholesky_solve(-gradient[..., None], torch.linalg.cholesky(system))  # SPD
+    exact = torch.cholesky_solve(-grad[..., None], torch.linalg.cholesky(system))  # SPD
 
     def error(step):                                  # ||step - exact|| in the system's norm
         difference = step[..., None] - exact
         return (difference.transpose(1, 2) @ system @ difference).squeeze()
 
-    ours = fitter._step(fitter.mask_set, state, chol, scaled, gradient)
-    sample_step = -torch.cholesky_solve(gradient[..., None], chol).squeeze(-1)
+    ours = damped_step(model, model.mask_set, state, chol, scaled, grad)
+    sample_step = -torch.cholesky_solve(grad[..., None], chol).squeeze(-1)
     # Measured: 8 and 10% of the sample step's error.
     assert (error(ours) < 0.3 * error(sample_step)).all(), (error(ours), error(sample_step))
 
 
-@pytest.mark.parametrize("model", ["blended, no correctives", "correctives, one joint each"])
+@pytest.mark.parametrize("kind", ["blended, no correctives", "correctives, one joint each"])
 @pytest.mark.parametrize("fit_betas", [True, False])
-def test_gauss_newton_matches_autograd(model, fit_betas):
+def test_gauss_newton_matches_autograd(kind, fit_betas):
     """J^T J on every masked vertex is exact for blended skinning, and for pose
     correctives of vertices skinned to one joint (the approximation the fitter makes for
     correctives of blended vertices is exact there)."""
-    if model == "blended, no correctives":
+    if kind == "blended, no correctives":
         data = random_smplx()
         data.posedirs[:] = 0.0
     else:
         data = random_smplx(blended=False)
-    fitter = SmplxFitter(data, np.arange(data.num_vertices), FitSettings(fit_betas=fit_betas),
-                         dtype=torch.float64, gauss_newton_part_vertices=0)
-    _, hessian, _, expected = derivatives(fitter, fitter.mask_set, seed=1)
+    model = target_model(data, settings=FitSettings(fit_betas=fit_betas), part_vertices=0)
+    _, hessian, _, expected = derivatives(model, model.mask_set, seed=1)
     assert_close(hessian, expected)
 
 
 def test_gauss_newton_close_with_blended_correctives():
     """Blended vertices with pose correctives: J^T J within 0.1% (measured 0.04%)."""
     data = random_smplx()
-    fitter = SmplxFitter(data, np.arange(data.num_vertices), dtype=torch.float64,
-                         gauss_newton_part_vertices=0)
-    _, hessian, _, expected = derivatives(fitter, fitter.mask_set)
+    model = target_model(data, part_vertices=0)
+    _, hessian, _, expected = derivatives(model, model.mask_set)
     assert_close(hessian, expected, relative=1e-3)
 
 
@@ -209,17 +215,17 @@ def test_pose_matches_body_model():
     """The fitter's own forward pass equals the general LBS module on the mask."""
     data = random_smplx(seed=1)
     mask = np.arange(0, data.num_vertices, 2)
-    fitter = SmplxFitter(data, mask, dtype=torch.float64)
+    model = target_model(data, mask)
     pose = torch.randn(3, 55, 3, dtype=torch.float64) * 0.4
     betas = torch.randn(3, 10, dtype=torch.float64)
     transl = torch.randn(3, 3, dtype=torch.float64)
-    ours = fitter.posed_vertices(roma.rotvec_to_rotmat(pose), betas, transl)
+    ours = posed_vertices(model, roma.rotvec_to_rotmat(pose), betas, transl)
     reference = BodyModel(data, num_betas=10, dtype=torch.float64)(pose, betas, transl)[0]
     assert torch.allclose(ours, reference[:, mask], atol=1e-12)
 
 
 def known_targets(fitter, pose, betas):
-    return fitter.posed_vertices(roma.rotvec_to_rotmat(pose), betas,
+    return posed_vertices(fitter.model, roma.rotvec_to_rotmat(pose), betas,
                                  torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64))
 
 
@@ -229,7 +235,7 @@ def known_targets(fitter, pose, betas):
 def test_recovers_known_parameters(from_source_pose, settings):
     data = random_smplx(num_vertices=3000, seed=2, dense_correctives=False)
     mask = np.arange(data.num_vertices)
-    fitter = SmplxFitter(data, mask, settings, dtype=torch.float64)
+    fitter = BodyFitter(data, mask, settings, dtype=torch.float64)
     torch.manual_seed(1)
     pose = torch.randn(4, 55, 3, dtype=torch.float64) * 0.3
     pose[:, 23:25] = 0  # eyes move no masked vertex
@@ -248,7 +254,7 @@ def test_poses_are_independent():
     """A pose that cannot be fitted (a noise target) neither changes its batch mates'
     results nor their step counts, whether the batch runs on one thread or two."""
     data = random_smplx(num_vertices=3000, seed=2, dense_correctives=False)
-    fitter = SmplxFitter(data, np.arange(data.num_vertices), dtype=torch.float64)
+    fitter = BodyFitter(data, np.arange(data.num_vertices), dtype=torch.float64)
     torch.manual_seed(2)
     pose = torch.randn(3, 55, 3, dtype=torch.float64) * 0.3
     betas = torch.randn(3, 10, dtype=torch.float64) * 0.5

@@ -6,9 +6,8 @@ import pytest
 import torch
 
 from smplh2smplx.errors import InputError
-from smplh2smplx.outputs import (CSV_COLUMNS, PARAMETER_SHAPES, ErrorRow, merge_error_rows,
-                                 parameter_path, pose_from_params, read_error_rows,
-                                 read_smplx_params, write_smplx_params)
+from smplh2smplx.formats.errors_csv import CSV_COLUMNS, ErrorRow, merge_error_rows, read_error_rows
+from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, parameter_path, pose_from_params, read_smplx_params, write_smplx_params)
 
 CONTRACT = {
     "global_orient": (1, 3), "body_pose": (21, 3), "betas": (1, 10),

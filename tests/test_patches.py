@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from patches import config as patch_config
 from patches import dataset, loader, runtime, writer
 from smplh2smplx.errors import InputError
-from smplh2smplx.outputs import PARAMETER_SHAPES, read_smplx_params
+from smplh2smplx.formats.smplx_params import PARAMETER_SHAPES, read_smplx_params
 
 SMPLX_VERTICES, SMPLH_VERTICES = 10475, 6890
 # SMPL-X joint parents: body, then jaw and eyes on the head, then five three-joint fingers
@@ -495,8 +495,8 @@ def write_standin_kit(root, seed=0):
 
 def kit_paths(kit):
     """The synthetic kit's paths, with a mesh writer posing its SMPL-H model."""
-    from smplh2smplx.body_models import load_smplh
-    from smplh2smplx.lbs import BodyModel
+    from smplh2smplx.formats.body_models import load_smplh
+    from smplh2smplx.body.lbs import BodyModel
     root = Path(kit if isinstance(kit, (str, Path)) else kit.root)
 
     def write_meshes(folder, pose_ids, scale=0.3, seed=1):

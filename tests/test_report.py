@@ -13,13 +13,14 @@ import pytest
 import torch
 
 import run_transfer
-from smplh2smplx.body_models import load_smplh
+from smplh2smplx.formats.body_models import load_smplh
 from smplh2smplx.errors import InputError
-from smplh2smplx.fitter import FitSettings
-from smplh2smplx.lbs import BodyModel
-from smplh2smplx.meshes import write_obj
-from smplh2smplx.report import PoseMeshes, choose_poses, converted_rows, write_report
-from smplh2smplx.transfer import TransferOptions, run_transfer as transfer
+from smplh2smplx.fit.fitter import FitSettings
+from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.formats.meshes import write_obj
+from smplh2smplx.stages.report import PoseMeshes, choose_poses, converted_rows, write_report
+from smplh2smplx.settings import TransferOptions
+from smplh2smplx.stages.transfer import run_transfer as transfer
 
 POSE_IDS = [5, 42, 123, 777, 2024, 31337]
 FAST = FitSettings(max_iterations=3, refine_iterations=1, fit_vertices=500)
@@ -42,7 +43,7 @@ def run(kit, tmp_path_factory):
     np.savez(mesh_dir / "source_params.npz", pose_ids=np.array(POSE_IDS), poses=poses)
     options = TransferOptions(mesh_dir=mesh_dir, output_dir=root / "out",
                               smplx_model=kit.body_models, deftrafo_path=kit.deftrafo,
-                              mask_path=kit.mask, batch_size=len(POSE_IDS), device="cpu",
+                              mask_path=kit.mask, poses_per_batch=len(POSE_IDS), device="cpu",
                               fit=FAST, flag_threshold_mm=2.0)
     summary = transfer(options, progress=False)
     assert summary.done == len(POSE_IDS)

@@ -14,7 +14,7 @@ import pytest
 import scipy.sparse as sp
 
 from smplh2smplx.errors import InputError
-from smplh2smplx.safe_pickle import load_pickle
+from smplh2smplx.formats.safe_pickle import load_pickle
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ import pytest
 import run_transfer
 from smplh2smplx.errors import InputError
 from smplh2smplx.settings import EXPERIMENT_CONFIG, load_experiment_config, read_user_config
-from smplh2smplx.transfer import TransferOptions
+from smplh2smplx.settings import TransferOptions
 
 # ----------------------------------------------------------------- stage 2: my_smplh2smplx.yaml
 
@@ -44,14 +44,21 @@ def test_every_yaml_entry_is_commented():
 
 def test_precedence_config_py_yaml_exp_opts_flags(tmp_path):
     exp_cfg = tmp_path / "mine.yaml"
-    exp_cfg.write_text("output_folder: from_yaml\nfit:\n  batch_size: 64\n  device: cpu\n")
-    config = load_experiment_config(exp_cfg, ["fit.batch_size=32", "fit.device=cuda"],
-                                    {"fit.batch_size": 16}, user_config=USER_CONFIG)
+    exp_cfg.write_text("output_folder: from_yaml\nfit:\n  poses_per_batch: 64\n  device: cpu\n")
+    config = load_experiment_config(exp_cfg, ["fit.poses_per_batch=32", "fit.device=cuda"],
+                                    {"fit.poses_per_batch": 16}, user_config=USER_CONFIG)
     assert config.output_folder == "from_yaml"          # YAML over config.py
     assert config.fit.device == "cuda"                  # --exp-opts over YAML
-    assert config.fit.batch_size == 16                  # flags over --exp-opts
+    assert config.fit.poses_per_batch == 16             # flags over --exp-opts
     assert config.fit.max_iterations == load_experiment_config(
         user_config=USER_CONFIG).fit.max_iterations     # unset keys: the shipped defaults
+
+
+def test_unknown_key_of_our_section_in_a_yaml_file_is_refused(tmp_path):
+    exp_cfg = tmp_path / "old.yaml"
+    exp_cfg.write_text("fit:\n  batch_size: 64\n")      # the key's name before poses_per_batch
+    with pytest.raises(InputError, match="old.yaml: unknown key.*fit.batch_size"):
+        load_experiment_config(exp_cfg, user_config=USER_CONFIG)
 
 
 def test_dotted_overrides_and_official_extra_keys(tmp_path):
@@ -89,13 +96,11 @@ def test_missing_config_py_entry_and_bad_files_are_named(tmp_path):
 
 
 def test_flags_map_onto_config_entries():
-    args = run_transfer.parse_args(["--device", "cpu", "--batch-size", "8", "--overwrite",
+    args = run_transfer.parse_args(["--device", "cpu", "--poses-per-batch", "8", "--overwrite",
                                     "--from-params", "--smplh-model", "h.npz"])
     assert run_transfer.flag_overrides(args) == {
-        "fit.device": "cpu", "fit.batch_size": 8, "overwrite": True, "fit.from_params": True,
+        "fit.device": "cpu", "fit.poses_per_batch": 8, "overwrite": True, "fit.from_params": True,
         "fit.smplh_model": "h.npz"}
-    official = run_transfer.parse_args(["--engine", "official", "--batch-size", "2"])
-    assert run_transfer.flag_overrides(official) == {"batch_size": 2}
     assert run_transfer.flag_overrides(run_transfer.parse_args([])) == {}
 
 
@@ -103,9 +108,9 @@ def test_options_from_config():
     config = load_experiment_config(exp_opts=["datasets.mesh_folder.batch_size=100",
                                               "datasets.mesh_folder.batch_index=2",
                                               "fit.max_iterations=7", "fit.fit_betas=false"],
-                                    flags={"fit.batch_size": 16}, user_config=USER_CONFIG)
+                                    flags={"fit.poses_per_batch": 16}, user_config=USER_CONFIG)
     options = TransferOptions.from_config(config)
-    assert (options.shard_size, options.shard_index, options.batch_size) == (100, 2, 16)
+    assert (options.shard_size, options.shard_index, options.poses_per_batch) == (100, 2, 16)
     assert options.fit.max_iterations == 7 and options.fit.fit_betas is False
     assert str(options.mesh_dir) == "meshes" and str(options.deftrafo_path) == "transfer/deftrafo.pkl"
     assert options.smplh_model is None                # only needed with from_params
@@ -113,14 +118,35 @@ def test_options_from_config():
 
 @pytest.mark.parametrize("exp_opts, message", [
     (["fit.from_params=true"], "fit.smplh_model is not set.*config.py"),  # SMPLH_MODEL is TODO
-    (["fit.batch_size=many"], "fit.batch_size: expected int"),
-    (["fit.batch_size=0"], "fit.batch_size must be >= 1"),
-    (["fit.fit_betas=maybe"], "fit.fit_betas: expected bool"),
+    (["fit.poses_per_batch=many"], "fit.poses_per_batch: expected a decimal integer"),
+    (["fit.poses_per_batch=0"], "fit.poses_per_batch must be >= 1"),
+    (["fit.fit_betas=maybe"], "fit.fit_betas: expected true or false"),
     (["body_model.model_type=smpl"], "only smplx"),
     (["body_model.smplx.betas.num=16"], "10 betas"),
     (["datasets.mesh_folder.batch_index=-1"], "batch_index must be >= 0"),
 ])
 def test_bad_option_values_are_named(exp_opts, message):
-    config = load_experiment_config(exp_opts=exp_opts, user_config=USER_CONFIG)
     with pytest.raises(InputError, match=message):
-        TransferOptions.from_config(config)
+        TransferOptions.from_config(load_experiment_config(exp_opts=exp_opts,
+                                                           user_config=USER_CONFIG))
+
+
+def test_command_line_values_are_taken_literally():
+    """Issue 9, item 2: YAML 1.1 would read 010 as octal 8 (shard 010 converting shard 8's
+    poses) and 0123 as the number 83 (a folder named 83); values are decimal or text."""
+    config = load_experiment_config(exp_opts=["datasets.mesh_folder.batch_size=10",
+                                              "datasets.mesh_folder.batch_index=010",
+                                              "output_folder=0123", "fit.tolerance=1e-4"],
+                                    user_config=USER_CONFIG)
+    options = TransferOptions.from_config(config)
+    assert (options.shard_size, options.shard_index) == (10, 10)
+    assert str(options.output_dir) == "0123" and options.fit.tolerance == 1e-4
+
+
+@pytest.mark.parametrize("option", ["datasets.mesh_folder.batch_index=0x10",
+                                    "datasets.mesh_folder.batch_index=1e3",
+                                    "overwrite=yes", "overwrite=off", "fit.tolerance=nan"])
+def test_non_decimal_and_yaml_booleans_are_refused(option):
+    key = option.split("=")[0]
+    with pytest.raises(InputError, match=f"--exp-opts {key}: expected"):
+        load_experiment_config(exp_opts=[option], user_config=USER_CONFIG)

@@ -348,14 +348,14 @@ def test_deformation_transfer_and_mask(kit, files):
 def test_smplx_cannot_fit_the_smplh_body_exactly(kit):
     """The SMPL-X zero shape is partly explained by its betas, but an error floor of a
     few millimetres remains, as between the real models."""
-    from smplh2smplx.body_models import load_smplh, load_smplx
-    from smplh2smplx.deformation import load_deformation_transfer
-    from smplh2smplx.fitter import FitSettings, SmplxFitter
+    from smplh2smplx.formats.body_models import load_smplh, load_smplx
+    from smplh2smplx.body.deformation import load_deformation_transfer
+    from smplh2smplx.fit.fitter import FitSettings, BodyFitter
     smplh, smplx = load_smplh(kit.smplh_npz), load_smplx(kit.smplx_npz)
     transfer = load_deformation_transfer(kit.deftrafo, kit.mask)
     target = transfer.apply(smplh.v_template)[transfer.mask_ids]
     start = np.linalg.norm(target - smplx.v_template[transfer.mask_ids], axis=1).mean() * 1000
-    fitter = SmplxFitter(smplx, transfer.mask_ids, FitSettings(max_iterations=10))
+    fitter = BodyFitter(smplx, transfer.mask_ids, FitSettings(max_iterations=10))
     result = fitter.fit(torch.as_tensor(target[None], dtype=torch.float32),
                         torch.zeros(1, 55, 3))
     error = float(result.v2v_mean_mm[0])

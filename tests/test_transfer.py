@@ -16,16 +16,20 @@ import pytest
 import torch
 
 import run_transfer
-from smplh2smplx.body_models import load_smplh, load_smplx
-from smplh2smplx.deformation import load_deformation_transfer
+from smplh2smplx.formats.body_models import load_smplh, load_smplx
+from smplh2smplx.body.deformation import load_deformation_transfer
 from smplh2smplx.errors import InputError
-from smplh2smplx.fitter import FitSettings, SmplxFitter
-from smplh2smplx.lbs import BodyModel
-from smplh2smplx.meshes import write_obj
-from smplh2smplx.outputs import (PARAMETER_SHAPES, parameter_path, pose_from_params,
-                                 read_error_rows, read_smplx_params, write_smplx_params)
-from smplh2smplx.transfer import (TransferOptions, fit_batch, list_mesh_inputs, resolve_device,
-                                  run_transfer as transfer, select_shard, smplx_init_pose)
+from smplh2smplx.fit.fitter import FitSettings, BodyFitter
+from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.formats.meshes import write_obj
+from smplh2smplx.formats.errors_csv import read_error_rows
+from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, parameter_path, pose_from_params, read_smplx_params, write_smplx_params)
+from smplh2smplx.family import map_pose
+from smplh2smplx.fit.fitter import fit_batch
+from smplh2smplx.formats.mesh_folder import list_mesh_inputs, select_shard
+from smplh2smplx.runtime import resolve_device
+from smplh2smplx.settings import TransferOptions
+from smplh2smplx.stages.transfer import run_transfer as transfer
 
 REPO = Path(__file__).resolve().parents[1]
 AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
@@ -70,7 +74,7 @@ def write_meshes(folder, paths, pose_ids, poses, with_params=True):
 
 def options(paths, mesh_dir, output_dir, **changes):
     values = dict(mesh_dir=mesh_dir, output_dir=output_dir, smplx_model=paths.smplx,
-                  deftrafo_path=paths.deftrafo, mask_path=paths.mask, batch_size=BATCH,
+                  deftrafo_path=paths.deftrafo, mask_path=paths.mask, poses_per_batch=BATCH,
                   device="cpu", fit=FAST)
     values.update(changes)
     return TransferOptions(**values)
@@ -116,7 +120,7 @@ def assert_same_outputs(folder, reference):
 
 def test_init_pose_layout():
     smplh = torch.arange(156, dtype=torch.float32).view(1, 156)
-    pose = smplx_init_pose(smplh)[0]
+    pose = map_pose(smplh, "smplh", "smplx")[0]
     source = smplh.view(52, 3)
     assert torch.equal(pose[:22], source[:22])                 # root, body
     assert torch.equal(pose[22:25], torch.zeros(3, 3))         # jaw, eyes
@@ -159,13 +163,13 @@ def test_identity_transfer_recovers_known_smplx_parameters(paths, tmp_path):
     mask_ids = load_deformation_transfer(paths.deftrafo, paths.mask).mask_ids
     generator = torch.Generator().manual_seed(1)
     count = 4
-    pose = smplx_init_pose(torch.as_tensor(source_poses(count, seed=1)))
+    pose = map_pose(torch.as_tensor(source_poses(count, seed=1)), "smplh", "smplx")
     pose[:, 22] = torch.randn(count, 3, generator=generator) * 0.1       # some jaw
     betas = torch.randn(count, 10, generator=generator) * 0.5
     body = BodyModel(smplx)
     with torch.no_grad():
         vertices = body(pose, betas)[0]
-    fitter = SmplxFitter(smplx, mask_ids, FitSettings())
+    fitter = BodyFitter(smplx, mask_ids, FitSettings())
     noisy = pose + torch.randn(pose.shape, generator=generator) * 0.05
     # Half the batch starts near the truth, half from the mesh alone (init None).
     result = fit_batch(fitter, vertices[:, mask_ids], [noisy[0], None, noisy[2], None])
@@ -189,7 +193,7 @@ def test_real_amass_poses_transfer_below_bound(paths, tmp_path):
     ids = list(range(len(poses)))
     write_meshes(tmp_path / "meshes", paths, ids, poses)
     summary = transfer(options(paths, tmp_path / "meshes", tmp_path / "out",
-                               fit=FitSettings(), batch_size=8), progress=False)
+                               fit=FitSettings(), poses_per_batch=8), progress=False)
     assert summary.done == len(ids)
     rows = read_error_rows(tmp_path / "out" / "errors.csv")
     errors = np.array([rows[i].v2v_mean_mm for i in ids])
@@ -222,7 +226,7 @@ def test_killed_run_resumes_to_the_same_files(paths, meshes, reference, tmp_path
                                               writes_before_kill):
     """Killed in the middle of writing a batch's files (its CSV rows are already written),
     then started again: the outputs equal those of the uninterrupted run."""
-    import smplh2smplx.transfer as module
+    import smplh2smplx.stages.transfer as module
     written = []
 
     def write_then_die(path, pose, betas):
@@ -290,7 +294,7 @@ def cli(paths, mesh_dir, output_dir, *extra, **overrides):
                "fit.fit_vertices": FAST.fit_vertices}
     entries.update(overrides)
     return ["--exp-opts", *(f"{key}={value}" for key, value in entries.items()),
-            "--device", "cpu", "--batch-size", str(BATCH), *extra]
+            "--device", "cpu", "--poses-per-batch", str(BATCH), *extra]
 
 
 def test_bad_meshes_fail_alone(paths, meshes, tmp_path, capsys):

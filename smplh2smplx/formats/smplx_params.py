@@ -1,27 +1,15 @@
-"""What stage 2 writes: one SMPL-X parameter file per pose and the per-pose error table.
+"""The stage-2 output: one SMPL-X parameter file per pose (`<pose_id:06d>.pkl`).
 
-Parameter files (`<pose_id:06d>.pkl`) follow the contract read by PoseEmbroider (see
-FORMATS.md): a pickled dict of float32 CPU torch tensors without autograd history, axis-angle,
-with exactly the keys and shapes of `PARAMETER_SHAPES`.
-
-The error table (`errors.csv`, one row per converted pose, sorted by pose id) is rewritten
-whole after every batch: the rows already in the file and the new rows are merged (a new row
-replaces an old one of the same pose id), and the merged table replaces the file atomically
-under an exclusive lock. So a resumed run keeps the rows of the earlier runs, shards of one
-run that share an output folder never lose each other's rows, and the table never depends on
-the order in which the poses finished. Rewriting 10,000 short rows per batch costs
-milliseconds, far below a batch's fit.
+The contract read by PoseEmbroider (docs/FORMATS.md): a pickled dict of float32 CPU torch
+tensors without autograd history, axis-angle, with exactly the keys and shapes of
+`PARAMETER_SHAPES`.
 """
-import csv
-import io
 import pickle
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 from .files import atomic_write
 
 NUM_BETAS = 10
@@ -48,9 +36,6 @@ JOINT_SLICES = {
     "left_hand_pose": slice(25, 40),
     "right_hand_pose": slice(40, 55),
 }
-
-ERRORS_CSV = "errors.csv"
-CSV_COLUMNS = ("pose_id", "v2v_mean_mm", "v2v_max_mm", "iterations", "converged", "flagged")
 
 
 def parameter_path(output_dir, pose_id):
@@ -132,81 +117,3 @@ def pose_from_params(params):
     for key, joints in JOINT_SLICES.items():
         pose[joints] = params[key].reshape(-1, 3)
     return pose, params["betas"].reshape(-1)
-
-
-# ----------------------------------------------------------------- the error table
-
-@dataclass(frozen=True)
-class ErrorRow:
-    """One pose's line in errors.csv."""
-    pose_id: int
-    v2v_mean_mm: float
-    v2v_max_mm: float
-    iterations: int
-    converged: bool
-    flagged: bool
-
-    def cells(self):
-        return [str(self.pose_id), f"{self.v2v_mean_mm:.4f}", f"{self.v2v_max_mm:.4f}",
-                str(self.iterations), str(int(self.converged)), str(int(self.flagged))]
-
-
-def read_error_rows(path):
-    """Rows of an errors.csv as {pose_id: ErrorRow}; empty when the file does not exist."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    rows = {}
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            return {}
-        if tuple(header) != CSV_COLUMNS:
-            raise InputError(f"{path}: columns {header}, expected {list(CSV_COLUMNS)}")
-        for line_number, cells in enumerate(reader, start=2):
-            try:
-                pose_id, mean, peak, iterations, converged, flagged = cells
-                row = ErrorRow(int(pose_id), float(mean), float(peak), int(iterations),
-                               bool(int(converged)), bool(int(flagged)))
-            except ValueError:
-                raise InputError(f"{path}: line {line_number} is malformed: {cells}") from None
-            rows[row.pose_id] = row
-    return rows
-
-
-@contextmanager
-def _exclusive_lock(path):
-    """Hold an exclusive advisory lock on a hidden lock file beside `path` (POSIX only)."""
-    try:
-        import fcntl
-    except ImportError:          # Windows: no concurrent shards sharing a folder there.
-        yield
-        return
-    lock_path = Path(path).with_name(f".{Path(path).name}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-
-def merge_error_rows(path, new_rows):
-    """Merge `new_rows` (iterable of ErrorRow) into errors.csv at `path`, atomically.
-
-    A new row replaces the stored row of the same pose id; the file is sorted by pose id.
-    """
-    new_rows = list(new_rows)
-    if not new_rows:
-        return
-    with _exclusive_lock(path):
-        rows = read_error_rows(path)
-        rows.update((row.pose_id, row) for row in new_rows)
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(rows[pose_id].cells() for pose_id in sorted(rows))
-        with atomic_write(path, "w") as handle:
-            handle.write(text.getvalue())

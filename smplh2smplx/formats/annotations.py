@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 ID_MAPPING = "ids_2_dataset_sequence_and_frame_index_100k.json"
 POSEFIX_HUMAN = "posefix_human_6157.json"

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def _numpy_core(submodule):

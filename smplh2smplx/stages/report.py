@@ -28,17 +28,19 @@ import roma
 import torch
 from tqdm import tqdm
 
-from .body_models import load_smplh, load_smplx
-from .deformation import load_deformation_transfer
-from .errors import InputError
-from .files import atomic_write
-from .lbs import BodyModel
-from .meshes import read_mesh_faces
-from .outputs import (ERRORS_CSV, NUM_BETAS, parameter_path, pose_from_params, read_error_rows,
-                      read_smplx_params)
-from .render import RenderMesh, render_views, view_rotation
-from .transfer import (MESH_SUFFIXES, SMPLH_VERTICES, SOURCE_PARAMS, UNSET, TransferOptions,
-                       read_checked_mesh, read_source_params, smplx_model_path)
+from ..body.deformation import load_deformation_transfer
+from ..body.lbs import BodyModel
+from ..errors import InputError
+from ..family import SMPLH
+from ..formats.body_models import load_smplh, load_smplx
+from ..formats.errors_csv import ERRORS_CSV, read_error_rows
+from ..formats.files import atomic_write
+from ..formats.mesh_folder import MESH_SUFFIXES, read_mesh_vertices
+from ..formats.meshes import read_mesh_faces
+from ..formats.smplx_params import NUM_BETAS, parameter_path, pose_from_params, read_smplx_params
+from ..formats.source_params import SOURCE_PARAMS, read_source_params
+from ..render import RenderMesh, render_views, view_rotation
+from ..settings import UNSET, TransferOptions
 
 REPORT_DIR = "report"
 INDEX = "index.html"
@@ -146,7 +148,7 @@ class PoseMeshes:
 
     def __init__(self, options, smplh_model=None):
         self.options = options
-        self.smplx = BodyModel(load_smplx(smplx_model_path(options.smplx_model, options.gender)),
+        self.smplx = BodyModel(load_smplx(options.smplx_model, options.gender),
                                num_betas=NUM_BETAS)
         self.smplx_faces = self.smplx.faces.numpy()
         self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
@@ -161,7 +163,8 @@ class PoseMeshes:
         for suffix in MESH_SUFFIXES:
             path = mesh_dir / f"{pose_id:06d}{suffix}"
             if path.is_file():
-                return read_checked_mesh(path), read_mesh_faces(path, SMPLH_VERTICES)
+                return (read_mesh_vertices(path, SMPLH.num_vertices),
+                        read_mesh_faces(path, SMPLH.num_vertices))
         if self._source_params is None:
             self._source_params = read_source_params(mesh_dir / SOURCE_PARAMS)
         if pose_id not in self._source_params:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 SMPLH_POSE_SIZE = 156      # 52 joints x 3: root, 21 body joints, 15 + 15 hand joints
 SMPLX_POSE_SIZE = 165      # 55 joints x 3

@@ -1,4 +1,4 @@
-"""Reading SMPL-H and SMPL-X model files into plain numpy arrays, with the kind checked.
+"""Reading SMPL, SMPL-H and SMPL-X model files into plain numpy arrays, kind checked.
 
 Both the AMASS-codebase SMPL-H (`smplh/neutral/model.npz`, no hand PCA) and the
 smplx-codebase files (`SMPLH_NEUTRAL.pkl`, `SMPLX_NEUTRAL.npz`, ...) are accepted. Hand
@@ -10,29 +10,19 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from .errors import InputError
+from ..errors import InputError
+from ..family import KINDS, describe_counts
 from .safe_pickle import load_pickle
 
-SMPLH_NUM_VERTICES, SMPLH_NUM_JOINTS = 6890, 52
-SMPLX_NUM_VERTICES, SMPLX_NUM_JOINTS = 10475, 55
-
-_COUNTS = {"smplh": (SMPLH_NUM_VERTICES, SMPLH_NUM_JOINTS),
-           "smplx": (SMPLX_NUM_VERTICES, SMPLX_NUM_JOINTS)}
-
-# Vertex and joint counts of the SMPL family, to say what a wrong file is.
-_FAMILY = {
-    (SMPLH_NUM_VERTICES, SMPLH_NUM_JOINTS): "SMPL-H",
-    (SMPLX_NUM_VERTICES, SMPLX_NUM_JOINTS): "SMPL-X",
-    (6890, 24): "SMPL",
-    (778, 16): "MANO",
-    (5023, 5): "FLAME",
-}
-
-# File names looked for, in this order, when a folder is given.
+# File names looked for, in this order, when a folder is given ({G}: NEUTRAL, MALE, FEMALE;
+# {g}: neutral, male, female).
 _CONVENTIONAL_NAMES = {
-    "smplh": ["neutral/model.npz", "SMPLH_NEUTRAL.npz", "SMPLH_NEUTRAL.pkl"],
-    "smplx": ["SMPLX_NEUTRAL.npz", "SMPLX_NEUTRAL.pkl"],
+    "smpl": ["SMPL_{G}.pkl", "SMPL_{G}.npz", "basicmodel_{g1}_lbs_10_207_0_v1.1.0.pkl",
+             "basicmodel_{g1}_lbs_10_207_0_v1.0.0.pkl"],
+    "smplh": ["{g}/model.npz", "SMPLH_{G}.npz", "SMPLH_{G}.pkl"],
+    "smplx": ["SMPLX_{G}.npz", "SMPLX_{G}.pkl"],
 }
+GENDERS = ("neutral", "male", "female")
 
 _REQUIRED_KEYS = ("v_template", "f", "J_regressor", "kintree_table", "weights",
                   "posedirs", "shapedirs")
@@ -43,7 +33,7 @@ class BodyModelData:
     """The arrays of one SMPL-H or SMPL-X model file (V vertices, J joints).
 
     Attributes:
-        kind: "smplh" or "smplx".
+        kind: "smpl", "smplh" or "smplx".
         path: the file they were read from.
         v_template: (V, 3) float64 rest-pose vertices of the mean shape.
         faces: (F, 3) int64 vertex ids of each triangle.
@@ -76,37 +66,43 @@ class BodyModelData:
         return self.parents.shape[0]
 
 
-def load_smplh(path):
-    """Read a SMPL-H model: a `.npz`/`.pkl` file, or a folder holding one.
+def load_body_model(path, kind, gender="neutral"):
+    """Read a body model of `kind` ("smpl", "smplh" or "smplx"): a `.npz`/`.pkl` file, or a
+    folder holding one.
 
-    A folder is searched for `neutral/model.npz` (AMASS codebase), `SMPLH_NEUTRAL.npz`
-    and `SMPLH_NEUTRAL.pkl` (smplx codebase), also inside a `smplh/` subfolder.
-    Raises InputError when nothing is found or the file is not a SMPL-H model.
+    A folder is searched for the conventional file names of that kind and gender (for
+    SMPL-H `<gender>/model.npz` of the AMASS codebase, `SMPLH_<GENDER>.npz/.pkl` of the
+    smplx codebase), also inside a subfolder named after the kind. Raises InputError when
+    nothing is found or the file is not a model of that kind.
     """
-    return _load_body_model(path, "smplh")
+    if gender not in GENDERS:
+        raise InputError(f"gender must be one of {', '.join(GENDERS)}, got {gender!r}")
+    return _load_body_model(_find_model_file(path, kind, gender), kind)
 
 
-def load_smplx(path):
-    """Read a SMPL-X model: a `.npz`/`.pkl` file, or a folder holding one.
-
-    A folder is searched for `SMPLX_NEUTRAL.npz` and `SMPLX_NEUTRAL.pkl`, also inside a
-    `smplx/` subfolder. Raises InputError when nothing is found or the file is not a
-    SMPL-X model.
-    """
-    return _load_body_model(path, "smplx")
+def load_smplh(path, gender="neutral"):
+    """`load_body_model(path, "smplh", gender)`."""
+    return load_body_model(path, "smplh", gender)
 
 
-def _find_model_file(path, kind):
+def load_smplx(path, gender="neutral"):
+    """`load_body_model(path, "smplx", gender)`."""
+    return load_body_model(path, "smplx", gender)
+
+
+def _find_model_file(path, kind, gender):
     """`path` itself if it is a file, else the first conventional model file inside it."""
     path = Path(path)
+    label = KINDS[kind].label
     if path.is_dir():
-        names = _CONVENTIONAL_NAMES[kind]
+        names = [name.format(G=gender.upper(), g=gender, g1=gender[0])
+                 for name in _CONVENTIONAL_NAMES[kind]]
         candidates = [path / name for name in names] + [path / kind / name for name in names]
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
         looked_for = ", ".join(str(c.relative_to(path)) for c in candidates)
-        raise InputError(f"{path}: no {_FAMILY[_COUNTS[kind]]} model file in this folder; "
+        raise InputError(f"{path}: no {gender} {label} model file in this folder; "
                          f"looked for {looked_for}")
     if not path.is_file():
         raise InputError(f"{path}: body model file not found")
@@ -144,20 +140,19 @@ def _read_arrays(path):
 
 
 def _load_body_model(path, kind):
-    """The one loader behind `load_smplh` and `load_smplx`."""
-    path = _find_model_file(path, kind)
+    """The arrays of the model file `path`, checked to be a model of `kind`."""
     arrays = _read_arrays(path)
     v_template, kintree = arrays["v_template"], arrays["kintree_table"]
     if v_template.ndim != 2 or kintree.ndim != 2 or kintree.shape[0] != 2:
         raise InputError(f"{path}: v_template has shape {v_template.shape} and kintree_table "
                          f"{kintree.shape}, expected (V, 3) and (2, J)")
     counts = (v_template.shape[0], kintree.shape[1])
-    if counts != _COUNTS[kind]:
-        found = f"{_FAMILY[counts]} model" if counts in _FAMILY else "model"
-        num_vertices, num_joints = _COUNTS[kind]
-        raise InputError(f"{path}: is a {found} ({counts[0]} vertices, {counts[1]} joints), "
-                         f"expected {_FAMILY[_COUNTS[kind]]} ({num_vertices} vertices, "
-                         f"{num_joints} joints)")
+    expected = KINDS[kind]
+    if counts != (expected.num_vertices, expected.num_joints):
+        found = describe_counts(*counts)
+        raise InputError(f"{path}: is a {found + ' ' if found else ''}model ({counts[0]} "
+                         f"vertices, {counts[1]} joints), expected {expected.label} "
+                         f"({expected.num_vertices} vertices, {expected.num_joints} joints)")
     num_vertices, num_joints = counts
     expected_shapes = {  # letters: any size
         "v_template": (num_vertices, 3),
@@ -184,7 +179,7 @@ def _load_body_model(path, kind):
         raise InputError(f"{path}: kintree_table is not a joint tree listing every parent "
                          "before its children")
     num_components = arrays["shapedirs"].shape[2]
-    if kind == "smplh":
+    if kind != "smplx":
         num_shape_coeffs = num_components
     elif num_components >= 400:
         num_shape_coeffs = 300

@@ -30,3 +30,21 @@ def atomic_write(path, mode="wb"):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+@contextmanager
+def exclusive_lock(path):
+    """Hold an exclusive advisory lock on a hidden lock file beside `path` (POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:          # Windows: no concurrent shards sharing a folder there.
+        yield
+        return
+    lock_path = Path(path).with_name(f".{Path(path).name}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

@@ -8,7 +8,7 @@ import numpy as np
 import roma
 import torch
 
-from .body_models import BodyModelData
+from ..formats.body_models import BodyModelData
 
 
 def kinematic_levels(parents):

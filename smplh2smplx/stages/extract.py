@@ -28,83 +28,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .amass import SMPLH_POSE_SIZE, check_frame, read_smplh_poses
-from .body_models import load_smplh
-from .errors import InputError
-from .files import atomic_write
-from .lbs import BodyModel
-from .meshes import format_face_lines, format_vertex_lines
-from .safe_pickle import load_pickle
-from .selection import select_pose_ids
-from .threads import torch_threads
-from .transfer import SOURCE_PARAMS, read_source_params
+from ..body.lbs import BodyModel
+from ..errors import InputError
+from ..formats.files import atomic_write
+from ..formats.amass import SMPLH_POSE_SIZE, check_frame, read_smplh_poses
+from ..formats.annotations import select_pose_ids
+from ..formats.body_models import load_smplh
+from ..formats.meshes import format_face_lines, format_vertex_lines
+from ..formats.safe_pickle import load_pickle
+from ..formats.source_params import SOURCE_PARAMS, read_source_params, write_source_params
+from ..runtime import torch_threads
 
-OUTPUT_FORMATS = ("obj", "params")
-BODY_MODELS = ("amass", "smplx")
 AMASS_NUM_BETAS = 16          # the AMASS body model's shape space (all zero here)
 _HAND_KEYS = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")
-
-
-@dataclass
-class ExtractOptions:
-    """Everything a stage-1 run needs.
-
-    amass_dir: AMASS SMPL-H root (holding CMU/, BMLrub/, ...).
-    posefix_dir, posescript_dir: release folders; posescript_dir None or "" leaves
-        PoseScript-H out. The id mapping is read from the first that has it.
-    smplh_model: SMPL-H model file or folder (see body_models.load_smplh).
-    output_dir: where `<pose_id:06d>.obj` and source_params.npz go.
-    ids: explicit pose ids instead of PoseFix-H + PoseScript-H; all_poses: every id of
-        the mapping instead.
-    output_format: "obj" (meshes and source_params.npz) or "params" (source_params.npz only).
-    body_model: "amass" (AMASS-codebase semantics: 16 zero betas, zero translation, no
-        hand mean) or "smplx" (smplx.create on a smplx-codebase SMPLH file); same vertices.
-    batch_size: poses posed at once; overwrite: redo poses already written;
-    keep_going: set bad ids aside (listed in the summary) instead of stopping.
-    """
-    amass_dir: Path
-    posefix_dir: Path
-    smplh_model: Path
-    output_dir: Path
-    posescript_dir: Path = None
-    ids: list = None
-    all_poses: bool = False
-    output_format: str = "obj"
-    body_model: str = "amass"
-    batch_size: int = 128
-    overwrite: bool = False
-    keep_going: bool = False
-
-    def __post_init__(self):
-        def as_path(value):
-            return Path(value).expanduser() if value not in (None, "") else None
-
-        self.amass_dir, self.posefix_dir, self.posescript_dir, self.smplh_model, \
-            self.output_dir = map(as_path, (self.amass_dir, self.posefix_dir,
-                                            self.posescript_dir, self.smplh_model,
-                                            self.output_dir))
-        if self.ids is not None:
-            self.ids = sorted({int(pose_id) for pose_id in self.ids})
-
-    def check(self):
-        """Raise InputError for a missing folder or a value out of range."""
-        if self.output_format not in OUTPUT_FORMATS:
-            raise InputError(f"output format must be one of {OUTPUT_FORMATS}, got "
-                             f"{self.output_format!r}")
-        if self.body_model not in BODY_MODELS:
-            raise InputError(f"body model must be one of {BODY_MODELS}, got "
-                             f"{self.body_model!r}")
-        if self.batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {self.batch_size}")
-        if None in (self.amass_dir, self.smplh_model, self.output_dir):
-            raise InputError("the AMASS folder, the SMPL-H model and the output folder must "
-                             "be given")
-        for name, folder in [("AMASS", self.amass_dir), ("PoseFix", self.posefix_dir),
-                             ("PoseScript", self.posescript_dir)]:
-            if folder is not None and not folder.is_dir():
-                raise InputError(f"{folder}: {name} folder not found")
-        if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise InputError(f"{self.output_dir}: output folder is a file")
 
 
 @dataclass
@@ -246,15 +182,6 @@ def read_source_poses(pose_ids, selection, amass_dir, progress=True):
     return ids, poses, sorted(failures)
 
 
-def write_source_params(path, params):
-    """Write {pose_id: (156,) pose} atomically as the arrays read by transfer.read_source_params:
-    `pose_ids` (N,) int64 sorted and `poses` (N, 156) float32."""
-    pose_ids = np.array(sorted(params), dtype=np.int64)
-    poses = np.array([params[pose_id] for pose_id in pose_ids], np.float32)
-    with atomic_write(path) as handle:
-        np.savez(handle, pose_ids=pose_ids, poses=poses.reshape(-1, SMPLH_POSE_SIZE))
-
-
 # ----------------------------------------------------------------- writing meshes
 
 def obj_path(output_dir, pose_id):
@@ -351,7 +278,7 @@ def run_extract(options, progress=True, log=print):
         with tqdm(total=len(mesh_ids), unit="pose", desc="writing meshes",
                   disable=not progress or not mesh_ids) as bar:
             rows = np.array([row_of[pose_id] for pose_id in mesh_ids], dtype=np.int64)
-            write_meshes(poser, mesh_ids, poses[rows], output_dir, options.batch_size, bar)
+            write_meshes(poser, mesh_ids, poses[rows], output_dir, options.poses_per_batch, bar)
         summary.written = len(mesh_ids)
     summary.seconds = time.perf_counter() - start
     return summary

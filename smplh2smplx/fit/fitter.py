@@ -1,0 +1,199 @@
+"""`BodyFitter`: fits a target body model to batches of target vertices.
+
+The fit is Levenberg-Marquardt over the least-squares problem of `problem.py`, solved by
+`solver.py`, on the `TargetModel` (any SMPL-family model, given as data). By default the loss
+is the whole mask's from the first step; with `fit_vertices` the first steps follow a
+weighted subset of it, then the whole mask. Errors are always reported on the whole mask.
+"""
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+
+import numpy as np
+import roma
+import torch
+
+from ..formats.body_models import BodyModelData
+from ..runtime import torch_threads
+from .problem import forward
+from .sampling import GAUSS_NEWTON_PART_VERTICES
+from .solver import solve
+from .start import rotmats_from_mesh
+from .target import TargetModel
+
+# Poses a CPU thread fits at once: larger slices spill the CPU caches (at 256 poses the fit
+# runs 25% slower than at 64), smaller ones pay more per-operation overhead.
+SLICE_POSES = 64
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Knobs of the fit; the defaults are the product's default setting.
+
+    max_iterations: steps per pose (Jacobian evaluations) in the first phase.
+    refine_iterations: further steps on the whole mask when the first phase follows a
+        vertex subset (unused when fit_vertices is 0).
+    tolerance: a pose has converged when a step lowers its loss by less than this fraction.
+    fit_betas: fit the shape (the SMPL-H zero shape is not the SMPL-X zero shape); when
+        False the betas stay at the values given to `fit` (zero by default).
+    num_betas: shape coefficients fitted and written.
+    fit_vertices: size of the vertex subset whose loss the first phase follows (0: the
+        whole mask from the start).
+    """
+    max_iterations: int = 20
+    refine_iterations: int = 3
+    tolerance: float = 1e-3
+    fit_betas: bool = True
+    num_betas: int = 10
+    fit_vertices: int = 0
+
+
+@dataclass
+class FitResult:
+    """Fitted parameters and errors of a batch of B poses (CPU tensors).
+
+    pose: (B, J, 3) axis-angle local rotations, root first (the target model's joints).
+    betas: (B, num_betas); transl: (B, 3).
+    v2v_mean_mm, v2v_max_mm: (B,) mean and max vertex error over the mask, in millimetres.
+    iterations: (B,) steps computed (Jacobian evaluations); converged: (B,) bool.
+    """
+    pose: torch.Tensor
+    betas: torch.Tensor
+    transl: torch.Tensor
+    v2v_mean_mm: torch.Tensor
+    v2v_max_mm: torch.Tensor
+    iterations: torch.Tensor
+    converged: torch.Tensor
+
+
+class BodyFitter(torch.nn.Module):
+    """Fits a body model to batches of target vertices on its masked vertex ids.
+
+    Args:
+        data: the target model's arrays (SMPL, SMPL-H or SMPL-X).
+        mask_ids: (M,) target vertex ids with a valid correspondence.
+        settings: `FitSettings`.
+        dtype: floating type of the model buffers and the Jacobian (steps are solved in
+            float64).
+        gauss_newton_part_vertices: vertices of each body part on which the Gauss-Newton
+            matrix is built (0: every masked vertex).
+    Use `.to(device)` to move it; `fit` then runs where the buffers are.
+    """
+
+    def __init__(self, data: BodyModelData, mask_ids, settings=FitSettings(), dtype=torch.float32,
+                 gauss_newton_part_vertices=GAUSS_NEWTON_PART_VERTICES):
+        super().__init__()
+        self.settings = settings
+        self.model = TargetModel(data, mask_ids, settings.num_betas, settings.fit_betas,
+                                 settings.fit_vertices, gauss_newton_part_vertices, dtype)
+
+    @property
+    def device(self):
+        return self.model.mask_ids.device
+
+    @property
+    def dtype(self):
+        return self.model.mask_set.v_template.dtype
+
+    @torch.no_grad()
+    def initial_pose(self, targets):
+        """(B, J, 3) axis-angle start read off target vertices (B, M, 3) alone."""
+        targets = targets.to(self.device, self.dtype)
+        return roma.rotmat_to_rotvec(rotmats_from_mesh(self.model, targets))
+
+    @torch.no_grad()
+    def fit(self, targets, init_pose=None, betas=None, transl=None):
+        """Fit a batch.
+
+        Args:
+            targets: (B, M, 3) target vertices on the mask ids (same order as `mask_ids`).
+            init_pose: (B, J, 3) axis-angle start (e.g. the source pose mapped onto the
+                target's joints), or None to start from the targets alone.
+            betas: (B, num_betas) start of the shape (held when settings.fit_betas is
+                False); None: zero.
+            transl: (B, 3) start of the translation; None: the mean offset between the
+                targets and the started body.
+        Returns:
+            a `FitResult` on the CPU.
+
+        On the CPU the batch is cut into slices of at most SLICE_POSES poses (at least one
+        per torch thread), which a pool of as many threads as torch has fits with torch
+        itself single-threaded: the poses are independent, so the threads never wait for
+        one another, where torch's own threads meet at the end of every operation (on a
+        loaded 2-core machine that made the fit 3 times slower).
+        """
+        if self.device.type != "cpu":
+            return self._fit(targets, init_pose, betas, transl)
+        batch, threads = targets.shape[0], torch.get_num_threads()
+        count = max(1, min(threads, batch), -(-batch // SLICE_POSES))
+        slices = np.array_split(np.arange(batch), count)
+
+        def rows_of(value, rows):
+            return None if value is None else value[rows]
+
+        with torch_threads(1), ThreadPoolExecutor(min(threads, count)) as pool:
+            results = list(pool.map(lambda rows: self._fit(
+                targets[rows], rows_of(init_pose, rows), rows_of(betas, rows),
+                rows_of(transl, rows)), slices))
+        return FitResult(**{field.name: torch.cat([getattr(result, field.name)
+                                                   for result in results])
+                            for field in fields(FitResult)})
+
+    @torch.no_grad()
+    def _fit(self, targets, init_pose, betas, transl):
+        """`fit` on the calling thread."""
+        model, settings = self.model, self.settings
+        targets = targets.to(self.device, self.dtype)
+        batch = targets.shape[0]
+        if init_pose is None:
+            rotmats = rotmats_from_mesh(model, targets)
+        else:
+            rotmats = roma.rotvec_to_rotmat(init_pose.to(targets))
+        betas = (targets.new_zeros(batch, settings.num_betas) if betas is None
+                 else betas.to(targets))
+        mask_targets = targets.permute(1, 2, 0).contiguous()                 # (M, 3, B)
+        fit_set = model.fit_set
+        fit_targets = (mask_targets if fit_set is model.mask_set
+                       else mask_targets[fit_set.positions])
+        if transl is None:
+            start = forward(model, fit_set, rotmats, betas, targets.new_zeros(batch, 3))[0]
+            transl = (fit_targets - start).mean(0).T
+        else:
+            transl = transl.to(targets)
+
+        rotmats, betas, transl, spent, done = solve(
+            model, fit_set, fit_targets, rotmats, betas, transl, settings.max_iterations,
+            settings.tolerance)
+        if settings.refine_iterations > 0 and fit_set is not model.mask_set:
+            rotmats, betas, transl, refine_spent, done = solve(
+                model, model.mask_set, mask_targets, rotmats, betas, transl,
+                settings.refine_iterations, settings.tolerance)
+            spent = spent + refine_spent
+
+        vertices = forward(model, model.mask_set, rotmats, betas, transl)[0]
+        errors = (vertices - mask_targets).square().sum(1).sqrt() * 1000.0   # (M, B)
+        return FitResult(pose=roma.rotmat_to_rotvec(rotmats).cpu(), betas=betas.cpu(),
+                         transl=transl.cpu(), v2v_mean_mm=errors.mean(0).cpu(),
+                         v2v_max_mm=errors.amax(0).cpu(), iterations=spent.cpu(),
+                         converged=done.cpu())
+
+
+def fit_batch(fitter, targets, init_poses):
+    """Fit one batch whose poses may or may not have a known start.
+
+    Args:
+        fitter: a `BodyFitter` (on its device).
+        targets: (B, M, 3) target vertices on the mask ids.
+        init_poses: list of B (J, 3) axis-angle tensors or None (None: start that pose from
+            its target alone).
+    Returns:
+        the `FitResult` of the batch.
+    """
+    missing = [i for i, pose in enumerate(init_poses) if pose is None]
+    if len(missing) == len(init_poses):
+        return fitter.fit(targets, None)
+    num_joints = fitter.model.num_joints
+    init = torch.stack([torch.zeros(num_joints, 3) if pose is None else torch.as_tensor(pose)
+                        for pose in init_poses]).float()
+    if missing:
+        init[missing] = fitter.initial_pose(targets[missing]).cpu().float()
+    return fitter.fit(targets, init)

@@ -1,0 +1,131 @@
+"""The solver: batched Levenberg-Marquardt over the problem of `problem.py`.
+
+A step solves the damped Gauss-Newton system (J^T J + lambda D) step = -J^T r by conjugate
+gradients on the exact J^T J (its products are J^T (J v)), preconditioned by J^T J built on
+the Gauss-Newton sample: a step costs a few passes over the mask plus a fixed cost, and
+where the sample stands badly for the mask the fit needs no more steps.
+
+Each pose keeps its own damping, accepts or rejects its own steps and stops on its own;
+poses that have stopped leave the batch, so one badly converging pose neither slows nor
+spoils the others.
+"""
+from dataclasses import replace
+
+import torch
+
+from .problem import apply_step, evaluate, gauss_newton, gradient, jacobian_product
+
+# Levenberg-Marquardt damping: the start, the factors on an accepted and a rejected step,
+# the damped steps tried per iteration before the derivatives are computed again, and the
+# damping beyond which a pose whose steps are all rejected is at a minimum.
+INITIAL_DAMPING = 1e-3
+DAMPING_DOWN, DAMPING_UP = 0.2, 10.0
+MAX_ATTEMPTS = 4
+MAX_DAMPING = 1e6
+# Conjugate-gradient iterations per step: the first scales the sample's step to its best
+# length, the second corrects its direction (the fit then takes as few steps as with the
+# exact J^T J; with the first alone, up to twice as many on hard starts).
+CG_ITERATIONS = 2
+
+
+def damped_step(model, vset, state, chol, scaled, grad):
+    """The damped Gauss-Newton step (B, P): (J^T W J + lambda D) step = -g.
+
+    Solved by conjugate gradients on the exact J^T W J (products with it through
+    `jacobian_product` and `gradient`), preconditioned by the sample's system whose
+    Cholesky factor is `chol` (B, P, P); scaled: (B, P) lambda D. Started from 0, the
+    first iterate is the step of the sample's system scaled to its best length; the
+    next ones correct what the sample gets wrong.
+    """
+    def precondition(vector):
+        return torch.cholesky_solve(vector[..., None], chol).squeeze(-1)
+
+    step = torch.zeros_like(grad)
+    remainder = -grad
+    preconditioned = precondition(remainder)
+    direction = preconditioned
+    product = (remainder * preconditioned).sum(1)
+    dtype = state.rest.dtype
+    for iteration in range(CG_ITERATIONS):
+        motion = jacobian_product(model, vset, state, direction.to(dtype))
+        image = (gradient(model, vset, replace(state, residual=motion)).double()
+                 + scaled * direction)
+        length = product / (direction * image).sum(1)
+        step = step + length[:, None] * direction
+        if iteration == CG_ITERATIONS - 1:
+            break
+        remainder = remainder - length[:, None] * image
+        preconditioned = precondition(remainder)
+        new_product = (remainder * preconditioned).sum(1)
+        direction = preconditioned + (new_product / product)[:, None] * direction
+        product = new_product
+    return step
+
+
+def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
+    """Levenberg-Marquardt following the loss on `vset`; targets (S, 3, B) in its order.
+
+    Works on the poses still iterating only; returns the new rotations, betas and
+    translations, the steps spent and whether each pose converged.
+    """
+    batch = rotmats.shape[0]
+    device = rotmats.device
+    rotmats, betas, transl = rotmats.clone(), betas.clone(), transl.clone()
+    spent = torch.zeros(batch, dtype=torch.int64, device=device)
+    done = torch.zeros(batch, dtype=torch.bool, device=device)
+    if iterations <= 0 or batch == 0:
+        return rotmats, betas, transl, spent, done
+    active = torch.arange(batch, device=device)            # the poses still iterating
+    state = evaluate(model, vset, targets, rotmats.clone(), betas.clone(), transl.clone())
+    damping = torch.full((batch,), INITIAL_DAMPING, dtype=torch.float64, device=device)
+    for _ in range(iterations):
+        spent[active] += 1
+        grad = gradient(model, vset, state).double()
+        hessian = gauss_newton(model, state).double()
+        diagonal = torch.diagonal(hessian, dim1=1, dim2=2)
+        floor = 1e-6 * diagonal.mean(1, keepdim=True)
+        count = len(active)
+        accepted = torch.zeros(count, dtype=torch.bool, device=device)
+        small = torch.zeros(count, dtype=torch.bool, device=device)
+        pending = torch.arange(count, device=device)
+        # Retry rejected steps with more damping, reusing the same derivatives.
+        for _attempt in range(MAX_ATTEMPTS):
+            scaled = damping[pending, None] * (diagonal[pending] + floor[pending])
+            chol, info = torch.linalg.cholesky_ex(hessian[pending] + torch.diag_embed(scaled))
+            rows_state = state if len(pending) == count else state.rows(pending)
+            step = damped_step(model, vset, rows_state, chol, scaled, grad[pending])
+            solvable = (info == 0) & torch.isfinite(step).all(1)
+            step = torch.where(solvable[:, None], step, torch.zeros_like(step))
+            trial = evaluate(model, vset, targets[..., pending], *apply_step(
+                    model, 
+                state.rotmats[pending], state.betas[pending], state.transl[pending],
+                step.to(rotmats.dtype)))
+            old_loss = state.loss[pending]
+            better = (trial.loss < old_loss) & solvable
+            small[pending] = better & ((old_loss - trial.loss < tolerance * old_loss)
+                                       | (step.abs().amax(1) < 1e-6))
+            kept = torch.nonzero(better).squeeze(1)
+            rows = pending[kept]
+            if len(kept) == count:
+                state = trial                      # every pose took its first step
+            else:
+                state.assign(rows, trial, kept)
+            accepted[rows] = True
+            damping[rows] = (damping[rows] * DAMPING_DOWN).clamp(min=1e-9)
+            pending = pending[~better]
+            damping[pending] *= DAMPING_UP
+            if len(pending) == 0:
+                break
+        # A pose stops on a small decrease, or when not even a step damped down to a
+        # tiny gradient step lowers its loss: a minimum, to the loss's precision.
+        finished = small | (~accepted & (damping >= MAX_DAMPING))
+        done[active[finished]] = True
+        rotmats[active], betas[active] = state.rotmats, state.betas
+        transl[active] = state.transl
+        keep = torch.nonzero(~finished).squeeze(1)
+        if len(keep) == 0:
+            break
+        if len(keep) < count:
+            active, damping = active[keep], damping[keep]
+            targets, state = targets[..., keep], state.rows(keep)
+    return rotmats, betas, transl, spent, done

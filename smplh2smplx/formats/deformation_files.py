@@ -1,0 +1,68 @@
+"""The official deformation-transfer files: the setup `.pkl` and the target mask `.npy`.
+
+A setup (`smplh2smplx_deftrafo_setup.pkl`, `smpl2smplx_deftrafo_setup.pkl`, ...) is a dict
+whose `mtx` is a scipy sparse matrix of shape (target vertices, 2 * source vertices), vertex
+part first (some setups carry a dense `matrix` instead); only the vertex part is used. The
+mask (`smplx_mask_ids.npy`) lists the target vertices that have a valid correspondence.
+"""
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+
+from ..errors import InputError
+from .safe_pickle import load_pickle
+
+
+def read_deformation_matrix(path, num_target, num_source):
+    """The vertex part (first `num_source` columns) of a setup's matrix, float64 CSR.
+
+    Raises InputError naming the file when it is not a dict with `mtx`/`matrix`, the
+    matrix has another shape, or holds non-finite entries. Never densifies a sparse matrix.
+    """
+    path = Path(path)
+    setup = load_pickle(path)
+    if not isinstance(setup, dict) or not ({"mtx", "matrix"} & setup.keys()):
+        raise InputError(f"{path}: expected a dict with the key 'mtx' (sparse matrix) or "
+                         "'matrix' (dense), as in the official deformation-transfer setups")
+    matrix = setup["mtx"] if "mtx" in setup else setup["matrix"]
+    if scipy.sparse.issparse(matrix):
+        matrix = scipy.sparse.csr_matrix(matrix)  # any format; CSR slices columns cheaply
+    else:
+        matrix = np.asarray(matrix)
+        if matrix.ndim != 2 or matrix.dtype.kind not in "biuf":
+            raise InputError(f"{path}: the deformation-transfer matrix is a {matrix.ndim}-d "
+                             f"{matrix.dtype} array, expected a 2-d matrix of numbers")
+    rows, columns = matrix.shape
+    if rows != num_target or columns not in (num_source, 2 * num_source):
+        raise InputError(f"{path}: the deformation-transfer matrix has shape {matrix.shape}, "
+                         f"expected ({num_target}, {2 * num_source}): {num_target} target "
+                         f"vertices from {num_source} source vertices")
+    vertex_part = scipy.sparse.csr_matrix(matrix[:, :num_source], dtype=np.float64)
+    vertex_part.sum_duplicates()
+    if not np.all(np.isfinite(vertex_part.data)):
+        raise InputError(f"{path}: the deformation-transfer matrix has non-finite entries")
+    return vertex_part
+
+
+def read_mask_ids(path, num_vertices):
+    """(M,) int64 vertex ids of a mask file, checked to be unique and below `num_vertices`."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            ids = np.lib.format.read_array(handle, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: mask file not found") from None
+    except (ValueError, OSError, EOFError) as error:
+        raise InputError(f"{path}: not a readable .npy array: {error!r}") from None
+    if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
+        raise InputError(f"{path}: expected a non-empty 1-d array of integer vertex ids, got "
+                         f"{ids.dtype} values of shape {ids.shape}")
+    ids = ids.astype(np.int64)
+    if ids.min() < 0 or ids.max() >= num_vertices:
+        raise InputError(f"{path}: vertex ids range from {ids.min()} to {ids.max()}, the "
+                         f"target model has vertices 0 to {num_vertices - 1}")
+    if np.unique(ids).size != ids.size:
+        raise InputError(f"{path}: vertex ids repeat ({ids.size - np.unique(ids).size} "
+                         "duplicates)")
+    return ids

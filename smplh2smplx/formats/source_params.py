@@ -1,0 +1,43 @@
+"""`source_params.npz`: the SMPL-H source pose of every pose stage 1 read from AMASS.
+
+Written by stage 1 beside its meshes, read by stage 2 (to start each fit from the source
+pose, or to pose SMPL-H itself with `from_params`) and by the report. Two plain arrays:
+`pose_ids` (N,) int64, sorted, and `poses` (N, 156) float32 SMPL-H axis-angle poses.
+"""
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .amass import SMPLH_POSE_SIZE
+from .files import atomic_write
+
+SOURCE_PARAMS = "source_params.npz"
+
+
+def read_source_params(path):
+    """{pose_id: (156,) float32 SMPL-H pose} from a source_params.npz; {} if it is absent."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path) as data:
+            pose_ids, poses = data["pose_ids"], data["poses"]
+    except KeyError as error:
+        raise InputError(f"{path}: lacks the array {error}") from None
+    except Exception as error:
+        raise InputError(f"{path}: not a readable .npz file ({error})") from None
+    if pose_ids.ndim != 1 or poses.shape != (len(pose_ids), SMPLH_POSE_SIZE):
+        raise InputError(f"{path}: expected pose_ids (N,) and poses (N, {SMPLH_POSE_SIZE}), "
+                         f"got {pose_ids.shape} and {poses.shape}")
+    if not np.isfinite(poses).all():
+        raise InputError(f"{path}: poses hold NaN or infinite values")
+    return {int(pose_id): pose for pose_id, pose in zip(pose_ids, poses.astype(np.float32))}
+
+
+def write_source_params(path, params):
+    """Write {pose_id: (156,) pose} atomically, as `read_source_params` reads it."""
+    pose_ids = np.array(sorted(params), dtype=np.int64)
+    poses = np.array([params[pose_id] for pose_id in pose_ids], np.float32)
+    with atomic_write(path) as handle:
+        np.savez(handle, pose_ids=pose_ids, poses=poses.reshape(-1, SMPLH_POSE_SIZE))

@@ -1,0 +1,39 @@
+"""Where and how torch runs: the device of a run and torch's thread count for a block."""
+from contextlib import contextmanager
+
+import torch
+
+from .errors import InputError
+
+
+def resolve_device(name):
+    """torch.device for "cpu", "cuda", "cuda:N" or "auto" (cuda when available)."""
+    name = str(name)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"device {name!r}: expected cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"device {name!r}: expected cpu, cuda, cuda:N or auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r}: no CUDA device is available here")
+    return device
+
+
+@contextmanager
+def torch_threads(count):
+    """Run torch on `count` threads inside the block (a process-wide setting, restored after).
+
+    Our own thread pools (the stage-1 mesh writer, the fitter's batch slices) keep the cores
+    busy; torch's pool competing with them, or handing each small LAPACK call (a batch of
+    3x3 SVDs or Cholesky factorisations) to another thread, costs more than it saves:
+    three to twenty times more on a loaded 2-core machine.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

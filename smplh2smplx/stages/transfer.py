@@ -1,0 +1,211 @@
+"""Stage 2: SMPL-H meshes (or recorded SMPL-H poses) -> one SMPL-X parameter file per pose.
+
+The run, in order:
+1. list the inputs: the `.obj`/`.ply` files of the mesh folder sorted by name, as the
+   official MeshFolder does (the pose id is the file stem), or, with `from_params`, the
+   pose ids recorded in `source_params.npz` in the same order;
+2. keep this run's shard (`shard_size` inputs from `shard_index * shard_size`; taken over the
+   whole sorted list, so shards never depend on what earlier runs finished), then drop the
+   poses whose `.pkl` exists unless `overwrite`;
+3. load and check the SMPL-X model, the deformation transfer and its mask (and the SMPL-H
+   model with `from_params`): any problem is an `InputError` naming the file, before any fit;
+4. per batch of `batch_size` poses: read and check the meshes (a bad mesh fails that pose
+   only), map them to SMPL-X vertices with the sparse deformation transfer, fit on the mask
+   ids from the source pose when `source_params.npz` records it (else from the mesh alone),
+   then write the batch's rows into errors.csv and its `.pkl` files.
+
+Resuming: every file appears whole or not at all (`atomic_write`), and a pose counts as done
+only once its `.pkl` exists. A batch writes its CSV rows before its `.pkl` files, so a run
+killed in between leaves rows that the next run replaces when it fits those poses again.
+Batches are fixed slices of the shard's list, fitted whole while any of their poses is left,
+so every pose is fitted with the same batch mates whatever was done before: a killed run
+started again yields files with the same content as an uninterrupted run, to the last bit.
+"""
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..body.deformation import load_deformation_transfer
+from ..body.lbs import BodyModel
+from ..errors import InputError
+from ..family import SMPLH, map_pose
+from ..fit.fitter import BodyFitter, fit_batch
+from ..formats.body_models import load_smplh, load_smplx
+from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
+from ..formats.mesh_folder import PoseInput, list_mesh_inputs, read_mesh_vertices, select_shard
+from ..formats.smplx_params import parameter_path, write_smplx_params
+from ..formats.source_params import SOURCE_PARAMS, read_source_params
+from ..runtime import resolve_device
+
+@dataclass
+class TransferSummary:
+    """Outcome of a run: counts, per-pose errors of the poses fitted now, speed."""
+    total: int = 0
+    skipped: int = 0
+    failures: list = field(default_factory=list)     # (input name, message)
+    rows: list = field(default_factory=list)         # ErrorRow of every pose fitted now
+    seconds: float = 0.0
+
+    @property
+    def done(self):
+        return len(self.rows)
+
+    @property
+    def failed(self):
+        return len(self.failures)
+
+    def lines(self):
+        """The summary printed at the end of a run."""
+        lines = [f"poses: {self.done} done, {self.skipped} skipped (already converted), "
+                 f"{self.failed} failed, of {self.total} in this shard"]
+        if self.rows:
+            errors = np.array([row.v2v_mean_mm for row in self.rows])
+            flagged = sum(row.flagged for row in self.rows)
+            unconverged = sum(not row.converged for row in self.rows)
+            lines.append(f"v2v_mm: mean {errors.mean():.2f}, median {np.median(errors):.2f}, "
+                         f"p95 {np.percentile(errors, 95):.2f}, max {errors.max():.2f}")
+            lines.append(f"flagged (above threshold): {flagged}; not converged: {unconverged}")
+            lines.append(f"speed: {self.done / max(self.seconds, 1e-9):.1f} poses/s "
+                         f"({self.seconds:.1f} s)")
+        lines.extend(f"failed: {message}" for _name, message in self.failures)
+        return lines
+
+
+def param_inputs(source_params):
+    """Inputs of the from_params mode, in the order of the file names stage 1 writes."""
+    return [PoseInput(f"{pose_id:06d}", pose_id)
+            for pose_id in sorted(source_params, key=lambda pose_id: f"{pose_id:06d}")]
+
+
+class _Stage2:
+    """The loaded models of a run and the per-batch work (targets, fit, writing)."""
+
+    def __init__(self, options, source_params):
+        self.options = options
+        self.source_params = source_params
+        self.device = resolve_device(options.device)
+        smplx_data = load_smplx(options.smplx_model, options.gender)
+        self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+        self.smplh_body = None
+        if options.from_params:
+            self.smplh_body = BodyModel(load_smplh(options.smplh_model)).to(self.device)
+        self.fitter = BodyFitter(smplx_data, self.deformation.mask_ids, options.fit)
+        self.fitter = self.fitter.to(self.device)
+
+    def read_vertices(self, inputs):
+        """The inputs that can be read, their SMPL-H vertices (B, 6890, 3), the failures.
+
+        Vertices come from the mesh files (numpy), or with from_params from posing the
+        SMPL-H model on the run's device (torch).
+        """
+        ok, vertices, failures = [], [], []
+        if self.smplh_body is not None:
+            poses = np.stack([self.source_params[item.pose_id] for item in inputs])
+            pose = torch.as_tensor(poses, device=self.device).view(-1, 52, 3)
+            with torch.no_grad():
+                return list(inputs), self.smplh_body(pose)[0], []
+        for item in inputs:
+            try:
+                if item.pose_id is None:
+                    raise InputError(f"{item.mesh_path}: the file name is not a pose id "
+                                     "(<pose_id:06d>.obj) or repeats another file's pose id")
+                vertices.append(read_mesh_vertices(item.mesh_path, SMPLH.num_vertices))
+                ok.append(item)
+            except InputError as error:
+                failures.append((item.name, str(error)))
+        stacked = np.stack(vertices) if vertices else np.zeros((0, SMPLH.num_vertices, 3), np.float32)
+        return ok, stacked, failures
+
+    def fit_and_write(self, inputs, smplh_vertices, new):
+        """Fit the batch; write the rows, then the .pkl files, of the poses in `new`.
+
+        The poses of a batch not in `new` (their .pkl exists) are fitted only to keep the
+        batch the same as in an uninterrupted run: a fit's last bits depend on its batch
+        mates. Returns the rows written.
+        """
+        options = self.options
+        targets = torch.as_tensor(
+            self.deformation.apply(smplh_vertices)[:, self.deformation.mask_ids])
+        init_poses = [None if item.pose_id not in self.source_params else
+                      map_pose(self.source_params[item.pose_id][None], "smplh", "smplx")[0] for item in inputs]
+        result = fit_batch(self.fitter, targets, init_poses)
+        written = [i for i, item in enumerate(inputs) if item.pose_id in new]
+        rows = [ErrorRow(pose_id=inputs[i].pose_id,
+                         v2v_mean_mm=float(result.v2v_mean_mm[i]),
+                         v2v_max_mm=float(result.v2v_max_mm[i]),
+                         iterations=int(result.iterations[i]),
+                         converged=bool(result.converged[i]),
+                         flagged=bool(result.v2v_mean_mm[i] > options.flag_threshold_mm))
+                for i in written]
+        merge_error_rows(options.output_dir / ERRORS_CSV, rows)
+        for i in written:
+            write_smplx_params(parameter_path(options.output_dir, inputs[i].pose_id),
+                               result.pose[i], result.betas[i])
+        return rows
+
+
+def run_transfer(options, progress=True, log=print):
+    """Run stage 2 with `options` (a `TransferOptions`); returns a `TransferSummary`.
+
+    Raises InputError, before any pose is fitted, for a missing or wrong model,
+    deformation transfer, mask, mesh folder or source_params.npz. A bad mesh only fails
+    its pose (listed in the summary); the other poses are converted.
+
+    Batches are fixed slices of the shard's sorted list, whatever is already converted: a
+    batch with any pose left to convert is fitted whole, so that a resumed run fits every
+    pose with the same batch mates as an uninterrupted one, to the last bit.
+    """
+    options.check()
+    output_dir = Path(options.output_dir)
+    source_path = Path(options.mesh_dir) / SOURCE_PARAMS
+    if options.from_params and not source_path.is_file():
+        raise InputError(f"{source_path}: not found (from_params needs the poses recorded by "
+                         "stage 1)")
+    source_params = read_source_params(source_path)
+    inputs = param_inputs(source_params) if options.from_params else list_mesh_inputs(
+        options.mesh_dir)
+    shard = select_shard(inputs, options.shard_size, options.shard_index)
+    if options.shard_size and not shard and inputs:
+        log(f"shard {options.shard_index} of size {options.shard_size} is empty: the folder "
+            f"holds {len(inputs)} inputs ({math.ceil(len(inputs) / options.shard_size)} shards)")
+
+    def is_new(item):
+        return (options.overwrite or item.pose_id is None
+                or not parameter_path(output_dir, item.pose_id).exists())
+
+    work = []                                    # (batch, names of its poses to convert)
+    for start in range(0, len(shard), options.poses_per_batch):
+        batch = shard[start:start + options.poses_per_batch]
+        new = {item.name for item in batch if is_new(item)}
+        if new:
+            work.append((batch, new))
+    num_new = sum(len(new) for _, new in work)
+    summary = TransferSummary(total=len(shard), skipped=len(shard) - num_new)
+
+    stage = _Stage2(options, source_params)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    start_time = time.perf_counter()
+    with tqdm(total=num_new, unit="pose", disable=not progress or not work) as bar, \
+            ThreadPoolExecutor(max_workers=1) as reader:
+        # Read the next batch's meshes while the current batch is fitted.
+        pending = reader.submit(stage.read_vertices, work[0][0]) if work else None
+        for index, (_batch, new) in enumerate(work):
+            ok, vertices, failures = pending.result()
+            if index + 1 < len(work):
+                pending = reader.submit(stage.read_vertices, work[index + 1][0])
+            failures = [(name, message) for name, message in failures if name in new]
+            for _name, message in failures:
+                bar.write(f"failed: {message}")
+            summary.failures.extend(failures)
+            new_ids = {item.pose_id for item in ok if item.name in new}
+            if new_ids:
+                summary.rows.extend(stage.fit_and_write(ok, vertices, new_ids))
+            bar.update(len(new))
+    summary.seconds = time.perf_counter() - start_time
+    return summary
