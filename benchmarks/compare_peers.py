@@ -32,7 +32,6 @@ Time: the fits only (models loaded and one warm-up batch done before the clock s
 official engine: its `run_fitting` and writing per mesh, as `run_official` reports it).
 """
 import argparse
-import importlib.util
 import shutil
 import sys
 import tempfile
@@ -54,7 +53,7 @@ from smplh2smplx.formats.meshes import read_obj_vertices, write_obj
 from smplh2smplx.formats.smplx_params import (NUM_BETAS, parameter_path, pose_from_params, read_smplx_params)
 from smplh2smplx.family import map_pose
 from smplh2smplx.fit.fitter import fit_batch
-from smplh2smplx.runtime import resolve_device
+from smplh2smplx.runtime import is_installed, resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AMASS_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amass_sample_smplh.npz"
@@ -180,14 +179,6 @@ def official_settings(maxiters=None):
 
 
 # ----------------------------------------------------------------- why a peer cannot run
-
-def is_installed(module):
-    """Whether `module` can be imported (without importing it)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
 
 def official_skip_reason(smplx_repo, installed=is_installed):
     """Why the official engine cannot run here, or None when it can."""

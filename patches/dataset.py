@@ -13,35 +13,8 @@ import trimesh
 from torch.utils.data import Dataset
 
 from smplh2smplx.errors import InputError
+from smplh2smplx.formats.mesh_folder import list_mesh_inputs, select_shard
 from smplh2smplx.formats.smplx_params import parameter_path
-
-MESH_SUFFIXES = (".obj", ".ply")
-
-
-def list_meshes(folder):
-    """The `.obj`/`.ply` files of `folder` sorted by name (hidden files left out)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: mesh folder not found")
-    return sorted((path for path in folder.iterdir()
-                   if path.suffix.lower() in MESH_SUFFIXES and not path.name.startswith(".")
-                   and path.is_file()), key=lambda path: path.name)
-
-
-def pose_id_of(path):
-    """The pose id in a mesh file name `<pose_id:06d>.obj`, or an InputError naming it."""
-    stem = Path(path).stem
-    if not stem.isdigit():
-        raise InputError(f"{path}: a mesh file name must be a pose id, like 000123.obj")
-    return int(stem)
-
-
-def select_shard(paths, size, index):
-    """Shard `index` of size `size` of `paths` (all of them when `size` is 0)."""
-    if size <= 0:
-        return list(paths)
-    return list(paths[index * size:(index + 1) * size])
-
 
 def read_mesh(path):
     """(vertices float32 (V, 3), faces int32 (F, 3)) of a mesh file, vertex order kept.
@@ -69,7 +42,7 @@ class MeshShard(Dataset):
     Args:
         data_folder: folder of `<pose_id:06d>.obj` (or `.ply`) meshes of one topology.
         output_folder: where `<pose_id:06d>.pkl` parameter files are written.
-        shard_size, shard_index: see `select_shard`.
+        shard_size, shard_index: see `formats.mesh_folder.select_shard`.
         overwrite: keep meshes whose parameter file already exists.
     Items are dicts like the official dataset's: `vertices` float32 (V, 3), `faces` int32
     (F, 3), `paths` (str), plus `pose_id` (int).
@@ -77,17 +50,17 @@ class MeshShard(Dataset):
 
     def __init__(self, data_folder, output_folder, shard_size=0, shard_index=0,
                  overwrite=False):
-        paths = select_shard(list_meshes(data_folder), shard_size, shard_index)
+        inputs = select_shard(list_mesh_inputs(data_folder), shard_size, shard_index)
         seen = {}
-        for path in paths:
-            pose_id = pose_id_of(path)
-            if pose_id in seen:
-                raise InputError(f"{path}: pose id {pose_id} is also {seen[pose_id].name}")
-            seen[pose_id] = path
+        for item in inputs:
+            if item.pose_id is None:
+                raise InputError(f"{item.mesh_path}: the file name is not a pose id "
+                                 "(<pose_id:06d>.obj) or repeats another file's pose id")
+            seen[item.pose_id] = item.mesh_path
         self.output_folder = Path(output_folder)
         self.items = [(pose_id, path) for pose_id, path in seen.items()
                       if overwrite or not parameter_path(self.output_folder, pose_id).exists()]
-        self.skipped = len(paths) - len(self.items)
+        self.skipped = len(inputs) - len(self.items)
 
     def __len__(self):
         return len(self.items)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smplh2smplx.errors import InputError
+from smplh2smplx.runtime import is_installed
 
 PACKAGE = "transfer_model"
 
@@ -161,14 +162,6 @@ STUBS = {
 }
 
 
-def _is_installed(name):
-    """Whether `name` can be imported, without importing it (a parent's absence is a no)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def _stub_module(name, attributes, is_package):
     module = types.ModuleType(name, f"placeholder for the missing module {name} (patches/)")
     if is_package:
@@ -196,7 +189,7 @@ def stub_missing_modules(stubs=None):
     stubs = STUBS if stubs is None else stubs
     lent = []
     for name, attributes in stubs.items():
-        if name not in sys.modules and not _is_installed(name):
+        if name not in sys.modules and not is_installed(name):
             is_package = any(other.startswith(name + ".") for other in stubs)
             sys.modules[name] = _stub_module(name, attributes, is_package)
             lent.append(name)
@@ -215,9 +208,9 @@ def require_official_dependencies():
     Replaces the published instruction to install the official requirements by hand: the
     trust-region optimiser `torchtrustncg` (not on PyPI) and the logger `loguru`.
     """
-    if not _is_installed("torchtrustncg"):
+    if not is_installed("torchtrustncg"):
         raise InputError(TORCHTRUSTNCG_HINT)
-    if not _is_installed("loguru"):
+    if not is_installed("loguru"):
         raise InputError("the official transfer_model logs with loguru; install it with "
                          "`pip install loguru`")
 

@@ -29,8 +29,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from smplh2smplx.errors import InputError
+from smplh2smplx.formats.deformation_files import read_mask_ids
 from smplh2smplx.formats.errors_csv import ErrorRow
 from smplh2smplx.formats.smplx_params import JOINT_SLICES, NUM_BETAS, parameter_path
+from smplh2smplx.runtime import resolve_device
 
 from .config import ShardSettings, official_config
 from .dataset import MeshShard
@@ -75,39 +77,11 @@ class OfficialResult:
                         self.converged, self.v2v_mean_mm > flag_threshold_mm)
 
 
-def resolve_device(name):
-    """torch.device for "cpu", "cuda", "cuda:N" or "auto" (cuda when available)."""
-    name = str(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"device {name!r}: expected cpu, cuda, cuda:N or auto") from None
-    if device.type not in ("cpu", "cuda"):
-        raise InputError(f"device {name!r}: expected cpu, cuda, cuda:N or auto")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r}: no CUDA device is available here")
-    return device
-
-
 def _existing(path, what, key):
     path = Path(str(path)).expanduser()
     if str(path) in ("", ".") or not path.exists():
         raise InputError(f"{path}: {what} not found (config key {key})")
     return path
-
-
-def _read_mask_ids(path, num_vertices):
-    try:
-        mask_ids = np.load(path)
-    except Exception as error:          # numpy raises several types on a bad file
-        raise InputError(f"{path}: not a readable .npy file ({error})") from None
-    if mask_ids.ndim != 1 or not np.issubdtype(mask_ids.dtype, np.integer) \
-            or len(mask_ids) == 0 or mask_ids.min() < 0 or mask_ids.max() >= num_vertices:
-        raise InputError(f"{path}: expected a 1-D array of SMPL-X vertex ids below "
-                         f"{num_vertices}, got {mask_ids.dtype} {mask_ids.shape}")
-    return torch.from_numpy(mask_ids.astype(np.int64))
 
 
 def _vertices_of(body_model, params, transl):
@@ -160,7 +134,7 @@ class _OfficialRun:
         if self.def_matrix.shape[0] != num_vertices:
             raise InputError(f"{deftrafo}: maps to {self.def_matrix.shape[0]} vertices, the "
                              f"SMPL-X model has {num_vertices}")
-        self.mask_ids = _read_mask_ids(mask, num_vertices).to(device)
+        self.mask_ids = torch.from_numpy(read_mask_ids(mask, num_vertices)).to(device)
 
     def batch_inputs(self, items):
         """The official batch dict (tensors on the device) for dataset items."""

@@ -46,6 +46,20 @@ KINDS = {kind.name: kind for kind in (SMPL, SMPLH, SMPLX)}
 OTHER_MODELS = {(778, 16): "MANO", (5023, 5): "FLAME"}
 
 
+def parents(kind):
+    """(J,) int64 parent of each joint of `kind` ("smpl", "smplh" or "smplx"), root -1."""
+    tree = list(BODY_PARENTS)
+    if kind == "smpl":
+        return np.array(tree + [20, 21], dtype=np.int64)
+    if kind == "smplx":
+        tree += [HEAD, HEAD, HEAD]                       # jaw, left eye, right eye
+    for wrist in (20, 21):
+        for _finger in range(5):
+            first = len(tree)
+            tree += [wrist, first, first + 1]
+    return np.array(tree, dtype=np.int64)
+
+
 def describe_counts(num_vertices, num_joints):
     """The label of the model with these counts ("SMPL-H", ...), or None."""
     for kind in KINDS.values():

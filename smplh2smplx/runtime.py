@@ -1,4 +1,5 @@
-"""Where and how torch runs: the device of a run and torch's thread count for a block."""
+"""What a run runs on: its torch device, torch's thread count for a block, optional modules."""
+import importlib.util
 from contextlib import contextmanager
 
 import torch
@@ -37,3 +38,11 @@ def torch_threads(count):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def is_installed(module):
+    """Whether `module` can be imported, without importing it (a parent's absence is a no)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

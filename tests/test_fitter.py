@@ -5,6 +5,7 @@ import pytest
 import roma
 import torch
 
+from smplh2smplx import family
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.fit.fitter import BodyFitter, FitSettings
 from smplh2smplx.fit.problem import (apply_step, forward, gauss_newton, gradient,
@@ -14,24 +15,12 @@ from smplh2smplx.fit.solver import damped_step
 from smplh2smplx.fit.target import TargetModel
 from smplh2smplx.formats.body_models import BodyModelData
 
-BODY_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19]
-
-
-def smplx_parents():
-    parents = BODY_PARENTS + [15, 15, 15]
-    for wrist in (20, 21):
-        for _finger in range(5):
-            first = len(parents)
-            parents += [wrist, first, first + 1]
-    return np.array(parents)
-
-
 def random_smplx(num_vertices=600, seed=0, dense_correctives=True, blended=True):
     """A small random model with the SMPL-X tree: vertices scattered around the joints,
     each skinned to its joint and (when `blended`) that joint's parent (none to the eyes,
     as in SMPL-X)."""
     rng = np.random.default_rng(seed)
-    parents = smplx_parents()
+    parents = family.parents("smplx")
     joints = np.zeros((55, 3))
     for joint in range(1, 55):
         joints[joint] = joints[parents[joint]] + rng.normal(size=3) * 0.1

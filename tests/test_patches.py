@@ -23,47 +23,17 @@ from omegaconf import OmegaConf
 
 from patches import config as patch_config
 from patches import dataset, loader, runtime, writer
+from smplh2smplx import family
 from smplh2smplx.errors import InputError
 from smplh2smplx.formats.smplx_params import PARAMETER_SHAPES, read_smplx_params
 
 SMPLX_VERTICES, SMPLH_VERTICES = 10475, 6890
-# SMPL-X joint parents: body, then jaw and eyes on the head, then five three-joint fingers
-# per hand starting at the wrists (20 left, 21 right).
-BODY_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19]
-
-
-def smplx_parents():
-    parents = BODY_PARENTS + [15, 15, 15]
-    for wrist in (20, 21):
-        for _finger in range(5):
-            first = len(parents)
-            parents += [wrist, first, first + 1]
-    return np.array(parents)
-
-
 # ----------------------------------------------------------------- no clone needed
 
 def touch_meshes(folder, names):
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         (folder / name).write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
-
-
-def test_meshes_are_listed_in_name_order(tmp_path):
-    touch_meshes(tmp_path, ["000010.obj", "000002.ply", "000100.obj", ".000001.obj.x.tmp",
-                            ".000003.obj", "notes.txt"])
-    assert [p.name for p in dataset.list_meshes(tmp_path)] == \
-        ["000002.ply", "000010.obj", "000100.obj"]
-
-
-def test_shards_cut_the_sorted_list():
-    paths = list(range(10))
-    assert dataset.select_shard(paths, 0, 0) == paths
-    assert dataset.select_shard(paths, 4, 0) == [0, 1, 2, 3]
-    assert dataset.select_shard(paths, 4, 2) == [8, 9]
-    assert dataset.select_shard(paths, 4, 3) == []
-    shards = [dataset.select_shard(paths, 3, index) for index in range(4)]
-    assert sum(shards, []) == paths
 
 
 def test_shard_skips_converted_meshes_after_cutting(tmp_path):
@@ -88,7 +58,7 @@ def test_mesh_names_must_be_unique_pose_ids(tmp_path):
     with pytest.raises(InputError, match="pose.obj"):
         dataset.MeshShard(tmp_path / "a", tmp_path / "out")
     touch_meshes(tmp_path / "b", ["000001.obj", "000001.ply"])
-    with pytest.raises(InputError, match="pose id 1"):
+    with pytest.raises(InputError, match="000001.ply.*repeats another file's pose id"):
         dataset.MeshShard(tmp_path / "b", tmp_path / "out")
     with pytest.raises(InputError, match="not found"):
         dataset.MeshShard(tmp_path / "missing", tmp_path / "out")
@@ -345,7 +315,7 @@ def test_clone_imports_unedited_with_its_problems_patched(fake_clone, tmp_path):
     assert fitted_file == fake_clone / "transfer_model" / "transfer_model.py"
     assert sorted(fake_clone.rglob("*")) == before            # no __pycache__, no edits
     for name in ("open3d", "psbody.mesh"):
-        if not loader._is_installed(name):
+        if not loader.is_installed(name):
             assert name not in sys.modules                    # the stub was only lent
     again = loader.load_transfer_model(fake_clone)
     assert again.fitting is modules.fitting                  # imported once per clone
@@ -363,8 +333,8 @@ def test_clone_needing_an_uninstalled_module_says_so(fake_clone):
 
 
 def test_missing_torchtrustncg_says_how_to_install(monkeypatch):
-    real = loader._is_installed
-    monkeypatch.setattr(loader, "_is_installed", lambda name: name != "torchtrustncg"
+    real = loader.is_installed
+    monkeypatch.setattr(loader, "is_installed", lambda name: name != "torchtrustncg"
                         and real(name))
     with pytest.raises(InputError, match="pip install --no-build-isolation "
                                          "git\\+https://github.com/vchoutas/torch-trust-ncg"):
@@ -428,7 +398,7 @@ def write_standin_kit(root, seed=0):
     optimum is exact. Returns the paths and a function posing SMPL-H meshes.
     """
     rng = np.random.default_rng(seed)
-    parents = smplx_parents()
+    parents = family.parents("smplx")
     joints = np.zeros((55, 3))
     for joint in range(1, 55):
         joints[joint] = joints[parents[joint]] + rng.normal(0.0, 0.1, 3)
