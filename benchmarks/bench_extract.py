@@ -1,6 +1,6 @@
 """Stage-1 speed on a synthetic kit: poses per second with and without `.obj` writing.
 
-    PYTHONPATH=. python benchmarks/bench_extract.py [--sequences 8 --frames 600] [--kit-dir DIR]
+    python -m benchmarks.bench_extract [--sequences 8 --frames 600] [--kit-dir DIR]
 
 Writes a kit whose id mapping covers every other frame (8 x 600 frames: 2,400 poses), then
 times on all of its poses: run_extract with --format params (AMASS reading and

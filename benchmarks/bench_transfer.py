@@ -1,6 +1,6 @@
 """Stage-2 speed and accuracy on a synthetic kit posed with a real AMASS sequence.
 
-    PYTHONPATH=. python benchmarks/bench_transfer.py [--kit DIR] [--amass FILE]
+    python -m benchmarks.bench_transfer [--kit DIR] [--amass FILE]
         [--batch-sizes 1 64 1024] [--device cpu|cuda|all] [--threads N]
 
 The kit's SMPL-H body is posed with every frame of the AMASS sequence and, as a second

@@ -1,7 +1,7 @@
 """Our engine next to its peers on the same poses, measured in one run, as one table.
 
-    PYTHONPATH=. python benchmarks/compare_peers.py                      # ours (+ smplfitter)
-    PYTHONPATH=. python benchmarks/compare_peers.py --kit /tmp/w/kit --poses 500 \
+    python -m benchmarks.compare_peers                      # ours (+ smplfitter)
+    python -m benchmarks.compare_peers --kit /tmp/w/kit --poses 500 \
         --smplx-repo /path/to/smplx --official-poses 2 --threads 1        # with every peer
 
 The official engine needs minutes per pose (tens of minutes on a busy machine), hence its
@@ -25,7 +25,7 @@ Engines (a peer that cannot run is listed under the table with the reason):
 - smplfitter's `BodyFitter` (`pip install smplfitter`), pointed at the kit's SMPL-X file,
   started from the target mesh alone, as its documentation uses it.
 
-Error: `v2v_mm` of FORMATS.md for every engine alike: the SMPL-X mesh of the engine's pose,
+Error: `v2v_mm` of docs/FORMATS.md for every engine alike: the SMPL-X mesh of the engine's pose,
 betas and translation, posed by our `BodyModel`, against the target, averaged over the mask
 ids, per pose; the table gives its mean, median, 95th percentile and max over the poses.
 Time: the fits only (models loaded and one warm-up batch done before the clock starts; the
@@ -50,7 +50,8 @@ from smplh2smplx.stages.extract import SmplhPoser
 from smplh2smplx.fit.fitter import FitSettings, BodyFitter
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.meshes import read_obj_vertices, write_obj
-from smplh2smplx.formats.smplx_params import (NUM_BETAS, parameter_path, pose_from_params, read_smplx_params)
+from smplh2smplx.formats.smplx_params import (NUM_BETAS, parameter_path, pose_from_params,
+                                              read_smplx_params)
 from smplh2smplx.family import map_pose
 from smplh2smplx.fit.fitter import fit_batch
 from smplh2smplx.runtime import is_installed, resolve_device

@@ -70,7 +70,7 @@ class OfficialResult:
     transl: tuple = None
 
     def error_row(self, flag_threshold_mm):
-        """This mesh's errors.csv row (`smplh2smplx.formats.errors_csv.ErrorRow`); None for a failure."""
+        """This mesh's errors.csv row (`formats.errors_csv.ErrorRow`); None for a failure."""
         if self.error is not None:
             return None
         return ErrorRow(self.pose_id, self.v2v_mean_mm, self.v2v_max_mm, self.iterations,

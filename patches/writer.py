@@ -3,7 +3,7 @@
 The official `__main__` pickles the whole dictionary `run_fitting` returns (variables,
 rotation matrices, vertices, joints, faces; the whole batch in every file). The published
 fix keeps only the pose fields, in axis-angle, on the CPU; here that is `contract_params`
-(one dict per mesh of the batch, the format of FORMATS.md) and `write_params` (atomic).
+(one dict per mesh of the batch, the format of docs/FORMATS.md) and `write_params` (atomic).
 """
 import pickle
 
@@ -52,7 +52,7 @@ def official_pose(var_dict):
 
 
 def contract_params(var_dict):
-    """One contract dict per mesh of the batch (float32 CPU tensors, shapes of FORMATS.md)."""
+    """One contract dict per mesh of the batch (float32 CPU tensors, shapes of docs/FORMATS.md)."""
     pose, betas = official_pose(var_dict)
     return [smplx_parameters(pose[index], betas[index]) for index in range(len(pose))]
 

@@ -7,7 +7,8 @@ import torch
 
 from smplh2smplx.errors import InputError
 from smplh2smplx.formats.errors_csv import CSV_COLUMNS, ErrorRow, merge_error_rows, read_error_rows
-from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, parameter_path, pose_from_params, read_smplx_params, write_smplx_params)
+from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, parameter_path, pose_from_params,
+                                              read_smplx_params, write_smplx_params)
 
 CONTRACT = {
     "global_orient": (1, 3), "body_pose": (21, 3), "betas": (1, 10),
@@ -17,7 +18,8 @@ CONTRACT = {
 
 
 def check_contract(path):
-    """Load with plain pickle (what PoseEmbroider does) and check every key against FORMATS.md."""
+    """Load with plain pickle (what PoseEmbroider does) and check every key against the
+    contract of docs/FORMATS.md."""
     with open(path, "rb") as handle:
         params = pickle.load(handle)
     assert type(params) is dict and set(params) == set(CONTRACT)

@@ -5,7 +5,9 @@ import shutil
 import pytest
 
 from smplh2smplx.errors import InputError
-from smplh2smplx.formats.annotations import (ID_MAPPING, POSEFIX_HUMAN, POSEFIX_PAIRS, parse_pose_ids, read_id_mapping, read_pose_ids_file, select_pose_ids)
+from smplh2smplx.formats.annotations import (ID_MAPPING, POSEFIX_HUMAN, POSEFIX_PAIRS,
+                                             parse_pose_ids, read_id_mapping, read_pose_ids_file,
+                                             select_pose_ids)
 
 
 def load(path):

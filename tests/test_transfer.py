@@ -23,7 +23,8 @@ from smplh2smplx.fit.fitter import FitSettings, BodyFitter
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.meshes import write_obj
 from smplh2smplx.formats.errors_csv import read_error_rows
-from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, parameter_path, pose_from_params, read_smplx_params, write_smplx_params)
+from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, parameter_path, pose_from_params,
+                                              read_smplx_params, write_smplx_params)
 from smplh2smplx.family import map_pose
 from smplh2smplx.fit.fitter import fit_batch
 from smplh2smplx.formats.mesh_folder import list_mesh_inputs, select_shard

@@ -3,7 +3,10 @@
 A body part is the set of masked vertices whose largest skinning weight is one joint. Both
 samples keep every part represented, so that every rotation stays well determined.
 """
+import warnings
+
 import numpy as np
+import scipy.cluster.vq
 
 # Vertices of each body part in the sample on which the Gauss-Newton matrix is built (16:
 # as few steps as 24 on the kit's poses; 8 or 12: more steps on the tests' random model),
@@ -70,14 +73,10 @@ def representatives(features, count, rng, rounds=10):
     """
     if len(features) <= count:
         return np.arange(len(features)), np.ones(len(features))
-    centres = features[rng.choice(len(features), count, replace=False)]
-    for _ in range(rounds):
-        nearest = ((features[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
-        for group in range(count):
-            members = features[nearest == group]
-            if len(members):
-                centres[group] = members.mean(0)
-    nearest = ((features[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+    with warnings.catch_warnings():             # an empty group is fine: it is dropped
+        warnings.simplefilter("ignore", UserWarning)
+        centres, nearest = scipy.cluster.vq.kmeans2(features, count, iter=rounds,
+                                                    minit="points", seed=rng)
     picked, sizes = [], []
     for group in range(count):
         members = np.flatnonzero(nearest == group)

@@ -1,7 +1,7 @@
 """Mesh files: a vectorised `.obj` writer and an order-preserving `.obj`/`.ply` reader.
 
-Vertex order is the contract between the stages (FORMATS.md), so neither side lets a mesh
-library merge, drop or reorder vertices.
+Vertex order is the contract between the stages (docs/FORMATS.md), so neither side lets a
+mesh library merge, drop or reorder vertices.
 """
 import math
 from pathlib import Path

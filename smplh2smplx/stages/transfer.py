@@ -119,7 +119,8 @@ class _Stage2:
                 ok.append(item)
             except InputError as error:
                 failures.append((item.name, str(error)))
-        stacked = np.stack(vertices) if vertices else np.zeros((0, SMPLH.num_vertices, 3), np.float32)
+        stacked = (np.stack(vertices) if vertices
+                   else np.zeros((0, SMPLH.num_vertices, 3), np.float32))
         return ok, stacked, failures
 
     def fit_and_write(self, inputs, smplh_vertices, new):
@@ -133,7 +134,8 @@ class _Stage2:
         targets = torch.as_tensor(
             self.deformation.apply(smplh_vertices)[:, self.deformation.mask_ids])
         init_poses = [None if item.pose_id not in self.source_params else
-                      map_pose(self.source_params[item.pose_id][None], "smplh", "smplx")[0] for item in inputs]
+                      map_pose(self.source_params[item.pose_id][None], "smplh", "smplx")[0]
+                      for item in inputs]
         result = fit_batch(self.fitter, targets, init_poses)
         written = [i for i, item in enumerate(inputs) if item.pose_id in new]
         rows = [ErrorRow(pose_id=inputs[i].pose_id,
