@@ -8,7 +8,9 @@
 
 Writes <pose_id:06d>.pkl and errors.csv into output_folder; poses already converted are
 skipped, so an interrupted run is resumed by running the same command again. Exit status:
-0 all converted, 1 some poses failed (listed at the end), 2 bad input (nothing fitted).
+0 all converted, 1 some poses failed (listed at the end), 2 bad input (nothing fitted),
+3 an output cannot be written (read-only or full disk, a path that is a file; the path is
+named).
 --report fits nothing: it writes the HTML/PNG report of output_folder (default
 <output_folder>/report/index.html).
 """
@@ -17,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from smplh2smplx.errors import InputError
+from smplh2smplx.errors import InputError, OutputError
 from smplh2smplx.outputs import ERRORS_CSV, ErrorRow, merge_error_rows
 from smplh2smplx.report import report_from_config
 from smplh2smplx.settings import EXPERIMENT_CONFIG, load_experiment_config
@@ -100,6 +102,13 @@ def run_official_engine(config, args):
     return summary
 
 
+def write_error_line(error):
+    """One line naming the path of an OutputError or an OS error met while writing."""
+    if isinstance(error, OSError):
+        return f"{error.filename or 'output'}: cannot write: {error.strerror or error}"
+    return " ".join(str(error).splitlines())
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
@@ -114,6 +123,9 @@ def main(argv=None):
     except InputError as error:
         print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
         return 2
+    except (OutputError, OSError) as error:
+        print(f"error: {write_error_line(error)}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

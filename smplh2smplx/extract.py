@@ -31,7 +31,8 @@ from tqdm import tqdm
 from .amass import SMPLH_POSE_SIZE, check_frame, read_smplh_poses
 from .body_models import load_smplh
 from .errors import InputError
-from .files import atomic_write
+from .files import (atomic_write, check_writable_folder, exclusive_lock,
+                    remove_stale_temporaries)
 from .lbs import BodyModel
 from .meshes import format_face_lines, format_vertex_lines
 from .safe_pickle import load_pickle
@@ -103,8 +104,6 @@ class ExtractOptions:
                              ("PoseScript", self.posescript_dir)]:
             if folder is not None and not folder.is_dir():
                 raise InputError(f"{folder}: {name} folder not found")
-        if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise InputError(f"{self.output_dir}: output folder is a file")
 
 
 @dataclass
@@ -255,6 +254,17 @@ def write_source_params(path, params):
         np.savez(handle, pose_ids=pose_ids, poses=poses.reshape(-1, SMPLH_POSE_SIZE))
 
 
+def merge_source_params(path, params):
+    """Add {pose_id: (156,) pose} to the source_params.npz at `path` (created if absent).
+
+    Two stage-1 runs may write into one folder at once (disjoint --ids): the file is
+    re-read and rewritten under an exclusive lock, as errors.csv is, so that neither run's
+    poses are lost. A new pose replaces a recorded one of the same id.
+    """
+    with exclusive_lock(path):
+        write_source_params(path, {**read_source_params(path), **params})
+
+
 # ----------------------------------------------------------------- writing meshes
 
 def obj_path(output_dir, pose_id):
@@ -295,6 +305,12 @@ def write_meshes(poser, pose_ids, poses, output_dir, batch_size, bar):
 
 # ----------------------------------------------------------------- the run
 
+def _is_stage1_output(name):
+    """Whether `name` is a file stage 1 writes (its stale temporaries are removed)."""
+    stem, _, suffix = name.rpartition(".")
+    return name == SOURCE_PARAMS or (suffix == "obj" and stem.isdigit())
+
+
 def _to_do(pose_ids, recorded, output_dir, options):
     """(ids whose poses must be read, ids whose meshes must be written) given what exists."""
     if options.overwrite:
@@ -325,6 +341,8 @@ def run_extract(options, progress=True, log=print):
     """
     start = time.perf_counter()
     options.check()
+    check_writable_folder(options.output_dir)        # before any work, not after it
+    remove_stale_temporaries(options.output_dir, _is_stage1_output)
     poser = SmplhPoser(options.smplh_model, options.body_model)
     selection = select_pose_ids(options.posefix_dir, options.posescript_dir, options.ids,
                                 options.all_poses)
@@ -342,7 +360,7 @@ def run_extract(options, progress=True, log=print):
                              failures=failures)
     output_dir.mkdir(parents=True, exist_ok=True)
     if read_ids:
-        write_source_params(params_path, {**recorded, **dict(zip(read_ids, poses))})
+        merge_source_params(params_path, dict(zip(read_ids, poses)))
     if options.output_format == "params":
         summary.written = len(read_ids)         # read = not recorded yet, or overwrite
     else:

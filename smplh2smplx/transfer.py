@@ -38,8 +38,9 @@ from .errors import InputError
 from .fitter import FitSettings, SmplxFitter
 from .lbs import BodyModel
 from .meshes import read_mesh
+from .files import check_writable_folder, is_regular_file, remove_stale_temporaries
 from .outputs import (ERRORS_CSV, NUM_BETAS, ErrorRow, merge_error_rows, parameter_path,
-                      write_smplx_params)
+                      read_smplx_params, write_smplx_params)
 
 MESH_SUFFIXES = (".obj", ".ply")
 SOURCE_PARAMS = "source_params.npz"
@@ -401,6 +402,36 @@ class _Stage2:
         return rows
 
 
+def _is_stage2_output(name):
+    """Whether `name` is a file stage 2 writes (its stale temporaries are removed)."""
+    stem, _, suffix = name.rpartition(".")
+    return name == ERRORS_CSV or (suffix == "pkl" and stem.isdigit())
+
+
+def is_complete_result(path):
+    """Whether `path` is a finished result: a regular file (not a link) that passes the
+    contract reader. Anything else (0 bytes, truncated, a planted link) is converted again,
+    and the new file replaces it."""
+    if not is_regular_file(path):
+        return False
+    try:
+        read_smplx_params(path)
+    except InputError:
+        return False
+    return True
+
+
+def _no_inputs_message(options, source_params):
+    """Why a run has nothing to convert, and what to do about it."""
+    if options.from_params:
+        return (f"{Path(options.mesh_dir) / SOURCE_PARAMS}: records no pose; run stage 1 "
+                "into this folder first")
+    hint = (f"; it holds {SOURCE_PARAMS} with {len(source_params)} poses (stage 1 with "
+            "--format params?): convert them with --from-params" if source_params
+            else "; run stage 1 into this folder first")
+    return f"{options.mesh_dir}: no .obj or .ply mesh files in the mesh folder{hint}"
+
+
 def run_transfer(options, progress=True, log=print):
     """Run stage 2 with `options` (a `TransferOptions`); returns a `TransferSummary`.
 
@@ -414,6 +445,8 @@ def run_transfer(options, progress=True, log=print):
     """
     options.check()
     output_dir = Path(options.output_dir)
+    check_writable_folder(output_dir)            # before the models are loaded, not after
+    remove_stale_temporaries(output_dir, _is_stage2_output)
     source_path = Path(options.mesh_dir) / SOURCE_PARAMS
     if options.from_params and not source_path.is_file():
         raise InputError(f"{source_path}: not found (from_params needs the poses recorded by "
@@ -421,6 +454,11 @@ def run_transfer(options, progress=True, log=print):
     source_params = read_source_params(source_path)
     inputs = param_inputs(source_params) if options.from_params else list_mesh_inputs(
         options.mesh_dir)
+    if not inputs:
+        raise InputError(_no_inputs_message(options, source_params))
+    if options.shard_size == 0 and options.shard_index != 0:
+        log(f"note: batch_index {options.shard_index} is ignored: batch_size is 0, so the "
+            "one shard is the whole folder")
     shard = select_shard(inputs, options.shard_size, options.shard_index)
     if options.shard_size and not shard and inputs:
         log(f"shard {options.shard_index} of size {options.shard_size} is empty: the folder "
@@ -428,7 +466,7 @@ def run_transfer(options, progress=True, log=print):
 
     def is_new(item):
         return (options.overwrite or item.pose_id is None
-                or not parameter_path(output_dir, item.pose_id).exists())
+                or not is_complete_result(parameter_path(output_dir, item.pose_id)))
 
     work = []                                    # (batch, names of its poses to convert)
     for start in range(0, len(shard), options.batch_size):
