@@ -15,6 +15,7 @@ named).
 <output_folder>/report/index.html).
 """
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -89,7 +90,8 @@ def run_official_engine(config, args):
     summary = TransferSummary()
 
     def record(results):
-        rows = [ErrorRow(r.pose_id, r.v2v_mean_mm, r.v2v_max_mm, r.iterations, r.converged,
+        rows = [ErrorRow(r.pose_id, r.v2v_mean_mm, r.v2v_max_mm, r.iterations,
+                         r.converged and math.isfinite(r.v2v_mean_mm),
                          r.v2v_mean_mm > threshold) for r in results if r.error is None]
         merge_error_rows(csv_path, rows)
         summary.rows.extend(rows)

@@ -16,6 +16,7 @@ import torch
 
 from .body_models import SMPLH_NUM_VERTICES, SMPLX_NUM_VERTICES
 from .errors import InputError
+from .files import open_regular
 from .safe_pickle import load_pickle
 
 
@@ -98,9 +99,34 @@ def load_deformation_transfer(deftrafo_path, mask_path):
         InputError naming the file when it is missing, unreadable or malformed.
     """
     deftrafo_path, mask_path = Path(deftrafo_path), Path(mask_path)
-    return DeformationTransfer(matrix=_load_matrix(deftrafo_path),
-                               mask_ids=_load_mask_ids(mask_path),
+    matrix, mask_ids = _load_matrix(deftrafo_path), _load_mask_ids(mask_path)
+    _check_convex_rows(matrix, mask_ids, deftrafo_path)
+    return DeformationTransfer(matrix=matrix, mask_ids=mask_ids,
                                deftrafo_path=deftrafo_path, mask_path=mask_path)
+
+
+# How far a masked row may stray from convex weights (official rows: barycentric
+# coordinates, non-negative and summing to 1 up to rounding).
+CONVEX_TOLERANCE = 1e-3
+
+
+def _check_convex_rows(matrix, mask_ids, path):
+    """Raise InputError unless every masked row holds convex weights (non-negative, summing
+    to 1): an all-zero or otherwise degenerate matrix maps bodies onto a collapsed target,
+    which the fit would match with a better score than a real body."""
+    rows = matrix[mask_ids]
+    sums = np.asarray(rows.sum(axis=1)).ravel()
+    bad_sum = np.flatnonzero(np.abs(sums - 1.0) > CONVEX_TOLERANCE)
+    if bad_sum.size:
+        first = bad_sum[0]
+        raise InputError(f"{path}: {bad_sum.size} of the {len(mask_ids)} masked rows of the "
+                         f"deformation-transfer matrix do not sum to 1 (row of SMPL-X vertex "
+                         f"{mask_ids[first]} sums to {sums[first]:.4g}); a real setup holds "
+                         "barycentric weights")
+    if rows.nnz and rows.data.min() < -CONVEX_TOLERANCE:
+        raise InputError(f"{path}: the masked rows of the deformation-transfer matrix hold "
+                         f"negative weights (down to {rows.data.min():.4g}); a real setup "
+                         "holds barycentric weights")
 
 
 def _load_matrix(path):
@@ -132,7 +158,7 @@ def _load_matrix(path):
 def _load_mask_ids(path):
     """The SMPL-X vertex ids of the mask, checked to be unique and in range."""
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             ids = np.lib.format.read_array(handle, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(f"{path}: mask file not found") from None

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .amass import SMPLH_POSE_SIZE, check_frame, read_smplh_poses
+from .amass import SMPLH_POSE_SIZE, check_frame, check_frame_values, read_smplh_poses
 from .body_models import load_smplh
 from .errors import InputError
 from .files import (atomic_write, check_writable_folder, exclusive_lock,
@@ -228,7 +228,7 @@ def read_source_poses(pose_ids, selection, amass_dir, progress=True):
                          disable=not progress or not by_sequence):
         path = Path(amass_dir) / relative
         try:
-            sequence = read_smplh_poses(path)
+            sequence = read_smplh_poses(path, frames=())     # each frame checked below
         except InputError as error:
             failures.extend((pose_id, f"pose {pose_id}: {error}")
                             for pose_id, _ in by_sequence[relative])
@@ -236,6 +236,7 @@ def read_source_poses(pose_ids, selection, amass_dir, progress=True):
         for pose_id, frame in by_sequence[relative]:
             try:
                 check_frame(pose_id, frame, len(sequence), path)
+                check_frame_values(pose_id, frame, sequence, path)
             except InputError as error:
                 failures.append((pose_id, str(error)))
                 continue

@@ -38,14 +38,22 @@ from .errors import InputError
 from .fitter import FitSettings, SmplxFitter
 from .lbs import BodyModel
 from .meshes import read_mesh
-from .files import check_writable_folder, is_regular_file, remove_stale_temporaries
+from .files import (check_writable_folder, is_regular_file, open_regular,
+                    remove_stale_temporaries)
 from .outputs import (ERRORS_CSV, NUM_BETAS, ErrorRow, merge_error_rows, parameter_path,
                       read_smplx_params, write_smplx_params)
 
 MESH_SUFFIXES = (".obj", ".ply")
 SOURCE_PARAMS = "source_params.npz"
 SMPLH_VERTICES = 6890
+SMPLH_FACES = 13776
+MAX_COORDINATE_M = 100.0   # |x| of a mesh vertex, metres; AMASS bodies stay within ~10 m
 UNSET = "TODO"  # what config.py holds for a path the user has not written yet
+
+
+# The path entries of the stage-2 config (fit.smplh_model too, with from_params).
+PATH_KEYS = ("datasets.mesh_folder.data_folder", "output_folder", "body_model.folder",
+             "deformation_transfer_path", "mask_ids_fname")
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,15 @@ class TransferOptions:
                                  f"or give --exp-opts {key}=PATH")
             return Path(text).expanduser()
 
+        unset = [key for key in PATH_KEYS + (("fit.smplh_model",)
+                                              if value("fit.from_params", bool) else ())
+                 if str(value(key, str)).strip() in ("", UNSET)]
+        if len(unset) == 1:
+            raise InputError(f"config entry {unset[0]} is not set: write its path in config.py "
+                             f"or give --exp-opts {unset[0]}=PATH")
+        if unset:
+            raise InputError(f"config entries {', '.join(unset)} are not set: write their "
+                             "paths in config.py or give --exp-opts KEY=PATH for each")
         if value("body_model.model_type", str) != "smplx":
             raise InputError("config entry body_model.model_type: only smplx is supported, got "
                              f"{config.body_model.model_type!r}")
@@ -153,6 +170,12 @@ class TransferOptions:
             raise InputError("from_params needs the SMPL-H model (--smplh-model or config.py)")
         if self.fit.max_iterations < 0 or self.fit.refine_iterations < 0:
             raise InputError("fit.max_iterations and fit.refine_iterations must be >= 0")
+        if not 0.0 < self.fit.tolerance < 1.0:      # a fraction of the loss; NaN fails too
+            raise InputError(f"fit.tolerance must be a fraction between 0 and 1 (exclusive), "
+                             f"got {self.fit.tolerance}")
+        if self.fit.fit_vertices < 0:
+            raise InputError(f"fit.fit_vertices must be >= 0 (0: the whole mask), got "
+                             f"{self.fit.fit_vertices}")
 
 
 @dataclass(frozen=True)
@@ -227,15 +250,21 @@ def read_source_params(path):
     if not path.exists():
         return {}
     try:
-        with np.load(path) as data:
+        with open_regular(path) as handle, np.load(handle, allow_pickle=False) as data:
             pose_ids, poses = data["pose_ids"], data["poses"]
+    except InputError:
+        raise
     except KeyError as error:
         raise InputError(f"{path}: lacks the array {error}") from None
     except Exception as error:
-        raise InputError(f"{path}: not a readable .npz file ({error})") from None
+        raise InputError(f"{path}: not a readable .npz file ({error})"[:500]) from None
     if pose_ids.ndim != 1 or poses.shape != (len(pose_ids), 156):
         raise InputError(f"{path}: expected pose_ids (N,) and poses (N, 156), got "
                          f"{pose_ids.shape} and {poses.shape}")
+    if pose_ids.dtype.kind not in "iu" or poses.dtype.kind not in "iuf" or (
+            pose_ids.size and pose_ids.min() < 0):
+        raise InputError(f"{path}: expected non-negative integer pose_ids and float poses, "
+                         f"got {pose_ids.dtype} and {poses.dtype}")
     if not np.isfinite(poses).all():
         raise InputError(f"{path}: poses hold NaN or infinite values")
     return {int(pose_id): pose for pose_id, pose in zip(pose_ids, poses.astype(np.float32))}
@@ -264,9 +293,11 @@ def smplx_init_pose(smplh_poses):
 
 
 def read_checked_mesh(path):
-    """(6890, 3) float32 vertices of a SMPL-H mesh file, or InputError naming the file."""
+    """(6890, 3) float32 vertices of a complete SMPL-H mesh file (13776 faces), or
+    InputError naming the file. Coordinates beyond MAX_COORDINATE_M metres are refused:
+    no human body reaches them, and they would overflow the fit into inf or NaN."""
     try:
-        vertices = np.asarray(read_mesh(path), dtype=np.float32)
+        vertices = np.asarray(read_mesh(path, SMPLH_FACES), dtype=np.float64)
     except InputError:
         raise
     except (OSError, ValueError, IndexError, UnicodeDecodeError) as error:
@@ -276,7 +307,11 @@ def read_checked_mesh(path):
                          f"{SMPLH_VERTICES}")
     if not np.isfinite(vertices).all():
         raise InputError(f"{path}: holds NaN or infinite vertex coordinates")
-    return vertices
+    largest = float(np.abs(vertices).max())
+    if largest > MAX_COORDINATE_M:
+        raise InputError(f"{path}: a vertex coordinate is {largest:.3g} m, far outside any "
+                         f"human body (the limit is {MAX_COORDINATE_M:g} m)")
+    return vertices.astype(np.float32)
 
 
 def smplx_model_path(model, gender):
