@@ -162,8 +162,10 @@ def _load_mask_ids(path):
             ids = np.lib.format.read_array(handle, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(f"{path}: mask file not found") from None
-    except (ValueError, OSError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npy array: {error!r}") from None
+    except InputError:
+        raise
+    except Exception as error:     # numpy's header parser raises several kinds
+        raise InputError(f"{path}: not a readable .npy array: {error!r}"[:500]) from None
     if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
         raise InputError(f"{path}: expected a non-empty 1-d array of integer SMPL-X vertex "
                          f"ids, got {ids.dtype} values of shape {ids.shape}")

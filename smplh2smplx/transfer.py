@@ -91,7 +91,12 @@ class TransferOptions:
         def value(key, kind):
             node = config
             for part in key.split("."):
-                node = node[part]
+                try:
+                    node = node[part]
+                except Exception:       # a section replaced by a scalar or left empty
+                    raise InputError(f"config entry {key} is missing: its section "
+                                     f"{key.rpartition('.')[0] or key} is not a mapping "
+                                     "of entries") from None
             if node is None:
                 raise InputError(f"config entry {key} is empty")
             try:
