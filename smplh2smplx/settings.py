@@ -81,13 +81,13 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
         user_config = read_user_config()
     config = _read_yaml(EXPERIMENT_CONFIG)
     if exp_cfg is not None and Path(exp_cfg).resolve() != EXPERIMENT_CONFIG:
-        config = OmegaConf.merge(config, _read_yaml(exp_cfg))
+        config = _merge(config, _read_yaml(exp_cfg), exp_cfg)
     known = set(_dotted_keys(config))
     overrides = _parse_dotted(exp_opts, "--exp-opts")
     unknown = sorted(set(_dotted_keys(overrides)) - known)
     if unknown:
         raise InputError(f"--exp-opts: unknown key(s) {', '.join(unknown)}")
-    config = OmegaConf.merge(config, overrides)
+    config = _merge(config, overrides, "--exp-opts")
     for key, value in (flags or {}).items():
         if key not in known:
             raise ValueError(f"flag for unknown config entry {key}")     # a bug, not input
@@ -111,6 +111,16 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
         raise InputError(f"config.py has no entry {missing[0]} (asked for by "
                          f"${{config:{missing[0]}}} in the YAML config)")
     return config
+
+
+def _merge(config, overrides, origin):
+    """OmegaConf.merge, with an error naming `origin` when a section of the config is
+    given as a list or another type that cannot replace it."""
+    try:
+        return OmegaConf.merge(config, overrides)
+    except Exception as error:          # OmegaConf raises several kinds
+        message = str(getattr(error, "msg", error)).splitlines()[0]
+        raise InputError(f"{origin}: cannot apply it to the config: {message}") from None
 
 
 def _register_resolver(name, function):

@@ -414,11 +414,11 @@ def yaml_files(draw):
     if kind == "text":
         return draw(st.text(max_size=60)).encode()
     lines = SHIPPED_YAML.decode().splitlines()
-    for _ in range(draw(st.integers(1, 4))):       # replace some values by odd scalars
-        index = draw(st.integers(0, len(lines) - 1))
-        key, sep, _ = lines[index].partition(":")
-        if sep and not key.strip().startswith("#"):
-            lines[index] = f"{key}: {draw(yaml_scalars)}"
+    entries = [index for index, line in enumerate(lines)
+               if ":" in line and not line.strip().startswith("#")]
+    for _ in range(draw(st.integers(1, 4))):       # values and whole sections replaced
+        index = draw(st.sampled_from(entries))
+        lines[index] = f"{lines[index].partition(':')[0]}: {draw(yaml_scalars)}"
     return "\n".join(lines).encode()
 
 
@@ -435,6 +435,14 @@ def test_experiment_config_reader(data):
                               names=["config entry", "config.py", "--exp-opts", "fit.",
                                      "body_model.", "datasets.", "device"])
         assert options is None or isinstance(options, TransferOptions)
+
+
+@pytest.mark.parametrize("text", ["fit: []", "fit: 3", "fit:", "datasets: [1, 2]",
+                                  "datasets:\n  mesh_folder: 5", "body_model: {smplx: x}"])
+def test_config_section_replaced_by_another_type_is_named(text):
+    with tempfile.TemporaryDirectory() as folder:
+        read_safely(read_experiment, written(folder, "exp.yaml", text.encode()),
+                    names=["config entry", "exp.yaml"])
 
 
 def test_unmutated_yaml_reads():
