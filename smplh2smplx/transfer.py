@@ -35,11 +35,11 @@ from tqdm import tqdm
 from .body_models import load_smplh, load_smplx
 from .deformation import load_deformation_transfer
 from .errors import InputError
+from .files import (check_writable_folder, is_regular_file, open_regular,
+                    remove_stale_temporaries)
 from .fitter import FitSettings, SmplxFitter
 from .lbs import BodyModel
 from .meshes import read_mesh
-from .files import (check_writable_folder, is_regular_file, open_regular,
-                    remove_stale_temporaries)
 from .outputs import (ERRORS_CSV, NUM_BETAS, ErrorRow, merge_error_rows, parameter_path,
                       read_smplx_params, write_smplx_params)
 
