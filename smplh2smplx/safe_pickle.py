@@ -36,6 +36,19 @@ def _numpy_core(submodule):
         return importlib.import_module(f"numpy.core.{submodule}")
 
 
+class _SizeArgumentError(ValueError):
+    """bytes(n) or bytearray(n) asked for by a pickle."""
+
+
+def _no_size_argument(kind):
+    """`kind` (bytes or bytearray) callable as in pickles, except with an integer size."""
+    def build(*args):
+        if args and isinstance(args[0], int):
+            raise _SizeArgumentError(f"the pickle asks for {kind.__name__}({args[0]})")
+        return kind(*args)
+    return build
+
+
 def _allowed_globals():
     """The (module, name) pairs a pickle may refer to, mapped to the objects they stand for.
 
@@ -57,6 +70,10 @@ def _allowed_globals():
                 allowed[(module, cls.__name__)] = cls
     for builtin in (dict, list, tuple, set, frozenset, bytes, bytearray, complex, object):
         allowed[("builtins", builtin.__name__)] = builtin
+    # bytes(n) and bytearray(n) would allocate n zero bytes: a memory bomb in 20 bytes of
+    # pickle. Protocol 2 writes `bytes()` for b"", so the names stay, without that form.
+    allowed[("builtins", "bytes")] = _no_size_argument(bytes)
+    allowed[("builtins", "bytearray")] = _no_size_argument(bytearray)
     allowed[("collections", "OrderedDict")] = dict
     allowed[("copyreg", "_reconstructor")] = importlib.import_module("copyreg")._reconstructor
     allowed[("_codecs", "encode")] = importlib.import_module("_codecs").encode
@@ -199,6 +216,8 @@ def load_pickle(path):
         raise InputError(f"{path}: is a folder, expected a pickle file") from None
     except RecursionError:
         raise InputError(f"{path}: refused to load: the pickle is nested too deeply") from None
+    except _SizeArgumentError as error:
+        raise InputError(f"{path}: refused to load: {error}") from None
     except Exception as error:
         raise InputError(f"{path}: not a readable pickle (truncated, damaged or another "
                          f"format): {error!r}"[:500]) from None

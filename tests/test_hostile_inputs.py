@@ -317,6 +317,17 @@ def test_item7_self_referential_and_deeply_nested_pickles_are_refused(tmp_path):
         assert str(path) in str(error.value)
 
 
+def test_item7_memory_bomb_in_a_model_pickle_is_refused(tmp_path):
+    path = tmp_path / "bomb.pkl"       # bytes(10**12): a terabyte of zeros in 30 bytes
+    path.write_bytes(b"\x80\x02c__builtin__\nbytes\n\x8a\x06\x00\x10\xa5\xd4\xe8\x00\x85R.")
+    empty = tmp_path / "empty.pkl"     # protocol 2 writes b"" as bytes(): still loads
+    empty.write_bytes(pickle.dumps({"x": b""}, protocol=2))
+    assert load_pickle(empty) == {"x": b""}
+    with pytest.raises(InputError, match=r"refused to load.*bytes\(1000000000000\)") as error:
+        load_pickle(path)
+    assert str(path) in str(error.value)
+
+
 # ----------------------------------------------------------------- 8: stale temporaries
 
 def test_item8_stale_temporaries_of_a_killed_stage1_run_are_removed(kit, kit_ids, tmp_path):
