@@ -105,7 +105,7 @@ def main(argv=None, user_config=None):
         return 2
     except (OutputError, OSError) as error:
         if isinstance(error, OSError):
-            error = f"{error.filename or 'output'}: cannot write: {error.strerror or error}"
+            error = f"{error.filename or 'output'}: {error.strerror or error}"
         print(f"error: {error}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:

@@ -105,9 +105,10 @@ def run_official_engine(config, args):
 
 
 def write_error_line(error):
-    """One line naming the path of an OutputError or an OS error met while writing."""
+    """One line naming the path of an OutputError or of an OS error (outputs are where
+    they arise: readers turn theirs into InputError)."""
     if isinstance(error, OSError):
-        return f"{error.filename or 'output'}: cannot write: {error.strerror or error}"
+        return f"{error.filename or 'output'}: {error.strerror or error}"
     return " ".join(str(error).splitlines())
 
 
