@@ -11,6 +11,7 @@ FIFOs and devices are in test_hostile_inputs.py; here every example must finish)
 Examples are derandomized (the same on every run) and sized so that the whole file runs
 in well under a minute on two slow cores.
 """
+import contextlib
 import io
 import json
 import os
@@ -57,7 +58,18 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-MARKER_NAME = "MARKER"
+MARKER_NAME = "MARKER"     # payloads touch it in the working folder: a test's own folder
+
+
+@contextlib.contextmanager
+def inside(folder):
+    """Run the block with `folder` as the working folder."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def read_safely(reader, path, names=None):
@@ -262,15 +274,8 @@ def hostile_pickles(draw, marker):
 @fuzz(200)
 @given(data=hostile_pickles(MARKER_NAME))
 def test_model_pickle_loader(data):
-    with tempfile.TemporaryDirectory() as folder:
-        os.chdir(folder)                        # the payload's relative marker lands here
-        try:
-            read_safely(load_pickle, written(folder, "setup.pkl", data))
-        finally:
-            os.chdir(ROOT)
-
-
-ROOT = os.getcwd()
+    with tempfile.TemporaryDirectory() as folder, inside(folder):
+        read_safely(load_pickle, written(folder, "setup.pkl", data))
 
 
 def _result_bytes():
@@ -309,12 +314,8 @@ def hostile_results(draw):
 @fuzz(200)
 @given(data=hostile_results())
 def test_result_pickle_reader(data):
-    with tempfile.TemporaryDirectory() as folder:
-        os.chdir(folder)
-        try:
-            params = read_safely(read_smplx_params, written(folder, "000001.pkl", data))
-        finally:
-            os.chdir(ROOT)
+    with tempfile.TemporaryDirectory() as folder, inside(folder):
+        params = read_safely(read_smplx_params, written(folder, "000001.pkl", data))
         assert params is None or {key: tuple(value.shape) for key, value in params.items()} \
             == PARAMETER_SHAPES
 
@@ -402,8 +403,9 @@ PATHS = {name: f"/nonexistent/{name.lower()}" for name in (
     "MESH_DIR", "SMPLX_OUTPUT_DIR", "SMPLX_MODEL", "DEFTRAFO_PATH", "MASK_IDS_PATH",
     "SMPLH_MODEL")}
 yaml_scalars = st.sampled_from(["0", "-1", "010", "1e400", ".nan", "yes", "off", "~", "[]",
-                                "{}", "'x'", "${config:NOPE}", "${fit}", "!!python/object:os.system",
-                                "&a [*a]", "true", "3.5", "TODO", "{a: 1}"])
+                                "{}", "'x'", "${config:NOPE}", "${fit}", "&a [*a]", "true",
+                                "!!python/object/apply:os.system ['touch MARKER']", "3.5",
+                                "TODO", "{a: 1}"])
 
 
 @st.composite
@@ -430,7 +432,7 @@ def read_experiment(path):
 @fuzz(120)
 @given(data=yaml_files())
 def test_experiment_config_reader(data):
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, inside(folder):
         options = read_safely(read_experiment, written(folder, "exp.yaml", data),
                               names=["config entry", "config.py", "--exp-opts", "fit.",
                                      "body_model.", "datasets.", "device"])
