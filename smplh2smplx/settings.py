@@ -172,11 +172,13 @@ class ExtractOptions:
                              ("PoseScript", self.posescript_dir)]:
             if folder is not None and not folder.is_dir():
                 raise InputError(f"{folder}: {name} folder not found")
-        if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise InputError(f"{self.output_dir}: output folder is a file")
 
 
 # ----------------------------------------------------------------- stage 2
+
+# The path entries of the stage-2 config (fit.smplh_model too, with from_params).
+PATH_KEYS = ("datasets.mesh_folder.data_folder", "output_folder", "body_model.folder",
+             "deformation_transfer_path", "mask_ids_fname")
 
 @dataclass(frozen=True)
 class TransferOptions:
@@ -214,7 +216,12 @@ class TransferOptions:
         def value(key, kind):
             node = config
             for part in key.split("."):
-                node = node[part]
+                try:
+                    node = node[part]
+                except Exception:       # a section replaced by a scalar or left empty
+                    raise InputError(f"config entry {key} is missing: its section "
+                                     f"{key.rpartition('.')[0] or key} is not a mapping "
+                                     "of entries") from None
             return _typed(node, kind, f"config entry {key}")
 
         def path(key):
@@ -224,6 +231,15 @@ class TransferOptions:
                                  f"or give --exp-opts {key}=PATH")
             return Path(text).expanduser()
 
+        unset = [key for key in PATH_KEYS + (("fit.smplh_model",)
+                                              if value("fit.from_params", bool) else ())
+                 if value(key, str).strip() in ("", UNSET)]
+        if len(unset) == 1:
+            raise InputError(f"config entry {unset[0]} is not set: write its path in config.py "
+                             f"or give --exp-opts {unset[0]}=PATH")
+        if unset:
+            raise InputError(f"config entries {', '.join(unset)} are not set: write their "
+                             "paths in config.py or give --exp-opts KEY=PATH for each")
         if value("body_model.model_type", str) != "smplx":
             raise InputError("config entry body_model.model_type: only smplx is supported, got "
                              f"{config.body_model.model_type!r}")
@@ -268,6 +284,12 @@ class TransferOptions:
             raise InputError("from_params needs the SMPL-H model (--smplh-model or config.py)")
         if self.fit.max_iterations < 0 or self.fit.refine_iterations < 0:
             raise InputError("fit.max_iterations and fit.refine_iterations must be >= 0")
+        if not 0.0 < self.fit.tolerance < 1.0:      # a fraction of the loss; NaN fails too
+            raise InputError(f"fit.tolerance must be a fraction between 0 and 1 (exclusive), "
+                             f"got {self.fit.tolerance}")
+        if self.fit.fit_vertices < 0:
+            raise InputError(f"fit.fit_vertices must be >= 0 (0: the whole mask), got "
+                             f"{self.fit.fit_vertices}")
 
 
 def _read_yaml(path):
@@ -326,7 +348,7 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
         if unknown:
             raise InputError(f"{exp_cfg}: unknown key(s) {', '.join(unknown)} (the fit "
                              f"section's keys are those of {EXPERIMENT_CONFIG.name})")
-        config = OmegaConf.merge(config, mine)
+        config = _merge(config, mine, exp_cfg)
     known = set(_dotted_keys(config))
     for option in exp_opts:
         key, sep, text = option.partition("=")
@@ -360,6 +382,16 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
         raise InputError(f"config.py has no entry {missing[0]} (asked for by "
                          f"${{config:{missing[0]}}} in the YAML config)")
     return config
+
+
+def _merge(config, overrides, origin):
+    """OmegaConf.merge, with an error naming `origin` when a section of the config is
+    given as a list or another type that cannot replace it."""
+    try:
+        return OmegaConf.merge(config, overrides)
+    except Exception as error:          # OmegaConf raises several kinds
+        message = str(getattr(error, "msg", error)).splitlines()[0]
+        raise InputError(f"{origin}: cannot apply it to the config: {message}") from None
 
 
 def _register_resolver(name, function):

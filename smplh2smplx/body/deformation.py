@@ -14,7 +14,8 @@ import scipy.sparse
 import torch
 
 from ..family import KINDS
-from ..formats.deformation_files import read_deformation_matrix, read_mask_ids
+from ..formats.deformation_files import (check_convex_rows, read_deformation_matrix,
+                                         read_mask_ids)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,6 +101,7 @@ def load_deformation_transfer(deftrafo_path, mask_path=None, source="smplh", tar
     matrix = read_deformation_matrix(deftrafo_path, num_target, num_source)
     mask_ids = (np.arange(num_target) if mask_path is None
                 else read_mask_ids(mask_path, num_target))
+    check_convex_rows(matrix, mask_ids, deftrafo_path)
     return DeformationTransfer(matrix=matrix, mask_ids=mask_ids,
                                deftrafo_path=Path(deftrafo_path),
                                mask_path=None if mask_path is None else Path(mask_path))

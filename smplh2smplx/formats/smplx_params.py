@@ -11,6 +11,7 @@ import torch
 
 from ..errors import InputError
 from .files import atomic_write
+from .safe_pickle import load_tensor_pickle
 
 NUM_BETAS = 10
 
@@ -74,26 +75,30 @@ def write_smplx_params(path, pose, betas):
 
 
 def read_smplx_params(path):
-    """Load a parameter file with plain `pickle` and check it against the contract.
+    """Load a parameter file without running its code and check it against the contract.
+
+    The file is read by `safe_pickle.load_tensor_pickle`, never by plain `pickle.load`:
+    output folders may be shared, and a planted `.pkl` must not run code in whoever
+    resumes a run or makes a report.
 
     Returns:
-        the dict of tensors as stored.
+        the dict of tensors as stored (fresh CPU tensors, nothing else attached).
     Raises:
         InputError naming the file and the first departure from the contract.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            params = pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
-        raise InputError(f"{path}: cannot read SMPL-X parameters ({error})") from None
-    if not isinstance(params, dict):
+    params = load_tensor_pickle(path)
+    if type(params) is not dict:
         raise InputError(f"{path}: holds a {type(params).__name__}, expected a dict")
+    if not all(isinstance(key, str) for key in params):
+        raise InputError(f"{path}: holds keys that are not strings, expected "
+                         f"{sorted(PARAMETER_SHAPES)}")
     if set(params) != set(PARAMETER_SHAPES):
-        raise InputError(f"{path}: keys {sorted(params)}, expected {sorted(PARAMETER_SHAPES)}")
+        raise InputError(f"{path}: keys {sorted(params)[:20]}, expected "
+                         f"{sorted(PARAMETER_SHAPES)}")
     for key, shape in PARAMETER_SHAPES.items():
         value = params[key]
-        if not isinstance(value, torch.Tensor):
+        if type(value) is not torch.Tensor:
             raise InputError(f"{path}: {key} is a {type(value).__name__}, expected a torch tensor")
         problem = None
         if tuple(value.shape) != shape:
@@ -108,7 +113,7 @@ def read_smplx_params(path):
             problem = "holds NaN or infinite values"
         if problem:
             raise InputError(f"{path}: {key} {problem}")
-    return params
+    return {key: params[key].detach().clone() for key in PARAMETER_SHAPES}
 
 
 def pose_from_params(params):
