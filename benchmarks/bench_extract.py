@@ -16,7 +16,7 @@ import numpy as np
 
 from smplh2smplx.extract import ExtractOptions, SmplhPoser, run_extract
 from smplh2smplx.threads import torch_threads
-from smplh2smplx.synthetic import SyntheticKit, kit_paths, write_synthetic_kit
+from synthetic_kit import SyntheticKit, kit_paths, write_synthetic_kit
 
 
 def parse_args():

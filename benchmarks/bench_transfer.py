@@ -29,7 +29,7 @@ from smplh2smplx.body_models import load_smplh, load_smplx
 from smplh2smplx.deformation import load_deformation_transfer
 from smplh2smplx.fitter import FitSettings, SmplxFitter
 from smplh2smplx.lbs import BodyModel
-from smplh2smplx.synthetic import kit_paths, write_synthetic_kit
+from synthetic_kit import kit_paths, write_synthetic_kit
 from smplh2smplx.transfer import fit_batch, smplx_init_pose
 
 REPO = Path(__file__).resolve().parents[1]

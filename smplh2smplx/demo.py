@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .extract import ExtractOptions, run_extract
 from .report import write_report
-from .synthetic import kit_paths, write_synthetic_kit
+from synthetic_kit import kit_paths, write_synthetic_kit
 from .transfer import TransferOptions, run_transfer
 
 
