@@ -6,7 +6,7 @@ import numpy as np
 from .skeleton import HAND_JOINTS, SMPLX_JAW, SMPLX_LEFT_EYE, SMPLX_RIGHT_EYE, per_joint
 
 
-NUM_SMPLH_BETAS, NUM_SMPLX_BETAS, NUM_SMPLX_EXPRESSIONS = 16, 300, 100
+NUM_SMPL_BETAS, NUM_SMPLH_BETAS, NUM_SMPLX_BETAS, NUM_SMPLX_EXPRESSIONS = 10, 16, 300, 100
 SIZE_PER_BETA = 0.04        # beta 0: relative size change per unit (~7 cm of height)
 # Outward displacement of each part per unit of the girth shape coefficient (metres).
 _GIRTH = per_joint({0: 0.022, (1, 2): 0.016, 3: 0.028, (4, 5): 0.009, 6: 0.025,

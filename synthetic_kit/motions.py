@@ -218,6 +218,9 @@ _SUBSETS = (
     ("BMLmovi", "Subject_{subject}_F_MoSh", "Subject_{subject}_F_{trial}_poses.npz"),
 )
 AMASS_FRAMERATE = 60.0
+# Beside the first sequence (CMU/03/03_01_poses.npz): its SMPL-X file and the subject's shape.
+SMPLX_SEQUENCE = "CMU/03/03_01_stageii.npz"
+SHAPE_FILE = "CMU/03/shape.npz"
 
 
 def sequence_path(index, motion):
@@ -248,25 +251,50 @@ def ground_translations(smplh, poses, betas, headings, moving, framerate):
     return np.c_[path, -lowest + 0.002]
 
 
-def write_amass(models, paths, seed, n_sequences, frames_per_sequence):
-    """Synthetic AMASS SMPL-H sequences; returns their relative paths."""
+def write_amass(models, paths, seed, n_sequences, frames_per_sequence,
+                genders=("neutral", "male", "female")):
+    """Synthetic AMASS SMPL-H sequences (genders cycling through male, female, neutral,
+    those of `genders`), each grounded with its gender's SMPL-H body; then, beside the
+    first one, its SMPL-X counterpart (AMASS SMPL-X layout) and its subject's shape.npz.
+    Returns [(relative path, poses (T, 156))] of the SMPL-H sequences."""
     skeleton = design_skeleton()
+    cycle = [gender for gender in ("male", "female", "neutral") if gender in genders]
     written = []
     for index in range(n_sequences):
         rng = stream_rng(seed, 100, index)
         motion = _MOTIONS[index % len(_MOTIONS)]
+        gender = cycle[index % len(cycle)]
         poses, headings = synthetic_sequence(skeleton, motion, frames_per_sequence,
                                              AMASS_FRAMERATE, rng)
         betas = rng.normal(0.0, 0.7, NUM_SMPLH_BETAS)
-        trans = ground_translations(models.smplh, poses, betas, headings, motion == "walk",
-                                    AMASS_FRAMERATE)
+        trans = ground_translations(models.smplh[gender], poses, betas, headings,
+                                    motion == "walk", AMASS_FRAMERATE)
         trans[:, :2] += rng.uniform(-1.0, 1.0, 2)
         dmpls = np.cumsum(rng.normal(0, 0.05, (frames_per_sequence, 8)), axis=0)
         relative = sequence_path(index, motion)
-        write_npz(paths["amass"] / relative, {
-            "poses": poses.astype(np.float64), "trans": trans.astype(np.float64),
-            "betas": betas, "gender": np.array(["male", "female"][index % 2]),
-            "mocap_framerate": np.array(AMASS_FRAMERATE), "dmpls": dmpls})
+        sequence = {"poses": poses.astype(np.float64), "trans": trans.astype(np.float64),
+                    "betas": betas, "gender": np.array(gender),
+                    "mocap_framerate": np.array(AMASS_FRAMERATE), "dmpls": dmpls}
+        write_npz(paths["amass"] / relative, sequence)
+        if index == 0:
+            write_npz(paths["amass_smplx"], smplx_counterpart(sequence))
+            write_npz(paths["amass_shape"], {"betas": betas, "gender": np.array(gender)})
         written.append((relative, poses))
     return written
 
+
+def smplx_counterpart(sequence):
+    """An AMASS SMPL-X ("stageii") file holding an SMPL-H sequence's motion: poses (T, 165)
+    with jaw and eyes at rest, split out as AMASS does, and its metadata."""
+    poses = sequence["poses"]
+    frames = len(poses)
+    rest = np.zeros((frames, 9))                                   # jaw, left eye, right eye
+    smplx_poses = np.concatenate([poses[:, :66], rest, poses[:, 66:]], axis=1)
+    framerate = float(sequence["mocap_framerate"])
+    return {"poses": smplx_poses, "trans": sequence["trans"], "betas": sequence["betas"],
+            "num_betas": np.array(len(sequence["betas"])), "gender": sequence["gender"],
+            "surface_model_type": np.array("smplx"), "mocap_frame_rate": np.array(framerate),
+            "mocap_time_length": np.array(frames / framerate),
+            "root_orient": smplx_poses[:, :3], "pose_body": smplx_poses[:, 3:66],
+            "pose_jaw": smplx_poses[:, 66:69], "pose_eye": smplx_poses[:, 69:75],
+            "pose_hand": smplx_poses[:, 75:165]}

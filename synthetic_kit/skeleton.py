@@ -13,6 +13,9 @@ FINGERS = ("index", "middle", "pinky", "ring", "thumb")
 SMPLX_JAW, SMPLX_LEFT_EYE, SMPLX_RIGHT_EYE = 22, 23, 24
 SMPLX_HAND_START = {"left": 25, "right": 40}     # SMPL-H: 22 and 37
 SMPLH_FROM_SMPLX = np.r_[0:22, 25:55]            # SMPL-H joint i is SMPL-X joint [i]
+# SMPL's hand joint stands in for the whole hand; in SMPL-X numbering it takes the place
+# of the middle finger's knuckle (the skinning and correctives treat it as that joint).
+SMPL_FROM_SMPLX = np.r_[0:22, 28, 43]
 LEFT, RIGHT = "left", "right"
 SIDES = {LEFT: 1.0, RIGHT: -1.0}                  # sign of x
 
@@ -33,6 +36,11 @@ def smplh_parents():
     remap = np.full(55, -1)
     remap[SMPLH_FROM_SMPLX] = np.arange(52)
     return np.where(parents < 0, -1, remap[np.maximum(parents, 0)])
+
+
+def smpl_parents():
+    """(24,) parent of each SMPL joint: the body, then one joint per hand from the wrists."""
+    return np.array(BODY_PARENTS + [20, 21], dtype=np.int64)
 
 
 HAND_JOINTS = tuple(range(25, 55))                 # SMPL-X finger joints
@@ -94,6 +102,12 @@ class Skeleton:
 
     def smplh_joints(self):
         return self.joints[SMPLH_FROM_SMPLX]
+
+    def smpl_joints(self):
+        """(24, 3) the body joints, then each hand's joint amid its four finger knuckles."""
+        hands = [self.joints[[finger_joint(side, finger, 0) for finger in FINGERS[:4]]].mean(0)
+                 for side in (LEFT, RIGHT)]
+        return np.concatenate([self.joints[:22], hands])
 
 
 def design_skeleton():
