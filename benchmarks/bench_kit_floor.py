@@ -5,10 +5,13 @@ SMPL-H mesh, pose by pose, on real AMASS poses.
         [--frames 60] [--kit-dir DIR]
 
 For each variant: the kit's neutral SMPL-H body is posed with `--frames` frames spread over
-the AMASS sequence, each mesh goes through the kit's deformation transfer and SMPL-X is
-fitted from the source pose, once to convergence (100 steps, tolerance 1e-8: the floor)
-and once at the default FitSettings (the normal fit). Prints per-pose v2v_mm of the floor
-(mean, p5, p95, max, spread), the per-vertex maxima, and the steps of both fits.
+the AMASS sequence ("frames") and with the same frames whose 21 body joints get Gaussian
+noise of 0.2 rad ("noisy", as in bench_transfer.py); each mesh goes through the kit's
+deformation transfer and SMPL-X is fitted from the source pose, once to convergence (100
+steps, tolerance 1e-8: the floor) and once at the default FitSettings (the normal fit).
+Prints per-pose v2v_mm of the floor (mean, p5, p95, max, spread), the per-vertex maxima,
+and the steps of both fits. (The shared sample holds one pose for 5 s: its frames differ
+by a few hundredths of a radian in the body and up to ~0.2 rad in the fingers.)
 """
 import argparse
 import sys
@@ -26,6 +29,7 @@ from smplh2smplx.lbs import BodyModel
 from smplh2smplx.transfer import fit_batch, smplx_init_pose
 from synthetic_kit import kit_paths, write_synthetic_kit
 
+NOISE_RAD = 0.2
 REPO = Path(__file__).resolve().parents[1]
 AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
 FLOOR = FitSettings(max_iterations=100, tolerance=1e-8)
@@ -56,7 +60,7 @@ def fit_all(fitter, deformation, vertices, poses, batch_size=64):
     return np.concatenate(means), np.concatenate(maxima), np.concatenate(steps)
 
 
-def measure(kit_dir, variant, seed, poses):
+def measure(kit_dir, variant, seed, cases):
     paths = kit_paths(kit_dir)
     if not paths["mask"].is_file():
         start = time.perf_counter()
@@ -65,16 +69,19 @@ def measure(kit_dir, variant, seed, poses):
     smplh = BodyModel(load_smplh(paths["smplh_npz"]))
     smplx = load_smplx(paths["smplx_npz"])
     deformation = load_deformation_transfer(paths["deftrafo"], paths["mask"])
-    with torch.no_grad():
-        vertices = smplh(torch.as_tensor(poses).view(-1, 52, 3))[0].numpy()
-    row = {"variant": variant, "poses": len(poses)}
-    for name, settings in (("floor", FLOOR), ("default", FitSettings())):
-        fitter = SmplxFitter(smplx, deformation.mask_ids, settings)
-        start = time.perf_counter()
-        means, maxima, steps = fit_all(fitter, deformation, vertices, poses)
-        row[name] = dict(seconds=time.perf_counter() - start, means=means, maxima=maxima,
-                         steps=steps)
-    return row
+    rows = []
+    for case, poses in cases.items():
+        with torch.no_grad():
+            vertices = smplh(torch.as_tensor(poses).view(-1, 52, 3))[0].numpy()
+        row = {"variant": variant, "case": case, "poses": len(poses)}
+        for name, settings in (("floor", FLOOR), ("default", FitSettings())):
+            fitter = SmplxFitter(smplx, deformation.mask_ids, settings)
+            start = time.perf_counter()
+            means, maxima, steps = fit_all(fitter, deformation, vertices, poses)
+            row[name] = dict(seconds=time.perf_counter() - start, means=means,
+                             maxima=maxima, steps=steps)
+        rows.append(row)
+    return rows
 
 
 def main():
@@ -84,19 +91,23 @@ def main():
     with np.load(args.amass) as data:
         frames = data["poses"].astype(np.float32)
     poses = frames[np.linspace(0, len(frames) - 1, args.frames).astype(int)]
+    noisy = poses.copy()
+    noisy[:, 3:66] += np.random.default_rng(args.seed).normal(
+        scale=NOISE_RAD, size=(len(poses), 63)).astype(np.float32)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         root = args.kit_dir or Path(scratch)
         for variant in args.variant:
-            rows.append(measure(root / variant, variant, args.seed, poses))
+            rows += measure(root / variant, variant, args.seed,
+                            {"frames": poses, "noisy": noisy})
     print(f"\nAMASS {args.amass.name}: {len(poses)} frames; floor = {FLOOR}")
-    print("| variant | floor mean | p5 | p95 | max | std over poses | mean per-vertex max "
-          "| floor steps | default fit mean | default steps mean / max |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| variant | poses | floor mean | p5 | p95 | max | std over poses "
+          "| mean per-vertex max | floor steps | default fit mean | default steps mean / max |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for row in rows:
         floor, fit = row["floor"], row["default"]
         m = floor["means"]
-        print(f"| {row['variant']} | {m.mean():.2f} | {np.percentile(m, 5):.2f} "
+        print(f"| {row['variant']} | {row['case']} | {m.mean():.2f} | {np.percentile(m, 5):.2f} "
               f"| {np.percentile(m, 95):.2f} | {m.max():.2f} | {m.std():.2f} "
               f"| {floor['maxima'].mean():.1f} | {floor['steps'].mean():.1f} "
               f"| {fit['means'].mean():.2f} | {fit['steps'].mean():.1f} / {fit['steps'].max()} |")

@@ -184,12 +184,12 @@ class Differences:
 VARIANTS = {
     # SMPL-X a few millimetres off SMPL-H everywhere: a nearly constant error floor.
     "default": Differences(),
-    # As far apart as the real models: joints 1 to 3 cm apart, broader skinning, other
-    # correctives, detailed hands and face, a nearest-surface correspondence.
+    # As far apart as the real models: joints 1 to 3 cm apart, fingers skinned more softly
+    # with five times larger correctives, detailed hands and face, and a nearest-surface
+    # correspondence between the two templates.
     "realistic": Differences(joint_shift="ranged", finger_shift=0.003, surface_follow=0.25,
-                             skinning_passes=12, skinning_softness=2.0, corrective_mix=None,
-                             corrective_scale=1.5, detail_bumps=40, registered=True,
-                             mask_distance=0.02),
+                             finger_softness=5.0, finger_corrective_scale=5.0,
+                             detail_bumps=40, registered=True, mask_distance=0.02),
 }
 
 
