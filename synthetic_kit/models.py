@@ -1,6 +1,7 @@
-"""Building the body models in memory: SMPL-H (the designed body) and SMPL-X (a denser
-remesh of it with mouth, eyeballs and the differences of the real models), their blend
-shapes, regressors, the deformation transfer and the mask."""
+"""Building the body models in memory: SMPL-H (the designed body), SMPL-X (a denser remesh
+of it with mouth, eyeballs and the differences of the real models, per variant) and SMPL
+(the SMPL-H body with one joint per hand), each neutral, male and female; their blend
+shapes and regressors; the six deformation transfers and the SMPL-X mask."""
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -197,7 +198,6 @@ VARIANTS = {
 class Design:
     """The seed-independent designed meshes both models start from (see design())."""
     skeleton: object
-    field_x: object
     vh: np.ndarray                # (6890, 3) SMPL-H vertices, keypoint order
     fh: np.ndarray                # (13776, 3)
     distances_h: np.ndarray       # (6890, 55) distance to each joint's parts
@@ -256,7 +256,7 @@ def design():
         "dynamic_lmk_faces_idx": contour_faces.reshape(contour.shape[:2]).astype(np.int64),
         "dynamic_lmk_bary_coords": contour_weights.reshape(*contour.shape[:2], 3),
     }
-    return Design(skeleton, field_x, vh, fh, field_h.part_distances(vh), x0, fx,
+    return Design(skeleton, vh, fh, field_h.part_distances(vh), x0, fx,
                   num_body_faces, field_x.part_distances(x0), inverse[mouth_rim], eye_ids,
                   landmarks)
 
