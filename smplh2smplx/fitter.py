@@ -824,13 +824,18 @@ class SmplxFitter(torch.nn.Module):
         return local
 
     @torch.no_grad()
-    def fit(self, targets, init_pose=None):
+    def fit(self, targets, init_pose=None, init_betas=None, init_transl=None):
         """Fit a batch.
 
         Args:
             targets: (B, M, 3) target vertices on the mask ids (same order as `mask_ids`).
             init_pose: (B, 55, 3) axis-angle initial pose (e.g. the source SMPL-H pose with
                 zero jaw and eyes), or None to initialise from the targets alone.
+            init_betas: (B, num_betas) initial shape, or None for zero. With
+                `settings.fit_betas` False the betas are held fixed at this value (a
+                shape fitted once for a whole motion sequence).
+            init_transl: (B, 3) initial translation, or None to move the initial body's
+                centroid onto the target's (the best translation for the initial pose).
         Returns:
             a `FitResult` on the CPU.
 
@@ -841,19 +846,24 @@ class SmplxFitter(torch.nn.Module):
         loaded 2-core machine that made the fit 3 times slower).
         """
         if self.mask_ids.device.type != "cpu":
-            return self._fit(targets, init_pose)
+            return self._fit(targets, init_pose, init_betas, init_transl)
         batch, threads = targets.shape[0], torch.get_num_threads()
         count = max(1, min(threads, batch), -(-batch // SLICE_POSES))
         slices = np.array_split(np.arange(batch), count)
+
+        def rows_of(tensor, rows):
+            return None if tensor is None else tensor[rows]
+
         with torch_threads(1), ThreadPoolExecutor(min(threads, count)) as pool:
             results = list(pool.map(lambda rows: self._fit(
-                targets[rows], None if init_pose is None else init_pose[rows]), slices))
+                targets[rows], rows_of(init_pose, rows), rows_of(init_betas, rows),
+                rows_of(init_transl, rows)), slices))
         return FitResult(**{field.name: torch.cat([getattr(result, field.name)
                                                    for result in results])
                             for field in fields(FitResult)})
 
     @torch.no_grad()
-    def _fit(self, targets, init_pose):
+    def _fit(self, targets, init_pose, init_betas=None, init_transl=None):
         """`fit` on the calling thread."""
         settings = self.settings
         dtype = self.mask_set.v_template.dtype
@@ -863,12 +873,16 @@ class SmplxFitter(torch.nn.Module):
             rotmats = self.initial_rotmats_from_mesh(targets)
         else:
             rotmats = roma.rotvec_to_rotmat(init_pose.to(targets))
-        betas = targets.new_zeros(batch, settings.num_betas)
+        betas = (targets.new_zeros(batch, settings.num_betas) if init_betas is None
+                 else init_betas.to(targets).clone())
         mask_targets = targets.permute(1, 2, 0).contiguous()                 # (M, 3, B)
         fit_targets = (mask_targets if self.fit_set is self.mask_set
                        else mask_targets[self.fit_set.positions])
-        start = self._pose(self.fit_set, rotmats, betas, targets.new_zeros(batch, 3))[0]
-        transl = (fit_targets - start).mean(0).T
+        if init_transl is None:
+            start = self._pose(self.fit_set, rotmats, betas, targets.new_zeros(batch, 3))[0]
+            transl = (fit_targets - start).mean(0).T
+        else:
+            transl = init_transl.to(targets).clone()
 
         rotmats, betas, transl, spent, done = self._solve(
             self.fit_set, fit_targets, rotmats, betas, transl, settings.max_iterations)

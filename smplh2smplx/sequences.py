@@ -1,0 +1,663 @@
+"""Whole AMASS SMPL-H motion sequences -> SMPL-X sequences in AMASS's SMPL-X format.
+
+Subject semantics: each file is posed with the SMPL-H model of its own gender (or the one
+given), its own betas and translation; the target is the deformation transfer of that posed
+mesh onto the SMPL-X topology. One sequence, in order:
+
+1. subsample to the wanted frame rate (every n-th frame; a rate that does not divide the
+   source's is refused, naming the file);
+2. shape: one SMPL-X shape for the whole sequence, fitted jointly on `shape_frames` frames
+   spread over it. With the joint rotations fixed, the LBS vertices are affine in the betas
+   and the translation (joints are linear in the betas, pose correctives depend on the
+   rotations only), so the joint fit alternates a per-frame pose fit (betas held) with one
+   linear least-squares solve for the shared betas and the per-frame translations;
+3. frames: pose and translation of every frame, betas held fixed, in chunks of
+   `chunk_frames` consecutive frames. A chunk is fitted as one batch, each frame started
+   from the solution of the frame just before the chunk (the last fitted frame), corrected
+   by the source's own change since then: per joint, R_init(f) = R_src(f) R_src(r)^T R_fit(r)
+   with r that frame. Chunks bound the memory whatever the sequence's length;
+4. quality: v2v_mm per frame (mean over the masked vertices), and the temporal jitter, the
+   mean joint acceleration |second difference| * fps^2 (m/s^2) of the 22 body joints of
+   the fitted SMPL-X sequence, next to the same for the source SMPL-H joints.
+
+`dmpls` (AMASS's soft-tissue coefficients) are ignored: SMPL-X has no such blend shapes.
+
+A run over a tree: the sorted list of `.npz` files under the input folder (the output
+folder excluded), sharded like stage 2 (`shard_size` files from `shard_index * shard_size`
+of the whole list, so shards never depend on what is done). Finished files (an output that
+reads back valid) are skipped; `shape.npz` and SMPL-X files are skipped with a reason; a bad
+file is one line naming it, and with `keep_going` the run goes on. Per file, the row of
+`sequences.csv` (merged under a lock, like errors.csv) and the per-frame quality file are
+written first, the output `.npz` last, each atomically: nothing partial is ever left.
+"""
+import csv
+import io
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import roma
+import torch
+from tqdm import tqdm
+
+from .body_models import load_smplh, load_smplx
+from .deformation import load_deformation_transfer
+from .errors import InputError
+from .files import atomic_write
+from .fitter import FitSettings, SmplxFitter
+from .lbs import BodyModel, forward_kinematics
+from .outputs import _exclusive_lock
+from .sequence_files import (SkipFile, SmplxSequence, is_finished, output_name,
+                             read_smplh_sequence, write_smplx_sequence)
+from .transfer import resolve_device, select_shard, smplx_init_pose
+
+SEQUENCES_CSV = "sequences.csv"
+QUALITY_DIR = "quality"          # <output>/quality/<relative folder>/<name>_frames.npz
+NUM_BODY_JOINTS = 22             # root and 21 body joints, the same in SMPL-H and SMPL-X
+SHAPE_RIDGE = 1e-6               # Tikhonov weight of the betas' least squares (m^2)
+RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 does not
+
+
+@dataclass(frozen=True)
+class SequenceOptions:
+    """Everything a sequence run needs.
+
+    input_path: an AMASS SMPL-H root (or any folder below it) or one `*_poses.npz`.
+    output_dir: the output root; the tree below the input folder is mirrored there.
+    smplh_model: SMPL-H folder holding `{neutral,male,female}/model.npz` (AMASS codebase)
+        or `SMPLH_<GENDER>.npz/.pkl`; a model file is accepted with a fixed `gender`.
+    smplx_model: SMPL-X folder holding `smplx/SMPLX_<GENDER>.npz` (or a file, likewise).
+    gender: "file" (each file's own) or neutral, male or female for every file.
+    fps: output frame rate (None: the source's); must divide the source rate.
+    shard_size, shard_index: the slice of the sorted file list (shard_size 0: all).
+    chunk_frames: frames fitted as one batch; shape_frames, shape_rounds: the joint shape fit.
+    fit: settings of the per-frame fits (betas are always held, fit_betas is ignored).
+    """
+    input_path: Path
+    output_dir: Path
+    smplh_model: Path
+    smplx_model: Path
+    deftrafo_path: Path
+    mask_path: Path
+    gender: str = "file"
+    fps: float = None
+    shard_size: int = 0
+    shard_index: int = 0
+    overwrite: bool = False
+    keep_going: bool = False
+    device: str = "auto"
+    chunk_frames: int = 64
+    shape_frames: int = 16
+    shape_rounds: int = 1
+    num_betas: int = 10
+    fit: FitSettings = field(default_factory=FitSettings)
+
+    def check(self):
+        """Raise InputError for values out of range."""
+        if self.gender not in ("file", "neutral", "male", "female"):
+            raise InputError(f"gender must be file, neutral, male or female, got {self.gender!r}")
+        if self.fps is not None and not self.fps > 0:
+            raise InputError(f"fps must be positive, got {self.fps}")
+        if self.shard_size < 0 or self.shard_index < 0:
+            raise InputError("batch_size and batch_index must be >= 0, got "
+                             f"{self.shard_size} and {self.shard_index}")
+        if self.chunk_frames < 1 or self.shape_frames < 1 or self.shape_rounds < 1:
+            raise InputError("chunk_frames, shape_frames and shape_rounds must be >= 1")
+        if not Path(self.input_path).exists():
+            raise InputError(f"{self.input_path}: input not found")
+
+
+@dataclass(frozen=True)
+class SequenceRow:
+    """One sequence's line in sequences.csv (accelerations in m/s^2)."""
+    sequence: str
+    frames: int
+    fps: float
+    gender: str
+    v2v_mean_mm: float
+    v2v_p95_mm: float
+    v2v_max_mm: float
+    jitter: float
+    source_jitter: float
+    seconds: float
+
+    @property
+    def jitter_excess(self):
+        """Fitted minus source mean joint acceleration."""
+        return self.jitter - self.source_jitter
+
+    def cells(self):
+        return [self.sequence, str(self.frames), f"{self.fps:g}", self.gender,
+                f"{self.v2v_mean_mm:.4f}", f"{self.v2v_p95_mm:.4f}", f"{self.v2v_max_mm:.4f}",
+                f"{self.jitter:.4f}", f"{self.source_jitter:.4f}", f"{self.jitter_excess:.4f}",
+                f"{self.seconds:.2f}"]
+
+
+CSV_COLUMNS = ("sequence", "frames", "fps", "gender", "v2v_mean_mm", "v2v_p95_mm",
+               "v2v_max_mm", "jitter_mps2", "source_jitter_mps2", "jitter_excess_mps2",
+               "seconds")
+
+
+def read_sequence_rows(path):
+    """{sequence: SequenceRow} of a sequences.csv; empty when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    rows = {}
+    with open(path, newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return {}
+        if tuple(header) != CSV_COLUMNS:
+            raise InputError(f"{path}: columns {header}, expected {list(CSV_COLUMNS)}")
+        for line_number, cells in enumerate(reader, start=2):
+            try:
+                name, frames, fps, gender, mean, p95, peak, jitter, source, _excess, secs = cells
+                row = SequenceRow(name, int(frames), float(fps), gender, float(mean),
+                                  float(p95), float(peak), float(jitter), float(source),
+                                  float(secs))
+            except ValueError:
+                raise InputError(f"{path}: line {line_number} is malformed: {cells}") from None
+            rows[row.sequence] = row
+    return rows
+
+
+def merge_sequence_rows(path, new_rows):
+    """Merge rows into sequences.csv under an exclusive lock; a new row replaces the stored
+    row of the same sequence; the file is sorted by sequence and replaced atomically."""
+    new_rows = list(new_rows)
+    if not new_rows:
+        return
+    with _exclusive_lock(path):
+        rows = read_sequence_rows(path)
+        rows.update((row.sequence, row) for row in new_rows)
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(rows[name].cells() for name in sorted(rows))
+        with atomic_write(path, "w") as handle:
+            handle.write(text.getvalue())
+
+
+# ----------------------------------------------------------------- models
+
+def _model_file(folder, kind, gender):
+    """The `gender` model file in a model folder, or InputError listing what was looked for."""
+    folder = Path(folder)
+    if kind == "smplh":
+        names = [f"{gender}/model.npz", f"SMPLH_{gender.upper()}.npz", f"SMPLH_{gender.upper()}.pkl"]
+    else:
+        names = [f"SMPLX_{gender.upper()}.npz", f"SMPLX_{gender.upper()}.pkl"]
+    candidates = [folder / name for name in names] + [folder / kind / name for name in names]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{folder}: no {gender} {'SMPL-H' if kind == 'smplh' else 'SMPL-X'} "
+                     f"model; looked for {', '.join(str(c.relative_to(folder)) for c in candidates)}")
+
+
+def model_path(model, kind, gender, fixed_gender):
+    """The model file for `gender`: in a folder, the gendered file; a file is accepted only
+    when the run's gender is fixed (it cannot stand for every subject's gender)."""
+    model = Path(model)
+    if model.is_dir():
+        return _model_file(model, kind, gender)
+    if not fixed_gender:
+        raise InputError(f"{model}: a single model file cannot give each file's own gender; "
+                         "give the folder holding the neutral, male and female models, or "
+                         "--gender neutral")
+    return model
+
+
+class GenderModels:
+    """The SMPL-H body, SMPL-X body and fitter of one gender, on the run's device."""
+
+    def __init__(self, options, gender, mask_ids, device):
+        fixed = options.gender != "file"
+        smplh = load_smplh(model_path(options.smplh_model, "smplh", gender, fixed))
+        smplx = load_smplx(model_path(options.smplx_model, "smplx", gender, fixed))
+        if options.num_betas > smplx.num_shape_coeffs:
+            raise InputError(f"{smplx.path}: has {smplx.num_shape_coeffs} shape coefficients, "
+                             f"{options.num_betas} requested")
+        self.gender = gender
+        self.smplh = BodyModel(smplh, num_betas=smplh.num_shape_coeffs).to(device)
+        # float64: the least squares of the shape fit and the joints of the jitter.
+        self.smplx = BodyModel(smplx, num_betas=options.num_betas, dtype=torch.float64).to(device)
+        settings = replace(options.fit, fit_betas=False, num_betas=options.num_betas)
+        self.fitter = SmplxFitter(smplx, mask_ids, settings).to(device)      # betas held
+        self.shape_fitter = SmplxFitter(smplx, mask_ids, replace(settings, fit_betas=True)).to(
+            device)                                                         # betas free
+        self.mask_ids = torch.as_tensor(mask_ids, device=device)
+        self.device = device
+
+
+# ----------------------------------------------------------------- one sequence
+
+def frame_step(source_rate, wanted_rate, path):
+    """The subsampling step n (every n-th frame) from `source_rate` to `wanted_rate`."""
+    if wanted_rate is None:
+        return 1
+    ratio = source_rate / wanted_rate
+    step = round(ratio)
+    if step < 1 or abs(ratio - step) > RATE_TOLERANCE * ratio:
+        raise InputError(f"{path}: cannot subsample {source_rate:g} fps to {wanted_rate:g} fps "
+                         f"(the source rate must be a whole multiple of the output rate)")
+    return step
+
+
+def spread_frames(num_frames, count):
+    """`count` frame indices spread evenly over 0..num_frames-1, first and last included."""
+    return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).round().astype(int))
+
+
+def mean_acceleration(joints, fps):
+    """Per-frame mean joint acceleration (T-2,) in m/s^2 of joints (T, J, 3) (empty if T < 3)."""
+    joints = np.asarray(joints, dtype=np.float64)
+    if len(joints) < 3:
+        return np.zeros(0)
+    second = joints[2:] - 2.0 * joints[1:-1] + joints[:-2]
+    return np.linalg.norm(second, axis=-1).mean(-1) * fps ** 2
+
+
+def body_joints(body, pose, betas, transl):
+    """(B, 22, 3) posed body joints of a BodyModel: forward kinematics only, no vertices."""
+    rotmats = roma.rotvec_to_rotmat(pose)
+    rest = body.rest_joints(betas)
+    joints = forward_kinematics(rotmats, rest, body.parents, body.levels)[1]
+    return (joints + transl[:, None])[:, :NUM_BODY_JOINTS]
+
+
+class SourceFrames:
+    """The subsampled source frames of a sequence, posed chunk by chunk on demand."""
+
+    def __init__(self, sequence, step, models, deformation):
+        self.poses = sequence.poses[::step]
+        self.trans = sequence.trans[::step]
+        self.models = models
+        self.deformation = deformation
+        count = models.smplh.num_betas
+        betas = np.zeros(count)
+        betas[:min(count, len(sequence.betas))] = sequence.betas[:count]
+        self.betas = torch.as_tensor(betas, dtype=torch.float32, device=models.device)
+
+    def __len__(self):
+        return len(self.poses)
+
+    @torch.no_grad()
+    def targets(self, frames):
+        """(B, M, 3) float32 SMPL-X targets on the mask and (B, 22, 3) source body joints."""
+        device = self.models.device
+        pose = torch.as_tensor(self.poses[frames], dtype=torch.float32, device=device)
+        trans = torch.as_tensor(self.trans[frames], dtype=torch.float32, device=device)
+        vertices, joints = self.models.smplh(pose.view(-1, 52, 3),
+                                             self.betas.expand(len(pose), -1), trans)
+        targets = self.deformation.apply(vertices)[:, self.models.mask_ids]
+        return targets, joints[:, :NUM_BODY_JOINTS]
+
+
+@torch.no_grad()
+def solve_shape(body, mask_ids, pose, targets, ridge=SHAPE_RIDGE):
+    """Shared betas and per-frame translations for fixed rotations, by linear least squares.
+
+    Vertices are affine in (betas, translation) with the rotations fixed, so the columns of
+    the betas are the differences of forward passes at unit betas (exact, not a step).
+
+    Args:
+        body: the SMPL-X BodyModel (float64); mask_ids: (M,) tensor.
+        pose: (K, 55, 3) axis-angle; targets: (K, M, 3).
+    Returns:
+        betas (nb,) and translations (K, 3), float64 tensors.
+    """
+    count, num_betas = len(pose), body.num_betas
+    units = torch.cat([torch.zeros(1, num_betas), torch.eye(num_betas)]).to(
+        body.v_template)                                          # (nb + 1, nb)
+    pose64 = pose.to(body.v_template).repeat(num_betas + 1, 1, 1)
+    vertices = body(pose64, units.repeat_interleave(count, 0))[0][:, mask_ids]
+    vertices = vertices.view(num_betas + 1, count, -1, 3)
+    base, columns = vertices[0], (vertices[1:] - vertices[:1]).permute(1, 2, 3, 0)
+    residual = targets.to(base) - base                            # (K, M, 3)
+    # The best translation of a frame is its mean residual: take it out of both sides.
+    centred_columns = columns - columns.mean(1, keepdim=True)     # (K, M, 3, nb)
+    centred_residual = residual - residual.mean(1, keepdim=True)
+    matrix = centred_columns.reshape(-1, num_betas)
+    normal = matrix.T @ matrix + ridge * torch.eye(num_betas, dtype=matrix.dtype,
+                                                   device=matrix.device)
+    betas = torch.linalg.solve(normal, matrix.T @ centred_residual.reshape(-1))
+    transl = (residual - columns @ betas).mean(1)
+    return betas, transl
+
+
+def fit_shape(models, source, frames, rounds):
+    """Joint shape fit on `frames`.
+
+    First every frame is fitted on its own with free betas (pose and shape together: an
+    alternation started from the zero shape crawls, as the poses first bend to make up
+    for the wrong shape); `solve_shape` then gives the betas shared by all frames that best
+    fit those poses, and each further round refits the poses with the betas held and
+    solves again.
+
+    Returns the betas (nb,) float64 and the poses (K, 55, 3) of the last pose fit.
+    """
+    targets, _ = source.targets(frames)
+    result = models.shape_fitter.fit(targets, smplx_init_pose(source.poses[frames]).float())
+    betas, transl = solve_shape(models.smplx, models.mask_ids, result.pose.to(models.device),
+                                targets)
+    pose = result.pose
+    for _ in range(rounds - 1):
+        pose = models.fitter.fit(targets, pose, betas.float().cpu().expand(len(frames), -1),
+                                 transl.float().cpu()).pose
+        betas, transl = solve_shape(models.smplx, models.mask_ids, pose.to(models.device),
+                                    targets)
+    return betas.cpu(), pose
+
+
+def warm_start(source_poses, reference_source, reference_fit):
+    """Initial SMPL-X poses (B, 55, 3) of frames from a fitted reference frame.
+
+    Per joint, R_init = R_src R_src(ref)^T R_fit(ref): the reference's correction from
+    SMPL-H to SMPL-X (in the joint's own frame) carried over to the new source rotation.
+    """
+    src = roma.rotvec_to_rotmat(smplx_init_pose(source_poses).double())
+    ref_src = roma.rotvec_to_rotmat(smplx_init_pose(reference_source[None]).double())[0]
+    ref_fit = roma.rotvec_to_rotmat(torch.as_tensor(reference_fit).double())
+    correction = ref_src.transpose(-1, -2) @ ref_fit                     # (55, 3, 3)
+    return roma.rotmat_to_rotvec(src @ correction).float()
+
+
+@dataclass
+class SequenceResult:
+    """A converted sequence: the output and its per-frame quality."""
+    output: SmplxSequence
+    v2v_mm: np.ndarray            # (T,) mean vertex error per frame
+    acceleration: np.ndarray      # (T-2,) mean joint acceleration per frame, fitted
+    source_acceleration: np.ndarray
+    iterations: np.ndarray        # (T,) fitter steps per frame
+
+
+def convert_sequence(sequence, models, deformation, fps=None, chunk_frames=64,
+                     shape_frames=16, shape_rounds=1, warm=True):
+    """Convert one checked `SmplhSequence` with the models of its gender.
+
+    warm: start each chunk from the previous chunk's last frame (False: every frame from
+    its own source pose, as per-pose conversion does; kept for the benchmark).
+    Returns a `SequenceResult`.
+    """
+    step = frame_step(sequence.framerate, fps, sequence.path)
+    rate = sequence.framerate / step
+    source = SourceFrames(sequence, step, models, deformation)
+    num_frames = len(source)
+    anchors = spread_frames(num_frames, shape_frames)
+    betas, anchor_poses = fit_shape(models, source, anchors, shape_rounds)
+    fixed_betas = betas.float()
+
+    poses, transls, errors, iterations, source_joints = [], [], [], [], []
+    reference = (source.poses[anchors[0]], anchor_poses[0])           # frame 0
+    for start in range(0, num_frames, chunk_frames):
+        frames = np.arange(start, min(start + chunk_frames, num_frames))
+        targets, joints = source.targets(frames)
+        init = (warm_start(source.poses[frames], *reference) if warm
+                else smplx_init_pose(source.poses[frames]).float())
+        result = models.fitter.fit(targets, init, fixed_betas.expand(len(frames), -1))
+        poses.append(result.pose)
+        transls.append(result.transl)
+        errors.append(result.v2v_mean_mm)
+        iterations.append(result.iterations)
+        source_joints.append(joints.cpu())
+        reference = (source.poses[frames[-1]], result.pose[-1])
+    pose, transl = torch.cat(poses), torch.cat(transls)
+
+    fitted_joints = []
+    for start in range(0, num_frames, chunk_frames):
+        rows = slice(start, start + chunk_frames)
+        count = len(pose[rows])
+        fitted_joints.append(body_joints(
+            models.smplx, pose[rows].to(models.smplx.v_template),
+            betas.to(models.smplx.v_template).expand(count, -1),
+            transl[rows].to(models.smplx.v_template)).cpu())
+    output = SmplxSequence(pose=pose.double().numpy(), trans=transl.double().numpy(),
+                           betas=betas.numpy(), gender=models.gender, framerate=rate)
+    return SequenceResult(
+        output=output, v2v_mm=torch.cat(errors).numpy().astype(np.float64),
+        acceleration=mean_acceleration(torch.cat(fitted_joints).numpy(), rate),
+        source_acceleration=mean_acceleration(torch.cat(source_joints).numpy(), rate),
+        iterations=torch.cat(iterations).numpy())
+
+
+def sequence_row(name, result, seconds):
+    """The sequences.csv row of a converted sequence."""
+    errors = result.v2v_mm
+    return SequenceRow(
+        sequence=name, frames=len(errors), fps=result.output.framerate,
+        gender=result.output.gender, v2v_mean_mm=float(errors.mean()),
+        v2v_p95_mm=float(np.percentile(errors, 95)), v2v_max_mm=float(errors.max()),
+        jitter=float(result.acceleration.mean()) if len(result.acceleration) else 0.0,
+        source_jitter=(float(result.source_acceleration.mean())
+                       if len(result.source_acceleration) else 0.0),
+        seconds=seconds)
+
+
+# ----------------------------------------------------------------- a run over a tree
+
+def list_sequence_files(input_path, output_dir=None):
+    """Sorted (relative name, path) of the `.npz` files to consider.
+
+    A file gives itself (its name); a folder gives every `.npz` below it (hidden names and
+    the output folder, when inside it, left out), sorted by relative path.
+    """
+    input_path = Path(input_path)
+    if input_path.is_file():
+        return [(input_path.name, input_path)]
+    if not input_path.is_dir():
+        raise InputError(f"{input_path}: input not found")
+    root = input_path.resolve()
+    excluded = Path(output_dir).resolve() if output_dir is not None else None
+    found = []
+    for path in root.rglob("*.npz"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if excluded is not None and (path == excluded or excluded in path.parents):
+            continue
+        found.append((relative.as_posix(), input_path / relative))
+    return sorted(found)
+
+
+def output_path(output_dir, relative):
+    """The output file of the input at `relative` (mirrored tree, `_stageii.npz` name)."""
+    relative = Path(relative)
+    return Path(output_dir) / relative.parent / output_name(relative.name)
+
+
+def quality_path(output_dir, relative):
+    """The per-frame quality file of the input at `relative`."""
+    relative = Path(relative)
+    name = output_name(relative.name).replace(".npz", "_frames.npz")
+    return Path(output_dir) / QUALITY_DIR / relative.parent / name
+
+
+def write_quality(path, result):
+    """Per-frame v2v_mm, accelerations and fitter steps of a sequence (for the report)."""
+    with atomic_write(path) as handle:
+        np.savez(handle, v2v_mm=result.v2v_mm, acceleration=result.acceleration,
+                 source_acceleration=result.source_acceleration,
+                 iterations=result.iterations, fps=np.array(result.output.framerate))
+
+
+@dataclass
+class SequenceSummary:
+    """Outcome of a run (one shard)."""
+    total: int = 0
+    done_before: int = 0                              # finished in an earlier run
+    skipped: list = field(default_factory=list)       # (relative name, reason)
+    failures: list = field(default_factory=list)      # (relative name, message)
+    rows: list = field(default_factory=list)          # SequenceRow of each file converted now
+    seconds: float = 0.0
+    stopped: bool = False                             # stopped at a failure (no keep_going)
+
+    @property
+    def failed(self):
+        return len(self.failures)
+
+    def lines(self):
+        """The summary printed at the end of a run."""
+        lines = [f"sequences: {len(self.rows)} converted, {self.done_before} already done, "
+                 f"{len(self.skipped)} skipped, {self.failed} failed, of {self.total} files "
+                 "in this shard"]
+        if self.rows:
+            frames = sum(row.frames for row in self.rows)
+            means = np.array([row.v2v_mean_mm for row in self.rows])
+            worst = max(self.rows, key=lambda row: row.v2v_mean_mm)
+            excess = np.array([row.jitter_excess for row in self.rows])
+            source = np.array([row.source_jitter for row in self.rows])
+            lines.append(f"v2v_mm over sequences: mean {means.mean():.2f}, worst sequence "
+                         f"{worst.sequence} (mean {worst.v2v_mean_mm:.2f}, p95 "
+                         f"{worst.v2v_p95_mm:.2f}, max {worst.v2v_max_mm:.2f})")
+            lines.append(f"jitter: fitted minus source {excess.mean():+.3f} m/s^2 on average "
+                         f"(source {source.mean():.3f} m/s^2)")
+            lines.append(f"speed: {frames / max(self.seconds, 1e-9):.1f} frames/s "
+                         f"({frames} frames, {self.seconds:.1f} s)")
+        lines.extend(f"skipped: {reason}" for _name, reason in self.skipped)
+        lines.extend(f"failed: {message}" for _name, message in self.failures)
+        if self.stopped:
+            lines.append("stopped at the first bad file; --keep-going converts the others")
+        return lines
+
+
+class SequenceRun:
+    """The models of a run (loaded per gender on first use) and the per-file work."""
+
+    def __init__(self, options):
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+        self._models = {}
+
+    def models(self, gender):
+        """GenderModels of `gender`; a failure to load is remembered and raised again."""
+        if gender not in self._models:
+            try:
+                self._models[gender] = GenderModels(self.options, gender,
+                                                    self.deformation.mask_ids, self.device)
+            except InputError as error:
+                self._models[gender] = error
+        models = self._models[gender]
+        if isinstance(models, InputError):
+            raise models
+        return models
+
+    def convert(self, relative, path):
+        """Convert one file and write its row, quality file and output; the row."""
+        options = self.options
+        start = time.perf_counter()
+        sequence = read_smplh_sequence(path)
+        gender = sequence.gender if options.gender == "file" else options.gender
+        try:
+            models = self.models(gender)
+        except InputError as error:
+            raise InputError(f"{path}: gender {gender}: {error}") from None
+        result = convert_sequence(sequence, models, self.deformation, options.fps,
+                                  options.chunk_frames, options.shape_frames,
+                                  options.shape_rounds)
+        row = sequence_row(relative, result, time.perf_counter() - start)
+        merge_sequence_rows(Path(options.output_dir) / SEQUENCES_CSV, [row])
+        write_quality(quality_path(options.output_dir, relative), result)
+        write_smplx_sequence(output_path(options.output_dir, relative), result.output)
+        return row
+
+
+def run_sequences(options, progress=True, log=print):
+    """Convert this shard's sequences with `options`; returns a `SequenceSummary`.
+
+    Raises InputError before any fit for bad options, a missing input or a bad deformation
+    transfer; a bad file fails alone (with keep_going the run goes on).
+    """
+    options.check()
+    files = list_sequence_files(options.input_path, options.output_dir)
+    shard = select_shard(files, options.shard_size, options.shard_index)
+    if options.shard_size and not shard and files:
+        log(f"shard {options.shard_index} of size {options.shard_size} is empty: the input "
+            f"holds {len(files)} files ({math.ceil(len(files) / options.shard_size)} shards)")
+    summary = SequenceSummary(total=len(shard))
+    todo = [(relative, path) for relative, path in shard
+            if options.overwrite or not is_finished(output_path(options.output_dir, relative))]
+    summary.done_before = len(shard) - len(todo)
+    run = SequenceRun(options) if todo else None
+    start = time.perf_counter()
+    for relative, path in tqdm(todo, unit="file", disable=not progress or not todo):
+        try:
+            summary.rows.append(run.convert(relative, path))
+        except SkipFile as reason:
+            summary.skipped.append((relative, str(reason)))
+        except InputError as error:
+            summary.failures.append((relative, str(error)))
+            if progress:
+                tqdm.write(f"failed: {error}")
+            if not options.keep_going:
+                summary.stopped = True
+                break
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+# ----------------------------------------------------------------- SLURM through submitit
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """An array job of `shards` tasks, one shard of the sorted file list each.
+
+    cluster: None (submitit picks SLURM when it is there) or "local" (this machine's local
+    executor, for tests and trials); log_dir: submitit's folder (logs, pickled results).
+    """
+    shards: int
+    log_dir: Path
+    partition: str = None
+    minutes: int = 240
+    cpus: int = 4
+    gpus: int = 0
+    mem_gb: int = 16
+    parallelism: int = 64
+    cluster: str = None
+
+
+def run_shard(options):
+    """One array task: run a shard without a progress bar; the summary is its result."""
+    return run_sequences(options, progress=False)
+
+
+def submit_shards(options, slurm):
+    """Submit the shards of `options`' file list as one array job; returns the jobs.
+
+    The file list is split into `slurm.shards` shards of equal size (the last shorter);
+    each task runs `run_shard` with its `shard_index`, so a task that is re-submitted
+    resumes where it stopped, as a local run does.
+    """
+    import submitit
+
+    options.check()
+    if slurm.shards < 1:
+        raise InputError(f"--shards must be >= 1, got {slurm.shards}")
+    files = list_sequence_files(options.input_path, options.output_dir)
+    if not files:
+        raise InputError(f"{options.input_path}: no .npz files to convert")
+    shard_size = math.ceil(len(files) / slurm.shards)
+    count = math.ceil(len(files) / shard_size)
+    executor = submitit.AutoExecutor(folder=str(slurm.log_dir), cluster=slurm.cluster)
+    parameters = dict(timeout_min=slurm.minutes, cpus_per_task=slurm.cpus,
+                      gpus_per_node=slurm.gpus, mem_gb=slurm.mem_gb, name="convert_sequences")
+    if executor.cluster == "slurm":
+        parameters.update(slurm_array_parallelism=slurm.parallelism)
+        if slurm.partition:
+            parameters.update(slurm_partition=slurm.partition)
+    executor.update_parameters(**parameters)
+    # The tasks import this package: make its folder importable wherever they start.
+    repo = str(Path(__file__).resolve().parent.parent)
+    paths = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    if repo not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([repo] + paths)
+    shards = [replace(options, shard_size=shard_size, shard_index=index)
+              for index in range(count)]
+    return executor.map_array(run_shard, shards)
