@@ -183,7 +183,7 @@ def smplx_arrays(sequence):
                   gender=np.array(sequence.gender), surface_model_type=np.array("smplx"),
                   mocap_frame_rate=np.array(float(sequence.framerate)),
                   mocap_time_length=np.array(num_frames / float(sequence.framerate)))
-    return {key: np.ascontiguousarray(arrays[key]) for key in OUTPUT_KEYS}
+    return {key: np.require(arrays[key], requirements="C") for key in OUTPUT_KEYS}
 
 
 def write_smplx_sequence(path, sequence):

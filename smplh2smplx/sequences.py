@@ -48,7 +48,7 @@ from .deformation import load_deformation_transfer
 from .errors import InputError
 from .files import atomic_write
 from .fitter import FitSettings, SmplxFitter
-from .lbs import BodyModel, forward_kinematics
+from .lbs import BodyModel, forward_kinematics, skinning_transforms
 from .outputs import _exclusive_lock
 from .sequence_files import (SkipFile, SmplxSequence, is_finished, output_name,
                              read_smplh_sequence, write_smplx_sequence)
@@ -232,6 +232,7 @@ class GenderModels:
         self.shape_fitter = SmplxFitter(smplx, mask_ids, replace(settings, fit_betas=True)).to(
             device)                                                         # betas free
         self.mask_ids = torch.as_tensor(mask_ids, device=device)
+        self.masked_smplx = MaskedBody(self.smplx, self.mask_ids)
         self.device = device
 
 
@@ -299,26 +300,70 @@ class SourceFrames:
         return targets, joints[:, :NUM_BODY_JOINTS]
 
 
-@torch.no_grad()
-def solve_shape(body, mask_ids, pose, targets, ridge=SHAPE_RIDGE):
-    """Shared betas and per-frame translations for fixed rotations, by linear least squares.
+class MaskedBody:
+    """A BodyModel's per-vertex constants on the masked vertices, gathered once.
 
-    Vertices are affine in (betas, translation) with the rotations fixed, so the columns of
-    the betas are the differences of forward passes at unit betas (exact, not a step).
+    body: the BodyModel (its joints and kinematic tree are used whole); mask_ids: (M,).
+    """
+
+    def __init__(self, body, mask_ids):
+        self.body = body
+        mask_ids = torch.as_tensor(mask_ids, device=body.v_template.device)
+        num_features = len(body.posedirs)
+        self.v_template = body.v_template[mask_ids]
+        self.weights = body.weights[mask_ids]                                 # (M, J)
+        self.shapedirs = body.shapedirs[mask_ids]                             # (M, 3, nb)
+        self.posedirs = body.posedirs.view(num_features, -1, 3)[:, mask_ids].reshape(
+            num_features, -1)                                                 # (P, M*3)
+
+
+@torch.no_grad()
+def shape_columns(masked, pose):
+    """The masked vertices as an affine function of the betas for fixed rotations.
+
+    v_i = sum_j w_ij (R_j x_i + t_j), with x_i = T_i + S_i betas + P_i(rotations) and the
+    skinning translations t_j = p_j - R_j J_j, where the joints J and their posed places p
+    are linear in the betas: so v = base + columns @ betas, computed here from one forward
+    kinematics per unit beta (joints only) and the blended rotations of the mask.
 
     Args:
-        body: the SMPL-X BodyModel (float64); mask_ids: (M,) tensor.
+        masked: a MaskedBody; pose: (K, J, 3) axis-angle.
+    Returns:
+        base (K, M, 3) and columns (K, M, 3, nb), in the body's dtype.
+    """
+    body = masked.body
+    dtype, device = body.v_template.dtype, body.v_template.device
+    rotmats = roma.rotvec_to_rotmat(pose.to(device, dtype))
+    count, num_joints, num_betas = len(pose), body.num_joints, body.num_betas
+    units = torch.cat([torch.zeros(1, num_betas), torch.eye(num_betas)]).to(device, dtype)
+    rest = body.rest_joints(units).repeat_interleave(count, 0)         # ((nb+1) K, J, 3)
+    world_rot, world_joints = forward_kinematics(
+        rotmats.repeat(num_betas + 1, 1, 1, 1), rest, body.parents, body.levels)
+    trans = skinning_transforms(world_rot, world_joints, rest)[1].view(
+        num_betas + 1, count, num_joints, 3)
+    blended = torch.einsum("mj,kjab->kmab", masked.weights, world_rot[:count])  # (K, M, 3, 3)
+    identity = torch.eye(3, dtype=dtype, device=device)
+    features = (rotmats[:, 1:] - identity).reshape(count, -1)
+    rest_vertices = masked.v_template + (features @ masked.posedirs).view(count, -1, 3)
+    shifts = torch.einsum("mj,nkjc->nkmc", masked.weights, trans)       # (nb+1, K, M, 3)
+    base = (blended @ rest_vertices[..., None]).squeeze(-1) + shifts[0]
+    columns = (torch.einsum("kmab,mbs->kmas", blended, masked.shapedirs)
+               + (shifts[1:] - shifts[:1]).permute(1, 2, 3, 0))
+    return base, columns
+
+
+@torch.no_grad()
+def solve_shape(masked, pose, targets, ridge=SHAPE_RIDGE):
+    """Shared betas and per-frame translations for fixed rotations, by linear least squares.
+
+    Args:
+        masked: the SMPL-X MaskedBody (float64).
         pose: (K, 55, 3) axis-angle; targets: (K, M, 3).
     Returns:
-        betas (nb,) and translations (K, 3), float64 tensors.
+        betas (nb,) and translations (K, 3), in the body's dtype.
     """
-    count, num_betas = len(pose), body.num_betas
-    units = torch.cat([torch.zeros(1, num_betas), torch.eye(num_betas)]).to(
-        body.v_template)                                          # (nb + 1, nb)
-    pose64 = pose.to(body.v_template).repeat(num_betas + 1, 1, 1)
-    vertices = body(pose64, units.repeat_interleave(count, 0))[0][:, mask_ids]
-    vertices = vertices.view(num_betas + 1, count, -1, 3)
-    base, columns = vertices[0], (vertices[1:] - vertices[:1]).permute(1, 2, 3, 0)
+    num_betas = masked.body.num_betas
+    base, columns = shape_columns(masked, pose)
     residual = targets.to(base) - base                            # (K, M, 3)
     # The best translation of a frame is its mean residual: take it out of both sides.
     centred_columns = columns - columns.mean(1, keepdim=True)     # (K, M, 3, nb)
@@ -344,13 +389,13 @@ def fit_shape(models, source, frames, rounds):
     """
     targets, _ = source.targets(frames)
     result = models.shape_fitter.fit(targets, smplx_init_pose(source.poses[frames]).float())
-    betas, transl = solve_shape(models.smplx, models.mask_ids, result.pose.to(models.device),
+    betas, transl = solve_shape(models.masked_smplx, result.pose.to(models.device),
                                 targets)
     pose = result.pose
     for _ in range(rounds - 1):
         pose = models.fitter.fit(targets, pose, betas.float().cpu().expand(len(frames), -1),
                                  transl.float().cpu()).pose
-        betas, transl = solve_shape(models.smplx, models.mask_ids, pose.to(models.device),
+        betas, transl = solve_shape(models.masked_smplx, pose.to(models.device),
                                     targets)
     return betas.cpu(), pose
 
