@@ -141,7 +141,7 @@ def main(argv=None, user_config=None):
         options = options_from_args(args, user_config)
         if args.report:
             from smplh2smplx.sequence_report import write_sequence_report
-            print(f"report: {write_sequence_report(options.output_dir)}")
+            print(f"report: {write_sequence_report(options)}")
             return 0
         if args.slurm:
             return submit(options, args)

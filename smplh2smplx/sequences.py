@@ -229,8 +229,9 @@ class GenderModels:
         self.smplx = BodyModel(smplx, num_betas=options.num_betas, dtype=torch.float64).to(device)
         settings = replace(options.fit, fit_betas=False, num_betas=options.num_betas)
         self.fitter = SmplxFitter(smplx, mask_ids, settings).to(device)      # betas held
-        self.shape_fitter = SmplxFitter(smplx, mask_ids, replace(settings, fit_betas=True)).to(
-            device)                                                         # betas free
+        # The shape's frames are few: they get the default (full) fit, with free betas.
+        self.shape_fitter = SmplxFitter(smplx, mask_ids, FitSettings(
+            num_betas=options.num_betas)).to(device)
         self.mask_ids = torch.as_tensor(mask_ids, device=device)
         self.masked_smplx = MaskedBody(self.smplx, self.mask_ids)
         self.device = device
