@@ -21,7 +21,7 @@ from pathlib import Path
 
 from smplh2smplx.errors import InputError
 from smplh2smplx.fitter import FitSettings
-from smplh2smplx.sequences import (SequenceOptions, SlurmOptions, run_sequences,
+from smplh2smplx.sequences import (FRAME_FIT, SequenceOptions, SlurmOptions, run_sequences,
                                    submit_shards)
 from smplh2smplx.settings import USER_CONFIG, read_user_config
 from smplh2smplx.transfer import UNSET
@@ -58,12 +58,13 @@ def parse_args(argv):
     parser.add_argument("--keep-going", action="store_true",
                         help="go on after a bad file (listed at the end) instead of stopping")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    parser.add_argument("--chunk-frames", type=int, default=64,
+    parser.add_argument("--chunk-frames", type=int, default=256,
                         help="frames fitted at once (default: %(default)s)")
     parser.add_argument("--shape-frames", type=int, default=16,
                         help="frames the sequence's shape is fitted on (default: %(default)s)")
-    parser.add_argument("--max-iterations", type=int, default=FitSettings.max_iterations,
-                        help="fitter steps per frame (default: %(default)s)")
+    parser.add_argument("--max-iterations", type=int, default=FRAME_FIT.max_iterations,
+                        help="fitter steps per frame from its warm start; frames whose error "
+                             "stands out get the full fit (default: %(default)s)")
     slurm = parser.add_argument_group("SLURM (array job through submitit)")
     slurm.add_argument("--slurm", action="store_true",
                        help="submit the shards as an array job instead of converting here")

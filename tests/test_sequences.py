@@ -396,3 +396,50 @@ def test_submitit_local_executor_runs_the_shards(gendered_kit, tmp_path):
     assert [[row.sequence for row in summary.rows] for summary in summaries] == [
         names[:1], names[1:]]
     assert all(is_finished(output_path(output, name)) for name in names)
+
+
+# ----------------------------------------------------------------- report
+
+def test_report_page_plots_and_animation(converted, gendered_kit):
+    from PIL import Image
+    from smplh2smplx.sequence_report import write_sequence_report
+    tree, output, _ = converted
+    index = write_sequence_report(options(gendered_kit, tree, output, fps=30.0),
+                                  num_worst=2, animation_frames=3)
+    page = index.read_text()
+    rows = read_sequence_rows(output / SEQUENCES_CSV)
+    worst = max(rows.values(), key=lambda row: row.v2v_mean_mm)
+    assert f"Worst sequence: {worst.sequence}" in page
+    with Image.open(index.parent / "worst_sequence.gif") as animation:
+        assert animation.n_frames == 3
+        width, height = animation.size
+    assert width > height > 100
+    for name in ("sequence_00.png", "sequence_01.png"):
+        assert name in page and (index.parent / name).stat().st_size > 1000
+
+
+def test_outlier_frames_of_a_chunk_get_the_full_fit(gendered_kit):
+    """A frame started far from its minimum is left high by the one-step frame fit, then
+    repaired by the full refit; the good frames are left alone."""
+    from smplh2smplx.deformation import load_deformation_transfer
+    from smplh2smplx.sequences import (GenderModels, SourceFrames, fit_shape, refit_outliers,
+                                       spread_frames)
+    from smplh2smplx.transfer import smplx_init_pose
+    kit = gendered_kit
+    run_options = options(kit, kit.amass, Path("unused"), fit=FitSettings(max_iterations=1))
+    deformation = load_deformation_transfer(kit.deftrafo, kit.mask)
+    models = GenderModels(run_options, "neutral", deformation.mask_ids, torch.device("cpu"))
+    source = SourceFrames(read_smplh_sequence(kit.amass / kit.sequences[0]), 1, models,
+                          deformation)
+    betas, _, _ = fit_shape(models, source, spread_frames(len(source), 4), 1)
+    frames = np.arange(10, 16)
+    targets, _ = source.targets(frames)
+    init = smplx_init_pose(source.poses[frames]).float()
+    init[2, 1:22] += torch.as_tensor(np.random.default_rng(0).normal(0, 0.4, (21, 3))).float()
+    result = models.fitter.fit(targets, init, betas.float().expand(6, -1))
+    before = result.v2v_mean_mm.clone()
+    assert before[2] > 1.5 * before.median()
+    assert refit_outliers(models, targets, betas.float(), result) >= 1
+    assert result.v2v_mean_mm[2] < 1.2 * before.median()
+    good = [i for i in range(6) if before[i] <= 1.2 * before.median()]
+    torch.testing.assert_close(result.v2v_mean_mm[good], before[good])
