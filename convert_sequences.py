@@ -60,7 +60,7 @@ def parse_args(argv):
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--chunk-frames", type=int, default=256,
                         help="frames fitted at once (default: %(default)s)")
-    parser.add_argument("--shape-frames", type=int, default=16,
+    parser.add_argument("--shape-frames", type=int, default=8,
                         help="frames the sequence's shape is fitted on (default: %(default)s)")
     parser.add_argument("--max-iterations", type=int, default=FRAME_FIT.max_iterations,
                         help="fitter steps per frame from its warm start; frames whose error "

@@ -7,7 +7,7 @@ The synthetic kit's SMPL-H body (the file's gender when the kit has it, else neu
 posed with the sequence's poses, betas and translation; its deformation transfer is the
 target of every frame. Rows:
 
-- sequence: `sequences.convert_sequence` at its defaults (one shape fitted jointly on 16
+- sequence: `sequences.convert_sequence` at its defaults (one shape fitted jointly on 8
   frames, then pose and translation per frame, warm-started chunk by chunk), timed whole
   (posing the source, the transfer, the shape fit, the frames, the joints);
 - per-pose: every frame fitted on its own from its source pose with free betas, as stage 2

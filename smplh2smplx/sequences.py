@@ -35,6 +35,7 @@ import io
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -50,6 +51,7 @@ from .files import atomic_write
 from .fitter import FitSettings, SmplxFitter
 from .lbs import BodyModel, forward_kinematics, skinning_transforms
 from .outputs import _exclusive_lock
+from .threads import torch_threads
 from .sequence_files import (SkipFile, SmplxSequence, is_finished, output_name,
                              read_smplh_sequence, write_smplx_sequence)
 from .transfer import resolve_device, select_shard, smplx_init_pose
@@ -98,7 +100,7 @@ class SequenceOptions:
     keep_going: bool = False
     device: str = "auto"
     chunk_frames: int = 256
-    shape_frames: int = 16
+    shape_frames: int = 8
     shape_rounds: int = 1
     num_betas: int = 10
     fit: FitSettings = FRAME_FIT
@@ -283,6 +285,14 @@ def body_joints(body, pose, betas, transl):
     return (joints + transl[:, None])[:, :NUM_BODY_JOINTS]
 
 
+def _cpu_single_thread(device):
+    """torch on one thread for the work between fits, on the CPU: its threads spin while
+    they wait, and on a shared machine the posing and transfer of a chunk then cost three
+    times the CPU time (and more wall time) than on one thread. (The fitter runs its own
+    pool of single-threaded workers.)"""
+    return torch_threads(1) if torch.device(device).type == "cpu" else nullcontext()
+
+
 class SourceFrames:
     """The subsampled source frames of a sequence, posed chunk by chunk on demand."""
 
@@ -305,9 +315,10 @@ class SourceFrames:
         device = self.models.device
         pose = torch.as_tensor(self.poses[frames], dtype=torch.float32, device=device)
         trans = torch.as_tensor(self.trans[frames], dtype=torch.float32, device=device)
-        vertices, joints = self.models.smplh(pose.view(-1, 52, 3),
-                                             self.betas.expand(len(pose), -1), trans)
-        targets = self.deformation.apply(vertices)[:, self.models.mask_ids]
+        with _cpu_single_thread(device):
+            vertices, joints = self.models.smplh(pose.view(-1, 52, 3),
+                                                 self.betas.expand(len(pose), -1), trans)
+            targets = self.deformation.apply(vertices)[:, self.models.mask_ids]
         return targets, joints[:, :NUM_BODY_JOINTS]
 
 
@@ -374,7 +385,8 @@ def solve_shape(masked, pose, targets, ridge=SHAPE_RIDGE):
         betas (nb,) and translations (K, 3), in the body's dtype.
     """
     num_betas = masked.body.num_betas
-    base, columns = shape_columns(masked, pose)
+    with _cpu_single_thread(masked.body.v_template.device):
+        base, columns = shape_columns(masked, pose)
     residual = targets.to(base) - base                            # (K, M, 3)
     # The best translation of a frame is its mean residual: take it out of both sides.
     centred_columns = columns - columns.mean(1, keepdim=True)     # (K, M, 3, nb)
@@ -459,7 +471,7 @@ class SequenceResult:
 
 
 def convert_sequence(sequence, models, deformation, fps=None, chunk_frames=256,
-                     shape_frames=16, shape_rounds=1, warm=True):
+                     shape_frames=8, shape_rounds=1, warm=True):
     """Convert one checked `SmplhSequence` with the models of its gender.
 
     warm: start each chunk from the previous chunk's last frame (False: every frame from
@@ -503,10 +515,11 @@ def convert_sequence(sequence, models, deformation, fps=None, chunk_frames=256,
     for start in range(0, num_frames, chunk_frames):
         rows = slice(start, start + chunk_frames)
         count = len(pose[rows])
-        fitted_joints.append(body_joints(
-            models.smplx, pose[rows].to(models.smplx.v_template),
-            betas.to(models.smplx.v_template).expand(count, -1),
-            transl[rows].to(models.smplx.v_template)).cpu())
+        with _cpu_single_thread(models.device):
+            fitted_joints.append(body_joints(
+                models.smplx, pose[rows].to(models.smplx.v_template),
+                betas.to(models.smplx.v_template).expand(count, -1),
+                transl[rows].to(models.smplx.v_template)).cpu())
     output = SmplxSequence(pose=pose.double().numpy(), trans=transl.double().numpy(),
                            betas=betas.numpy(), gender=models.gender, framerate=rate)
     return SequenceResult(
