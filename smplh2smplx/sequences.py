@@ -687,14 +687,18 @@ def run_sequences(options, progress=True, log=print):
     todo = [(relative, path) for relative, path in shard
             if options.overwrite or not is_finished(output_path(options.output_dir, relative))]
     summary.done_before = len(shard) - len(todo)
+    single_file = Path(options.input_path).is_file()
     run = SequenceRun(options) if todo else None
     start = time.perf_counter()
     for relative, path in tqdm(todo, unit="file", disable=not progress or not todo):
         try:
             summary.rows.append(run.convert(relative, path))
-        except SkipFile as reason:
-            summary.skipped.append((relative, str(reason)))
         except InputError as error:
+            # A file that is not a SMPL-H motion file is skipped in a tree, but fails when it
+            # is the one file asked for.
+            if isinstance(error, SkipFile) and not single_file:
+                summary.skipped.append((relative, str(error)))
+                continue
             summary.failures.append((relative, str(error)))
             if progress:
                 tqdm.write(f"failed: {error}")

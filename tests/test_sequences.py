@@ -330,11 +330,14 @@ def test_frame_rate_that_does_not_divide_is_refused(gendered_kit, tmp_path):
         frame_step(30.0, 60.0, path)
 
 
-def test_smplx_file_given_directly_is_named(tmp_path):
+def test_smplx_file_given_directly_fails(gendered_kit, tmp_path):
     path = tmp_path / "x_stageii.npz"
     write_npz(path, smplx_file_arrays())
     with pytest.raises(SkipFile, match="already a SMPL-X sequence"):
         read_smplh_sequence(path)
+    summary = run_sequences(options(gendered_kit, path, tmp_path / "out"), progress=False)
+    assert not summary.skipped and summary.failures[0][0] == "x_stageii.npz"
+    assert str(path) in summary.failures[0][1]
 
 
 # ----------------------------------------------------------------- pieces
