@@ -1,20 +1,24 @@
-"""Stage-2 speed and accuracy on a synthetic kit posed with a real AMASS sequence.
+"""Stage-2 speed and accuracy on both synthetic kits posed with a real AMASS sequence.
 
-    python -m benchmarks.bench_transfer [--kit DIR] [--amass FILE]
-        [--batch-sizes 1 64 1024] [--device cpu|cuda|all] [--threads N]
+    python -m benchmarks.bench_transfer [--kits DIR DIR] [--variants default realistic]
+        [--amass FILE] [--frames N] [--batch-sizes 1 64 512] [--device cpu|cuda|all]
+        [--threads N] [--no-floor]
 
-The kit's SMPL-H body is posed with every frame of the AMASS sequence and, as a second
-set, with the same frames whose 21 body joints get Gaussian noise (new, less usual poses).
-Each batch goes through what stage 2 does with a batch of meshes: the sparse deformation
-transfer, then `transfer.fit_batch` at the default `FitSettings`, the timed part. Cases:
+Each kit's SMPL-H body is posed with frames of the AMASS sequence and, as a second set, with
+the same frames whose 21 body joints get Gaussian noise (new, less usual poses). Each batch
+goes through what stage 2 does with a batch of meshes: the sparse deformation transfer,
+then `fit_batch` at the default `FitSettings`, the timed part. Cases:
 
 - source pose: the frames and their noisy copies, started from their own SMPL-H pose
   (stage 2 with source_params.npz);
 - mesh only: the frames, started from the mesh alone (no source pose known).
 
-Batch size 1 is measured on 16 poses spread over a case. The CPU seconds column counts every thread:
-where other processes share the cores, poses / (CPU s / threads) is what idle cores would
-give. The goal is >= 20 poses/s at the default batch size (512) on a 2-core machine.
+The floor of a case is its error after 100 steps at tolerance 1e-8 (what any fit of these
+models can reach); each row gives its mean v2v_mm over the floor's mean. Batch size 1 is
+measured on 16 poses spread over a case. The CPU seconds column counts every thread: where
+other processes share the cores, poses / (CPU s / threads) is what idle cores would give.
+Goals (issue 11): on the realistic kit, mean within 1% of the floor, p95 within 2%, at least
+20 poses/s on 2 CPU cores.
 """
 import argparse
 import sys
@@ -25,47 +29,55 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smplh2smplx.formats.body_models import load_smplh, load_smplx
 from smplh2smplx.body.deformation import load_deformation_transfer
-from smplh2smplx.fit.fitter import FitSettings, BodyFitter
 from smplh2smplx.body.lbs import BodyModel
-from synthetic_kit import kit_paths, write_synthetic_kit
 from smplh2smplx.family import map_pose
-from smplh2smplx.fit.fitter import fit_batch
+from smplh2smplx.fit.fitter import BodyFitter, FitSettings, fit_batch
+from smplh2smplx.formats.body_models import load_smplh, load_smplx
+from synthetic_kit import kit_paths, write_synthetic_kit
 
 REPO = Path(__file__).resolve().parents[1]
 AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
 NOISE_RAD = 0.2          # standard deviation of the noise on each body joint's axis-angle
 SINGLE_POSES = 16        # poses measured at batch size 1
+FLOOR = FitSettings(max_iterations=100, tolerance=1e-8, fit_vertices=0)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kit", type=Path,
-                        help="synthetic kit folder: reused when it holds a kit, else written "
-                             "there (default: a temporary folder)")
+    parser.add_argument("--variants", nargs="+", default=["default", "realistic"],
+                        help="kit variants measured (default: %(default)s)")
+    parser.add_argument("--kits", type=Path, nargs="+",
+                        help="one folder per variant: reused when it holds a kit, else written "
+                             "there (default: temporary folders)")
     parser.add_argument("--amass", type=Path, default=AMASS_SAMPLE,
                         help="AMASS SMPL-H sequence (.npz with poses (T, 156)); default: "
                              "../shared/data/amass_sample_smplh.npz next to the repository")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 1024])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 512])
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="cpu",
                         help="all: the CPU, then CUDA when available")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--frames", type=int,
                         help="use this many frames spread over the sequence (default: all)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the 100-step floor (it costs about 10 times the fit)")
     parser.add_argument("--seed", type=int, default=0, help="kit and noise seed")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.kits and len(args.kits) != len(args.variants):
+        parser.error("--kits needs one folder per --variants entry")
+    return args
 
 
-def kit_files(kit_dir, seed):
+def kit_files(kit_dir, seed, variant):
     """Paths of the kit in `kit_dir`, written there first unless it already holds one."""
     paths = kit_paths(kit_dir)
     if not paths["mask"].is_file():
         start = time.perf_counter()
-        write_synthetic_kit(kit_dir, seed)
-        print(f"synthetic kit written to {kit_dir} ({time.perf_counter() - start:.0f} s)")
+        write_synthetic_kit(kit_dir, seed, variant=variant, genders=("neutral",),
+                            model_types=("smplh", "smplx"))
+        print(f"{variant} kit written to {kit_dir} ({time.perf_counter() - start:.0f} s)")
     else:
-        print(f"synthetic kit: reusing {kit_dir}")
+        print(f"{variant} kit: reusing {kit_dir}")
     return paths
 
 
@@ -118,11 +130,10 @@ def measure(fitter, deformation, smplh_vertices, poses, from_pose, batch_size, d
         errors.append(result.v2v_mean_mm.numpy())
         iterations.append(result.iterations.numpy())
         converged.append(result.converged.numpy())
-    errors = np.concatenate(errors)
+    errors, iterations = np.concatenate(errors), np.concatenate(iterations)
     return dict(poses=len(errors), seconds=wall, cpu=cpu, mean=errors.mean(),
-                median=np.median(errors), p95=np.percentile(errors, 95), max=errors.max(),
-                iterations=np.concatenate(iterations).mean(),
-                converged=np.concatenate(converged).mean())
+                p95=np.percentile(errors, 95), max=errors.max(), steps=iterations.mean(),
+                max_steps=iterations.max(), converged=np.concatenate(converged).mean())
 
 
 def main():
@@ -140,41 +151,50 @@ def main():
     elif args.device == "all" and torch.cuda.is_available():
         devices.append(torch.device("cuda"))
     settings = FitSettings()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, devices: "
+          + ", ".join(torch.cuda.get_device_name(d) if d.type == "cuda" else "cpu"
+                      for d in devices))
+    print(f"AMASS: {args.amass} ({len(frames)} frames); noise {NOISE_RAD} rad on the body "
+          f"joints of the copies; {settings}")
+    rows = []
     with tempfile.TemporaryDirectory() as scratch:
-        paths = kit_files(args.kit or Path(scratch) / "kit", args.seed)
-        smplh = BodyModel(load_smplh(paths["smplh_npz"]))
-        smplx = load_smplx(paths["smplx_npz"])
-        deformation = load_deformation_transfer(paths["deftrafo"], paths["mask"])
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, devices: "
-              + ", ".join(torch.cuda.get_device_name(d) if d.type == "cuda" else "cpu"
-                          for d in devices))
-        print(f"AMASS: {args.amass} ({len(frames)} frames); noise {NOISE_RAD} rad on the body "
-              f"joints of the copies; {settings}")
-        rows = []
-        for device in devices:
-            fitter = BodyFitter(smplx, deformation.mask_ids, settings).to(device)
-            for case, (poses, from_pose) in cases(frames, args.seed).items():
-                vertices = smplh_meshes(smplh, poses)
-                for batch_size in args.batch_sizes:
-                    chosen = (np.arange(len(poses)) if batch_size > 1 else
-                              np.linspace(0, len(poses) - 1, SINGLE_POSES).astype(int))
-                    stats = measure(fitter, deformation, vertices[chosen], poses[chosen],
-                                    from_pose, batch_size, device)
-                    rows.append((device.type, case, batch_size, stats))
-                    print(f"  {device.type} {case} batch {batch_size}: "
-                          f"{stats['poses'] / stats['seconds']:.1f} poses/s", flush=True)
+        for index, variant in enumerate(args.variants):
+            folder = args.kits[index] if args.kits else Path(scratch) / variant
+            paths = kit_files(folder, args.seed, variant)
+            smplh = BodyModel(load_smplh(paths["smplh_npz"]))
+            smplx = load_smplx(paths["smplx_npz"])
+            deformation = load_deformation_transfer(paths["deftrafo"], paths["mask"])
+            for device in devices:
+                fitter = BodyFitter(smplx, deformation.mask_ids, settings).to(device)
+                floor_fitter = BodyFitter(smplx, deformation.mask_ids, FLOOR).to(device)
+                for case, (poses, from_pose) in cases(frames, args.seed).items():
+                    vertices = smplh_meshes(smplh, poses)
+                    floor = None if args.no_floor else measure(
+                        floor_fitter, deformation, vertices, poses, from_pose, 512, device)
+                    for batch_size in args.batch_sizes:
+                        chosen = (np.arange(len(poses)) if batch_size > 1 else
+                                  np.linspace(0, len(poses) - 1, SINGLE_POSES).astype(int))
+                        stats = measure(fitter, deformation, vertices[chosen], poses[chosen],
+                                        from_pose, batch_size, device)
+                        use_floor = floor and batch_size > 1
+                        stats["floor"] = floor["mean"] if use_floor else float("nan")
+                        stats["floor_p95"] = floor["p95"] if use_floor else float("nan")
+                        rows.append((variant, device.type, case, batch_size, stats))
+                        print(f"  {variant} {device.type} {case} batch {batch_size}: "
+                              f"{stats['poses'] / stats['seconds']:.1f} poses/s", flush=True)
     threads = torch.get_num_threads()
-    print(f"\n| device | case | batch | poses | seconds | poses/s | CPU s "
-          f"| poses/(CPU s/{threads}) | v2v_mm mean | median | p95 | max | iterations "
-          "| converged |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-          "| ---: | ---: |")
-    for device, case, batch_size, s in rows:
-        print(f"| {device} | {case} | {batch_size} | {s['poses']} | {s['seconds']:.1f} "
-              f"| {s['poses'] / s['seconds']:.1f} | {s['cpu']:.1f} "
-              f"| {threads * s['poses'] / s['cpu']:.1f} | {s['mean']:.3f} | {s['median']:.3f} "
-              f"| {s['p95']:.3f} | {s['max']:.3f} | {s['iterations']:.1f} "
-              f"| {100 * s['converged']:.0f}% |")
+    print(f"\n| kit | device | case | batch | poses | seconds | poses/s | CPU s "
+          f"| poses/(CPU s/{threads}) | v2v_mm mean | p95 | max | floor mean | mean / floor "
+          "| p95 / floor p95 | steps mean | steps max | converged |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+          "| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for variant, device, case, batch_size, s in rows:
+        print(f"| {variant} | {device} | {case} | {batch_size} | {s['poses']} "
+              f"| {s['seconds']:.1f} | {s['poses'] / s['seconds']:.1f} | {s['cpu']:.1f} "
+              f"| {threads * s['poses'] / s['cpu']:.1f} | {s['mean']:.3f} | {s['p95']:.3f} "
+              f"| {s['max']:.3f} | {s['floor']:.3f} | {s['mean'] / s['floor']:.4f} "
+              f"| {s['p95'] / s['floor_p95']:.4f} "
+              f"| {s['steps']:.1f} | {s['max_steps']} | {100 * s['converged']:.0f}% |")
 
 
 if __name__ == "__main__":
