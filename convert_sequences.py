@@ -109,7 +109,7 @@ def options_from_args(args, user_config):
                            shard_index=args.batch_index, overwrite=args.overwrite,
                            keep_going=args.keep_going, device=args.device,
                            chunk_frames=args.chunk_frames, shape_frames=args.shape_frames,
-                           fit=FitSettings(max_iterations=args.max_iterations))
+                           fit=FitSettings(max_iterations=args.max_iterations, fit_vertices=0))
 
 
 def submit(options, args):
