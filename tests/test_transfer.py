@@ -74,7 +74,7 @@ def write_meshes(folder, paths, pose_ids, poses, with_params=True):
 
 
 def options(paths, mesh_dir, output_dir, **changes):
-    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, smplx_model=paths.smplx,
+    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, target_model_path=paths.smplx,
                   deftrafo_path=paths.deftrafo, mask_path=paths.mask, poses_per_batch=BATCH,
                   device="cpu", fit=FAST)
     values.update(changes)

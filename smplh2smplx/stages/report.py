@@ -148,7 +148,7 @@ class PoseMeshes:
 
     def __init__(self, options, smplh_model=None):
         self.options = options
-        self.smplx = BodyModel(load_smplx(options.smplx_model, options.gender),
+        self.smplx = BodyModel(load_smplx(options.target_model_path, options.gender),
                                num_betas=NUM_BETAS)
         self.smplx_faces = self.smplx.faces.numpy()
         self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
@@ -474,6 +474,9 @@ def report_from_config(config, report_dir=None, num_poses=12, progress=True):
     unset one is no error here.
     """
     options = TransferOptions.from_config(config)
+    if (options.source_model, options.target_model) != ("smplh", "smplx"):
+        raise InputError("the report draws SMPL-H to SMPL-X runs only; this run converts "
+                         f"{options.source_model} to {options.target_model}")
     smplh_model = str(config.fit.smplh_model or "").strip()
     return write_report(options, report_dir, num_poses,
                         smplh_model=None if smplh_model in ("", UNSET)

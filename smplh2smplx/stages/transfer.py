@@ -1,4 +1,7 @@
-"""Stage 2: SMPL-H meshes (or recorded SMPL-H poses) -> one SMPL-X parameter file per pose.
+"""Stage 2: meshes of a source model -> one parameter file of a target model per pose.
+
+The pair is any of SMPL, SMPL-H and SMPL-X, both ways (SMPL-H -> SMPL-X by default, the
+PoseScript/PoseFix case); `source` and `target` below name the two models.
 
 The run, in order:
 1. list the inputs: the `.obj`/`.ply` files of the mesh folder sorted by name, as the
@@ -7,12 +10,14 @@ The run, in order:
 2. keep this run's shard (`shard_size` inputs from `shard_index * shard_size`; taken over the
    whole sorted list, so shards never depend on what earlier runs finished), then drop the
    poses whose `.pkl` exists unless `overwrite`;
-3. load and check the SMPL-X model, the deformation transfer and its mask (and the SMPL-H
-   model with `from_params`): any problem is an `InputError` naming the file, before any fit;
-4. per batch of `batch_size` poses: read and check the meshes (a bad mesh fails that pose
-   only), map them to SMPL-X vertices with the sparse deformation transfer, fit on the mask
-   ids from the source pose when `source_params.npz` records it (else from the mesh alone),
-   then write the batch's rows into errors.csv and its `.pkl` files.
+3. load and check the target model, the deformation transfer and its mask (SMPL and SMPL-H
+   share one mesh: the identity, every vertex) and, with `from_params`, the SMPL-H model: any
+   problem is an `InputError` naming the file, before any fit;
+4. per batch of `batch_size` poses: read and check the meshes against the source's vertex
+   count (a bad mesh fails that pose only), map them to target vertices with the sparse
+   deformation transfer, fit on the mask ids from the source pose mapped onto the target's
+   joints when `source_params.npz` records it (SMPL-H sources), else from the mesh alone,
+   then write the batch's rows into errors.csv and its `.pkl` files (the target's format).
 
 Resuming: every file appears whole or not at all (`atomic_write`), and a pose counts as done
 only once its `.pkl` exists. A batch writes its CSV rows before its `.pkl` files, so a run
@@ -31,17 +36,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..body.deformation import load_deformation_transfer
+from ..body.deformation import load_pair_transfer
 from ..body.lbs import BodyModel
 from ..errors import InputError
-from ..family import SMPLH, map_pose
+from ..family import KINDS, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
-from ..formats.body_models import load_smplh, load_smplx
+from ..formats.body_models import load_body_model, load_smplh
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
 from ..formats.mesh_folder import PoseInput, list_mesh_inputs, read_mesh_vertices, select_shard
-from ..formats.smplx_params import parameter_path, write_smplx_params
+from ..formats.param_files import parameter_path
+from ..formats.smpl_params import write_smpl_params
+from ..formats.smplh_params import write_smplh_params
+from ..formats.smplx_params import write_smplx_params
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..runtime import resolve_device
+
+# The writer of each target's parameter files.
+PARAMETER_WRITERS = {"smpl": write_smpl_params, "smplh": write_smplh_params,
+                     "smplx": write_smplx_params}
 
 @dataclass
 class TransferSummary:
@@ -90,16 +102,22 @@ class _Stage2:
         self.options = options
         self.source_params = source_params
         self.device = resolve_device(options.device)
-        smplx_data = load_smplx(options.smplx_model, options.gender)
-        self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+        self.source = KINDS[options.source_model]
+        target_data = load_body_model(options.target_model_path, options.target_model,
+                                      options.gender)
+        if options.fit.num_betas > target_data.num_shape_coeffs:
+            raise InputError(f"{target_data.path}: has {target_data.num_shape_coeffs} shape "
+                             f"coefficients, {options.fit.num_betas} betas asked for")
+        self.deformation = load_pair_transfer(options.source_model, options.target_model,
+                                              options.deftrafo_path, options.mask_path)
         self.smplh_body = None
         if options.from_params:
             self.smplh_body = BodyModel(load_smplh(options.smplh_model)).to(self.device)
-        self.fitter = BodyFitter(smplx_data, self.deformation.mask_ids, options.fit)
+        self.fitter = BodyFitter(target_data, self.deformation.mask_ids, options.fit)
         self.fitter = self.fitter.to(self.device)
 
     def read_vertices(self, inputs):
-        """The inputs that can be read, their SMPL-H vertices (B, 6890, 3), the failures.
+        """The inputs that can be read, their source vertices (B, V, 3), the failures.
 
         Vertices come from the mesh files (numpy), or with from_params from posing the
         SMPL-H model on the run's device (torch).
@@ -115,15 +133,15 @@ class _Stage2:
                 if item.pose_id is None:
                     raise InputError(f"{item.mesh_path}: the file name is not a pose id "
                                      "(<pose_id:06d>.obj) or repeats another file's pose id")
-                vertices.append(read_mesh_vertices(item.mesh_path, SMPLH.num_vertices))
+                vertices.append(read_mesh_vertices(item.mesh_path, self.source.num_vertices))
                 ok.append(item)
             except InputError as error:
                 failures.append((item.name, str(error)))
         stacked = (np.stack(vertices) if vertices
-                   else np.zeros((0, SMPLH.num_vertices, 3), np.float32))
+                   else np.zeros((0, self.source.num_vertices, 3), np.float32))
         return ok, stacked, failures
 
-    def fit_and_write(self, inputs, smplh_vertices, new):
+    def fit_and_write(self, inputs, source_vertices, new):
         """Fit the batch; write the rows, then the .pkl files, of the poses in `new`.
 
         The poses of a batch not in `new` (their .pkl exists) are fitted only to keep the
@@ -132,9 +150,10 @@ class _Stage2:
         """
         options = self.options
         targets = torch.as_tensor(
-            self.deformation.apply(smplh_vertices)[:, self.deformation.mask_ids])
+            self.deformation.apply(source_vertices)[:, self.deformation.mask_ids])
         init_poses = [None if item.pose_id not in self.source_params else
-                      map_pose(self.source_params[item.pose_id][None], "smplh", "smplx")[0]
+                      map_pose(self.source_params[item.pose_id][None], "smplh",
+                               options.target_model)[0]
                       for item in inputs]
         result = fit_batch(self.fitter, targets, init_poses)
         written = [i for i, item in enumerate(inputs) if item.pose_id in new]
@@ -146,9 +165,10 @@ class _Stage2:
                          flagged=bool(result.v2v_mean_mm[i] > options.flag_threshold_mm))
                 for i in written]
         merge_error_rows(options.output_dir / ERRORS_CSV, rows)
+        write = PARAMETER_WRITERS[options.target_model]
         for i in written:
-            write_smplx_params(parameter_path(options.output_dir, inputs[i].pose_id),
-                               result.pose[i], result.betas[i])
+            write(parameter_path(options.output_dir, inputs[i].pose_id),
+                  result.pose[i], result.betas[i])
         return rows
 
 
@@ -169,7 +189,8 @@ def run_transfer(options, progress=True, log=print):
     if options.from_params and not source_path.is_file():
         raise InputError(f"{source_path}: not found (from_params needs the poses recorded by "
                          "stage 1)")
-    source_params = read_source_params(source_path)
+    # source_params.npz records SMPL-H poses: a start for SMPL-H sources only.
+    source_params = read_source_params(source_path) if options.source_model == "smplh" else {}
     inputs = param_inputs(source_params) if options.from_params else list_mesh_inputs(
         options.mesh_dir)
     shard = select_shard(inputs, options.shard_size, options.shard_index)
