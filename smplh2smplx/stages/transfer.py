@@ -51,9 +51,11 @@ from ..formats.smplx_params import write_smplx_params
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..runtime import resolve_device
 
-# The writer of each target's parameter files.
-PARAMETER_WRITERS = {"smpl": write_smpl_params, "smplh": write_smplh_params,
-                     "smplx": write_smplx_params}
+
+def parameter_writer(kind):
+    """The function writing a `kind` target's parameter file: (path, pose, betas)."""
+    return {"smpl": write_smpl_params, "smplh": write_smplh_params,
+            "smplx": write_smplx_params}[kind]
 
 @dataclass
 class TransferSummary:
@@ -165,7 +167,7 @@ class _Stage2:
                          flagged=bool(result.v2v_mean_mm[i] > options.flag_threshold_mm))
                 for i in written]
         merge_error_rows(options.output_dir / ERRORS_CSV, rows)
-        write = PARAMETER_WRITERS[options.target_model]
+        write = parameter_writer(options.target_model)
         for i in written:
             write(parameter_path(options.output_dir, inputs[i].pose_id),
                   result.pose[i], result.betas[i])

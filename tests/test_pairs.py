@@ -1,0 +1,285 @@
+"""Every SMPL-family pair, both ways (issue 13): stage 2 from source meshes to target
+parameter files, read back and posed by the stock smplx package, independently of our fitter.
+
+The models are the synthetic kit's SMPL-H and SMPL-X and an SMPL made from its SMPL-H (the
+hand's fifteen joints merged into one, as SMPL's hand is SMPL-H's with still fingers); the
+SMPL-X -> SMPL-H/SMPL transfers are nearest-vertex maps on the two templates. Where the kit
+ships its own SMPL model and transfers, those are used instead.
+"""
+import pickle
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import scipy.sparse
+import scipy.spatial
+import torch
+
+import run_transfer
+from smplh2smplx import family
+from smplh2smplx.body.deformation import load_pair_transfer
+from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.body.shape import convert_betas, rest_vertices
+from smplh2smplx.errors import InputError
+from smplh2smplx.fit.fitter import FitSettings
+from smplh2smplx.formats import smpl_params, smplh_params, smplx_params
+from smplh2smplx.formats.body_models import load_body_model
+from smplh2smplx.formats.errors_csv import read_error_rows
+from smplh2smplx.formats.meshes import write_obj
+from smplh2smplx.formats.param_files import parameter_path
+from smplh2smplx.settings import TransferOptions
+from smplh2smplx.stages.transfer import run_transfer as transfer_stage
+
+REPO = Path(__file__).resolve().parents[1]
+AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
+KIND_NAMES = ("smpl", "smplh", "smplx")
+DIRECTIONS = [(source, target) for source in KIND_NAMES for target in KIND_NAMES
+              if source != target]
+READERS = {"smpl": smpl_params.read_smpl_params, "smplh": smplh_params.read_smplh_params,
+           "smplx": smplx_params.read_smplx_params}
+FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
+TRANSFER_NAMES = {  # the official file names (docs/FORMATS.md)
+    "smpl2smplx": "smpl2smplx_deftrafo_setup.pkl", "smplh2smplx": "smplh2smplx_deftrafo_setup.pkl",
+    "smplx2smpl": "smplx2smpl_deftrafo_setup.pkl", "smplx2smplh": "smplx2smplh_deftrafo_setup.pkl"}
+
+
+def smpl_from_smplh(smplh):
+    """SMPL arrays from SMPL-H ones: each hand's fifteen joints become one joint at the
+    knuckles, skinned to every vertex the fingers moved, without correctives of its own."""
+    parents = family.parents("smpl")
+    left, right = family.SMPLH.hands
+    hands = [np.arange(left, left + 15), np.arange(right, right + 15)]
+    weights = np.concatenate([smplh.weights[:, :22]] + [smplh.weights[:, joints].sum(1, keepdims=True)
+                                                         for joints in hands], axis=1)
+    knuckles = [smplh.j_regressor[joints[::3]].mean(0, keepdims=True) for joints in hands]
+    regressor = np.concatenate([smplh.j_regressor[:22]] + knuckles)
+    posedirs = np.concatenate([smplh.posedirs[:, :, :21 * 9],
+                               np.zeros((len(weights), 3, 18))], axis=2)
+    return dict(v_template=smplh.v_template, f=smplh.faces, J_regressor=regressor,
+                kintree_table=np.stack([parents, np.arange(24)]), weights=weights,
+                posedirs=posedirs, shapedirs=smplh.shapedirs[:, :, :10])
+
+
+def nearest_vertex_transfer(source_template, target_template):
+    """(target vertices, 2 * source vertices) sparse map: each target vertex follows its
+    nearest source vertex of the rest templates (one weight of 1 per row)."""
+    nearest = scipy.spatial.cKDTree(source_template).query(target_template)[1]
+    rows = np.arange(len(target_template))
+    return scipy.sparse.csr_matrix((np.ones(len(rows)), (rows, nearest)),
+                                   shape=(len(target_template), 2 * len(source_template)))
+
+
+@pytest.fixture(scope="module")
+def pairs(kit, tmp_path_factory):
+    """Model folders and transfer files of every kind and direction."""
+    root = Path(kit if isinstance(kit, (str, Path)) else kit.root)
+    folder = tmp_path_factory.mktemp("pairs")
+    models = {"smplh": root / "body_models", "smplx": root / "body_models",
+              "smpl": root / "body_models"}
+    smplh = load_body_model(models["smplh"], "smplh")
+    smplx = load_body_model(models["smplx"], "smplx")
+    if not (root / "body_models" / "smpl").is_dir():
+        models["smpl"] = folder / "body_models"
+        (models["smpl"] / "smpl").mkdir(parents=True)
+        with open(models["smpl"] / "smpl" / "SMPL_NEUTRAL.pkl", "wb") as handle:
+            pickle.dump(smpl_from_smplh(smplh), handle)
+    transfers = {}
+    for name, file_name in TRANSFER_NAMES.items():
+        transfers[name] = root / "transfer" / file_name
+        if not transfers[name].is_file():
+            transfers[name] = folder / file_name
+            if name.startswith("smplx2"):
+                matrix = nearest_vertex_transfer(smplx.v_template, smplh.v_template)
+            else:                       # SMPL and SMPL-H share one mesh
+                with open(root / "transfer" / TRANSFER_NAMES["smplh2smplx"], "rb") as handle:
+                    matrix = pickle.load(handle)["mtx"]
+            with open(transfers[name], "wb") as handle:
+                pickle.dump({"mtx": matrix}, handle)
+    return SimpleNamespace(models=models, transfers=transfers,
+                           mask=root / "transfer" / "smplx_mask_ids.npy")
+
+
+def amass_poses(count):
+    """(count, 156) SMPL-H poses spread over the real AMASS sample, else small random ones."""
+    if AMASS_SAMPLE.exists():
+        with np.load(AMASS_SAMPLE) as data:
+            poses = data["poses"]
+        return poses[np.linspace(0, len(poses) - 1, count).astype(int)].astype(np.float32)
+    return (np.random.default_rng(0).normal(size=(count, 156)) * 0.2).astype(np.float32)
+
+
+def pair_options(pairs, source, target, mesh_dir, output_dir, fit=FitSettings()):
+    name = f"{source}2{target}"
+    return TransferOptions(
+        mesh_dir=mesh_dir, output_dir=output_dir, target_model_path=pairs.models[target],
+        deftrafo_path=pairs.transfers.get(name), mask_path=pairs.mask if target == "smplx" else None,
+        source_model=source, target_model=target, poses_per_batch=8, device="cpu", fit=fit)
+
+
+def write_source_meshes(pairs, source, folder, pose, betas):
+    """The source model's meshes of (N, J, 3) poses and (N, 10) betas as <id>.obj; returns
+    the (N, V, 3) vertices."""
+    data = load_body_model(pairs.models[source], source)
+    with torch.no_grad():
+        vertices = BodyModel(data)(pose, betas)[0].numpy()
+    folder.mkdir(parents=True, exist_ok=True)
+    for pose_id, mesh in enumerate(vertices):
+        write_obj(folder / f"{pose_id:06d}.obj", mesh, data.faces)
+    return vertices
+
+
+def stock_smplx_vertices(pairs, kind, params):
+    """(N, V, 3) vertices of parameter dicts posed by the smplx package (flat hands, no PCA,
+    zero translation)."""
+    import smplx
+    cat = {key: torch.stack([p[key] for p in params]) for key in params[0]}
+    count, num_betas = len(params), cat["betas"].shape[-1]
+    layer = smplx.create(str(pairs.models[kind]), model_type=kind, num_betas=num_betas,
+                         use_pca=False, flat_hand_mean=True, batch_size=count,
+                         ext="npz" if kind == "smplx" else "pkl")
+    values = {key: value.reshape(count, -1) for key, value in cat.items()}
+    if kind == "smplx":
+        values["expression"] = torch.zeros(count, layer.num_expression_coeffs)
+    with torch.no_grad():
+        return layer(**values).vertices.numpy()
+
+
+def aligned_v2v_mm(fitted, targets):
+    """(N,) mean vertex distance in mm after the best translation (the files hold none)."""
+    offset = (targets - fitted).mean(1, keepdims=True)
+    return np.linalg.norm(fitted + offset - targets, axis=2).mean(1) * 1000.0
+
+
+def convert(pairs, source, target, folder, pose, betas):
+    """Run stage 2 on the source meshes; returns (targets on the mask, stock-smplx vertices
+    of the written files on the mask, fitter's errors)."""
+    source_vertices = write_source_meshes(pairs, source, folder / "meshes", pose, betas)
+    options = pair_options(pairs, source, target, folder / "meshes", folder / "out")
+    summary = transfer_stage(options, progress=False)
+    assert summary.done == len(pose) and not summary.failures
+    params = [READERS[target](parameter_path(folder / "out", i)) for i in range(len(pose))]
+    transfer = load_pair_transfer(source, target, options.deftrafo_path, options.mask_path)
+    mask = transfer.mask_ids
+    targets = transfer.apply(source_vertices)[:, mask]
+    posed = stock_smplx_vertices(pairs, target, params)[:, mask]
+    rows = read_error_rows(folder / "out" / "errors.csv")
+    return targets, posed, params, np.array([rows[i].v2v_mean_mm for i in range(len(pose))])
+
+
+# ----------------------------------------------------------------- every direction
+
+# Bounds on the stock-smplx error of the written files, per direction, with the figures
+# measured on the kit (mean vertex error of 3 real AMASS poses, default settings).
+BOUNDS_MM = {("smpl", "smplh"): 1.0, ("smplh", "smpl"): 8.0,
+             ("smplh", "smplx"): 6.0, ("smpl", "smplx"): 6.0,
+             ("smplx", "smplh"): 9.0, ("smplx", "smpl"): 13.0}
+
+
+@pytest.mark.parametrize("source, target", DIRECTIONS, ids=[f"{s}2{t}" for s, t in DIRECTIONS])
+def test_every_direction_read_back_by_stock_smplx(pairs, tmp_path, source, target):
+    """Real AMASS poses (mapped onto the source's joints) and a random source shape: the
+    target files, posed by the smplx package, match the transferred source meshes."""
+    count = 3
+    pose = family.map_pose(amass_poses(count), "smplh", source)
+    betas = torch.as_tensor(np.random.default_rng(1).normal(size=(count, 10)) * 0.5,
+                            dtype=torch.float32)
+    targets, posed, params, fit_errors = convert(pairs, source, target, tmp_path, pose, betas)
+    for p in params:                        # the target's keys, float32 CPU tensors
+        assert set(p) == set(FORMATS[target].PARAMETER_SHAPES)
+        assert all(value.dtype == torch.float32 and value.device.type == "cpu"
+                   for value in p.values())
+    errors = aligned_v2v_mm(posed, targets)
+    print(f"{source}2{target}: stock smplx v2v_mm {np.round(errors, 3)}, fitter "
+          f"{np.round(fit_errors, 3)}")
+    assert (errors < BOUNDS_MM[source, target]).all(), errors
+    # The fitter's own figures agree with the independent ones (translation aside).
+    assert np.allclose(errors, fit_errors, rtol=0.05, atol=0.05), (errors, fit_errors)
+
+
+def test_smpl_to_smplh_and_back_below_1mm(pairs, tmp_path):
+    """SMPL -> SMPL-H -> SMPL: both steps below 1 mm (one mesh, SMPL's hand is SMPL-H's with
+    still fingers), and the round trip returns the SMPL pose's mesh."""
+    count = 3
+    pose = family.map_pose(amass_poses(count), "smplh", "smpl")
+    betas = torch.as_tensor(np.random.default_rng(2).normal(size=(count, 10)) * 0.5,
+                            dtype=torch.float32)
+    targets, posed, params, _ = convert(pairs, "smpl", "smplh", tmp_path / "there", pose, betas)
+    assert (aligned_v2v_mm(posed, targets) < 1.0).all()
+    back_pose = torch.stack([smplh_params.pose_from_params(p)[0] for p in params])
+    back_betas = torch.stack([smplh_params.pose_from_params(p)[1] for p in params])
+    back_targets, back_posed, _, _ = convert(pairs, "smplh", "smpl", tmp_path / "back",
+                                             back_pose, back_betas)
+    assert (aligned_v2v_mm(back_posed, back_targets) < 1.0).all()
+    assert (aligned_v2v_mm(back_posed, targets) < 1.0).all()
+
+
+def test_source_mesh_of_the_wrong_model_fails_that_pose(pairs, tmp_path):
+    """An SMPL-X source folder holding an SMPL-H mesh: that pose fails, naming its file and
+    the vertex counts; nothing is written for it."""
+    pose = family.map_pose(amass_poses(1), "smplh", "smplh")
+    write_source_meshes(pairs, "smplh", tmp_path / "meshes", pose, None)
+    options = pair_options(pairs, "smplx", "smpl", tmp_path / "meshes", tmp_path / "out")
+    summary = transfer_stage(options, progress=False)
+    assert summary.done == 0 and len(summary.failures) == 1
+    assert "000000.obj" in summary.failures[0][1] and "10475" in summary.failures[0][1]
+    assert not parameter_path(tmp_path / "out", 0).exists()
+
+
+def test_pair_without_its_transfer_is_refused(pairs, tmp_path):
+    """A pair of two meshes needs its deformation transfer, and one of another pair (of other
+    vertex counts) is refused naming the file."""
+    with pytest.raises(InputError, match="SMPL-X to SMPL needs a deformation transfer"):
+        TransferOptions(mesh_dir=tmp_path, output_dir=tmp_path,
+                        target_model_path=pairs.models["smpl"], source_model="smplx",
+                        target_model="smpl").check()
+    with pytest.raises(InputError, match="smplh2smplx_deftrafo_setup.pkl.*shape"):
+        load_pair_transfer("smplx", "smpl", pairs.transfers["smplh2smplx"])
+
+
+# ----------------------------------------------------------------- shape only
+
+@pytest.mark.parametrize("source, target", DIRECTIONS, ids=[f"{s}2{t}" for s, t in DIRECTIONS])
+def test_shape_only_betas_match_the_rest_mesh(pairs, source, target):
+    """The converted betas, posed in the rest pose by the stock smplx package, match the
+    transferred source rest mesh better than any other betas: the least-squares optimum
+    (checked by its normal equations) and, for SMPL <-> SMPL-H, the same mesh."""
+    source_data = load_body_model(pairs.models[source], source)
+    target_data = load_body_model(pairs.models[target], target)
+    transfer = load_pair_transfer(source, target, pairs.transfers.get(f"{source}2{target}"),
+                                  pairs.mask if target == "smplx" else None)
+    betas = np.random.default_rng(3).normal(size=(2, 10))
+    result = convert_betas(source_data, betas, target_data, transfer, num_betas=10)
+    zero = {"smpl": 23, "smplh": 51, "smplx": 54}[target]
+    params = [_rest_params(target, b, zero) for b in result.betas]
+    posed = stock_smplx_vertices(pairs, target, params)[:, transfer.mask_ids]
+    wanted = transfer.apply(rest_vertices(source_data, betas))[:, transfer.mask_ids]
+    residual = posed + result.transl[:, None] - wanted                       # (B, M, 3)
+    errors = np.linalg.norm(residual, axis=2).mean(1) * 1000
+    assert np.allclose(errors, result.v2v_mean_mm, atol=1e-3)
+    # Normal equations: the residual is orthogonal to every shape direction and translation.
+    directions = target_data.shapedirs[transfer.mask_ids, :, :10]
+    assert np.abs(np.einsum("bmc,mcs->bs", residual, directions)).max() < 1e-4
+    assert np.abs(residual.sum(1)).max() < 1e-3
+    if family.same_topology(source, target):
+        assert (result.v2v_mean_mm < 1e-3).all() and np.allclose(result.betas, betas, atol=1e-4)
+
+
+def _rest_params(kind, betas, num_pose_joints):
+    """A parameter dict of the rest pose with these betas."""
+    builder = {"smpl": smpl_params.smpl_parameters, "smplh": smplh_params.smplh_parameters,
+               "smplx": smplx_params.smplx_parameters}[kind]
+    return builder(torch.zeros(num_pose_joints + 1, 3), torch.as_tensor(betas))
+
+
+def test_shape_only_command_prints_the_betas(pairs, capsys):
+    """run_transfer.py --shape-only prints the target betas of --betas."""
+    argv = ["--shape-only", "--betas", "0.5,-1,0.25", "--source-model", "smplh",
+            "--target-model", "smpl", "--source-body-model", str(pairs.models["smplh"]),
+            "--exp-opts", f"body_model.folder={pairs.models['smpl']}"]
+    assert run_transfer.main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    betas = np.array(printed[0].split(": ")[1].split(","), dtype=float)
+    assert printed[0].startswith("smpl betas: ") and betas.shape == (10,)
+    assert np.allclose(betas, [0.5, -1, 0.25] + [0] * 7, atol=1e-4)
+    assert run_transfer.main(["--shape-only", "--source-model", "smplh"]) == 2
