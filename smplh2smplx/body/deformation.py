@@ -15,7 +15,8 @@ import torch
 
 from ..family import KINDS, same_topology
 from ..errors import InputError
-from ..formats.deformation_files import read_deformation_matrix, read_mask_ids
+from ..formats.deformation_files import (OFFICIAL_TRANSFER_FILES, read_deformation_matrix,
+                                         read_mask_ids)
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,6 +130,6 @@ def load_pair_transfer(source, target, deftrafo_path=None, mask_path=None):
         return identity_transfer(num_vertices, mask_ids)
     if deftrafo_path is None:
         raise InputError(f"{KINDS[source].label} to {KINDS[target].label} needs the "
-                         f"deformation transfer {source}2{target}_deftrafo_setup.pkl "
+                         f"deformation transfer {OFFICIAL_TRANSFER_FILES[source + '2' + target]} "
                          "(deformation_transfer_path)")
     return load_deformation_transfer(deftrafo_path, mask_path, source, target)
