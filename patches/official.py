@@ -201,7 +201,14 @@ class _OfficialRun:
         with torch.no_grad():
             targets = self.modules.utils.apply_deformation_transfer(
                 self.def_matrix, batch["vertices"], batch["faces"])
-            transl = var_dict["transl"].detach().reshape(len(items), 3)
+            transl = var_dict.get("transl")
+            if transl is None:
+                # The SMPL and SMPL-H layers' outputs carry no translation, and the official
+                # loop overwrites its variables with them: read it off the fitted vertices.
+                zero = targets.new_zeros(len(items), 3)
+                transl = (var_dict["vertices"].detach() - _vertices_of(
+                    self.body_model, self.kind, params, zero)).mean(1)
+            transl = transl.detach().reshape(len(items), 3)
             written = _distances_mm(_vertices_of(self.body_model, self.kind, params, transl),
                                     targets, self.mask_ids)
             fitted = _distances_mm(var_dict["vertices"].detach(), targets, self.mask_ids)

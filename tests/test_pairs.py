@@ -283,3 +283,44 @@ def test_shape_only_command_prints_the_betas(pairs, capsys):
     assert printed[0].startswith("smpl betas: ") and betas.shape == (10,)
     assert np.allclose(betas, [0.5, -1, 0.25] + [0] * 7, atol=1e-4)
     assert run_transfer.main(["--shape-only", "--source-model", "smplh"]) == 2
+
+
+# ----------------------------------------------------------------- the official engine
+
+@pytest.fixture(scope="module")
+def clone():
+    """The smplx clone named by SMPLX_REPO (with torchtrustncg and loguru); else skip."""
+    import importlib.util
+    import os
+    repo = os.environ.get("SMPLX_REPO")
+    if not repo:
+        pytest.skip("the official transfer_model: set SMPLX_REPO to a clone of "
+                    "https://github.com/vchoutas/smplx to run it")
+    for module in ("torchtrustncg", "loguru"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"the official transfer_model needs {module}, not installed")
+    return Path(repo)
+
+
+@pytest.mark.parametrize("source, target", [("smplx", "smpl"), ("smpl", "smplh")],
+                         ids=["smplx2smpl", "smpl2smplh"])
+def test_official_engine_runs_other_pairs(clone, pairs, tmp_path, source, target):
+    """--engine official for a pair other than SMPL-H -> SMPL-X (3 iterations per stage):
+    the target's parameter files, whose errors it reports as our v2v_mm."""
+    from patches.official import run_official
+    from smplh2smplx.settings import load_experiment_config
+    pose = family.map_pose(amass_poses(2), "smplh", source)
+    write_source_meshes(pairs, source, tmp_path / "meshes", pose, None)
+    paths = {"MESH_DIR": str(tmp_path / "meshes"), "SMPLX_OUTPUT_DIR": str(tmp_path / "out"),
+             "SMPLX_MODEL": str(pairs.models[target]),
+             "DEFTRAFO_PATH": str(pairs.transfers.get(f"{source}2{target}", "")),
+             "MASK_IDS_PATH": str(pairs.mask), "SMPLH_MODEL": "unused"}
+    config = load_experiment_config(
+        exp_opts=["optim.maxiters=3", "batch_size=2", f"body_model.model_type={target}",
+                  f"fit.source_model={source}"], user_config=paths)
+    results = run_official(config, smplx_repo=clone, device="cpu", log=None)
+    assert [r.pose_id for r in results] == [0, 1]
+    assert all(r.error is None and np.isfinite(r.v2v_mean_mm) for r in results)
+    for pose_id in (0, 1):
+        params = READERS[target](parameter_path(tmp_path / "out", pose_id))
+        assert set(params) == set(FORMATS[target].PARAMETER_SHAPES)
