@@ -324,3 +324,29 @@ def test_official_engine_runs_other_pairs(clone, pairs, tmp_path, source, target
     for pose_id in (0, 1):
         params = READERS[target](parameter_path(tmp_path / "out", pose_id))
         assert set(params) == set(FORMATS[target].PARAMETER_SHAPES)
+
+
+def test_source_parameter_files_start_the_fit(pairs, tmp_path, monkeypatch):
+    """A parameter file of the source's format beside a mesh (as an earlier run with that
+    model as target writes it) starts that pose's fit from its pose mapped onto the target's
+    joints; a pose without one starts from its mesh; a malformed one fails its pose."""
+    import smplh2smplx.stages.transfer as stage
+    pose = family.map_pose(amass_poses(3), "smplh", "smplx")
+    write_source_meshes(pairs, "smplx", tmp_path / "meshes", pose, None)
+    smplx_params.write_smplx_params(tmp_path / "meshes" / "000000.pkl", pose[0], torch.zeros(10))
+    (tmp_path / "meshes" / "000002.pkl").write_bytes(b"not a pickle")
+    starts = []
+
+    def spy(fitter, targets, init_poses):
+        starts.extend(init_poses)
+        return fit_batch(fitter, targets, init_poses)
+
+    from smplh2smplx.fit.fitter import fit_batch
+    monkeypatch.setattr(stage, "fit_batch", spy)
+    options = pair_options(pairs, "smplx", "smpl", tmp_path / "meshes", tmp_path / "out",
+                           fit=FitSettings(max_iterations=3))
+    summary = transfer_stage(options, progress=False)
+    assert summary.done == 2 and len(summary.failures) == 1
+    assert "000002.pkl" in summary.failures[0][1]
+    assert len(starts) == 2 and starts[1] is None
+    torch.testing.assert_close(starts[0], family.map_pose(pose[:1], "smplx", "smpl")[0])

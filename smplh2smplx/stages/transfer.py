@@ -16,7 +16,8 @@ The run, in order:
 4. per batch of `batch_size` poses: read and check the meshes against the source's vertex
    count (a bad mesh fails that pose only), map them to target vertices with the sparse
    deformation transfer, fit on the mask ids from the source pose mapped onto the target's
-   joints when `source_params.npz` records it (SMPL-H sources), else from the mesh alone,
+   joints when `source_params.npz` records it (SMPL-H sources) or a parameter file of the
+   source's format lies beside the mesh (`<pose_id:06d>.pkl`), else from the mesh alone,
    then write the batch's rows into errors.csv and its `.pkl` files (the target's format).
 
 Resuming: every file appears whole or not at all (`atomic_write`), and a pose counts as done
@@ -44,12 +45,16 @@ from ..fit.fitter import BodyFitter, fit_batch
 from ..formats.body_models import load_body_model, load_smplh
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
 from ..formats.mesh_folder import PoseInput, list_mesh_inputs, read_mesh_vertices, select_shard
-from ..formats.param_files import parameter_path
+from ..formats import smpl_params, smplh_params, smplx_params
+from ..formats.param_files import parameter_path, pose_from_parameters, read_parameters
 from ..formats.smpl_params import write_smpl_params
 from ..formats.smplh_params import write_smplh_params
 from ..formats.smplx_params import write_smplx_params
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..runtime import resolve_device
+
+
+PARAMETER_FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
 
 
 def parameter_writer(kind):
@@ -117,6 +122,18 @@ class _Stage2:
             self.smplh_body = BodyModel(load_smplh(options.smplh_model)).to(self.device)
         self.fitter = BodyFitter(target_data, self.deformation.mask_ids, options.fit)
         self.fitter = self.fitter.to(self.device)
+        self.starts = {}          # pose id -> (J_source, 3) pose of a source parameter file
+
+    def read_start(self, item):
+        """The source pose of the parameter file beside a mesh (`<pose_id:06d>.pkl` in the
+        source model's format, e.g. written by an earlier run with that model as target),
+        (J_source, 3); None when there is none. InputError naming a malformed file."""
+        path = item.mesh_path.with_suffix(".pkl")
+        if not path.is_file():
+            return None
+        source_format = PARAMETER_FORMATS[self.source.name]
+        params = read_parameters(path, source_format.PARAMETER_SHAPES, self.source.label)
+        return pose_from_parameters(params, source_format.JOINT_SLICES)[0]
 
     def read_vertices(self, inputs):
         """The inputs that can be read, their source vertices (B, V, 3), the failures.
@@ -135,13 +152,29 @@ class _Stage2:
                 if item.pose_id is None:
                     raise InputError(f"{item.mesh_path}: the file name is not a pose id "
                                      "(<pose_id:06d>.obj) or repeats another file's pose id")
-                vertices.append(read_mesh_vertices(item.mesh_path, self.source.num_vertices))
+                mesh = read_mesh_vertices(item.mesh_path, self.source.num_vertices)
+                start = (None if item.pose_id in self.source_params
+                         else self.read_start(item))
+                vertices.append(mesh)
                 ok.append(item)
+                if start is not None:
+                    self.starts[item.pose_id] = start
             except InputError as error:
                 failures.append((item.name, str(error)))
         stacked = (np.stack(vertices) if vertices
                    else np.zeros((0, self.source.num_vertices, 3), np.float32))
         return ok, stacked, failures
+
+    def start_pose(self, pose_id):
+        """(J_target, 3) start of a pose: its recorded source pose (source_params.npz, or a
+        source parameter file) mapped onto the target's joints; None: read off the mesh."""
+        if pose_id in self.source_params:
+            pose = self.source_params[pose_id]
+        elif pose_id in self.starts:
+            pose = self.starts.pop(pose_id)
+        else:
+            return None
+        return map_pose(pose[None], self.source.name, self.options.target_model)[0]
 
     def fit_and_write(self, inputs, source_vertices, new):
         """Fit the batch; write the rows, then the .pkl files, of the poses in `new`.
@@ -153,10 +186,7 @@ class _Stage2:
         options = self.options
         targets = torch.as_tensor(
             self.deformation.apply(source_vertices)[:, self.deformation.mask_ids])
-        init_poses = [None if item.pose_id not in self.source_params else
-                      map_pose(self.source_params[item.pose_id][None], "smplh",
-                               options.target_model)[0]
-                      for item in inputs]
+        init_poses = [self.start_pose(item.pose_id) for item in inputs]
         result = fit_batch(self.fitter, targets, init_poses)
         written = [i for i, item in enumerate(inputs) if item.pose_id in new]
         rows = [ErrorRow(pose_id=inputs[i].pose_id,
