@@ -53,7 +53,6 @@ from ..formats.smplx_params import write_smplx_params
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..runtime import resolve_device
 
-
 PARAMETER_FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
 
 
@@ -61,6 +60,7 @@ def parameter_writer(kind):
     """The function writing a `kind` target's parameter file: (path, pose, betas)."""
     return {"smpl": write_smpl_params, "smplh": write_smplh_params,
             "smplx": write_smplx_params}[kind]
+
 
 @dataclass
 class TransferSummary:
