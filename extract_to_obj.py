@@ -8,12 +8,13 @@ Writes <pose_id:06d>.obj and source_params.npz (the SMPL-H poses) into the outpu
 poses already written are skipped, so an interrupted run is resumed by running the same
 command again. Every path defaults to its config.py entry; a flag wins over it. Exit status:
 0 all written, 1 some poses failed (--keep-going; listed at the end), 2 bad input (nothing
-written).
+written), 3 an output cannot be written (read-only or full disk, a path that is a file; the
+path is named).
 """
 import argparse
 import sys
 
-from smplh2smplx.errors import InputError
+from smplh2smplx.errors import InputError, OutputError
 from smplh2smplx.formats.annotations import parse_pose_ids, read_pose_ids_file
 from smplh2smplx.settings import (BODY_MODELS, OUTPUT_FORMATS, UNSET, USER_CONFIG,
                                   ExtractOptions, read_user_config)
@@ -101,6 +102,11 @@ def main(argv=None, user_config=None):
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (OutputError, OSError) as error:
+        if isinstance(error, OSError):
+            error = f"{error.filename or 'output'}: {error.strerror or error}"
+        print(f"error: {error}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

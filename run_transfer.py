@@ -13,16 +13,19 @@
 
 Writes <pose_id:06d>.pkl and errors.csv into output_folder; poses already converted are
 skipped, so an interrupted run is resumed by running the same command again. Exit status:
-0 all converted, 1 some poses failed (listed at the end), 2 bad input (nothing fitted).
+0 all converted, 1 some poses failed (listed at the end), 2 bad input (nothing fitted),
+3 an output cannot be written (read-only or full disk, a path that is a file; the path is
+named).
 --report fits nothing: it writes the HTML/PNG report of output_folder (default
 <output_folder>/report/index.html).
 """
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 
-from smplh2smplx.errors import InputError
+from smplh2smplx.errors import InputError, OutputError
 from smplh2smplx.formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
 from smplh2smplx.settings import (EXPERIMENT_CONFIG, ShapeOptions, TransferOptions,
                                   load_experiment_config, parse_value)
@@ -125,7 +128,8 @@ def run_official_engine(config, args):
     summary = TransferSummary()
 
     def record(results):
-        rows = [ErrorRow(r.pose_id, r.v2v_mean_mm, r.v2v_max_mm, r.iterations, r.converged,
+        rows = [ErrorRow(r.pose_id, r.v2v_mean_mm, r.v2v_max_mm, r.iterations,
+                         r.converged and math.isfinite(r.v2v_mean_mm),
                          r.v2v_mean_mm > threshold) for r in results if r.error is None]
         merge_error_rows(csv_path, rows)
         summary.rows.extend(rows)
@@ -136,6 +140,14 @@ def run_official_engine(config, args):
     summary.total = len(run_official(config, smplx_repo=args.smplx_repo, on_batch=record))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def write_error_line(error):
+    """One line naming the path of an OutputError or of an OS error (outputs are where
+    they arise: readers turn theirs into InputError)."""
+    if isinstance(error, OSError):
+        return f"{error.filename or 'output'}: {error.strerror or error}"
+    return " ".join(str(error).splitlines())
 
 
 def main(argv=None):
@@ -154,6 +166,9 @@ def main(argv=None):
     except InputError as error:
         print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
         return 2
+    except (OutputError, OSError) as error:
+        print(f"error: {write_error_line(error)}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

@@ -22,13 +22,14 @@ class ModelKind:
     """One member of the family.
 
     name: "smpl", "smplh" or "smplx"; label: as people write it.
-    num_vertices, num_joints: of the model files.
+    num_vertices, num_joints, num_faces: of the model files.
     hands: (first left-hand joint, first right-hand joint) of the 15-joint hands, or None.
     """
     name: str
     label: str
     num_vertices: int
     num_joints: int
+    num_faces: int
     hands: tuple = None
 
     @property
@@ -37,9 +38,9 @@ class ModelKind:
         return 3 * self.num_joints
 
 
-SMPL = ModelKind("smpl", "SMPL", 6890, 24)
-SMPLH = ModelKind("smplh", "SMPL-H", 6890, 52, hands=(22, 37))
-SMPLX = ModelKind("smplx", "SMPL-X", 10475, 55, hands=(25, 40))
+SMPL = ModelKind("smpl", "SMPL", 6890, 24, 13776)
+SMPLH = ModelKind("smplh", "SMPL-H", 6890, 52, 13776, hands=(22, 37))
+SMPLX = ModelKind("smplx", "SMPL-X", 10475, 55, 20908, hands=(25, 40))
 KINDS = {kind.name: kind for kind in (SMPL, SMPLH, SMPLX)}
 
 # Other models a wrong file may be, to say what it is: (vertices, joints) -> label.

@@ -173,8 +173,6 @@ class ExtractOptions:
                              ("PoseScript", self.posescript_dir)]:
             if folder is not None and not folder.is_dir():
                 raise InputError(f"{folder}: {name} folder not found")
-        if self.output_dir.exists() and not self.output_dir.is_dir():
-            raise InputError(f"{self.output_dir}: output folder is a file")
 
 
 # ----------------------------------------------------------------- stage 2
@@ -184,6 +182,10 @@ class ExtractOptions:
 TARGET_BETAS = {"smpl": (smpl_params.NUM_BETAS, smpl_params.NUM_BETAS),
                 "smplh": (0, 16),
                 "smplx": (smplx_params.NUM_BETAS, smplx_params.NUM_BETAS)}
+
+# The path entries of the stage-2 config every pair needs (and deformation_transfer_path
+# unless SMPL <-> SMPL-H, mask_ids_fname for SMPL-X targets, fit.smplh_model with from_params).
+PATH_KEYS = ("datasets.mesh_folder.data_folder", "output_folder", "body_model.folder")
 
 @dataclass(frozen=True)
 class TransferOptions:
@@ -228,7 +230,12 @@ class TransferOptions:
         def value(key, kind):
             node = config
             for part in key.split("."):
-                node = node[part]
+                try:
+                    node = node[part]
+                except Exception:       # a section replaced by a scalar or left empty
+                    raise InputError(f"config entry {key} is missing: its section "
+                                     f"{key.rpartition('.')[0] or key} is not a mapping "
+                                     "of entries") from None
             return _typed(node, kind, f"config entry {key}")
 
         def path(key):
@@ -243,6 +250,17 @@ class TransferOptions:
             if kind not in KINDS:
                 raise InputError(f"config entry {key}: expected one of {', '.join(KINDS)}, got "
                                  f"{kind!r}")
+        needed = (PATH_KEYS
+                  + (() if same_topology(source, target) else ("deformation_transfer_path",))
+                  + (("mask_ids_fname",) if target == "smplx" else ())
+                  + (("fit.smplh_model",) if value("fit.from_params", bool) else ()))
+        unset = [key for key in needed if value(key, str).strip() in ("", UNSET)]
+        if len(unset) == 1:
+            raise InputError(f"config entry {unset[0]} is not set: write its path in config.py "
+                             f"or give --exp-opts {unset[0]}=PATH")
+        if unset:
+            raise InputError(f"config entries {', '.join(unset)} are not set: write their "
+                             "paths in config.py or give --exp-opts KEY=PATH for each")
         num_betas = value(f"body_model.{target}.betas.num", int)
         fit = FitSettings(num_betas=num_betas, **{
             entry.name: value(f"fit.{entry.name}", entry.type)
@@ -305,6 +323,12 @@ class TransferOptions:
             raise InputError("from_params needs the SMPL-H model (--smplh-model or config.py)")
         if self.fit.max_iterations < 0 or self.fit.refine_iterations < 0:
             raise InputError("fit.max_iterations and fit.refine_iterations must be >= 0")
+        if not 0.0 < self.fit.tolerance < 1.0:      # a fraction of the loss; NaN fails too
+            raise InputError(f"fit.tolerance must be a fraction between 0 and 1 (exclusive), "
+                             f"got {self.fit.tolerance}")
+        if self.fit.fit_vertices < 0:
+            raise InputError(f"fit.fit_vertices must be >= 0 (0: the whole mask), got "
+                             f"{self.fit.fit_vertices}")
 
 
 @dataclass(frozen=True)
@@ -414,7 +438,7 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
         if unknown:
             raise InputError(f"{exp_cfg}: unknown key(s) {', '.join(unknown)} (the fit "
                              f"section's keys are those of {EXPERIMENT_CONFIG.name})")
-        config = OmegaConf.merge(config, mine)
+        config = _merge(config, mine, exp_cfg)
     known = set(_dotted_keys(config))
     for option in exp_opts:
         key, sep, text = option.partition("=")
@@ -448,6 +472,16 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
         raise InputError(f"config.py has no entry {missing[0]} (asked for by "
                          f"${{config:{missing[0]}}} in the YAML config)")
     return config
+
+
+def _merge(config, overrides, origin):
+    """OmegaConf.merge, with an error naming `origin` when a section of the config is
+    given as a list or another type that cannot replace it."""
+    try:
+        return OmegaConf.merge(config, overrides)
+    except Exception as error:          # OmegaConf raises several kinds
+        message = str(getattr(error, "msg", error)).splitlines()[0]
+        raise InputError(f"{origin}: cannot apply it to the config: {message}") from None
 
 
 def _register_resolver(name, function):

@@ -148,8 +148,8 @@ def test_an_interrupted_run_leaves_whole_files_and_resumes(kit, few_ids, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         run_extract(options(kit, tmp_path, ids=few_ids), **QUIET)
     assert len(obj_files(tmp_path)) == 3
-    assert sorted(path.name for path in tmp_path.iterdir()) == obj_files(tmp_path) + [
-        SOURCE_PARAMS]                                        # no temporary file left
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        f".{SOURCE_PARAMS}.lock"] + obj_files(tmp_path) + [SOURCE_PARAMS]   # no temporary left
     assert all(len(read_obj_vertices(tmp_path / name)) == 6890 for name in obj_files(tmp_path))
     monkeypatch.undo()
     summary = run_extract(options(kit, tmp_path, ids=few_ids), **QUIET)

@@ -13,10 +13,10 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from ..family import KINDS, same_topology
 from ..errors import InputError
-from ..formats.deformation_files import (OFFICIAL_TRANSFER_FILES, read_deformation_matrix,
-                                         read_mask_ids)
+from ..family import KINDS, same_topology
+from ..formats.deformation_files import (OFFICIAL_TRANSFER_FILES, check_convex_rows,
+                                         read_deformation_matrix, read_mask_ids)
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,6 +102,7 @@ def load_deformation_transfer(deftrafo_path, mask_path=None, source="smplh", tar
     matrix = read_deformation_matrix(deftrafo_path, num_target, num_source)
     mask_ids = (np.arange(num_target) if mask_path is None
                 else read_mask_ids(mask_path, num_target))
+    check_convex_rows(matrix, mask_ids, deftrafo_path)
     return DeformationTransfer(matrix=matrix, mask_ids=mask_ids,
                                deftrafo_path=Path(deftrafo_path),
                                mask_path=None if mask_path is None else Path(mask_path))

@@ -171,10 +171,12 @@ class BodyFitter(torch.nn.Module):
 
         vertices = forward(model, model.mask_set, rotmats, betas, transl)[0]
         errors = (vertices - mask_targets).square().sum(1).sqrt() * 1000.0   # (M, B)
+        # A pose whose error is not finite has not converged, whatever its last step did.
+        converged = done & torch.isfinite(errors).all(0)
         return FitResult(pose=roma.rotmat_to_rotvec(rotmats).cpu(), betas=betas.cpu(),
                          transl=transl.cpu(), v2v_mean_mm=errors.mean(0).cpu(),
                          v2v_max_mm=errors.amax(0).cpu(), iterations=spent.cpu(),
-                         converged=done.cpu())
+                         converged=converged.cpu())
 
 
 def fit_batch(fitter, targets, init_poses):

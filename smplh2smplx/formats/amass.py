@@ -10,22 +10,27 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .files import open_regular
 
 SMPLH_POSE_SIZE = 156      # 52 joints x 3: root, 21 body joints, 15 + 15 hand joints
 SMPLX_POSE_SIZE = 165      # 55 joints x 3
 
 
-def read_smplh_poses(path):
+def read_smplh_poses(path, frames=None):
     """(T, 156) float64 axis-angle poses of an AMASS SMPL-H sequence file.
 
+    Args:
+        frames: the frames that will be used; only those must be finite (frames beyond
+            the sequence are left to `check_frame`). None: every frame.
     Raises InputError naming the file when it is missing, not a readable .npz, a SMPL-X
-    sequence, or holds no finite (T, 156) `poses` array.
+    sequence, or holds no (T, 156) `poses` array; and naming the first frame of `frames`
+    that holds NaN or infinite values.
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: AMASS sequence not found")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open_regular(path) as handle, np.load(handle, allow_pickle=False) as archive:
             if "poses" not in archive.files:
                 raise InputError(f"{path}: not an AMASS sequence (no `poses` array)")
             model_type = (str(archive["surface_model_type"])
@@ -41,8 +46,10 @@ def read_smplh_poses(path):
     if poses.ndim != 2 or poses.shape[1] != SMPLH_POSE_SIZE or poses.dtype.kind != "f":
         raise InputError(f"{path}: poses has shape {poses.shape} and type {poses.dtype}, "
                          f"expected (T, {SMPLH_POSE_SIZE}) floats")
-    if not np.isfinite(poses).all():
-        raise InputError(f"{path}: poses hold NaN or infinite values")
+    frames = range(len(poses)) if frames is None else frames
+    for frame in frames:
+        if 0 <= frame < len(poses) and not np.isfinite(poses[frame]).all():
+            raise InputError(f"{path}: frame {frame} of poses holds NaN or infinite values")
     return poses.astype(np.float64, copy=False)
 
 
@@ -50,3 +57,11 @@ def check_frame(pose_id, frame, num_frames, path):
     """Raise InputError naming the pose and the file when `frame` is not in 0..num_frames-1."""
     if not 0 <= frame < num_frames:
         raise InputError(f"pose {pose_id}: frame {frame} is beyond {path} ({num_frames} frames)")
+
+
+def check_frame_values(pose_id, frame, poses, path):
+    """Raise InputError naming the pose, the frame and the file when `poses[frame]` holds
+    NaN or infinite values (only the frames that are used are checked)."""
+    if not np.isfinite(poses[frame]).all():
+        raise InputError(f"pose {pose_id}: frame {frame} of {path} holds NaN or infinite "
+                         "values")

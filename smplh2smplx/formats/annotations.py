@@ -9,10 +9,12 @@ mapping can be asked for instead.
 """
 import json
 import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from .files import open_regular
 
 ID_MAPPING = "ids_2_dataset_sequence_and_frame_index_100k.json"
 POSEFIX_HUMAN = "posefix_human_6157.json"
@@ -35,12 +37,14 @@ def read_json(path):
     """The parsed contents of a JSON file; InputError naming the file if it cannot be."""
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as stream:
+        with open_regular(path, "r", encoding="utf-8") as stream:
             return json.load(stream)
     except FileNotFoundError:
         raise InputError(f"{path}: not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply") from None
     except OSError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror})") from None
 
@@ -51,7 +55,7 @@ def _pose_id(text, path, what="pose id"):
         return int(text)
     if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
         return text
-    raise InputError(f"{path}: {text!r} is not a {what}")
+    raise InputError(f"{path}: {reprlib.repr(text)} is not a {what}")
 
 
 def read_id_mapping(path):
@@ -64,11 +68,12 @@ def read_id_mapping(path):
     for key, entry in contents.items():
         pose_id = _pose_id(key, path)
         if not (isinstance(entry, list) and len(entry) == 3 and entry[0] == "AMASS"
-                and isinstance(entry[1], str) and entry[1]
-                and not Path(entry[1]).is_absolute()
+                and isinstance(entry[1], str) and entry[1] and "\0" not in entry[1]
+                and not Path(entry[1]).is_absolute() and ".." not in Path(entry[1]).parts
                 and isinstance(entry[2], int) and not isinstance(entry[2], bool)):
-            raise InputError(f"{path}: entry of pose {pose_id} is {entry!r}, expected "
-                             '["AMASS", "<relative path>", <frame>]')
+            raise InputError(f"{path}: entry of pose {pose_id} is {reprlib.repr(entry)}"
+                             ', expected ["AMASS", "<path relative to the AMASS folder, '
+                             'without ..>", <frame>]')
         mapping[pose_id] = (entry[1], entry[2])
     return mapping
 
@@ -102,7 +107,7 @@ def posefix_human_ids(posefix_dir):
                              f"({len(pairs)} pairs)")
         pair = pairs[pair_id]
         if not isinstance(pair, list) or len(pair) != 2:
-            raise InputError(f"{pairs_path}: entry {pair_id} is {pair!r}, expected "
+            raise InputError(f"{pairs_path}: entry {pair_id} is {reprlib.repr(pair)}, expected "
                              "[pose_A_id, pose_B_id]")
         pose_ids.update(_pose_id(pose_id, pairs_path) for pose_id in pair)
     return pose_ids
@@ -134,7 +139,8 @@ def read_pose_ids_file(path):
     """Ids listed in a text file (separated by spaces, commas or new lines)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path, "r", encoding="utf-8") as stream:
+            text = stream.read()
     except FileNotFoundError:
         raise InputError(f"{path}: id list not found") from None
     except (OSError, UnicodeDecodeError) as error:

@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse
 
 from ..errors import InputError
+from .files import open_regular
 from .safe_pickle import load_pickle
 
 # The official file of each direction ("model transfer" data of the smplx repository).
@@ -56,12 +57,14 @@ def read_mask_ids(path, num_vertices):
     """(M,) int64 vertex ids of a mask file, checked to be unique and below `num_vertices`."""
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             ids = np.lib.format.read_array(handle, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(f"{path}: mask file not found") from None
-    except (ValueError, OSError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npy array: {error!r}") from None
+    except InputError:
+        raise
+    except Exception as error:     # numpy's header parser raises several kinds
+        raise InputError(f"{path}: not a readable .npy array: {error!r}"[:500]) from None
     if ids.ndim != 1 or ids.size == 0 or ids.dtype.kind not in "iu":
         raise InputError(f"{path}: expected a non-empty 1-d array of integer vertex ids, got "
                          f"{ids.dtype} values of shape {ids.shape}")
@@ -73,3 +76,27 @@ def read_mask_ids(path, num_vertices):
         raise InputError(f"{path}: vertex ids repeat ({ids.size - np.unique(ids).size} "
                          "duplicates)")
     return ids
+
+
+# How far a masked row may stray from convex weights (official rows: barycentric
+# coordinates, non-negative and summing to 1 up to rounding).
+CONVEX_TOLERANCE = 1e-3
+
+
+def check_convex_rows(matrix, mask_ids, path):
+    """Raise InputError unless every masked row holds convex weights (non-negative, summing
+    to 1): an all-zero or otherwise degenerate matrix maps bodies onto a collapsed target,
+    which the fit would match with a better score than a real body."""
+    rows = matrix[mask_ids]
+    sums = np.asarray(rows.sum(axis=1)).ravel()
+    bad_sum = np.flatnonzero(np.abs(sums - 1.0) > CONVEX_TOLERANCE)
+    if bad_sum.size:
+        first = bad_sum[0]
+        raise InputError(f"{path}: {bad_sum.size} of the {len(mask_ids)} masked rows of the "
+                         f"deformation-transfer matrix do not sum to 1 (row of target vertex "
+                         f"{mask_ids[first]} sums to {sums[first]:.4g}); a real setup holds "
+                         "barycentric weights")
+    if rows.nnz and rows.data.min() < -CONVEX_TOLERANCE:
+        raise InputError(f"{path}: the masked rows of the deformation-transfer matrix hold "
+                         f"negative weights (down to {rows.data.min():.4g}); a real setup "
+                         "holds barycentric weights")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .files import atomic_write, exclusive_lock
+from .files import atomic_write, exclusive_lock, open_regular
 
 ERRORS_CSV = "errors.csv"
 CSV_COLUMNS = ("pose_id", "v2v_mean_mm", "v2v_max_mm", "iterations", "converged", "flagged")
@@ -40,21 +40,26 @@ def read_error_rows(path):
     if not path.exists():
         return {}
     rows = {}
-    with open(path, newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            return {}
-        if tuple(header) != CSV_COLUMNS:
-            raise InputError(f"{path}: columns {header}, expected {list(CSV_COLUMNS)}")
-        for line_number, cells in enumerate(reader, start=2):
-            try:
-                pose_id, mean, peak, iterations, converged, flagged = cells
-                row = ErrorRow(int(pose_id), float(mean), float(peak), int(iterations),
-                               bool(int(converged)), bool(int(flagged)))
-            except ValueError:
-                raise InputError(f"{path}: line {line_number} is malformed: {cells}") from None
-            rows[row.pose_id] = row
+    try:
+        with open_regular(path, "r", newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                return {}
+            if tuple(header) != CSV_COLUMNS:
+                raise InputError(f"{path}: columns {header[:10]}, expected "
+                                 f"{list(CSV_COLUMNS)}")
+            for line_number, cells in enumerate(reader, start=2):
+                try:
+                    pose_id, mean, peak, iterations, converged, flagged = cells
+                    row = ErrorRow(int(pose_id), float(mean), float(peak), int(iterations),
+                                   bool(int(converged)), bool(int(flagged)))
+                except ValueError:
+                    raise InputError(f"{path}: line {line_number} is malformed: "
+                                     f"{cells[:10]}"[:300]) from None
+                rows[row.pose_id] = row
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable CSV table ({error})") from None
     return rows
 
 

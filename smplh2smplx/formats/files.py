@@ -1,12 +1,43 @@
-"""Atomic file writing: a file either appears whole under its final name or not at all."""
+"""File-level safety: atomic writes, regular-file reads, lock files, stale temporaries.
+
+- `atomic_write`: a file either appears whole under its final name or not at all;
+- `open_regular`: inputs are read only from regular files (a FIFO or a device named like
+  an input would hang or mislead a reader);
+- `exclusive_lock`: a lock file beside a shared output, opened without following links;
+- `remove_stale_temporaries`: removes what `atomic_write` left behind in a killed run;
+- `check_writable_folder`: an unwritable output folder is found before any work.
+OS errors on the write side become `OutputError` naming the path.
+"""
+import contextlib
+import errno
 import os
+import re
+import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..errors import InputError, OutputError
+
+try:
+    import fcntl
+except ImportError:              # Windows: no advisory locks (no shards sharing a folder there)
+    fcntl = None
 
 # The process's umask, read once (reading it means setting it).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def output_error(path, error):
+    """OutputError for the OSError `error` met while writing `path`."""
+    where = error.filename if getattr(error, "filename", None) else path
+    return OutputError(f"{where}: cannot write: {error.strerror or error}")
 
 
 @contextmanager
@@ -17,34 +48,164 @@ def atomic_write(path, mode="wb"):
     for `*.obj` or `*.pkl` never see a half-written file, and an interrupted write
     leaves at most a stray temporary file, never a truncated output. The file gets the
     permissions an ordinary `open` would give (mkstemp's are owner-only), so outputs in a
-    shared cluster folder stay readable by the group.
+    shared cluster folder stay readable by the group. While it is written the temporary
+    file is locked, so that `remove_stale_temporaries` never takes a live one. An OS error
+    (unwritable folder, full disk) is raised as OutputError naming the path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise output_error(path, error) from None
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
         with os.fdopen(fd, mode) as handle:
             yield handle
         os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as error:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(error, OSError):
+            raise output_error(path, error) from None
         raise
+
+
+def _kind(mode):
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path, mode="rb", **kwargs):
+    """Open an existing file for reading, refusing anything but a regular file.
+
+    Links are followed. The file is opened without blocking, so a FIFO (which would wait
+    for a writer forever) or a device is refused at once with an InputError naming it;
+    a missing file raises the usual FileNotFoundError. `kwargs` go to `open` (encoding...).
+    """
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC)
+    try:
+        mode_bits = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode_bits):
+            raise InputError(f"{path}: is {_kind(mode_bits)}, expected a regular file")
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def is_regular_file(path):
+    """Whether `path` itself (not a link to it) is a regular file."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 @contextmanager
 def exclusive_lock(path):
-    """Hold an exclusive advisory lock on a hidden lock file beside `path` (POSIX only)."""
-    try:
-        import fcntl
-    except ImportError:          # Windows: no concurrent shards sharing a folder there.
+    """Hold an exclusive advisory lock on the hidden file `.<name>.lock` beside `path`.
+
+    The lock file is opened without following a link: a link planted in a shared folder
+    must not make the runner create or touch a file elsewhere with its rights. POSIX only
+    (elsewhere nothing is locked).
+    """
+    if fcntl is None:
         yield
         return
     lock_path = Path(path).with_name(f".{Path(path).name}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW | _NONBLOCK | _CLOEXEC,
+                     0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise OutputError(f"{lock_path}: is a symbolic link; refusing to follow it "
+                              "(remove the link)") from None
+        raise output_error(lock_path, error) from None
+    try:
+        mode_bits = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode_bits):
+            raise OutputError(f"{lock_path}: is {_kind(mode_bits)}, expected a lock file "
+                              "(remove it)")
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+# `.<final name>.<8 characters of mkstemp>.tmp`, as atomic_write names its temporaries.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stale_temporaries(folder, is_ours, min_age_s=10.0):
+    """Remove the temporary files that `atomic_write` left in `folder` in a killed run.
+
+    Args:
+        folder: the output folder (nothing happens when it does not exist).
+        is_ours: predicate on the final file name (e.g. "000001.obj"): only temporaries of
+            files this stage writes are touched.
+        min_age_s: a temporary written to in the last `min_age_s` seconds is left alone,
+            as is one whose writer still holds its lock (a live shard sharing the folder).
+    Returns:
+        the removed paths.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.fullmatch(entry.name)
+        if not match or not is_ours(match["name"]):
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK | _CLOEXEC)
+        except OSError:
+            continue             # gone meanwhile, a link, or not ours to open
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or time.time() - info.st_mtime < min_age_s:
+                continue
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue             # locked by a live writer, or cannot be removed
+        finally:
+            os.close(fd)
+    return removed
+
+
+def check_writable_folder(folder):
+    """Raise OutputError naming `folder` when output files cannot be written into it.
+
+    A missing folder is not created here (a run stopped by bad input then leaves nothing
+    behind): its nearest existing parent must be a folder that a file can be made in.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is" if existing == folder else f"lies under {existing}, which is"
+        raise OutputError(f"{folder}: cannot be the output folder: {where} not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot write into {existing}: "
+                          f"{error.strerror or error}") from None

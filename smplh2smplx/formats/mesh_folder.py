@@ -12,6 +12,7 @@ from ..errors import InputError
 from .meshes import read_mesh
 
 MESH_SUFFIXES = (".obj", ".ply")
+MAX_COORDINATE_M = 100.0   # |x| of a mesh vertex, metres; AMASS bodies stay within ~10 m
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,24 @@ def select_shard(inputs, shard_size, shard_index):
     return list(inputs[shard_index * shard_size:(shard_index + 1) * shard_size])
 
 
-def read_mesh_vertices(path, num_vertices):
-    """(V, 3) float32 vertices of a mesh file that must have `num_vertices` finite vertices;
-    InputError naming the file otherwise."""
+def read_mesh_vertices(path, kind):
+    """(V, 3) float32 vertices of a complete mesh of a model `kind` (a `family.ModelKind`):
+    its vertex and face counts, finite coordinates within MAX_COORDINATE_M metres (no human
+    body reaches beyond, and such values would overflow the fit). InputError naming the
+    file otherwise."""
     try:
-        vertices = np.asarray(read_mesh(path), dtype=np.float32)
+        vertices = np.asarray(read_mesh(path, kind.num_faces), dtype=np.float64)
     except InputError:
         raise
     except (OSError, ValueError, IndexError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: cannot read the mesh ({error})") from None
-    if vertices.shape != (num_vertices, 3):
-        raise InputError(f"{path}: has {vertices.shape[0]} vertices, expected {num_vertices}")
+    if vertices.shape != (kind.num_vertices, 3):
+        raise InputError(f"{path}: has {vertices.shape[0]} vertices, a {kind.label} mesh has "
+                         f"{kind.num_vertices}")
     if not np.isfinite(vertices).all():
         raise InputError(f"{path}: holds NaN or infinite vertex coordinates")
-    return vertices
+    largest = float(np.abs(vertices).max())
+    if largest > MAX_COORDINATE_M:
+        raise InputError(f"{path}: a vertex coordinate is {largest:.3g} m, far outside any "
+                         f"human body (the limit is {MAX_COORDINATE_M:g} m)")
+    return vertices.astype(np.float32)

@@ -3,13 +3,14 @@
 Vertex order is the contract between the stages (docs/FORMATS.md), so neither side lets a
 mesh library merge, drop or reorder vertices.
 """
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .files import atomic_write
+from .files import atomic_write, open_regular
 
 
 # (3, 1000): the three ASCII digits of 0..999, zero-padded, one number per column.
@@ -73,32 +74,56 @@ def write_obj(path, vertices, faces):
     return Path(path)
 
 
-def read_obj_vertices(path):
-    """(V, 3) float64 vertices of an `.obj`, in file order (faces and normals are ignored)."""
-    with open(path, "rb") as stream:
-        lines = stream.read().split(b"\n")
+def read_obj_vertices(path, num_faces=None):
+    """(V, 3) float64 vertices of an `.obj`, in file order (faces and normals are ignored).
+
+    With `num_faces`, the file must be complete: it ends with a new line and holds exactly
+    `num_faces` face lines (a file cut in its faces, or in its vertices, which come first,
+    then lacks faces; a cut inside a number cannot be seen otherwise). Only regular files
+    are read (a FIFO would hang the reader).
+    """
+    with open_regular(path) as stream:
+        data = stream.read()
+    lines = data.split(b"\n")
     rows = [line[2:] for line in lines if line.startswith(b"v ")]
     try:
         vertices = np.array(b" ".join(rows).split(), dtype=np.float64)
     except ValueError as error:
-        raise InputError(f"{path}: unreadable vertex line ({error})") from None
+        raise InputError(f"{path}: unreadable vertex line ({str(error)[:200]})") from None
     if vertices.size != 3 * len(rows):
         raise InputError(f"{path}: every vertex line must hold exactly x y z")
+    if num_faces is not None:
+        if not data.endswith(b"\n"):
+            raise InputError(f"{path}: incomplete file (the last line is cut: no new line "
+                             "at the end)")
+        found = sum(line.startswith(b"f ") for line in lines)
+        if found != num_faces:
+            raise InputError(f"{path}: incomplete or foreign mesh: {found} face lines, "
+                             f"expected {num_faces}")
     return vertices.reshape(-1, 3)
 
 
-def read_mesh(path):
-    """(V, 3) float64 vertices of an `.obj` or `.ply` file, in file order."""
+def read_mesh(path, num_faces=None):
+    """(V, 3) float64 vertices of an `.obj` or `.ply` file, in file order; with `num_faces`
+    the file must hold exactly that many faces (see read_obj_vertices)."""
     path = Path(path)
     if path.suffix.lower() == ".obj":
-        return read_obj_vertices(path)
+        return read_obj_vertices(path, num_faces)
     if path.suffix.lower() == ".ply":
         import trimesh
+        with open_regular(path) as stream:
+            data = stream.read()
         try:
-            mesh = trimesh.load(path, process=False, maintain_order=True, force="mesh")
+            mesh = trimesh.load(io.BytesIO(data), file_type="ply", process=False,
+                                maintain_order=True, force="mesh")
+            vertices = np.asarray(mesh.vertices, dtype=np.float64)
+            faces = len(mesh.faces)
         except Exception as error:  # trimesh raises many kinds on a broken file
-            raise InputError(f"{path}: unreadable PLY ({error})") from None
-        return np.asarray(mesh.vertices, dtype=np.float64)
+            raise InputError(f"{path}: unreadable PLY ({str(error)[:200]})") from None
+        if num_faces is not None and faces != num_faces:
+            raise InputError(f"{path}: incomplete or foreign mesh: {faces} faces, expected "
+                             f"{num_faces}")
+        return vertices
     raise InputError(f"{path}: not a mesh file (expected .obj or .ply)")
 
 
@@ -109,9 +134,12 @@ def read_mesh_faces(path, num_vertices):
     try:
         if path.suffix.lower() == ".ply":
             import trimesh
-            faces = trimesh.load(path, process=False, maintain_order=True, force="mesh").faces
+            with open_regular(path) as stream:
+                data = io.BytesIO(stream.read())
+            faces = trimesh.load(data, file_type="ply", process=False, maintain_order=True,
+                                 force="mesh").faces
         else:
-            with open(path, "rb") as stream:
+            with open_regular(path) as stream:
                 lines = [line.split()[1:] for line in stream.read().split(b"\n")
                          if line.startswith(b"f ")]
             # "f 1/1/1 2/2/2 3/3/3" keeps the vertex index before the first slash.

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import InputError
 from .files import atomic_write
+from .safe_pickle import load_tensor_pickle
 
 ANY = None   # a size a file may choose (SMPL-H's number of betas)
 
@@ -52,25 +53,29 @@ def write_parameters(path, params):
 
 
 def read_parameters(path, shapes, label):
-    """Load a parameter file with plain `pickle` and check it against `shapes`.
+    """Load a parameter file without running its code and check it against `shapes`.
 
+    The file is read by `safe_pickle.load_tensor_pickle`, never by plain `pickle.load`:
+    output folders may be shared, and a planted `.pkl` must not run code in whoever
+    resumes a run or makes a report.
+
+    Returns:
+        the dict of tensors as stored (fresh CPU tensors, nothing else attached).
     Raises:
         InputError naming the file and the first departure from the format.
     """
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            params = pickle.load(handle)
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as error:
-        raise InputError(f"{path}: cannot read {label} parameters ({error})") from None
-    if not isinstance(params, dict):
+    params = load_tensor_pickle(path)
+    if type(params) is not dict:
         raise InputError(f"{path}: holds a {type(params).__name__}, expected a dict")
+    if not all(isinstance(key, str) for key in params):
+        raise InputError(f"{path}: holds keys that are not strings, expected {sorted(shapes)}")
     if set(params) != set(shapes):
-        raise InputError(f"{path}: keys {sorted(params)}, expected {sorted(shapes)} "
+        raise InputError(f"{path}: keys {sorted(params)[:20]}, expected {sorted(shapes)} "
                          f"({label} parameters)")
     for key, shape in shapes.items():
         value = params[key]
-        if not isinstance(value, torch.Tensor):
+        if type(value) is not torch.Tensor:
             raise InputError(f"{path}: {key} is a {type(value).__name__}, expected a torch tensor")
         problem = None
         if len(value.shape) != len(shape) or any(
@@ -86,7 +91,7 @@ def read_parameters(path, shapes, label):
             problem = "holds NaN or infinite values"
         if problem:
             raise InputError(f"{path}: {key} {problem}")
-    return params
+    return {key: params[key].detach().clone() for key in shapes}
 
 
 def shape_text(shape):

@@ -12,14 +12,20 @@ is replaced by the numpy array it holds (or computes, for the few chumpy operati
 these files use).
 """
 import _compat_pickle
+import collections
+import functools
 import importlib
+import io
+import math
 import pickle
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse
+import torch
 
 from ..errors import InputError
+from .files import open_regular
 
 
 def _numpy_core(submodule):
@@ -28,6 +34,19 @@ def _numpy_core(submodule):
         return importlib.import_module(f"numpy._core.{submodule}")
     except ImportError:
         return importlib.import_module(f"numpy.core.{submodule}")
+
+
+class _SizeArgumentError(ValueError):
+    """bytes(n) or bytearray(n) asked for by a pickle."""
+
+
+def _no_size_argument(kind):
+    """`kind` (bytes or bytearray) callable as in pickles, except with an integer size."""
+    def build(*args):
+        if args and isinstance(args[0], int):
+            raise _SizeArgumentError(f"the pickle asks for {kind.__name__}({args[0]})")
+        return kind(*args)
+    return build
 
 
 def _allowed_globals():
@@ -51,6 +70,10 @@ def _allowed_globals():
                 allowed[(module, cls.__name__)] = cls
     for builtin in (dict, list, tuple, set, frozenset, bytes, bytearray, complex, object):
         allowed[("builtins", builtin.__name__)] = builtin
+    # bytes(n) and bytearray(n) would allocate n zero bytes: a memory bomb in 20 bytes of
+    # pickle. Protocol 2 writes `bytes()` for b"", so the names stay, without that form.
+    allowed[("builtins", "bytes")] = _no_size_argument(bytes)
+    allowed[("builtins", "bytearray")] = _no_size_argument(bytearray)
     allowed[("collections", "OrderedDict")] = dict
     allowed[("copyreg", "_reconstructor")] = importlib.import_module("copyreg")._reconstructor
     allowed[("_codecs", "encode")] = importlib.import_module("_codecs").encode
@@ -132,10 +155,18 @@ _CHUMPY_VALUES = {
 }
 
 
+_IN_PROGRESS = object()      # marks a container whose items are being converted
+
+
 def _replace_chumpy(obj, path, done):
     """`obj` with every chumpy stand-in inside containers replaced by its numpy value."""
     if id(obj) in done:
+        if done[id(obj)] is _IN_PROGRESS:
+            raise InputError(f"{path}: refused to load: an object in the pickle contains "
+                             "itself")
         return done[id(obj)]
+    if isinstance(obj, (_ChumpyObject, dict, list, tuple)):
+        done[id(obj)] = _IN_PROGRESS
     if isinstance(obj, _ChumpyObject):
         state = getattr(obj, "state", None)
         name = obj.chumpy_name.rsplit(".", 1)[-1]
@@ -174,15 +205,156 @@ def load_pickle(path):
     """
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:
             obj = _RestrictedUnpickler(handle, path).load()
+        return _replace_chumpy(obj, path, {})
     except InputError:
         raise
     except FileNotFoundError:
         raise InputError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise InputError(f"{path}: is a folder, expected a pickle file") from None
+    except RecursionError:
+        raise InputError(f"{path}: refused to load: the pickle is nested too deeply") from None
+    except _SizeArgumentError as error:
+        raise InputError(f"{path}: refused to load: {error}") from None
     except Exception as error:
         raise InputError(f"{path}: not a readable pickle (truncated, damaged or another "
-                         f"format): {error!r}") from None
-    return _replace_chumpy(obj, path, {})
+                         f"format): {error!r}"[:500]) from None
+
+
+# ----------------------------------------------------------------- pickled torch tensors
+#
+# A CPU tensor pickles as `torch._utils._rebuild_tensor_v2(storage, offset, size, stride,
+# requires_grad, backward_hooks)`, its storage as `torch.storage._load_from_bytes(data)`,
+# where `data` is a whole legacy `torch.save` file. torch's own `_load_from_bytes` runs
+# `torch.load(weights_only=False)` on those bytes, i.e. an unrestricted pickle, so neither
+# function is called here: the storage bytes are parsed below (only the storage classes
+# and their raw numbers are accepted) and the tensor is rebuilt with `as_strided`.
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_STORAGE_DTYPES = {"FloatStorage": np.float32, "DoubleStorage": np.float64,
+                   "HalfStorage": np.float16, "LongStorage": np.int64, "IntStorage": np.int32,
+                   "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
+                   "BoolStorage": np.bool_}
+# A result file holds 165 + 10 numbers (about 4 kB pickled); anything far larger is not one.
+MAX_TENSOR_PICKLE_BYTES = 1 << 20
+
+
+class _LegacyStorageUnpickler(pickle.Unpickler):
+    """Reads the small pickles of a legacy `torch.save` stream: only storage classes are
+    named, and the storage itself is a persistent id that is recorded, not loaded."""
+
+    def __init__(self, handle, path):
+        super().__init__(handle)
+        self.path = path
+        self.storages = {}
+
+    def find_class(self, module, name):
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        raise InputError(f"{self.path}: refused to load: a tensor's storage asks for "
+                         f"{module}.{name}")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"
+                and pid[1] in _STORAGE_DTYPES.values() and isinstance(pid[2], str)
+                and pid[3] == "cpu" and type(pid[4]) is int and 0 <= pid[4]
+                and pid[5] is None):
+            raise InputError(f"{self.path}: a tensor's storage is not a plain CPU storage")
+        self.storages[pid[2]] = (pid[1], pid[4])
+        return pid[2]
+
+
+def _storage_from_bytes(data, path):
+    """(N,) tensor of the numbers of a pickled storage (a legacy torch.save stream)."""
+    if not isinstance(data, bytes):
+        raise InputError(f"{path}: a tensor's storage is not stored as bytes")
+    stream = io.BytesIO(data)
+    unpickler = _LegacyStorageUnpickler(stream, path)
+    header = [unpickler.load() for _ in range(3)]     # magic, protocol, system info
+    key = unpickler.load()
+    keys = unpickler.load()
+    if (header[0] != _LEGACY_MAGIC or header[1] != _LEGACY_PROTOCOL
+            or not isinstance(header[2], dict) or header[2].get("little_endian") is not True
+            or keys != [key] or key not in unpickler.storages):
+        raise InputError(f"{path}: a tensor's storage is not in torch's format")
+    dtype, count = unpickler.storages[key]
+    stored_count = int.from_bytes(stream.read(8), "little")
+    raw = stream.read()
+    if stored_count != count or len(raw) != count * np.dtype(dtype).itemsize:
+        raise InputError(f"{path}: a tensor's storage is truncated or damaged")
+    return torch.from_numpy(np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+                            .astype(dtype))
+
+
+def _is_int_tuple(value):
+    return isinstance(value, tuple) and all(type(item) is int for item in value)
+
+
+def _rebuild_tensor(path, storage, offset, size, stride, requires_grad, hooks, metadata=None):
+    """The tensor `_rebuild_tensor_v2` would give, from checked pieces only."""
+    if not (isinstance(storage, torch.Tensor) and type(offset) is int and _is_int_tuple(size)
+            and _is_int_tuple(stride) and len(size) == len(stride)
+            and isinstance(requires_grad, bool) and isinstance(hooks, dict) and not hooks
+            and not metadata):
+        raise InputError(f"{path}: a pickled tensor is malformed")
+    if offset < 0 or min(size + stride, default=0) < 0 or (
+            math.prod(size) and offset + sum((n - 1) * s for n, s in zip(size, stride))
+            >= storage.numel()):
+        raise InputError(f"{path}: a pickled tensor lies outside its storage")
+    tensor = storage.as_strided(size, stride, offset).clone()
+    if requires_grad:
+        tensor.requires_grad_()
+    return tensor
+
+
+class _TensorUnpickler(pickle.Unpickler):
+    """Plain containers and CPU tensors only: every other name is refused."""
+
+    def __init__(self, handle, path):
+        super().__init__(handle)
+        self.path = path
+
+    def find_class(self, module, name):
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return functools.partial(_rebuild_tensor, self.path)
+        if (module, name) == ("torch.storage", "_load_from_bytes"):
+            return functools.partial(_storage_from_bytes, path=self.path)
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        raise InputError(f"{self.path}: refused to load: the pickle asks for {module}.{name}; "
+                         "only CPU torch tensors and plain containers are allowed")
+
+
+def load_tensor_pickle(path):
+    """Load a pickle of torch tensors and plain containers (a stage-2 result file) safely.
+
+    Nothing named in the file is called: tensors are rebuilt from their checked numbers,
+    and any other class or function is refused before it is resolved.
+
+    Raises:
+        InputError naming the file: missing, not a regular file, larger than
+        MAX_TENSOR_PICKLE_BYTES, not a (complete) pickle, or asking for anything else.
+    """
+    path = Path(path)
+    try:
+        with open_regular(path) as handle:
+            data = handle.read(MAX_TENSOR_PICKLE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if len(data) > MAX_TENSOR_PICKLE_BYTES:
+        raise InputError(f"{path}: larger than {MAX_TENSOR_PICKLE_BYTES} bytes, too large "
+                         "for a file of parameters")
+    try:
+        return _TensorUnpickler(io.BytesIO(data), path).load()
+    except InputError:
+        raise
+    except RecursionError:
+        raise InputError(f"{path}: refused to load: the pickle is nested too deeply") from None
+    except Exception as error:
+        raise InputError(f"{path}: not a readable pickle (truncated, damaged or another "
+                         f"format): {error!r}"[:500]) from None

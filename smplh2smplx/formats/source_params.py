@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from .amass import SMPLH_POSE_SIZE
-from .files import atomic_write
+from .files import atomic_write, exclusive_lock, open_regular
 
 SOURCE_PARAMS = "source_params.npz"
 
@@ -21,15 +21,21 @@ def read_source_params(path):
     if not path.exists():
         return {}
     try:
-        with np.load(path) as data:
+        with open_regular(path) as handle, np.load(handle, allow_pickle=False) as data:
             pose_ids, poses = data["pose_ids"], data["poses"]
+    except InputError:
+        raise
     except KeyError as error:
         raise InputError(f"{path}: lacks the array {error}") from None
     except Exception as error:
-        raise InputError(f"{path}: not a readable .npz file ({error})") from None
+        raise InputError(f"{path}: not a readable .npz file ({error})"[:500]) from None
     if pose_ids.ndim != 1 or poses.shape != (len(pose_ids), SMPLH_POSE_SIZE):
         raise InputError(f"{path}: expected pose_ids (N,) and poses (N, {SMPLH_POSE_SIZE}), "
                          f"got {pose_ids.shape} and {poses.shape}")
+    if pose_ids.dtype.kind not in "iu" or poses.dtype.kind not in "iuf" or (
+            pose_ids.size and pose_ids.min() < 0):
+        raise InputError(f"{path}: expected non-negative integer pose_ids and float poses, "
+                         f"got {pose_ids.dtype} and {poses.dtype}")
     if not np.isfinite(poses).all():
         raise InputError(f"{path}: poses hold NaN or infinite values")
     return {int(pose_id): pose for pose_id, pose in zip(pose_ids, poses.astype(np.float32))}
@@ -41,3 +47,14 @@ def write_source_params(path, params):
     poses = np.array([params[pose_id] for pose_id in pose_ids], np.float32)
     with atomic_write(path) as handle:
         np.savez(handle, pose_ids=pose_ids, poses=poses.reshape(-1, SMPLH_POSE_SIZE))
+
+
+def merge_source_params(path, params):
+    """Add {pose_id: (156,) pose} to the source_params.npz at `path` (created if absent).
+
+    Two stage-1 runs may write into one folder at once (disjoint --ids): the file is
+    re-read and rewritten under an exclusive lock, as errors.csv is, so that neither run's
+    poses are lost. A new pose replaces a recorded one of the same id.
+    """
+    with exclusive_lock(path):
+        write_source_params(path, {**read_source_params(path), **params})

@@ -30,13 +30,13 @@ from tqdm import tqdm
 
 from ..body.lbs import BodyModel
 from ..errors import InputError
-from ..formats.files import atomic_write
-from ..formats.amass import SMPLH_POSE_SIZE, check_frame, read_smplh_poses
+from ..formats.amass import SMPLH_POSE_SIZE, check_frame, check_frame_values, read_smplh_poses
 from ..formats.annotations import select_pose_ids
 from ..formats.body_models import load_smplh
+from ..formats.files import atomic_write, check_writable_folder, remove_stale_temporaries
 from ..formats.meshes import format_face_lines, format_vertex_lines
 from ..formats.safe_pickle import load_pickle
-from ..formats.source_params import SOURCE_PARAMS, read_source_params, write_source_params
+from ..formats.source_params import SOURCE_PARAMS, merge_source_params, read_source_params
 from ..runtime import torch_threads
 
 AMASS_NUM_BETAS = 16          # the AMASS body model's shape space (all zero here)
@@ -165,7 +165,7 @@ def read_source_poses(pose_ids, selection, amass_dir, progress=True):
                          disable=not progress or not by_sequence):
         path = Path(amass_dir) / relative
         try:
-            sequence = read_smplh_poses(path)
+            sequence = read_smplh_poses(path, frames=())     # each frame checked below
         except InputError as error:
             failures.extend((pose_id, f"pose {pose_id}: {error}")
                             for pose_id, _ in by_sequence[relative])
@@ -173,6 +173,7 @@ def read_source_poses(pose_ids, selection, amass_dir, progress=True):
         for pose_id, frame in by_sequence[relative]:
             try:
                 check_frame(pose_id, frame, len(sequence), path)
+                check_frame_values(pose_id, frame, sequence, path)
             except InputError as error:
                 failures.append((pose_id, str(error)))
                 continue
@@ -222,6 +223,12 @@ def write_meshes(poser, pose_ids, poses, output_dir, batch_size, bar):
 
 # ----------------------------------------------------------------- the run
 
+def _is_stage1_output(name):
+    """Whether `name` is a file stage 1 writes (its stale temporaries are removed)."""
+    stem, _, suffix = name.rpartition(".")
+    return name == SOURCE_PARAMS or (suffix == "obj" and stem.isdigit())
+
+
 def _to_do(pose_ids, recorded, output_dir, options):
     """(ids whose poses must be read, ids whose meshes must be written) given what exists."""
     if options.overwrite:
@@ -252,6 +259,8 @@ def run_extract(options, progress=True, log=print):
     """
     start = time.perf_counter()
     options.check()
+    check_writable_folder(options.output_dir)        # before any work, not after it
+    remove_stale_temporaries(options.output_dir, _is_stage1_output)
     poser = SmplhPoser(options.smplh_model, options.body_model)
     selection = select_pose_ids(options.posefix_dir, options.posescript_dir, options.ids,
                                 options.all_poses)
@@ -269,7 +278,7 @@ def run_extract(options, progress=True, log=print):
                              failures=failures)
     output_dir.mkdir(parents=True, exist_ok=True)
     if read_ids:
-        write_source_params(params_path, {**recorded, **dict(zip(read_ids, poses))})
+        merge_source_params(params_path, dict(zip(read_ids, poses)))
     if options.output_format == "params":
         summary.written = len(read_ids)         # read = not recorded yet, or overwrite
     else:

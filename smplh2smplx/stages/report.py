@@ -63,12 +63,25 @@ class RunStatistics:
 
     @classmethod
     def from_rows(cls, rows):
-        """Statistics of a non-empty list of `ErrorRow`."""
-        errors = np.array([row.v2v_mean_mm for row in rows])
-        return cls(poses=len(rows), mean=float(errors.mean()), median=float(np.median(errors)),
-                   p95=float(np.percentile(errors, 95)), max=float(errors.max()),
-                   flagged=sum(row.flagged for row in rows),
-                   not_converged=sum(not row.converged for row in rows))
+        """Statistics of a non-empty list of `ErrorRow`.
+
+        A row whose error is not finite (an old run's `inf`, a damaged table) is counted
+        as not converged and left out of mean, median, p95 and max (NaN when no row is
+        finite), so that any table gives a report.
+        """
+        errors = finite_errors(rows)
+        summary = ([float(errors.mean()), float(np.median(errors)),
+                    float(np.percentile(errors, 95)), float(errors.max())] if errors.size
+                   else [math.nan] * 4)
+        return cls(len(rows), *summary, flagged=sum(row.flagged for row in rows),
+                   not_converged=sum(not row.converged or not math.isfinite(row.v2v_mean_mm)
+                                     for row in rows))
+
+
+def finite_errors(rows):
+    """(N,) the finite v2v_mean_mm of `rows`."""
+    errors = np.array([row.v2v_mean_mm for row in rows], dtype=np.float64)
+    return errors[np.isfinite(errors)]
 
 
 @dataclass(frozen=True)
@@ -116,8 +129,12 @@ def converted_rows(output_dir):
 
 
 def worst_rows(rows, count):
-    """The `count` rows of largest v2v_mean_mm, worst first (ties: smaller pose id first)."""
-    return sorted(rows, key=lambda row: (-row.v2v_mean_mm, row.pose_id))[:count]
+    """The `count` rows of largest v2v_mean_mm, worst first (ties: smaller pose id first);
+    an error that is not a number (NaN) counts as the worst."""
+    def badness(row):
+        error = row.v2v_mean_mm
+        return (not math.isnan(error), -error if not math.isnan(error) else 0.0, row.pose_id)
+    return sorted(rows, key=badness)[:count]
 
 
 def choose_poses(rows, count, seed=0):
@@ -163,7 +180,7 @@ class PoseMeshes:
         for suffix in MESH_SUFFIXES:
             path = mesh_dir / f"{pose_id:06d}{suffix}"
             if path.is_file():
-                return (read_mesh_vertices(path, SMPLH.num_vertices),
+                return (read_mesh_vertices(path, SMPLH),
                         read_mesh_faces(path, SMPLH.num_vertices))
         if self._source_params is None:
             self._source_params = read_source_params(mesh_dir / SOURCE_PARAMS)
@@ -258,6 +275,8 @@ def plot_histogram(errors, statistics, path, flag_threshold_mm):
 
     figure = Figure(figsize=(9.0, 3.8), dpi=100)
     axes = figure.add_subplot()
+    # A damaged table may hold any finite number; their range must not overflow.
+    errors = np.clip(errors, -1e12, 1e12)
     edges = np.histogram_bin_edges(errors, bins="auto")
     if len(edges) > 61:
         edges = np.histogram_bin_edges(errors, bins=60)
@@ -268,6 +287,8 @@ def plot_histogram(errors, statistics, path, flag_threshold_mm):
     margin = 0.05 * (edges[-1] - edges[0])
     low, high = edges[0] - margin, edges[-1] + margin
     for value, name, color, style in marks:
+        if not math.isfinite(value):          # no finite error at all: nothing to mark
+            continue
         # A threshold far above every pose would squeeze the bars into one edge: it is
         # left off the axis and its legend entry says so.
         where = "" if low <= value <= high else " (off the axis)"
@@ -438,8 +459,8 @@ def write_report(options, report_dir=None, num_poses=12, smplh_model=None, table
     report_dir = output_dir / REPORT_DIR if report_dir is None else Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     statistics = RunStatistics.from_rows(rows)
-    plot_histogram(np.array([row.v2v_mean_mm for row in rows]), statistics,
-                   report_dir / HISTOGRAM, options.flag_threshold_mm)
+    plot_histogram(finite_errors(rows), statistics, report_dir / HISTOGRAM,
+                   options.flag_threshold_mm)
 
     worst, random_rows = choose_poses(rows, num_poses, seed)
     shown = ([(row, f"worst #{rank}") for rank, row in enumerate(worst, start=1)]
@@ -450,7 +471,8 @@ def write_report(options, report_dir=None, num_poses=12, smplh_model=None, table
         views = {row.pose_id: meshes.pose_view(row.pose_id) for row, _ in shown}
         # One colour scale for every picture, so that colours compare across poses.
         pooled = np.concatenate([view.vertex_error_mm for view in views.values()])
-        error_max_mm = nice_ceiling(max(float(np.nanpercentile(pooled, 99)), 1e-3))
+        top = float(np.nanpercentile(pooled, 99)) if np.isfinite(pooled).any() else 1.0
+        error_max_mm = nice_ceiling(min(max(top, 1e-3), 1e9) if math.isfinite(top) else 1e9)
     for row, _label in tqdm(shown, desc="rendering", unit="pose", disable=not progress):
         files[row.pose_id] = render_pose(views[row.pose_id], report_dir, row.pose_id,
                                          error_max_mm)

@@ -44,8 +44,10 @@ from ..family import KINDS, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
 from ..formats.body_models import load_body_model, load_smplh
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
-from ..formats.mesh_folder import PoseInput, list_mesh_inputs, read_mesh_vertices, select_shard
 from ..formats import smpl_params, smplh_params, smplx_params
+from ..formats.files import check_writable_folder, is_regular_file, remove_stale_temporaries
+from ..formats.mesh_folder import (PoseInput, list_mesh_inputs, read_mesh_vertices,
+                                   select_shard)
 from ..formats.param_files import parameter_path, pose_from_parameters, read_parameters
 from ..formats.smpl_params import write_smpl_params
 from ..formats.smplh_params import write_smplh_params
@@ -152,7 +154,7 @@ class _Stage2:
                 if item.pose_id is None:
                     raise InputError(f"{item.mesh_path}: the file name is not a pose id "
                                      "(<pose_id:06d>.obj) or repeats another file's pose id")
-                mesh = read_mesh_vertices(item.mesh_path, self.source.num_vertices)
+                mesh = read_mesh_vertices(item.mesh_path, self.source)
                 start = (None if item.pose_id in self.source_params
                          else self.read_start(item))
                 vertices.append(mesh)
@@ -204,6 +206,36 @@ class _Stage2:
         return rows
 
 
+def _is_stage2_output(name):
+    """Whether `name` is a file stage 2 writes (its stale temporaries are removed)."""
+    stem, _, suffix = name.rpartition(".")
+    return name == ERRORS_CSV or (suffix == "pkl" and stem.isdigit())
+
+
+def is_complete_result(path, target="smplx"):
+    """Whether `path` is a finished result: a regular file (not a link) that passes the
+    reader of the `target` model's parameter files. Anything else (0 bytes, truncated, a
+    planted link) is converted again, and the new file replaces it."""
+    if not is_regular_file(path):
+        return False
+    try:
+        read_parameters(path, PARAMETER_FORMATS[target].PARAMETER_SHAPES, KINDS[target].label)
+    except InputError:
+        return False
+    return True
+
+
+def _no_inputs_message(options, source_params):
+    """Why a run has nothing to convert, and what to do about it."""
+    if options.from_params:
+        return (f"{Path(options.mesh_dir) / SOURCE_PARAMS}: records no pose; run stage 1 "
+                "into this folder first")
+    hint = (f"; it holds {SOURCE_PARAMS} with {len(source_params)} poses (stage 1 with "
+            "--format params?): convert them with --from-params" if source_params
+            else "; run stage 1 into this folder first")
+    return f"{options.mesh_dir}: no .obj or .ply mesh files in the mesh folder{hint}"
+
+
 def run_transfer(options, progress=True, log=print):
     """Run stage 2 with `options` (a `TransferOptions`); returns a `TransferSummary`.
 
@@ -217,6 +249,8 @@ def run_transfer(options, progress=True, log=print):
     """
     options.check()
     output_dir = Path(options.output_dir)
+    check_writable_folder(output_dir)            # before the models are loaded, not after
+    remove_stale_temporaries(output_dir, _is_stage2_output)
     source_path = Path(options.mesh_dir) / SOURCE_PARAMS
     if options.from_params and not source_path.is_file():
         raise InputError(f"{source_path}: not found (from_params needs the poses recorded by "
@@ -225,6 +259,11 @@ def run_transfer(options, progress=True, log=print):
     source_params = read_source_params(source_path) if options.source_model == "smplh" else {}
     inputs = param_inputs(source_params) if options.from_params else list_mesh_inputs(
         options.mesh_dir)
+    if not inputs:
+        raise InputError(_no_inputs_message(options, source_params))
+    if options.shard_size == 0 and options.shard_index != 0:
+        log(f"note: batch_index {options.shard_index} is ignored: batch_size is 0, so the "
+            "one shard is the whole folder")
     shard = select_shard(inputs, options.shard_size, options.shard_index)
     if options.shard_size and not shard and inputs:
         log(f"shard {options.shard_index} of size {options.shard_size} is empty: the folder "
@@ -232,7 +271,8 @@ def run_transfer(options, progress=True, log=print):
 
     def is_new(item):
         return (options.overwrite or item.pose_id is None
-                or not parameter_path(output_dir, item.pose_id).exists())
+                or not is_complete_result(parameter_path(output_dir, item.pose_id),
+                                          options.target_model))
 
     work = []                                    # (batch, names of its poses to convert)
     for start in range(0, len(shard), options.poses_per_batch):

@@ -1,0 +1,474 @@
+"""Property-based tests (hypothesis) of the readers of every file the project reads.
+
+For damaged, random and hostile versions of each input kind (.obj/.ply mesh; .npz AMASS
+sequence, source_params.npz, body model; .npy mask; .pkl model/deformation setup and
+stage-2 result; JSON selection files and id lists; YAML experiment config; errors.csv),
+a reader either returns a valid value or raises InputError naming the file; it never
+raises anything else (no traceback), never runs code from the file (a payload would
+create a marker file), never writes anything (no partial output) and returns (no hang:
+FIFOs and devices are in test_hostile_inputs.py; here every example must finish).
+
+Examples are derandomized (the same on every run) and sized so that the whole file runs
+in well under a minute on two slow cores.
+"""
+import contextlib
+import io
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+from smplh2smplx.errors import InputError
+from smplh2smplx.family import SMPLH, SMPLX
+from smplh2smplx.formats.amass import read_smplh_poses
+from smplh2smplx.formats.annotations import (POSEFIX_HUMAN, POSEFIX_PAIRS, POSESCRIPT_HUMAN,
+                                             posefix_human_ids, posescript_human_ids,
+                                             read_id_mapping, read_pose_ids_file)
+from smplh2smplx.formats.body_models import load_smplh
+from smplh2smplx.formats.deformation_files import read_mask_ids
+from smplh2smplx.formats.errors_csv import read_error_rows
+from smplh2smplx.formats.mesh_folder import MAX_COORDINATE_M, read_mesh_vertices
+from smplh2smplx.formats.meshes import format_obj
+from smplh2smplx.formats.safe_pickle import load_pickle
+from smplh2smplx.formats.smplx_params import PARAMETER_SHAPES, read_smplx_params, smplx_parameters
+from smplh2smplx.formats.source_params import read_source_params
+from smplh2smplx.settings import EXPERIMENT_CONFIG, TransferOptions, load_experiment_config
+
+SMPLH_VERTICES, SMPLH_FACES = SMPLH.num_vertices, SMPLH.num_faces
+
+
+def read_checked_mesh(path):
+    return read_mesh_vertices(path, SMPLH)
+
+
+def read_smplx_mask(path):
+    return read_mask_ids(path, SMPLX.num_vertices)
+
+
+def fuzz(examples):
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+class Payload:
+    """Unpickling this runs `touch <marker>`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+MARKER_NAME = "MARKER"     # payloads touch it in the working folder: a test's own folder
+
+
+@contextlib.contextmanager
+def inside(folder):
+    """Run the block with `folder` as the working folder."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def read_safely(reader, path, names=None):
+    """`reader(path)`: its value, or None when it raised InputError naming the file.
+
+    Asserts the properties: nothing but InputError, the message names the file (or one of
+    `names`), no file is created in the folder (no output, no payload marker).
+    """
+    folder = Path(path).parent
+    before = sorted(os.listdir(folder))
+    try:
+        value = reader(path)
+    except InputError as error:
+        named = [str(path)] + [str(name) for name in names or ()]
+        assert any(name in str(error) for name in named), error
+        value = None
+    assert sorted(os.listdir(folder)) == before
+    assert not (folder / MARKER_NAME).exists()
+    return value
+
+
+@st.composite
+def mutated(draw, original):
+    """`original` bytes with 1-4 random edits: truncation, byte changes, insertions, cuts."""
+    data = bytearray(original)
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["truncate", "overwrite", "insert", "delete"]))
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        if kind == "truncate":
+            del data[at:]
+        elif kind == "overwrite":
+            chunk = draw(st.binary(min_size=1, max_size=8))
+            data[at:at + len(chunk)] = chunk
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        else:
+            del data[at:at + draw(st.integers(1, 64))]
+    return bytes(data)
+
+
+def written(folder, name, data):
+    path = Path(folder) / name
+    path.write_bytes(data)
+    return path
+
+
+# ----------------------------------------------------------------- meshes
+
+RNG = np.random.default_rng(0)
+MESH_VERTICES = RNG.uniform(-1.0, 1.0, (SMPLH_VERTICES, 3))
+MESH_FACES = RNG.integers(0, SMPLH_VERTICES, (SMPLH_FACES, 3))
+VALID_OBJ = format_obj(MESH_VERTICES, MESH_FACES)
+
+
+def _ply_bytes():
+    import trimesh
+    mesh = trimesh.Trimesh(MESH_VERTICES, MESH_FACES, process=False)
+    return trimesh.exchange.ply.export_ply(mesh, encoding="binary")
+
+
+VALID_PLY = _ply_bytes()
+
+
+def check_mesh(value):
+    if value is not None:
+        assert value.shape == (SMPLH_VERTICES, 3) and value.dtype == np.float32
+        assert np.isfinite(value).all() and np.abs(value).max() <= MAX_COORDINATE_M
+
+
+@fuzz(60)
+@given(data=mutated(VALID_OBJ))
+def test_obj_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        check_mesh(read_safely(read_checked_mesh, written(folder, "000001.obj", data)))
+
+
+@fuzz(60)
+@given(data=st.one_of(mutated(VALID_PLY), st.binary(max_size=300)))
+def test_ply_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        check_mesh(read_safely(read_checked_mesh, written(folder, "000001.ply", data)))
+
+
+def test_unmutated_meshes_read():
+    """The seeds of the two tests above are valid, so the mutations start from real files."""
+    with tempfile.TemporaryDirectory() as folder:
+        for name, data in [("000001.obj", VALID_OBJ), ("000002.ply", VALID_PLY)]:
+            vertices = read_checked_mesh(written(folder, name, data))
+            np.testing.assert_allclose(vertices, MESH_VERTICES, atol=1e-6)
+
+
+# ----------------------------------------------------------------- .npz and .npy
+
+def npz_bytes(arrays):
+    stream = io.BytesIO()
+    np.savez(stream, **arrays)
+    return stream.getvalue()
+
+
+small_arrays = hnp.arrays(
+    dtype=st.sampled_from([np.float64, np.float32, np.int64, np.uint8, np.bool_,
+                           np.dtype("U3"), np.complex64]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+
+
+@st.composite
+def npz_files(draw, keys, valid):
+    """A valid .npz mutated, or arrays of random kinds under the expected and other keys
+    (object arrays too: they are pickles inside the archive)."""
+    if draw(st.booleans()):
+        return draw(mutated(npz_bytes(valid)))
+    arrays = draw(st.dictionaries(st.sampled_from(keys + ["extra"]), small_arrays, max_size=4))
+    if draw(st.booleans()):
+        arrays[draw(st.sampled_from(keys))] = np.array([Payload("x"), None], dtype=object)
+    return npz_bytes(arrays)
+
+
+@fuzz(80)
+@given(data=npz_files(["poses", "surface_model_type", "trans"],
+                      {"poses": RNG.normal(size=(5, 156)), "trans": np.zeros((5, 3))}))
+def test_amass_sequence_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        poses = read_safely(read_smplh_poses, written(folder, "seq_poses.npz", data))
+        assert poses is None or (poses.ndim == 2 and poses.shape[1] == 156)
+
+
+@fuzz(80)
+@given(data=npz_files(["pose_ids", "poses"],
+                      {"pose_ids": np.arange(3), "poses": RNG.normal(size=(3, 156))}))
+def test_source_params_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        params = read_safely(read_source_params, written(folder, "source_params.npz", data))
+        assert params is None or all(
+            isinstance(key, int) and value.shape == (156,) and np.isfinite(value).all()
+            for key, value in params.items())
+
+
+MODEL_KEYS = ["v_template", "f", "J_regressor", "kintree_table", "weights", "posedirs",
+              "shapedirs"]
+
+
+def tiny_model():
+    """Arrays under the model keys with the SMPL-H vertex count but few other entries: the
+    reader's checks run on them without a 44 MB file per example."""
+    return {"v_template": np.zeros((SMPLH_VERTICES, 3)), "f": MESH_FACES[:10],
+            "J_regressor": np.zeros((52, 4)), "kintree_table": np.zeros((2, 52), np.int64),
+            "weights": np.zeros((4, 52)), "posedirs": np.zeros((2, 3, 459)),
+            "shapedirs": np.zeros((2, 3, 16))}
+
+
+@fuzz(50)
+@given(data=npz_files(MODEL_KEYS, tiny_model()))
+def test_body_model_npz_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        read_safely(load_smplh, written(folder, "model.npz", data))
+
+
+def npy_bytes(array):
+    stream = io.BytesIO()
+    np.save(stream, array)
+    return stream.getvalue()
+
+
+@fuzz(80)
+@given(data=st.one_of(mutated(npy_bytes(np.arange(50))), small_arrays.map(npy_bytes)))
+def test_mask_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        ids = read_safely(read_smplx_mask, written(folder, "smplx_mask_ids.npy", data))
+        assert ids is None or (ids.ndim == 1 and ids.size and ids.dtype == np.int64)
+
+
+# ----------------------------------------------------------------- pickles
+
+plain_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+    | st.binary(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=12)
+
+MODEL_PICKLE = pickle.dumps({"mtx": sp.random(20, 30, density=0.1, format="csc",
+                                                random_state=0),
+                             "v_template": np.zeros((4, 3)), "f": np.arange(6).reshape(2, 3),
+                             "note": "x"}, protocol=2)
+
+
+@st.composite
+def hostile_pickles(draw, marker):
+    """Plain containers (to load as they are), mutated model pickles and mutated payloads."""
+    kind = draw(st.sampled_from(["plain", "model", "payload", "bytes"]))
+    if kind == "plain":
+        return draw(st.integers(0, 5).flatmap(
+            lambda protocol: plain_values.map(lambda value: pickle.dumps(value, protocol))))
+    if kind == "model":
+        return draw(mutated(MODEL_PICKLE))
+    if kind == "payload":
+        payload = pickle.dumps({"mtx": Payload(marker)}, protocol=draw(st.integers(0, 5)))
+        return draw(st.one_of(st.just(payload), mutated(payload)))
+    return draw(st.binary(max_size=200))
+
+
+@fuzz(200)
+@given(data=hostile_pickles(MARKER_NAME))
+def test_model_pickle_loader(data):
+    with tempfile.TemporaryDirectory() as folder, inside(folder):
+        read_safely(load_pickle, written(folder, "setup.pkl", data))
+
+
+def _result_bytes():
+    params = smplx_parameters(torch.linspace(-1, 1, 165).view(55, 3), torch.ones(10))
+    return pickle.dumps(params, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+VALID_RESULT = _result_bytes()
+
+
+def _payload_results(marker):
+    """{key: a result file whose `key` is the payload}, pickled once: a pickled tensor holds
+    a memory address, so pickling inside the strategy would not draw the same data twice."""
+    payloads = {}
+    for key in sorted(PARAMETER_SHAPES):
+        params = pickle.loads(VALID_RESULT)
+        params[key] = Payload(marker)
+        payloads[key] = pickle.dumps(params)
+    return payloads
+
+
+PAYLOAD_RESULTS = _payload_results(MARKER_NAME)
+
+
+@st.composite
+def hostile_results(draw):
+    kind = draw(st.sampled_from(["mutated", "payload", "plain", "mutated", "mutated"]))
+    if kind == "mutated":            # damage anywhere, the tensors' storage bytes included
+        return draw(mutated(VALID_RESULT))
+    if kind == "payload":
+        payload = PAYLOAD_RESULTS[draw(st.sampled_from(sorted(PAYLOAD_RESULTS)))]
+        return draw(st.one_of(st.just(payload), mutated(payload)))
+    return pickle.dumps(draw(plain_values))
+
+
+@fuzz(200)
+@given(data=hostile_results())
+def test_result_pickle_reader(data):
+    with tempfile.TemporaryDirectory() as folder, inside(folder):
+        params = read_safely(read_smplx_params, written(folder, "000001.pkl", data))
+        assert params is None or {key: tuple(value.shape) for key, value in params.items()} \
+            == PARAMETER_SHAPES
+
+
+def test_unmutated_result_reads():
+    with tempfile.TemporaryDirectory() as folder:
+        params = read_smplx_params(written(folder, "000001.pkl", VALID_RESULT))
+    assert torch.equal(params["body_pose"], torch.linspace(-1, 1, 165).view(55, 3)[1:22])
+
+
+# ----------------------------------------------------------------- JSON and text lists
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=False)
+    | st.text(alphabet="AMS0123456789./_x", max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.text(alphabet="0123456789ax", max_size=4), inner, max_size=4),
+    max_leaves=15)
+
+VALID_MAPPING = json.dumps({"3": ["AMASS", "CMU/01/01_01_poses.npz", 4]}).encode()
+
+
+@st.composite
+def json_files(draw):
+    kind = draw(st.sampled_from(["value", "mutated", "bytes", "mapping-like"]))
+    if kind == "value":
+        return json.dumps(draw(json_values)).encode()
+    if kind == "mutated":
+        return draw(mutated(VALID_MAPPING))
+    if kind == "mapping-like":
+        entry = [draw(st.sampled_from(["AMASS", "amass"])), draw(json_values), draw(json_values)]
+        return json.dumps({draw(st.text("0123456789", min_size=1, max_size=3)): entry}).encode()
+    return draw(st.binary(max_size=100))
+
+
+@fuzz(150)
+@given(data=json_files())
+def test_id_mapping_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        mapping = read_safely(read_id_mapping, written(folder, "ids.json", data))
+        for pose_id, (relative, frame) in (mapping or {}).items():
+            assert pose_id >= 0 and ".." not in Path(relative).parts
+            assert not Path(relative).is_absolute() and isinstance(frame, int)
+
+
+@fuzz(80)
+@given(annotations=json_files(), pairs=json_files())
+def test_posefix_and_posescript_readers(annotations, pairs):
+    with tempfile.TemporaryDirectory() as folder:
+        written(folder, POSEFIX_HUMAN, annotations)
+        written(folder, POSEFIX_PAIRS, pairs)
+        written(folder, POSESCRIPT_HUMAN, annotations)
+        names = [Path(folder) / POSEFIX_HUMAN, Path(folder) / POSEFIX_PAIRS]
+        for reader in (posefix_human_ids, posescript_human_ids):
+            ids = read_safely(lambda _path: reader(folder), Path(folder) / POSEFIX_HUMAN,
+                              names + [Path(folder) / POSESCRIPT_HUMAN])
+            assert ids is None or all(isinstance(i, int) and i >= 0 for i in ids)
+
+
+@fuzz(80)
+@given(data=st.one_of(st.binary(max_size=80), st.text(max_size=40).map(str.encode)))
+def test_id_list_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        ids = read_safely(read_pose_ids_file, written(folder, "ids.txt", data))
+        assert ids is None or ids == sorted(set(ids))
+
+
+# ----------------------------------------------------------------- errors.csv
+
+VALID_CSV = (b"pose_id,v2v_mean_mm,v2v_max_mm,iterations,converged,flagged\n"
+             b"1,1.5,2.5,7,1,0\n2,inf,nan,3,0,1\n")
+
+
+@fuzz(120)
+@given(data=st.one_of(mutated(VALID_CSV), st.binary(max_size=120)))
+def test_errors_csv_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        read_safely(read_error_rows, written(folder, "errors.csv", data))
+
+
+# ----------------------------------------------------------------- YAML experiment config
+
+SHIPPED_YAML = EXPERIMENT_CONFIG.read_bytes()
+PATHS = {name: f"/nonexistent/{name.lower()}" for name in (
+    "MESH_DIR", "SMPLX_OUTPUT_DIR", "SMPLX_MODEL", "DEFTRAFO_PATH", "MASK_IDS_PATH",
+    "SMPLH_MODEL")}
+yaml_scalars = st.sampled_from(["0", "-1", "010", "1e400", ".nan", "yes", "off", "~", "[]",
+                                "{}", "'x'", "${config:NOPE}", "${fit}", "&a [*a]", "true",
+                                "!!python/object/apply:os.system ['touch MARKER']", "3.5",
+                                "TODO", "{a: 1}"])
+
+
+@st.composite
+def yaml_files(draw):
+    kind = draw(st.sampled_from(["values", "mutated", "text"]))
+    if kind == "mutated":
+        return draw(mutated(SHIPPED_YAML))
+    if kind == "text":
+        return draw(st.text(max_size=60)).encode()
+    lines = SHIPPED_YAML.decode().splitlines()
+    entries = [index for index, line in enumerate(lines)
+               if ":" in line and not line.strip().startswith("#")]
+    for _ in range(draw(st.integers(1, 4))):       # values and whole sections replaced
+        index = draw(st.sampled_from(entries))
+        lines[index] = f"{lines[index].partition(':')[0]}: {draw(yaml_scalars)}"
+    return "\n".join(lines).encode()
+
+
+def read_experiment(path):
+    config = load_experiment_config(path, user_config=PATHS)
+    return TransferOptions.from_config(config)
+
+
+@fuzz(120)
+@given(data=yaml_files())
+def test_experiment_config_reader(data):
+    with tempfile.TemporaryDirectory() as folder, inside(folder):
+        options = read_safely(read_experiment, written(folder, "exp.yaml", data),
+                              names=["config entry", "config.py", "--exp-opts", "fit.",
+                                     "body_model.", "datasets.", "device"])
+        assert options is None or isinstance(options, TransferOptions)
+
+
+@pytest.mark.parametrize("text", ["fit: []", "fit: 3", "fit:", "datasets: [1, 2]",
+                                  "datasets:\n  mesh_folder: 5", "body_model: {smplx: x}"])
+def test_config_section_replaced_by_another_type_is_named(text):
+    with tempfile.TemporaryDirectory() as folder:
+        read_safely(read_experiment, written(folder, "exp.yaml", text.encode()),
+                    names=["config entry", "exp.yaml"])
+
+
+def test_unmutated_yaml_reads():
+    with tempfile.TemporaryDirectory() as folder:
+        options = read_experiment(written(folder, "exp.yaml", SHIPPED_YAML))
+    assert str(options.mesh_dir) == PATHS["MESH_DIR"]
+
+
+def test_npz_member_claiming_a_huge_array_is_refused(tmp_path):
+    """An .npz whose member claims a huge array is refused without allocating it."""
+    header = {"descr": "<f8", "fortran_order": False, "shape": (10**12, 156)}
+    stream = io.BytesIO()
+    np.lib.format.write_array_header_1_0(stream, header)
+    with zipfile.ZipFile(tmp_path / "seq_poses.npz", "w") as archive:
+        archive.writestr("poses.npy", stream.getvalue())
+    read_safely(read_smplh_poses, tmp_path / "seq_poses.npz")
