@@ -65,7 +65,7 @@ def smplh_mesh(kit, tmp_path_factory):
 
 
 def stage2_options(kit, mesh_dir, output_dir, **changes):
-    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, smplx_model=kit.body_models,
+    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, target_model_path=kit.body_models,
                   deftrafo_path=kit.deftrafo, mask_path=kit.mask, poses_per_batch=2, device="cpu",
                   fit=FAST)
     values.update(changes)
@@ -280,7 +280,7 @@ def test_item5_report_survives_any_value_in_errors_csv(tmp_path):
     (output / "errors.csv").write_text("\n".join(lines) + "\n")
     for pose_id in range(1, len(values) + 1):
         write_smplx_params(parameter_path(output, pose_id), torch.zeros(55, 3), torch.zeros(10))
-    options = TransferOptions(mesh_dir=tmp_path, output_dir=output, smplx_model=tmp_path,
+    options = TransferOptions(mesh_dir=tmp_path, output_dir=output, target_model_path=tmp_path,
                               deftrafo_path=tmp_path, mask_path=tmp_path)
     index = write_report(options, num_poses=0, progress=False)
     page = index.read_text()
@@ -493,7 +493,7 @@ def test_item13_stage2_names_every_unset_path():
     (FitSettings(tolerance=2.0), "fit.tolerance"), (FitSettings(fit_vertices=-1), "fit_vertices"),
 ])
 def test_item13_fit_tolerance_and_fit_vertices_are_range_checked(tmp_path, fit, message):
-    options = TransferOptions(mesh_dir=tmp_path, output_dir=tmp_path, smplx_model=tmp_path,
+    options = TransferOptions(mesh_dir=tmp_path, output_dir=tmp_path, target_model_path=tmp_path,
                               deftrafo_path=tmp_path, mask_path=tmp_path, fit=fit)
     with pytest.raises(InputError, match=message):
         options.check()
