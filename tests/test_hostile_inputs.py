@@ -210,7 +210,7 @@ def test_item4_stage2_unwritable_output_exits_3_before_loading_models(
     def no_model(*_args, **_kwargs):
         raise AssertionError("the models must not be loaded before the folder is checked")
 
-    monkeypatch.setattr(transfer_module, "load_smplx", no_model)
+    monkeypatch.setattr(transfer_module, "load_body_model", no_model)
     status = run_transfer.main(stage2_cli(kit, mesh_dir, output))
     err = capsys.readouterr().err
     assert status == 3

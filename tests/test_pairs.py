@@ -251,8 +251,7 @@ def test_shape_only_betas_match_the_rest_mesh(pairs, source, target):
                                   pairs.mask if target == "smplx" else None)
     betas = np.random.default_rng(3).normal(size=(2, 10))
     result = convert_betas(source_data, betas, target_data, transfer, num_betas=10)
-    zero = {"smpl": 23, "smplh": 51, "smplx": 54}[target]
-    params = [_rest_params(target, b, zero) for b in result.betas]
+    params = [_rest_params(target, b) for b in result.betas]
     posed = stock_smplx_vertices(pairs, target, params)[:, transfer.mask_ids]
     wanted = transfer.apply(rest_vertices(source_data, betas))[:, transfer.mask_ids]
     residual = posed + result.transl[:, None] - wanted                       # (B, M, 3)
@@ -266,11 +265,11 @@ def test_shape_only_betas_match_the_rest_mesh(pairs, source, target):
         assert (result.v2v_mean_mm < 1e-3).all() and np.allclose(result.betas, betas, atol=1e-4)
 
 
-def _rest_params(kind, betas, num_pose_joints):
-    """A parameter dict of the rest pose with these betas."""
+def _rest_params(kind, betas):
+    """A `kind` parameter dict of the rest pose with these betas."""
     builder = {"smpl": smpl_params.smpl_parameters, "smplh": smplh_params.smplh_parameters,
                "smplx": smplx_params.smplx_parameters}[kind]
-    return builder(torch.zeros(num_pose_joints + 1, 3), torch.as_tensor(betas))
+    return builder(torch.zeros(family.KINDS[kind].num_joints, 3), torch.as_tensor(betas))
 
 
 def test_shape_only_command_prints_the_betas(pairs, capsys):
