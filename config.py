@@ -14,8 +14,8 @@ POSEFIX_DIR = TODO
 # PoseScript release folder: posescript_human_6293.json and the same id mapping.
 # Set it to "" to convert the PoseFix-H poses only.
 POSESCRIPT_DIR = TODO
-# SMPL-H body model: the AMASS "Extended SMPL+H" folder (with neutral/model.npz), or a
-# smplx-codebase SMPLH_NEUTRAL.pkl / .npz file.
+# SMPL-H body model: the AMASS "Extended SMPL+H" folder (with neutral/model.npz, and
+# male/ and female/ for convert_sequences.py), or a smplx-codebase SMPLH_NEUTRAL.pkl / .npz file.
 SMPLH_MODEL = TODO
 # SMPL-X body model: the models_smplx_v1_1 "models" folder (with smplx/SMPLX_NEUTRAL.npz),
 # or the model file itself.
@@ -28,3 +28,6 @@ MASK_IDS_PATH = TODO  # smplx_mask_ids.npy
 # stage 2 reads them and writes <pose_id:06d>.pkl and errors.csv into SMPLX_OUTPUT_DIR.
 MESH_DIR = "output/smplh_meshes"
 SMPLX_OUTPUT_DIR = "output/smplx_params"
+# convert_sequences.py writes <relative path>/<name>_stageii.npz (AMASS SMPL-X format),
+# sequences.csv and quality/ here.
+SEQUENCE_OUTPUT_DIR = "output/smplx_sequences"

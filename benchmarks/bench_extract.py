@@ -17,7 +17,7 @@ import numpy as np
 from smplh2smplx.settings import ExtractOptions
 from smplh2smplx.stages.extract import SmplhPoser, run_extract
 from smplh2smplx.runtime import torch_threads
-from smplh2smplx.synthetic import SyntheticKit, kit_paths, write_synthetic_kit
+from synthetic_kit import SyntheticKit, kit_paths, write_synthetic_kit
 
 
 def parse_args():

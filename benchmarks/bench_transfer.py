@@ -29,7 +29,7 @@ from smplh2smplx.formats.body_models import load_smplh, load_smplx
 from smplh2smplx.body.deformation import load_deformation_transfer
 from smplh2smplx.fit.fitter import FitSettings, BodyFitter
 from smplh2smplx.body.lbs import BodyModel
-from smplh2smplx.synthetic import kit_paths, write_synthetic_kit
+from synthetic_kit import kit_paths, write_synthetic_kit
 from smplh2smplx.family import map_pose
 from smplh2smplx.fit.fitter import fit_batch
 

@@ -448,7 +448,7 @@ def compare(args, work_dir):
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.kit is None:
-        from smplh2smplx.synthetic import write_synthetic_kit
+        from synthetic_kit import write_synthetic_kit
         print("writing a synthetic kit (seed 0) ...", flush=True)
         kit = write_synthetic_kit(work_dir / "kit", seed=0).root
     else:

@@ -13,20 +13,27 @@ import argparse
 import sys
 from pathlib import Path
 
+from synthetic_kit import kit_paths, write_synthetic_kit
+
 from .settings import ExtractOptions, TransferOptions
 from .stages.extract import run_extract
 from .stages.report import write_report
 from .stages.transfer import run_transfer
-from .synthetic import kit_paths, write_synthetic_kit
+
+
+# The kit files the demo reads: the neutral SMPL-H and SMPL-X models, their transfer and
+# mask, AMASS and the annotations (the kit's other models are not written).
+DEMO_FILES = ("smplh_npz", "smplx_npz", "deftrafo", "mask", "amass", "posescript_ids",
+              "posescript_human", "posefix_human", "posefix_pairs", "posefix_ids")
 
 
 def prepare_kit(root, log=print):
-    """The synthetic kit under `root`, written unless a complete one is already there."""
+    """The synthetic kit under `root`, written unless one is already there."""
     paths = kit_paths(root)
-    if all(Path(value).exists() for value in paths.values()):
+    if all(Path(paths[name]).exists() for name in DEMO_FILES):
         return paths
     log(f"writing the synthetic kit into {root} (body models, AMASS, annotations) ...")
-    kit = write_synthetic_kit(root)
+    kit = write_synthetic_kit(root, genders=("neutral",), model_types=("smplh", "smplx"))
     return kit_paths(kit.root)
 
 

@@ -11,6 +11,7 @@ millimetres). Views are named for a body in the SMPL rest-pose convention (y up,
     render_views([RenderMesh(vertices, faces, values=error_mm, vmax=10)], "error.png",
                  colorbar_label="v2v error (mm)")
 """
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,3 +195,15 @@ def render_views(meshes, path, views=("front", "side"), up="y", colorbar_label=N
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=dpi, facecolor="white")
     return path
+
+
+def facing_azimuth(root_rotation, up="z"):
+    """Azimuth in degrees (as `render.view_rotation` takes it) of a camera in front of a
+    body whose root rotation is `root_rotation` (3, 3); SMPL bodies face +z at rest.
+
+    A body lying face up or down has no horizontal facing; it is then seen from azimuth 0.
+    """
+    forward = view_rotation(0.0, up) @ np.asarray(root_rotation) @ np.array([0.0, 0.0, 1.0])
+    if math.hypot(forward[0], forward[2]) < 0.2:
+        return 0.0
+    return math.degrees(math.atan2(forward[0], forward[2]))

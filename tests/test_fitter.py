@@ -264,3 +264,22 @@ def test_poses_are_independent():
         assert torch.allclose(result.pose[0], mixed.pose[row], atol=1e-9)
         assert abs(result.v2v_mean_mm[0] - mixed.v2v_mean_mm[row]) < 1e-6
     assert mixed.v2v_mean_mm[2] > 100.0
+
+
+def test_held_betas_and_initial_translation():
+    """With fit_betas False the betas stay at the betas given and the pose and translation are
+    still recovered; the translation given is where it starts (0 steps: where it stays)."""
+    data = random_smplx(num_vertices=3000, seed=2, dense_correctives=False)
+    mask = np.arange(data.num_vertices)
+    torch.manual_seed(3)
+    pose = torch.randn(3, 55, 3, dtype=torch.float64) * 0.3
+    pose[:, 23:25] = 0
+    betas = torch.randn(3, 10, dtype=torch.float64) * 0.5
+    held = BodyFitter(data, mask, FitSettings(fit_betas=False), dtype=torch.float64)
+    targets = known_targets(held, pose, betas)
+    result = held.fit(targets, pose + torch.randn_like(pose) * 0.1, betas=betas)
+    assert torch.equal(result.betas, betas)
+    assert result.v2v_max_mm.max() < 0.01
+    frozen = BodyFitter(data, mask, FitSettings(max_iterations=0), dtype=torch.float64)
+    start = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64).expand(3, -1)
+    assert torch.equal(frozen.fit(targets, pose, betas, start).transl, start)

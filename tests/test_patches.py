@@ -502,7 +502,7 @@ def clone():
 @pytest.fixture(scope="module")
 def models(clone, request, tmp_path_factory):
     """The synthetic kit when it exists, else the stand-in above."""
-    if importlib.util.find_spec("smplh2smplx.synthetic") is not None:
+    if importlib.util.find_spec("synthetic_kit") is not None:
         try:
             return kit_paths(request.getfixturevalue("kit"))
         except pytest.FixtureLookupError:

@@ -1,5 +1,5 @@
 """The synthetic kit: official formats, loadable by smplx, a closed plausible body, a
-deformation transfer that fits, annotations that resolve; and the renderer."""
+deformation transfer that fits, annotations that resolve."""
 import json
 import pickle
 from pathlib import Path
@@ -9,8 +9,10 @@ import pytest
 import scipy.sparse
 import torch
 
-from smplh2smplx import synthetic
-from smplh2smplx.render import RenderMesh, render_views, view_rotation
+from synthetic_kit import landmarks, meshing, models, motions, write_synthetic_kit
+from synthetic_kit import skeleton as kit_skeleton
+from synthetic_kit.seeding import stream_rng
+from synthetic_kit.transfer import closest_points_on_triangles
 
 REPO = Path(__file__).resolve().parents[1]
 AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
@@ -84,7 +86,7 @@ def test_model_files_have_the_official_keys_and_shapes(files, name, shapes, hand
 
 
 def test_kinematic_trees_and_hands():
-    smplx_parents, smplh_parents = synthetic.smplx_parents(), synthetic.smplh_parents()
+    smplx_parents, smplh_parents = kit_skeleton.smplx_parents(), kit_skeleton.smplh_parents()
     assert smplx_parents[22:25].tolist() == [15, 15, 15]
     for parents, start in ((smplx_parents, {20: 25, 21: 40}), (smplh_parents, {20: 22, 21: 37})):
         for wrist, first in start.items():
@@ -180,13 +182,13 @@ def test_smplx_loads_the_smplx_files_with_face_contour(kit, files, ext):
 
 def test_smplx_keypoint_vertices_mark_what_they_name(files):
     """smplx reads fingertips, toes, nose and eyes from fixed vertex ids: they lie there."""
-    skeleton = synthetic.design_skeleton()
-    for model, ids in (("smplh_npz", synthetic.SMPLH_KEYPOINT_VERTICES),
-                       ("smplx_npz", synthetic.SMPLX_KEYPOINT_VERTICES)):
+    skeleton = kit_skeleton.design_skeleton()
+    for model, ids in (("smplh_npz", landmarks.SMPLH_KEYPOINT_VERTICES),
+                       ("smplx_npz", landmarks.SMPLX_KEYPOINT_VERTICES)):
         vertices = files[model]["v_template"]
         fingertips = {f"{side[0]}{finger}": skeleton.tips[side][k]
                       for side in ("left", "right")
-                      for k, finger in enumerate(synthetic.FINGERS)}
+                      for k, finger in enumerate(kit_skeleton.FINGERS)}
         for name, tip in fingertips.items():
             assert np.linalg.norm(vertices[ids[name]] - tip) < 0.02, (model, name)
         head = vertices[vertices[:, 1] > 0.3]
@@ -217,12 +219,12 @@ def test_smplx_surface_body_with_mouth_and_two_eyeballs(files):
     edges, counts = edges_with_counts(faces)
     assert set(np.unique(counts).tolist()) == {1, 2}
     rim = edges[counts == 1]
-    assert len(rim) == synthetic.MOUTH_FACES + 2                     # one slit, all vertices kept
+    assert len(rim) == meshing.MOUTH_FACES + 2                     # one slit, all vertices kept
     assert np.all(np.bincount(rim.reshape(-1))[np.unique(rim)] == 2)  # a simple loop
     assert np.unique(faces).size == 10475
     # Body (a disc) plus two closed eyeballs: Euler characteristic 1 + 2 + 2.
     assert 10475 - len(edges) + len(faces) == 5
-    eyeballs = np.arange(synthetic.NUM_SMPLX_BODY_VERTICES, 10475)
+    eyeballs = np.arange(models.NUM_SMPLX_BODY_VERTICES, 10475)
     eyeball_faces = np.isin(faces, eyeballs)
     assert np.all(eyeball_faces.all(axis=1) | ~eyeball_faces.any(axis=1))
     rim_vertices = files["smplx_npz"]["v_template"][np.unique(rim)]
@@ -254,7 +256,7 @@ def test_skinning_weights(files):
 
 
 def test_joint_regressors(files):
-    skeleton = synthetic.design_skeleton()
+    skeleton = kit_skeleton.design_skeleton()
     for name in ("smplh_npz", "smplx_npz"):
         regressor = files[name]["J_regressor"]
         assert np.all(regressor >= 0)
@@ -269,8 +271,8 @@ def test_joint_regressors(files):
             assert 0.002 < np.median(offsets[:22]) < 0.012 and offsets.max() < 0.02
     vertices = files["smplx_npz"]["v_template"]
     joints = files["smplx_npz"]["J_regressor"] @ vertices
-    left_eye = np.arange(synthetic.NUM_SMPLX_BODY_VERTICES,
-                         synthetic.NUM_SMPLX_BODY_VERTICES + 546)
+    left_eye = np.arange(models.NUM_SMPLX_BODY_VERTICES,
+                         models.NUM_SMPLX_BODY_VERTICES + 546)
     np.testing.assert_allclose(joints[23], vertices[left_eye].mean(axis=0), atol=1e-9)
 
 
@@ -338,7 +340,7 @@ def test_deformation_transfer_and_mask(kit, files):
     mask = np.load(kit.mask)
     assert mask.dtype == np.int64 and np.all(np.diff(mask) > 0)
     assert 8500 < len(mask) < 10475 - 1092                          # eyeballs never in it
-    assert not np.isin(np.arange(synthetic.NUM_SMPLX_BODY_VERTICES, 10475), mask).any()
+    assert not np.isin(np.arange(models.NUM_SMPLX_BODY_VERTICES, 10475), mask).any()
     transferred = matrix[:, :6890] @ files["smplh_npz"]["v_template"]
     distance = np.linalg.norm(transferred - files["smplx_npz"]["v_template"], axis=1)[mask]
     assert 0.002 < distance.mean() < 0.010                          # a few millimetres apart
@@ -374,7 +376,7 @@ def test_amass_sequences(kit):
         assert data["poses"].shape == (60, 156) and data["poses"].dtype == np.float64
         assert data["trans"].shape == (60, 3) and data["betas"].shape == (16,)
         assert data["dmpls"].shape == (60, 8) and float(data["mocap_framerate"]) > 0
-        assert str(data["gender"]) in ("male", "female")
+        assert str(data["gender"]) in ("male", "female", "neutral")
         assert not any(key.startswith("hands") for key in data)
         # Smooth motions: small steps between frames, hands moving too.
         steps = np.abs(np.diff(data["poses"][:, 3:], axis=0))
@@ -404,7 +406,7 @@ def test_annotation_ids_resolve_to_frames(kit):
 
 
 def test_the_kit_is_a_function_of_the_seed(kit, tmp_path):
-    again = synthetic.write_synthetic_kit(tmp_path, seed=0)
+    again = write_synthetic_kit(tmp_path, seed=0)
     for name in ("smplh_npz", "smplx_npz"):
         first, second = read_npz(getattr(kit, name)), read_npz(getattr(again, name))
         assert first.keys() == second.keys()
@@ -419,12 +421,12 @@ def test_the_kit_is_a_function_of_the_seed(kit, tmp_path):
 
 
 def test_another_seed_changes_the_details_not_the_design():
-    first, second = synthetic.joint_shifts(synthetic._rng(0, 1)), synthetic.joint_shifts(
-        synthetic._rng(1, 1))
+    first, second = models.joint_shifts(stream_rng(0, 1)), models.joint_shifts(
+        stream_rng(1, 1))
     assert not np.allclose(first, second)
     rng = np.random.default_rng(0)
-    poses_a, _ = synthetic.synthetic_sequence(synthetic.design_skeleton(), "walk", 30, 60.0, rng)
-    poses_b, _ = synthetic.synthetic_sequence(synthetic.design_skeleton(), "walk", 30, 60.0,
+    poses_a, _ = motions.synthetic_sequence(kit_skeleton.design_skeleton(), "walk", 30, 60.0, rng)
+    poses_b, _ = motions.synthetic_sequence(kit_skeleton.design_skeleton(), "walk", 30, 60.0,
                                               np.random.default_rng(1))
     assert poses_a.shape == (30, 156) and not np.allclose(poses_a, poses_b)
 
@@ -436,7 +438,7 @@ def test_closest_points_on_triangles_against_dense_sampling():
     rng = np.random.default_rng(0)
     a, b, c = (rng.normal(size=(200, 3)) for _ in range(3))
     points = rng.normal(size=(200, 3)) * 2
-    weights = synthetic.closest_points_on_triangles(points, a, b, c)
+    weights = closest_points_on_triangles(points, a, b, c)
     assert np.all(weights > -1e-12) and np.allclose(weights.sum(axis=1), 1.0)
     found = np.linalg.norm(points - (weights[:, :1] * a + weights[:, 1:2] * b
                                      + weights[:, 2:] * c), axis=1)
@@ -449,40 +451,24 @@ def test_closest_points_on_triangles_against_dense_sampling():
 
 
 def test_uv_sphere_and_hand_pca():
-    vertices, faces = synthetic.uv_sphere(np.zeros(3), 1.0)
+    vertices, faces = meshing.uv_sphere(np.zeros(3), 1.0)
     assert vertices.shape == (546, 3) and faces.shape == (1088, 3)
     np.testing.assert_allclose(vertices.mean(axis=0), 0.0, atol=1e-12)
     assert vertices[0].tolist() == [0.0, 0.0, 1.0]                  # front pole first
-    samples = synthetic.random_hand_poses(synthetic.design_skeleton(),
+    samples = motions.random_hand_poses(kit_skeleton.design_skeleton(),
                                           np.random.default_rng(0), 500)
-    components, mean = synthetic.hand_pca(samples)
+    components, mean = motions.hand_pca(samples)
     np.testing.assert_allclose(components @ components.T, np.eye(45), atol=1e-9)
     assert mean[2] < -0.1                       # left index knuckle: curled towards the palm
 
 
-def test_render_views_writes_a_shaded_picture(tmp_path, files):
-    from PIL import Image
-    smplh = files["smplh_npz"]
-    faces = smplh["f"].astype(np.int64)
-    error = np.linalg.norm(smplh["v_template"], axis=1) * 1000
-    path = render_views([RenderMesh(smplh["v_template"], faces, values=error, vmax=800)],
-                        tmp_path / "error.png", views=("front", "side"),
-                        colorbar_label="distance (mm)", title="test", height_inches=3, dpi=80)
-    image = np.asarray(Image.open(path).convert("RGB")).astype(float)
-    assert image.shape[0] == 240 and image.shape[1] > 240
-    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 50        # shaded, coloured
-    blank = render_views([(smplh["v_template"] + 5.0, faces, "red")], tmp_path / "r.png",
-                         views=("front",), height_inches=2, dpi=50)
-    red = np.asarray(Image.open(blank).convert("RGB")).astype(int)
-    assert np.any((red[..., 0] > 150) & (red[..., 1] < 80))
-
-
-def test_view_rotations():
-    np.testing.assert_allclose(view_rotation("front"), np.eye(3), atol=1e-12)
-    # Seen from the side, the body's front (+z) is on the right (+x of the camera).
-    np.testing.assert_allclose(view_rotation("side") @ [0, 0, 1], [1, 0, 0], atol=1e-12)
-    # Seen from above, the head (+y) points at the camera (+z).
-    np.testing.assert_allclose(view_rotation("top") @ [0, 1, 0], [0, 0, 1], atol=1e-12)
-    # An AMASS body (z up) is turned upright.
-    np.testing.assert_allclose(view_rotation("front", up="z") @ [0, 0, 1], [0, 1, 0],
-                               atol=1e-12)
+def test_the_product_never_imports_the_kit():
+    """Only the demo may import synthetic_kit: the product runs without it."""
+    import ast
+    for path in sorted((REPO / "smplh2smplx").glob("*.py")):
+        if path.name == "demo.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(name.split(".")[0] == "synthetic_kit" for name in names), path

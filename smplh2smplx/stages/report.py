@@ -39,7 +39,7 @@ from ..formats.mesh_folder import MESH_SUFFIXES, read_mesh_vertices
 from ..formats.meshes import read_mesh_faces
 from ..formats.smplx_params import NUM_BETAS, parameter_path, pose_from_params, read_smplx_params
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
-from ..render import RenderMesh, render_views, view_rotation
+from ..render import RenderMesh, facing_azimuth, render_views
 from ..settings import UNSET, TransferOptions
 
 REPORT_DIR = "report"
@@ -218,18 +218,6 @@ class PoseMeshes:
 
 
 # ----------------------------------------------------------------- figures
-
-def facing_azimuth(root_rotation):
-    """Azimuth in degrees (as `render.view_rotation` takes it) of a camera in front of a
-    body whose root rotation is `root_rotation` (3, 3); SMPL bodies face +z at rest.
-
-    A body lying face up or down has no horizontal facing; it is then seen from azimuth 0.
-    """
-    forward = view_rotation(0.0, UP_AXIS) @ np.asarray(root_rotation) @ np.array([0.0, 0.0, 1.0])
-    if math.hypot(forward[0], forward[2]) < 0.2:
-        return 0.0
-    return math.degrees(math.atan2(forward[0], forward[2]))
-
 
 def nice_ceiling(value):
     """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= value (> 0)."""

@@ -1,0 +1,160 @@
+"""Whole AMASS SMPL-H motion files to SMPL-X, in AMASS's SMPL-X format.
+
+    python convert_sequences.py                          # config.py: AMASS_DIR -> SEQUENCE_OUTPUT_DIR
+    python convert_sequences.py AMASS/CMU --fps 30 --keep-going
+    python convert_sequences.py AMASS/CMU/01/01_01_poses.npz --output-dir out --gender neutral
+    python convert_sequences.py --batch-size 200 --batch-index 3     # one shard of the sorted files
+    python convert_sequences.py --slurm --shards 50 --partition gpu --time 240 --gpus 1
+    python convert_sequences.py --report                 # plots and animation of a finished run
+
+Each <name>_poses.npz becomes <output>/<same relative folder>/<name>_stageii.npz, with the
+file's own gender, betas and translation (subject semantics); sequences.csv gets a row per
+sequence (v2v_mm mean/p95/max, joint jitter against the source). Finished files are skipped,
+so an interrupted run is resumed by running the same command again; shape.npz and SMPL-X
+files are skipped with a reason. Every path defaults to its config.py entry; a flag wins.
+Exit status: 0 all converted, 1 some files failed (listed at the end), 2 bad input
+(nothing converted).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from smplh2smplx.errors import InputError
+from smplh2smplx.fit.fitter import FitSettings
+from smplh2smplx.stages.sequences.convert import FRAME_FIT, SequenceOptions
+from smplh2smplx.stages.sequences.run import SlurmOptions, run_sequences, submit_shards
+from smplh2smplx.settings import UNSET, USER_CONFIG, read_user_config
+
+# (SequenceOptions field, config.py entry, flag)
+PATHS = [("smplh_model", "SMPLH_MODEL", "--smplh-model"),
+         ("smplx_model", "SMPLX_MODEL", "--smplx-model"),
+         ("deftrafo_path", "DEFTRAFO_PATH", "--deftrafo"),
+         ("mask_path", "MASK_IDS_PATH", "--mask"),
+         ("output_dir", "SEQUENCE_OUTPUT_DIR", "--output-dir")]
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="\n".join(__doc__.split("\n")[1:8]),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("input", nargs="?", metavar="PATH",
+                        help="AMASS SMPL-H folder (any subfolder) or one *_poses.npz "
+                             "(config.py: AMASS_DIR)")
+    for attribute, entry, flag in PATHS:
+        parser.add_argument(flag, dest=attribute, metavar="PATH", help=f"(config.py: {entry})")
+    parser.add_argument("--gender", choices=("file", "neutral", "male", "female"),
+                        default="file",
+                        help="body model: each file's own gender (default), or this one")
+    parser.add_argument("--fps", type=float,
+                        help="output frame rate, e.g. 30 (every 4th frame of 120 fps); must "
+                             "divide the source rate (default: the source rate)")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="files per shard of the sorted file list (default: 0, all)")
+    parser.add_argument("--batch-index", type=int, default=0, help="the shard to convert")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="convert again files whose output is already finished")
+    parser.add_argument("--keep-going", action="store_true",
+                        help="go on after a bad file (listed at the end) instead of stopping")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--chunk-frames", type=int, default=256,
+                        help="frames fitted at once (default: %(default)s)")
+    parser.add_argument("--shape-frames", type=int, default=8,
+                        help="frames the sequence's shape is fitted on (default: %(default)s)")
+    parser.add_argument("--max-iterations", type=int, default=FRAME_FIT.max_iterations,
+                        help="fitter steps per frame from its warm start; frames whose error "
+                             "stands out get the full fit (default: %(default)s)")
+    slurm = parser.add_argument_group("SLURM (array job through submitit)")
+    slurm.add_argument("--slurm", action="store_true",
+                       help="submit the shards as an array job instead of converting here")
+    slurm.add_argument("--shards", type=int, default=10, help="array tasks (default: %(default)s)")
+    slurm.add_argument("--partition", help="SLURM partition")
+    slurm.add_argument("--time", type=int, default=240, metavar="MINUTES",
+                       help="time limit of a task (default: %(default)s)")
+    slurm.add_argument("--cpus", type=int, default=4, help="CPUs per task (default: %(default)s)")
+    slurm.add_argument("--gpus", type=int, default=0, help="GPUs per task (default: %(default)s)")
+    slurm.add_argument("--mem-gb", type=int, default=16, help="memory per task (default: %(default)s)")
+    slurm.add_argument("--log-dir", metavar="PATH",
+                       help="submitit's logs (default: <output-dir>/slurm_logs)")
+    slurm.add_argument("--local", action="store_true",
+                       help="run the array on this machine with submitit's local executor "
+                            "(a trial of the SLURM setup)")
+    slurm.add_argument("--wait", action="store_true",
+                       help="wait for the tasks and print their summaries")
+    parser.add_argument("--report", action="store_true",
+                        help="write the report page of the finished output folder instead of "
+                             "converting")
+    return parser.parse_args(argv)
+
+
+def resolve_paths(args, user_config):
+    """{field: path} from the flags, else config.py; InputError listing the unset ones."""
+    paths = {attribute: getattr(args, attribute) if getattr(args, attribute) is not None
+             else user_config.get(entry, UNSET) for attribute, entry, _flag in PATHS}
+    paths["input_path"] = args.input if args.input is not None else user_config.get(
+        "AMASS_DIR", UNSET)
+    unset = [name for name, value in paths.items() if value in (UNSET, None, "")]
+    if unset:
+        flags = {attribute: f"{entry} (or {flag})" for attribute, entry, flag in PATHS}
+        flags["input_path"] = "AMASS_DIR (or the input argument)"
+        raise InputError("these paths are not set yet:\n" + "\n".join(
+            f"  {flags[name]}" for name in unset) + f"\nwrite them in {USER_CONFIG}, or give "
+            "the flags")
+    return {name: Path(value).expanduser() for name, value in paths.items()}
+
+
+def options_from_args(args, user_config):
+    return SequenceOptions(**resolve_paths(args, user_config), gender=args.gender,
+                           fps=args.fps, shard_size=args.batch_size,
+                           shard_index=args.batch_index, overwrite=args.overwrite,
+                           keep_going=args.keep_going, device=args.device,
+                           chunk_frames=args.chunk_frames, shape_frames=args.shape_frames,
+                           fit=FitSettings(max_iterations=args.max_iterations))
+
+
+def submit(options, args):
+    """--slurm: submit the array job; with --wait, the tasks' summaries. Exit status."""
+    slurm = SlurmOptions(shards=args.shards, partition=args.partition, minutes=args.time,
+                         cpus=args.cpus, gpus=args.gpus, mem_gb=args.mem_gb,
+                         log_dir=Path(args.log_dir) if args.log_dir else
+                         Path(options.output_dir) / "slurm_logs",
+                         cluster="local" if args.local else None)
+    jobs = submit_shards(options, slurm)
+    print(f"submitted {len(jobs)} tasks: job {jobs[0].job_id.split('_')[0]} "
+          f"(logs in {slurm.log_dir})")
+    if not args.wait:
+        return 0
+    failed = 0
+    for index, job in enumerate(jobs):
+        summary = job.result()
+        print(f"shard {index}: " + "\n  ".join(summary.lines()))
+        failed += summary.failed
+    return 1 if failed else 0
+
+
+def main(argv=None, user_config=None):
+    """Run the conversion; `user_config` replaces config.py's entries (None: read config.py)."""
+    args = parse_args(argv)
+    try:
+        if user_config is None:
+            user_config = read_user_config()
+        options = options_from_args(args, user_config)
+        if args.report:
+            from smplh2smplx.stages.sequences.report import write_sequence_report
+            print(f"report: {write_sequence_report(options)}")
+            return 0
+        if args.slurm:
+            return submit(options, args)
+        summary = run_sequences(options)
+    except InputError as error:
+        print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    print("\n".join(summary.lines()))
+    return 1 if summary.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

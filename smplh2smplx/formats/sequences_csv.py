@@ -1,0 +1,87 @@
+"""`sequences.csv`: one row of quality figures per converted motion sequence.
+
+Merged under an exclusive lock and replaced atomically, like errors.csv, so that shards
+sharing an output folder keep each other's rows. Accelerations are in m/s^2.
+"""
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from .files import atomic_write, exclusive_lock, open_regular
+
+SEQUENCES_CSV = "sequences.csv"
+
+
+@dataclass(frozen=True)
+class SequenceRow:
+    """One sequence's line in sequences.csv (accelerations in m/s^2)."""
+    sequence: str
+    frames: int
+    fps: float
+    gender: str
+    v2v_mean_mm: float
+    v2v_p95_mm: float
+    v2v_max_mm: float
+    jitter: float
+    source_jitter: float
+    seconds: float
+
+    @property
+    def jitter_excess(self):
+        """Fitted minus source mean joint acceleration."""
+        return self.jitter - self.source_jitter
+
+    def cells(self):
+        return [self.sequence, str(self.frames), f"{self.fps:g}", self.gender,
+                f"{self.v2v_mean_mm:.4f}", f"{self.v2v_p95_mm:.4f}", f"{self.v2v_max_mm:.4f}",
+                f"{self.jitter:.4f}", f"{self.source_jitter:.4f}", f"{self.jitter_excess:.4f}",
+                f"{self.seconds:.2f}"]
+
+
+CSV_COLUMNS = ("sequence", "frames", "fps", "gender", "v2v_mean_mm", "v2v_p95_mm",
+               "v2v_max_mm", "jitter_mps2", "source_jitter_mps2", "jitter_excess_mps2",
+               "seconds")
+
+
+def read_sequence_rows(path):
+    """{sequence: SequenceRow} of a sequences.csv; empty when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    rows = {}
+    with open_regular(path, "r", newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            return {}
+        if tuple(header) != CSV_COLUMNS:
+            raise InputError(f"{path}: columns {header}, expected {list(CSV_COLUMNS)}")
+        for line_number, cells in enumerate(reader, start=2):
+            try:
+                name, frames, fps, gender, mean, p95, peak, jitter, source, _excess, secs = cells
+                row = SequenceRow(name, int(frames), float(fps), gender, float(mean),
+                                  float(p95), float(peak), float(jitter), float(source),
+                                  float(secs))
+            except ValueError:
+                raise InputError(f"{path}: line {line_number} is malformed: {cells}") from None
+            rows[row.sequence] = row
+    return rows
+
+
+def merge_sequence_rows(path, new_rows):
+    """Merge rows into sequences.csv under an exclusive lock; a new row replaces the stored
+    row of the same sequence; the file is sorted by sequence and replaced atomically."""
+    new_rows = list(new_rows)
+    if not new_rows:
+        return
+    with exclusive_lock(path):
+        rows = read_sequence_rows(path)
+        rows.update((row.sequence, row) for row in new_rows)
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(rows[name].cells() for name in sorted(rows))
+        with atomic_write(path, "w") as handle:
+            handle.write(text.getvalue())

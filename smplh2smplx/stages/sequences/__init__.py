@@ -1,0 +1,1 @@
+"""Stage: whole AMASS motion sequences to SMPL-X (convert one, run a tree, report)."""

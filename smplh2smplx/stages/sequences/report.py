@@ -1,0 +1,183 @@
+"""Report page of a sequence run: per-frame error and jitter of the worst sequences, and an
+animation of the worst one (source SMPL-H and fitted SMPL-X side by side).
+
+Reads `sequences.csv` and the per-frame quality files of an output folder; writes
+`<output>/report/index.html` with PNG plots and one GIF, all headless (matplotlib's Agg
+backend and `render.project`; Pillow writes the GIF). Only the worst sequence is posed
+again, and only the frames of its animation.
+"""
+import html
+from pathlib import Path
+
+import numpy as np
+import roma
+import torch
+
+from ...errors import InputError
+from ...formats.files import atomic_write
+from ...formats.sequence_files import read_smplh_sequence, read_smplx_sequence
+from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
+from ...render import facing_azimuth, project, view_rotation
+from .convert import GenderModels, frame_step
+from .run import output_path, quality_path
+
+REPORT_DIR = "report"
+SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X
+
+
+def _figure(width, height):
+    import matplotlib
+    matplotlib.use("Agg", force=False)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def plot_sequence(quality, title, path):
+    """Per-frame v2v_mm and joint acceleration (fitted and source) of one sequence."""
+    figure = _figure(8, 4.5)
+    top, bottom = figure.subplots(2, 1, sharex=True)
+    fps = float(quality["fps"])
+    times = np.arange(len(quality["v2v_mm"])) / fps
+    top.plot(times, quality["v2v_mm"], color=FIT_COLOR, linewidth=1)
+    top.set_ylabel("v2v (mm)")
+    top.set_title(title, fontsize=9)
+    middle = times[1:-1]
+    bottom.plot(middle, quality["source_acceleration"], color=SOURCE_COLOR, linewidth=1,
+                label="source SMPL-H")
+    bottom.plot(middle, quality["acceleration"], color=FIT_COLOR, linewidth=1,
+                label="fitted SMPL-X")
+    bottom.set_ylabel("joint accel. (m/s²)")
+    bottom.set_xlabel("time (s)")
+    bottom.legend(fontsize=8, loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path)
+    return path
+
+
+def _mesh_panel(axes, vertices, faces, color, bounds, rotation):
+    """Draw one mesh seen through `rotation` (world to camera), in fixed bounds."""
+    from matplotlib.collections import PolyCollection
+    from ...render import RenderMesh
+    triangles, colors = project([RenderMesh(vertices, faces, color=color)], rotation, True)
+    axes.add_collection(PolyCollection(triangles, facecolors=colors, edgecolors=colors,
+                                       linewidths=0.2))
+    axes.set_xlim(bounds[0][0], bounds[1][0])
+    axes.set_ylim(bounds[0][1], bounds[1][1])
+    axes.set_aspect("equal")
+    axes.set_axis_off()
+
+
+def animate(source_vertices, source_faces, fitted_vertices, fitted_faces, fps, path,
+            azimuth=0.0, titles=("source SMPL-H", "fitted SMPL-X")):
+    """A GIF of two meshes side by side, frame by frame (vertices (T, V, 3), z up), seen
+    from a fixed camera at `azimuth` degrees."""
+    from PIL import Image
+    rotation = view_rotation(azimuth, "z")
+    points = np.concatenate([source_vertices.reshape(-1, 3), fitted_vertices.reshape(-1, 3)])
+    projected = points @ rotation.T
+    low, high = projected[:, :2].min(0), projected[:, :2].max(0)
+    margin = 0.05 * float((high - low).max())
+    bounds = (low - margin, high + margin)
+    images = []
+    for frame in range(len(source_vertices)):
+        figure = _figure(6, 4)
+        for index, (vertices, faces, color) in enumerate(
+                [(source_vertices[frame], source_faces, SOURCE_COLOR),
+                 (fitted_vertices[frame], fitted_faces, FIT_COLOR)]):
+            axes = figure.add_axes((index * 0.5, 0.0, 0.5, 0.92))
+            _mesh_panel(axes, vertices, faces, color, bounds, rotation)
+            axes.set_title(titles[index], fontsize=9)
+        figure.canvas.draw()
+        rgba = np.asarray(figure.canvas.buffer_rgba())
+        images.append(Image.fromarray(rgba[..., :3].copy()))
+    with atomic_write(path) as handle:
+        images[0].save(handle, format="GIF", save_all=True, append_images=images[1:],
+                       duration=int(1000 / fps), loop=0)
+    return path
+
+
+@torch.no_grad()
+def posed_meshes(options, relative, frames):
+    """Source SMPL-H and fitted SMPL-X vertices (N, V, 3) of `frames` of the output's frames,
+    and the two face arrays."""
+    input_root = Path(options.input_path)
+    source_path = input_root / relative if input_root.is_dir() else input_root
+    sequence = read_smplh_sequence(source_path)
+    arrays = read_smplx_sequence(output_path(options.output_dir, relative))
+    gender = str(arrays["gender"])
+    from ...body.deformation import load_deformation_transfer
+    deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+    models = GenderModels(options, gender, deformation.mask_ids, torch.device("cpu"))
+    step = frame_step(sequence.framerate, float(arrays["mocap_frame_rate"]), source_path)
+    source_frames = frames * step
+    betas = np.zeros(models.smplh.num_betas)
+    count = min(len(betas), len(sequence.betas))
+    betas[:count] = sequence.betas[:count]
+    as_float = lambda array: torch.as_tensor(np.asarray(array), dtype=torch.float32)  # noqa
+    source = models.smplh(as_float(sequence.poses[source_frames]).view(-1, 52, 3),
+                          as_float(betas)[None].expand(len(frames), -1),
+                          as_float(sequence.trans[source_frames]))[0].numpy()
+    body = models.smplx
+    fitted = body(torch.as_tensor(arrays["poses"][frames]).view(-1, 55, 3).to(body.v_template),
+                  torch.as_tensor(arrays["betas"])[None].expand(len(frames), -1).to(
+                      body.v_template),
+                  torch.as_tensor(arrays["trans"][frames]).to(body.v_template))[0].numpy()
+    azimuth = facing_azimuth(roma.rotvec_to_rotmat(
+        torch.as_tensor(sequence.poses[source_frames[0], :3])).numpy())
+    return source, models.smplh.faces.numpy(), fitted, body.faces.numpy(), azimuth
+
+
+def write_sequence_report(options, num_worst=5, animation_frames=40):
+    """Write the report of `options.output_dir`; returns the path of its index.html."""
+    output_dir = Path(options.output_dir)
+    rows = read_sequence_rows(output_dir / SEQUENCES_CSV)
+    rows = {name: row for name, row in rows.items()
+            if quality_path(output_dir, name).is_file()
+            and output_path(output_dir, name).is_file()}
+    if not rows:
+        raise InputError(f"{output_dir}: no converted sequences to report on "
+                         f"({SEQUENCES_CSV} and the outputs)")
+    folder = output_dir / REPORT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    worst = sorted(rows.values(), key=lambda row: -row.v2v_mean_mm)[:num_worst]
+    means = np.array([row.v2v_mean_mm for row in rows.values()])
+    excess = np.array([row.jitter_excess for row in rows.values()])
+    parts = ["<!doctype html><meta charset='utf-8'><title>Sequence conversion report</title>",
+             "<h1>Sequence conversion report</h1>",
+             f"<p>{len(rows)} sequences, {sum(r.frames for r in rows.values())} frames. "
+             f"v2v_mm (per-sequence mean): mean {means.mean():.2f}, max {means.max():.2f}. "
+             f"Jitter, fitted minus source: mean {excess.mean():+.3f} m/s², max "
+             f"{excess.max():+.3f} m/s².</p>",
+             "<table border=1 cellpadding=3><tr><th>sequence</th><th>frames</th><th>fps</th>"
+             "<th>v2v mean</th><th>p95</th><th>max</th><th>jitter</th><th>source jitter</th></tr>"]
+    for row in worst:
+        parts.append(f"<tr><td>{html.escape(row.sequence)}</td><td>{row.frames}</td>"
+                     f"<td>{row.fps:g}</td><td>{row.v2v_mean_mm:.2f}</td>"
+                     f"<td>{row.v2v_p95_mm:.2f}</td><td>{row.v2v_max_mm:.2f}</td>"
+                     f"<td>{row.jitter:.3f}</td><td>{row.source_jitter:.3f}</td></tr>")
+    parts.append("</table>")
+    worst_row = worst[0]
+    quality = np.load(quality_path(output_dir, worst_row.sequence))
+    frames = np.unique(np.linspace(0, len(quality["v2v_mm"]) - 1,
+                                   min(animation_frames, len(quality["v2v_mm"]))).astype(int))
+    source, source_faces, fitted, fitted_faces, azimuth = posed_meshes(
+        options, worst_row.sequence, frames)
+    shown_fps = float(quality["fps"]) * len(frames) / max(len(quality["v2v_mm"]), 1)
+    animate(source, source_faces, fitted, fitted_faces, max(shown_fps, 2.0),
+            folder / "worst_sequence.gif", azimuth)
+    parts.append(f"<h2>Worst sequence: {html.escape(worst_row.sequence)}</h2>"
+                 "<img src='worst_sequence.gif' alt='source and fitted meshes'>")
+    for index, row in enumerate(worst):
+        with np.load(quality_path(output_dir, row.sequence)) as data:
+            quality = {key: data[key] for key in data.files}
+        name = f"sequence_{index:02d}.png"
+        plot_sequence(quality, row.sequence, folder / name)
+        parts.append(f"<h3>{html.escape(row.sequence)}</h3><img src='{name}' alt='per-frame "
+                     "error and acceleration'>")
+    index_path = folder / "index.html"
+    with atomic_write(index_path, "w") as handle:
+        handle.write("\n".join(parts))
+    return index_path

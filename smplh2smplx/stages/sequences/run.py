@@ -1,0 +1,253 @@
+"""A sequence-conversion run over a tree of AMASS files: listing, shards, resume, SLURM.
+
+The sorted list of `.npz` files under the input folder (the output folder excluded) is
+sharded like stage 2 (`shard_size` files from `shard_index * shard_size` of the whole list,
+so shards never depend on what is done). Finished files (an output that reads back valid)
+are skipped; `shape.npz` and SMPL-X files are skipped with a reason; a bad file is one line
+naming it, and with `keep_going` the run goes on. Per file, the row of `sequences.csv` and
+the per-frame quality file are written first, the output `.npz` last, each atomically.
+"""
+import math
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ...body.deformation import load_deformation_transfer
+from ...errors import InputError
+from ...formats.files import atomic_write
+from ...formats.mesh_folder import select_shard
+from ...formats.sequence_files import (SkipFile, is_finished, output_name, read_smplh_sequence,
+                                       write_smplx_sequence)
+from ...formats.sequences_csv import SEQUENCES_CSV, merge_sequence_rows
+from ...runtime import resolve_device
+from .convert import GenderModels, convert_sequence, sequence_row
+
+QUALITY_DIR = "quality"          # <output>/quality/<relative folder>/<name>_frames.npz
+
+def list_sequence_files(input_path, output_dir=None):
+    """Sorted (relative name, path) of the `.npz` files to consider.
+
+    A file gives itself (its name); a folder gives every `.npz` below it (hidden names and
+    the output folder, when inside it, left out), sorted by relative path.
+    """
+    input_path = Path(input_path)
+    if input_path.is_file():
+        return [(input_path.name, input_path)]
+    if not input_path.is_dir():
+        raise InputError(f"{input_path}: input not found")
+    root = input_path.resolve()
+    excluded = Path(output_dir).resolve() if output_dir is not None else None
+    found = []
+    for path in root.rglob("*.npz"):
+        relative = path.relative_to(root)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if excluded is not None and (path == excluded or excluded in path.parents):
+            continue
+        found.append((relative.as_posix(), input_path / relative))
+    return sorted(found)
+
+
+def output_path(output_dir, relative):
+    """The output file of the input at `relative` (mirrored tree, `_stageii.npz` name)."""
+    relative = Path(relative)
+    return Path(output_dir) / relative.parent / output_name(relative.name)
+
+
+def quality_path(output_dir, relative):
+    """The per-frame quality file of the input at `relative`."""
+    relative = Path(relative)
+    name = output_name(relative.name).replace(".npz", "_frames.npz")
+    return Path(output_dir) / QUALITY_DIR / relative.parent / name
+
+
+def write_quality(path, result):
+    """Per-frame v2v_mm, accelerations and fitter steps of a sequence (for the report)."""
+    with atomic_write(path) as handle:
+        np.savez(handle, v2v_mm=result.v2v_mm, acceleration=result.acceleration,
+                 source_acceleration=result.source_acceleration,
+                 iterations=result.iterations, fps=np.array(result.output.framerate))
+
+
+@dataclass
+class SequenceSummary:
+    """Outcome of a run (one shard)."""
+    total: int = 0
+    done_before: int = 0                              # finished in an earlier run
+    skipped: list = field(default_factory=list)       # (relative name, reason)
+    failures: list = field(default_factory=list)      # (relative name, message)
+    rows: list = field(default_factory=list)          # SequenceRow of each file converted now
+    seconds: float = 0.0
+    stopped: bool = False                             # stopped at a failure (no keep_going)
+
+    @property
+    def failed(self):
+        return len(self.failures)
+
+    def lines(self):
+        """The summary printed at the end of a run."""
+        lines = [f"sequences: {len(self.rows)} converted, {self.done_before} already done, "
+                 f"{len(self.skipped)} skipped, {self.failed} failed, of {self.total} files "
+                 "in this shard"]
+        if self.rows:
+            frames = sum(row.frames for row in self.rows)
+            means = np.array([row.v2v_mean_mm for row in self.rows])
+            worst = max(self.rows, key=lambda row: row.v2v_mean_mm)
+            excess = np.array([row.jitter_excess for row in self.rows])
+            source = np.array([row.source_jitter for row in self.rows])
+            lines.append(f"v2v_mm over sequences: mean {means.mean():.2f}, worst sequence "
+                         f"{worst.sequence} (mean {worst.v2v_mean_mm:.2f}, p95 "
+                         f"{worst.v2v_p95_mm:.2f}, max {worst.v2v_max_mm:.2f})")
+            lines.append(f"jitter: fitted minus source {excess.mean():+.3f} m/s^2 on average "
+                         f"(source {source.mean():.3f} m/s^2)")
+            lines.append(f"speed: {frames / max(self.seconds, 1e-9):.1f} frames/s "
+                         f"({frames} frames, {self.seconds:.1f} s)")
+        lines.extend(f"skipped: {reason}" for _name, reason in self.skipped)
+        lines.extend(f"failed: {message}" for _name, message in self.failures)
+        if self.stopped:
+            lines.append("stopped at the first bad file; --keep-going converts the others")
+        return lines
+
+
+class SequenceRun:
+    """The models of a run (loaded per gender on first use) and the per-file work."""
+
+    def __init__(self, options):
+        self.options = options
+        self.device = resolve_device(options.device)
+        self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+        self._models = {}
+
+    def models(self, gender):
+        """GenderModels of `gender`; a failure to load is remembered and raised again."""
+        if gender not in self._models:
+            try:
+                self._models[gender] = GenderModels(self.options, gender,
+                                                    self.deformation.mask_ids, self.device)
+            except InputError as error:
+                self._models[gender] = error
+        models = self._models[gender]
+        if isinstance(models, InputError):
+            raise models
+        return models
+
+    def convert(self, relative, path):
+        """Convert one file and write its row, quality file and output; the row."""
+        options = self.options
+        start = time.perf_counter()
+        sequence = read_smplh_sequence(path)
+        gender = sequence.gender if options.gender == "file" else options.gender
+        try:
+            models = self.models(gender)
+        except InputError as error:
+            raise InputError(f"{path}: gender {gender}: {error}") from None
+        result = convert_sequence(sequence, models, self.deformation, options.fps,
+                                  options.chunk_frames, options.shape_frames,
+                                  options.shape_rounds)
+        row = sequence_row(relative, result, time.perf_counter() - start)
+        merge_sequence_rows(Path(options.output_dir) / SEQUENCES_CSV, [row])
+        write_quality(quality_path(options.output_dir, relative), result)
+        write_smplx_sequence(output_path(options.output_dir, relative), result.output)
+        return row
+
+
+def run_sequences(options, progress=True, log=print):
+    """Convert this shard's sequences with `options`; returns a `SequenceSummary`.
+
+    Raises InputError before any fit for bad options, a missing input or a bad deformation
+    transfer; a bad file fails alone (with keep_going the run goes on).
+    """
+    options.check()
+    files = list_sequence_files(options.input_path, options.output_dir)
+    shard = select_shard(files, options.shard_size, options.shard_index)
+    if options.shard_size and not shard and files:
+        log(f"shard {options.shard_index} of size {options.shard_size} is empty: the input "
+            f"holds {len(files)} files ({math.ceil(len(files) / options.shard_size)} shards)")
+    summary = SequenceSummary(total=len(shard))
+    todo = [(relative, path) for relative, path in shard
+            if options.overwrite or not is_finished(output_path(options.output_dir, relative))]
+    summary.done_before = len(shard) - len(todo)
+    single_file = Path(options.input_path).is_file()
+    run = SequenceRun(options) if todo else None
+    start = time.perf_counter()
+    for relative, path in tqdm(todo, unit="file", disable=not progress or not todo):
+        try:
+            summary.rows.append(run.convert(relative, path))
+        except InputError as error:
+            # A file that is not a SMPL-H motion file is skipped in a tree, but fails when it
+            # is the one file asked for.
+            if isinstance(error, SkipFile) and not single_file:
+                summary.skipped.append((relative, str(error)))
+                continue
+            summary.failures.append((relative, str(error)))
+            if progress:
+                tqdm.write(f"failed: {error}")
+            if not options.keep_going:
+                summary.stopped = True
+                break
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+# ----------------------------------------------------------------- SLURM through submitit
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """An array job of `shards` tasks, one shard of the sorted file list each.
+
+    cluster: None (submitit picks SLURM when it is there) or "local" (this machine's local
+    executor, for tests and trials); log_dir: submitit's folder (logs, pickled results).
+    """
+    shards: int
+    log_dir: Path
+    partition: str = None
+    minutes: int = 240
+    cpus: int = 4
+    gpus: int = 0
+    mem_gb: int = 16
+    parallelism: int = 64
+    cluster: str = None
+
+
+def run_shard(options):
+    """One array task: run a shard without a progress bar; the summary is its result."""
+    return run_sequences(options, progress=False)
+
+
+def submit_shards(options, slurm):
+    """Submit the shards of `options`' file list as one array job; returns the jobs.
+
+    The file list is split into `slurm.shards` shards of equal size (the last shorter);
+    each task runs `run_shard` with its `shard_index`, so a task that is re-submitted
+    resumes where it stopped, as a local run does.
+    """
+    import submitit
+
+    options.check()
+    if slurm.shards < 1:
+        raise InputError(f"--shards must be >= 1, got {slurm.shards}")
+    files = list_sequence_files(options.input_path, options.output_dir)
+    if not files:
+        raise InputError(f"{options.input_path}: no .npz files to convert")
+    shard_size = math.ceil(len(files) / slurm.shards)
+    count = math.ceil(len(files) / shard_size)
+    executor = submitit.AutoExecutor(folder=str(slurm.log_dir), cluster=slurm.cluster)
+    parameters = dict(timeout_min=slurm.minutes, cpus_per_task=slurm.cpus,
+                      gpus_per_node=slurm.gpus, mem_gb=slurm.mem_gb, name="convert_sequences")
+    if executor.cluster == "slurm":
+        parameters.update(slurm_array_parallelism=slurm.parallelism)
+        if slurm.partition:
+            parameters.update(slurm_partition=slurm.partition)
+    executor.update_parameters(**parameters)
+    # The tasks import this package: make its folder importable wherever they start.
+    repo = str(Path(__file__).resolve().parent.parent)
+    paths = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    if repo not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([repo] + paths)
+    shards = [replace(options, shard_size=shard_size, shard_index=index)
+              for index in range(count)]
+    return executor.map_array(run_shard, shards)

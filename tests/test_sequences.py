@@ -1,0 +1,421 @@
+"""Motion sequences to SMPL-X (convert_sequences.py) on the synthetic kit.
+
+One conversion of a synthetic AMASS tree (two shards through the command line, 60 -> 30 fps)
+is shared by the tests of the output tree, the round trip and resume. The bad-input and
+submitit tests use trees of short sequences and a short fit.
+"""
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse
+import smplx
+import torch
+
+import convert_sequences
+from smplh2smplx.formats.body_models import load_smplh, load_smplx
+from smplh2smplx.errors import InputError
+from smplh2smplx.fit.fitter import FitSettings
+from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.formats.safe_pickle import load_pickle
+from smplh2smplx.formats.sequence_files import (OUTPUT_KEYS, SkipFile, SmplxSequence, is_finished, read_smplh_sequence, read_smplx_sequence, write_smplx_sequence)
+from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
+from smplh2smplx.stages.sequences.convert import (MaskedBody, SequenceOptions, frame_step, mean_acceleration, solve_shape)
+from smplh2smplx.stages.sequences.run import (SlurmOptions, list_sequence_files, output_path, quality_path, run_sequences, submit_shards)
+
+SHORT_FIT = FitSettings(max_iterations=2)
+
+
+def user_config(kit, output_dir):
+    """config.py entries pointing at the kit."""
+    return {"AMASS_DIR": str(kit.amass), "SMPLH_MODEL": str(kit.body_models),
+            "SMPLX_MODEL": str(kit.body_models), "DEFTRAFO_PATH": str(kit.deftrafo),
+            "MASK_IDS_PATH": str(kit.mask), "SEQUENCE_OUTPUT_DIR": str(output_dir)}
+
+
+def options(kit, input_path, output_dir, **changes):
+    base = SequenceOptions(input_path=input_path, output_dir=output_dir,
+                           smplh_model=kit.body_models, smplx_model=kit.body_models,
+                           deftrafo_path=kit.deftrafo, mask_path=kit.mask, device="cpu",
+                           chunk_frames=8, shape_frames=4, fit=SHORT_FIT)
+    return replace(base, **changes)
+
+
+def short_sequence(kit, relative, frames=10, **changes):
+    """Arrays of the kit's sequence `relative` cut to `frames` frames, with changes."""
+    with np.load(kit.amass / relative) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays["poses"], arrays["trans"] = arrays["poses"][:frames], arrays["trans"][:frames]
+    arrays["dmpls"] = arrays["dmpls"][:frames]
+    arrays.update(changes)
+    return arrays
+
+
+def write_npz(path, arrays):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def smplx_file_arrays(frames=5):
+    """An AMASS SMPL-X sequence's arrays."""
+    return {"poses": np.zeros((frames, 165)), "trans": np.zeros((frames, 3)),
+            "betas": np.zeros(16), "gender": np.array("male"),
+            "surface_model_type": np.array("smplx"), "mocap_frame_rate": np.array(60.0)}
+
+
+# ----------------------------------------------------------------- the shared conversion
+
+def motions(kit):
+    """The kit's sequences in the shared conversion: a male and a female one."""
+    return kit.sequences[:2]
+
+
+@pytest.fixture(scope="module")
+def converted(kit, tmp_path_factory):
+    """Two of the kit's sequences, a shape.npz and a SMPL-X file, converted at 30 fps by the
+    command line in two shards of 2 files (each converts one sequence and skips one file);
+    returns (tree, output, (exit codes, sequences converted by each shard))."""
+    tree = tmp_path_factory.mktemp("amass")
+    for relative in motions(kit):
+        (tree / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(kit.amass / relative, tree / relative)
+    first, second = map(Path, motions(kit))
+    write_npz(tree / first.parent / "shape.npz", {"betas": np.zeros(16),
+                                                  "gender": np.array("male")})
+    write_npz(tree / second.parent.parent / "x_stageii.npz", smplx_file_arrays())
+    output = tmp_path_factory.mktemp("out")
+    config = user_config(kit, output)
+    codes, converted_by_shard, done = [], [], set()
+    for index in (0, 1):
+        codes.append(convert_sequences.main(
+            [str(tree), "--fps", "30", "--batch-size", "2", "--batch-index", str(index),
+             "--device", "cpu", "--chunk-frames", "16", "--shape-frames", "6"],
+            user_config=config))
+        rows = set(read_sequence_rows(output / SEQUENCES_CSV))
+        converted_by_shard.append(sorted(rows - done))
+        done = rows
+    return tree, output, (codes, converted_by_shard)
+
+
+def test_tree_is_mirrored_with_skips_named(converted, kit, capsys):
+    tree, output, (codes, _) = converted
+    assert codes == [0, 0]
+    files = [relative for relative, _ in list_sequence_files(tree)]
+    assert len(files) == 4
+    for relative in motions(kit):
+        path = output_path(output, relative)
+        assert path.name.endswith("_stageii.npz")
+        assert path.relative_to(output).parent == Path(relative).parent
+        with np.load(path, allow_pickle=False) as archive:
+            assert tuple(archive.files) == OUTPUT_KEYS
+            arrays = {key: archive[key] for key in archive.files}
+        source = read_smplh_sequence(tree / relative)
+        assert arrays["poses"].shape == (30, 165)
+        assert float(arrays["mocap_frame_rate"]) == 30.0
+        assert float(arrays["mocap_time_length"]) == pytest.approx(1.0)
+        assert str(arrays["gender"]) == source.gender
+        assert str(arrays["surface_model_type"]) == "smplx"
+        assert arrays["betas"].shape == (10,) and int(arrays["num_betas"]) == 10
+        np.testing.assert_array_equal(arrays["pose_hand"], arrays["poses"][:, 75:])
+        assert quality_path(output, relative).is_file()
+    assert not list(output.rglob("shape*")) and not list(output.rglob("x_stageii*"))
+    rows = read_sequence_rows(output / SEQUENCES_CSV)
+    assert sorted(rows) == sorted(motions(kit))
+    for row in rows.values():
+        assert row.frames == 30 and row.fps == 30.0
+        assert row.v2v_mean_mm <= row.v2v_p95_mm <= row.v2v_max_mm
+        assert row.jitter > 0 and row.source_jitter > 0
+
+
+def test_skipped_files_are_reported_with_reasons(kit, tmp_path):
+    tree = tmp_path / "tree"
+    write_npz(tree / "S1" / "shape.npz", {"betas": np.zeros(16), "gender": np.array("male")})
+    write_npz(tree / "S1" / "a_stageii.npz", smplx_file_arrays())
+    summary = run_sequences(options(kit, tree, tmp_path / "out"), progress=False)
+    reasons = dict(summary.skipped)
+    assert "shape.npz: not a motion file" in reasons["S1/shape.npz"]
+    assert "already a SMPL-X sequence" in reasons["S1/a_stageii.npz"]
+    assert summary.failed == 0 and not summary.rows
+    assert any("skipped: " in line and "shape.npz" in line for line in summary.lines())
+
+
+def test_round_trip_with_the_smplx_package(converted, kit):
+    """An output file, read back with the smplx package's SMPL-X layer, lies on the
+    deformation transfer (applied here with scipy) of the source SMPL-H mesh posed with the
+    file's 16 betas and translation. The source is posed by our LBS (`BodyModel`, checked
+    against the smplx package in test_extract; the package's SMPL-H layer takes 10 betas
+    only); nothing of the fitter is used."""
+    tree, output, _ = converted
+    relative = kit.sequences[1]
+    arrays = read_smplx_sequence(output_path(output, relative))
+    source = read_smplh_sequence(tree / relative)
+    gender = str(arrays["gender"])
+    layer_x = smplx.create(str(kit.body_models), model_type="smplx", gender=gender, ext="npz",
+                           flat_hand_mean=True, use_pca=False,
+                           num_betas=int(arrays["num_betas"]), num_expression_coeffs=10)
+    smplh = BodyModel(load_smplh(kit.body_models / "smplh" / gender / "model.npz"),
+                      num_betas=16, dtype=torch.float64)
+    frames = np.arange(0, 60, 2)                     # 60 fps -> 30 fps: every 2nd frame
+    t = lambda array: torch.as_tensor(np.asarray(array), dtype=torch.float32)  # noqa: E731
+    poses = arrays["poses"]
+    count = len(poses)
+    with torch.no_grad():
+        fitted = layer_x(
+            betas=t(arrays["betas"])[None].expand(count, -1), global_orient=t(arrays["root_orient"]),
+            body_pose=t(arrays["pose_body"]), jaw_pose=t(arrays["pose_jaw"]),
+            leye_pose=t(arrays["pose_eye"][:, :3]), reye_pose=t(arrays["pose_eye"][:, 3:]),
+            left_hand_pose=t(arrays["pose_hand"][:, :45]),
+            right_hand_pose=t(arrays["pose_hand"][:, 45:]), transl=t(arrays["trans"]),
+            expression=torch.zeros(count, 10)).vertices.numpy()
+        src = source.poses[frames]
+        smplh_vertices = smplh(torch.as_tensor(src).view(count, 52, 3),
+                               torch.as_tensor(source.betas)[None].expand(count, -1),
+                               torch.as_tensor(source.trans[frames]))[0].numpy()
+    matrix = scipy.sparse.csr_matrix(load_pickle(kit.deftrafo)["mtx"])[:, :6890]
+    mask = np.load(kit.mask)
+    errors = []
+    for frame in range(count):
+        target = matrix @ smplh_vertices[frame].astype(np.float64)
+        errors.append(np.linalg.norm(fitted[frame, mask] - target[mask], axis=1).mean() * 1000)
+    errors = np.array(errors)
+    # Measured: about 4 mm per frame on the kit (the SMPL-X body cannot take the SMPL-H
+    # shape exactly); a fit that missed the pose or the translation is off by centimetres.
+    assert errors.max() < 8.0
+    row = read_sequence_rows(output / SEQUENCES_CSV)[relative]
+    assert row.v2v_mean_mm == pytest.approx(errors.mean(), abs=0.05)
+    assert row.v2v_max_mm == pytest.approx(errors.max(), abs=0.05)
+
+
+def test_finished_files_are_skipped_and_broken_ones_redone(converted, kit):
+    tree, output, _ = converted
+    paths = [output_path(output, relative) for relative in motions(kit)]
+    stamps = [path.stat().st_mtime_ns for path in paths]
+    run_options = options(kit, tree, output, fps=30.0, keep_going=True)
+    summary = run_sequences(run_options, progress=False)
+    assert summary.done_before == 2 and not summary.rows
+    assert [path.stat().st_mtime_ns for path in paths] == stamps
+    paths[1].write_bytes(paths[1].read_bytes()[:100])          # a broken output
+    assert not is_finished(paths[1])
+    summary = run_sequences(run_options, progress=False)
+    assert [row.sequence for row in summary.rows] == [motions(kit)[1]]
+    assert is_finished(paths[1])
+    assert paths[0].stat().st_mtime_ns == stamps[0]
+
+
+def test_shards_split_the_sorted_list(converted, kit):
+    """The shared conversion ran shard 0 then shard 1 (2 files each of the sorted list)."""
+    tree, _output, (_codes, converted_by_shard) = converted
+    files = [relative for relative, _ in list_sequence_files(tree)]
+    assert files == sorted(files)
+    wanted = set(motions(kit))
+    assert converted_by_shard == [[name for name in files[:2] if name in wanted],
+                                  [name for name in files[2:] if name in wanted]]
+    assert all(converted_by_shard)
+
+
+# ----------------------------------------------------------------- bad inputs
+
+def bad_tree(kit, root):
+    """A tree with one good file and one of each bad input; returns {name: expected text}."""
+    good = kit.sequences[0]                          # a male sequence
+    female = kit.sequences[1]
+    write_npz(root / "A" / "good_poses.npz", short_sequence(kit, good))
+    write_npz(root / "B" / "female_poses.npz", short_sequence(kit, female))
+    write_npz(root / "C" / "empty_poses.npz", short_sequence(kit, good, frames=0))
+    nan = short_sequence(kit, good)
+    nan["poses"] = nan["poses"].copy()
+    nan["poses"][[3, 7], 10] = np.nan
+    write_npz(root / "D" / "nan_poses.npz", nan)
+    write_npz(root / "E" / "smpl_poses.npz", short_sequence(
+        kit, good, poses=np.zeros((10, 72))))
+    (root / "F").mkdir(parents=True)
+    (root / "F" / "broken_poses.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    write_npz(root / "G" / "smplx_stageii.npz", smplx_file_arrays())
+    return {"B/female_poses.npz": "no female SMPL-H model",
+            "C/empty_poses.npz": "zero frames",
+            "D/nan_poses.npz": "2 frames hold NaN or infinite values (frames 3, 7)",
+            "E/smpl_poses.npz": "is a SMPL sequence",
+            "F/broken_poses.npz": "not a readable .npz file"}
+
+
+@pytest.fixture
+def male_only_models(kit, tmp_path):
+    """A model folder with neutral and male models only (the female one is missing)."""
+    models = tmp_path / "models"
+    shutil.copytree(kit.body_models, models)
+    shutil.rmtree(models / "smplh" / "female")
+    (models / "smplh" / "SMPLH_FEMALE.pkl").unlink()
+    return models
+
+
+def test_bad_inputs_fail_alone_with_keep_going(kit, male_only_models, tmp_path):
+    tree, output = tmp_path / "tree", tmp_path / "out"
+    expected = bad_tree(kit, tree)
+    run_options = options(kit, tree, output, smplh_model=male_only_models,
+                          keep_going=True)
+    summary = run_sequences(run_options, progress=False)
+    assert [row.sequence for row in summary.rows] == ["A/good_poses.npz"]
+    failures = dict(summary.failures)
+    assert sorted(failures) == sorted(expected)
+    for name, text in expected.items():
+        assert str(tree / name) in failures[name] and text in failures[name], failures[name]
+    assert [name for name, _ in summary.skipped] == ["G/smplx_stageii.npz"]
+    # Nothing partial: only the good file's output, quality file and the table exist.
+    written = sorted(path.relative_to(output).as_posix() for path in output.rglob("*")
+                     if path.is_file())
+    assert written == [".sequences.csv.lock", "A/good_stageii.npz",
+                       "quality/A/good_stageii_frames.npz", "sequences.csv"]
+    assert list(read_sequence_rows(output / SEQUENCES_CSV)) == ["A/good_poses.npz"]
+
+
+def test_command_line_exit_codes_and_lines(kit, male_only_models, tmp_path, capsys):
+    tree, output = tmp_path / "tree", tmp_path / "out"
+    bad_tree(kit, tree)
+    config = dict(user_config(kit, output), SMPLH_MODEL=str(male_only_models))
+    arguments = [str(tree), "--device", "cpu", "--max-iterations", "2", "--shape-frames", "4"]
+    assert convert_sequences.main(arguments, user_config=config) == 1     # stops at B/
+    out = capsys.readouterr().out
+    assert "failed: " in out and "female_poses.npz" in out and "stopped at the first" in out
+    assert not (output / "C").exists()
+    assert convert_sequences.main(arguments + ["--keep-going"], user_config=config) == 1
+    out = capsys.readouterr().out
+    failed = [line for line in out.splitlines() if line.startswith("failed: ")]
+    for name in ("female", "empty", "nan", "smpl", "broken"):
+        assert any(f"{name}_poses.npz" in line for line in failed), name
+    assert "0 converted, 1 already done, 1 skipped, 5 failed, of 7 files" in out
+    config["DEFTRAFO_PATH"] = str(tmp_path / "missing.pkl")
+    assert convert_sequences.main(arguments + ["--overwrite"], user_config=config) == 2
+    assert "missing.pkl" in capsys.readouterr().err
+    config["AMASS_DIR"] = "TODO"
+    assert convert_sequences.main(["--device", "cpu"], user_config=config) == 2
+    assert "AMASS_DIR" in capsys.readouterr().err
+
+
+def test_frame_rate_that_does_not_divide_is_refused(kit, tmp_path):
+    path = tmp_path / "S" / "m_poses.npz"
+    write_npz(path, short_sequence(kit, kit.sequences[0], 12))
+    summary = run_sequences(options(kit, path, tmp_path / "out", fps=25.0),
+                            progress=False)
+    assert summary.failures and str(path) in summary.failures[0][1]
+    assert "cannot subsample 60 fps to 25 fps" in summary.failures[0][1]
+    assert frame_step(120.0, 30.0, path) == 4 and frame_step(59.94, 29.97, path) == 2
+    with pytest.raises(InputError):
+        frame_step(30.0, 60.0, path)
+
+
+def test_smplx_file_given_directly_fails(kit, tmp_path):
+    path = tmp_path / "x_stageii.npz"
+    write_npz(path, smplx_file_arrays())
+    with pytest.raises(SkipFile, match="already a SMPL-X sequence"):
+        read_smplh_sequence(path)
+    summary = run_sequences(options(kit, path, tmp_path / "out"), progress=False)
+    assert not summary.skipped and summary.failures[0][0] == "x_stageii.npz"
+    assert str(path) in summary.failures[0][1]
+
+
+# ----------------------------------------------------------------- pieces
+
+def test_solve_shape_recovers_shared_betas_and_translations(kit):
+    """Vertices posed with known betas and translations are solved back exactly."""
+    data = load_smplx(kit.smplx_npz)
+    body = BodyModel(data, num_betas=10, dtype=torch.float64)
+    mask = torch.as_tensor(np.load(kit.mask))
+    rng = np.random.default_rng(3)
+    pose = torch.as_tensor(rng.normal(0, 0.3, (5, 55, 3)))
+    betas = torch.as_tensor(rng.normal(0, 1.0, 10))
+    transl = torch.as_tensor(rng.normal(0, 0.5, (5, 3)))
+    with torch.no_grad():
+        targets = body(pose, betas.expand(5, -1), transl)[0][:, mask]
+    solved_betas, solved_transl = solve_shape(MaskedBody(body, mask), pose, targets, ridge=0.0)
+    np.testing.assert_allclose(solved_betas.numpy(), betas.numpy(), atol=1e-6)
+    np.testing.assert_allclose(solved_transl.numpy(), transl.numpy(), atol=1e-8)
+
+
+def test_mean_acceleration_of_a_parabola():
+    times = np.arange(10) / 30.0
+    joints = np.zeros((10, 2, 3))
+    joints[:, :, 2] = 0.5 * 9.81 * times[:, None] ** 2      # free fall
+    np.testing.assert_allclose(mean_acceleration(joints, 30.0), 9.81)
+    assert len(mean_acceleration(joints[:2], 30.0)) == 0
+
+
+def test_output_file_reads_back_and_rejects_inconsistency(tmp_path):
+    rng = np.random.default_rng(0)
+    sequence = SmplxSequence(pose=rng.normal(size=(7, 55, 3)), trans=rng.normal(size=(7, 3)),
+                             betas=rng.normal(size=10), gender="female", framerate=30.0)
+    path = tmp_path / "a_stageii.npz"
+    write_smplx_sequence(path, sequence)
+    arrays = read_smplx_sequence(path)
+    np.testing.assert_array_equal(arrays["poses"], sequence.pose.reshape(7, 165))
+    np.testing.assert_array_equal(arrays["pose_eye"], sequence.pose[:, 23:25].reshape(7, 6))
+    assert float(arrays["mocap_time_length"]) == pytest.approx(7 / 30)
+    assert [p.name for p in tmp_path.iterdir()] == ["a_stageii.npz"]     # no temporary left
+    arrays = dict(arrays, pose_jaw=np.zeros((7, 3)))
+    np.savez(path, **arrays)
+    with pytest.raises(InputError, match="pose_jaw does not match"):
+        read_smplx_sequence(path)
+    assert not is_finished(path)
+
+
+# ----------------------------------------------------------------- submitit
+
+def test_submitit_local_executor_runs_the_shards(kit, tmp_path):
+    tree, output = tmp_path / "tree", tmp_path / "out"
+    names = [f"S{i}/m{i}_poses.npz" for i in range(2)]
+    for name in names:
+        write_npz(tree / name, short_sequence(kit, kit.sequences[0], 8))
+    run_options = options(kit, tree, output)
+    jobs = submit_shards(run_options, SlurmOptions(shards=2, log_dir=tmp_path / "logs",
+                                                   cluster="local", minutes=10, cpus=1))
+    assert len(jobs) == 2
+    summaries = [job.result() for job in jobs]
+    assert [[row.sequence for row in summary.rows] for summary in summaries] == [
+        names[:1], names[1:]]
+    assert all(is_finished(output_path(output, name)) for name in names)
+
+
+# ----------------------------------------------------------------- report
+
+def test_report_page_plots_and_animation(converted, kit):
+    from PIL import Image
+    from smplh2smplx.stages.sequences.report import write_sequence_report
+    tree, output, _ = converted
+    index = write_sequence_report(options(kit, tree, output, fps=30.0),
+                                  num_worst=2, animation_frames=3)
+    page = index.read_text()
+    rows = read_sequence_rows(output / SEQUENCES_CSV)
+    worst = max(rows.values(), key=lambda row: row.v2v_mean_mm)
+    assert f"Worst sequence: {worst.sequence}" in page
+    with Image.open(index.parent / "worst_sequence.gif") as animation:
+        assert animation.n_frames == 3
+        width, height = animation.size
+    assert width > height > 100
+    for name in ("sequence_00.png", "sequence_01.png"):
+        assert name in page and (index.parent / name).stat().st_size > 1000
+
+
+def test_outlier_frames_of_a_chunk_get_the_full_fit(kit):
+    """A frame started far from its minimum is left high by the one-step frame fit, then
+    repaired by the full refit; the good frames are left alone."""
+    from smplh2smplx.body.deformation import load_deformation_transfer
+    from smplh2smplx.stages.sequences.convert import (GenderModels, SourceFrames, fit_shape, refit_outliers, spread_frames)
+    from smplh2smplx.family import map_pose
+    run_options = options(kit, kit.amass, Path("unused"), fit=FitSettings(max_iterations=1))
+    deformation = load_deformation_transfer(kit.deftrafo, kit.mask)
+    models = GenderModels(run_options, "neutral", deformation.mask_ids, torch.device("cpu"))
+    source = SourceFrames(read_smplh_sequence(kit.amass / kit.sequences[0]), 1, models,
+                          deformation)
+    betas, _, _ = fit_shape(models, source, spread_frames(len(source), 4), 1)
+    frames = np.arange(10, 16)
+    targets, _ = source.targets(frames)
+    init = map_pose(source.poses[frames], "smplh", "smplx").float()
+    init[2, 1:22] += torch.as_tensor(np.random.default_rng(0).normal(0, 0.4, (21, 3))).float()
+    result = models.fitter.fit(targets, init, betas.float().expand(6, -1))
+    before = result.v2v_mean_mm.clone()
+    assert before[2] > 1.5 * before.median()
+    assert refit_outliers(models, targets, betas.float(), result) >= 1
+    assert result.v2v_mean_mm[2] < 1.2 * before.median()
+    good = [i for i in range(6) if before[i] <= 1.2 * before.median()]
+    torch.testing.assert_close(result.v2v_mean_mm[good], before[good])
