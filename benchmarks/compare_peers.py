@@ -11,7 +11,8 @@ spin-waiting on each other, which otherwise slows every engine several times ove
 
 Inputs: the models of the pair (`--pair SRC2DST`, default smplh2smplx), its deformation
 transfer (the official file name, none for SMPL <-> SMPL-H) and, for SMPL-X targets, the mask,
-all from a synthetic kit (`--kit`, or a fresh one written with seed 0), and real AMASS poses:
+all from a synthetic kit (`--kit`, or a fresh one written with seed 0 in the `--variant`
+asked for), and real AMASS poses:
 `--poses` frames spread evenly over `--amass` (default ../shared/data/amass_sample_smplh.npz),
 mapped onto the source's joints (`family.map_pose`: an SMPL source keeps the body joints, its
 hand joints at rest). The source model is posed with them (neutral, zero shape and
@@ -414,6 +415,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kit", type=Path,
                         help="synthetic kit folder (default: write one, seed 0, into a temp dir)")
+    parser.add_argument("--variant", default="default", choices=("default", "realistic"),
+                        help="variant of the kit written when --kit is not given (%(default)s)")
     parser.add_argument("--pair", default="smplh2smplx", metavar="SRC2DST",
                         help="source and target model, e.g. smplx2smpl (default %(default)s)")
     parser.add_argument("--floor", action="store_true",
@@ -449,8 +452,8 @@ def compare(args, work_dir):
         torch.set_num_threads(args.threads)
     if args.kit is None:
         from synthetic_kit import write_synthetic_kit
-        print("writing a synthetic kit (seed 0) ...", flush=True)
-        kit = write_synthetic_kit(work_dir / "kit", seed=0).root
+        print(f"writing a synthetic kit (seed 0, {args.variant}) ...", flush=True)
+        kit = write_synthetic_kit(work_dir / "kit", seed=0, variant=args.variant).root
     else:
         kit = args.kit
     kit = Path(kit)
