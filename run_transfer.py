@@ -1,8 +1,13 @@
-"""Stage 2: fit SMPL-X parameters to the SMPL-H meshes of stage 1.
+"""Stage 2: fit SMPL-X parameters to the SMPL-H meshes of stage 1 (or any SMPL-family pair).
 
     python run_transfer.py                                   # my_smplh2smplx.yaml + config.py
     python run_transfer.py --exp-cfg my_smplh2smplx.yaml \
         --exp-opts datasets.mesh_folder.batch_size=1000 datasets.mesh_folder.batch_index=0
+    python run_transfer.py --source-model smplx --target-model smpl \
+        --exp-opts deformation_transfer_path=smplx2smpl_deftrafo_setup.pkl body_model.folder=...
+
+    python run_transfer.py --shape-only --betas 0.5,-1,0 --source-model smplx \
+        --target-model smpl --source-body-model models/smplx     # prints the target betas
 
     python run_transfer.py --report [--report-dir DIR] [--report-poses N]
 
@@ -22,8 +27,10 @@ from pathlib import Path
 
 from smplh2smplx.errors import InputError, OutputError
 from smplh2smplx.formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
-from smplh2smplx.settings import EXPERIMENT_CONFIG, TransferOptions, load_experiment_config
+from smplh2smplx.settings import (EXPERIMENT_CONFIG, ShapeOptions, TransferOptions,
+                                  load_experiment_config, parse_value)
 from smplh2smplx.stages.report import report_from_config
+from smplh2smplx.stages.shape import convert_shape
 from smplh2smplx.stages.transfer import TransferSummary, run_transfer
 
 
@@ -47,6 +54,20 @@ def parse_args(argv):
                         help="pose SMPL-H from source_params.npz instead of reading meshes")
     parser.add_argument("--smplh-model", metavar="PATH",
                         help="SMPL-H model for --from-params (config.py: SMPLH_MODEL)")
+    parser.add_argument("--source-model", choices=("smpl", "smplh", "smplx"),
+                        help="model of the input meshes (config: fit.source_model; default "
+                             "smplh)")
+    parser.add_argument("--target-model", choices=("smpl", "smplh", "smplx"),
+                        help="model fitted and written (config: body_model.model_type; "
+                             "default smplx)")
+    parser.add_argument("--shape-only", action="store_true",
+                        help="convert the shape --betas of the source model to the target's "
+                             "betas (rest pose) and print them; fits no meshes")
+    parser.add_argument("--betas", metavar="B0,B1,...",
+                        help="source betas for --shape-only, comma-separated")
+    parser.add_argument("--source-body-model", metavar="PATH",
+                        help="source model file or folder for --shape-only (default: "
+                             "fit.smplh_model for SMPL-H sources)")
     parser.add_argument("--report", action="store_true",
                         help="write the HTML/PNG report of the finished output_folder instead "
                              "of converting (poses without a mesh file are posed from "
@@ -72,7 +93,24 @@ def flag_overrides(args):
         flags["fit.from_params"] = True
     if args.smplh_model is not None:
         flags["fit.smplh_model"] = args.smplh_model
+    if args.source_model is not None:
+        flags["fit.source_model"] = args.source_model
+    if args.target_model is not None:
+        flags["body_model.model_type"] = args.target_model
     return flags
+
+
+def run_shape_only(config, args):
+    """--shape-only: print the target betas of --betas (and the rest-pose fit error)."""
+    if not args.betas:
+        raise InputError("--shape-only needs --betas B0,B1,... (the source model's betas)")
+    betas = [parse_value(text, float, "--betas") for text in args.betas.split(",")]
+    options = ShapeOptions.from_config(config, args.source_body_model)
+    result = convert_shape(options, betas)
+    print(f"{options.target_model} betas: "
+          + ",".join(f"{value:.6f}" for value in result.betas[0]))
+    print(f"rest-pose v2v_mm: mean {result.v2v_mean_mm[0]:.3f}, max {result.v2v_max_mm[0]:.3f}")
+    return 0
 
 
 def run_official_engine(config, args):
@@ -116,6 +154,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         config = load_experiment_config(args.exp_cfg, args.exp_opts, flag_overrides(args))
+        if args.shape_only:
+            return run_shape_only(config, args)
         if args.report:
             print(f"report: {report_from_config(config, args.report_dir, args.report_poses)}")
             return 0

@@ -34,7 +34,9 @@ from smplh2smplx.formats.body_models import load_smplx
 from smplh2smplx.body.deformation import load_deformation_transfer
 from smplh2smplx.fit.fitter import FitSettings, BodyFitter
 from smplh2smplx.formats.sequence_files import read_smplh_sequence
-from smplh2smplx.stages.sequences.convert import (GenderModels, SequenceOptions, SourceFrames, body_joints, convert_sequence, frame_step, mean_acceleration, model_path)
+from smplh2smplx.stages.sequences.convert import (GenderModels, SequenceOptions, SourceFrames,
+                                                  body_joints, convert_sequence, frame_step,
+                                                  mean_acceleration, model_path)
 from synthetic_kit import kit_paths, write_synthetic_kit
 from smplh2smplx.family import map_pose
 from smplh2smplx.runtime import resolve_device

@@ -3,29 +3,35 @@
     python -m benchmarks.compare_peers                      # ours (+ smplfitter)
     python -m benchmarks.compare_peers --kit /tmp/w/kit --poses 500 \
         --smplx-repo /path/to/smplx --official-poses 2 --threads 1        # with every peer
+    python -m benchmarks.compare_peers --pair smplx2smpl --kit /tmp/w/kit --floor
 
 The official engine needs minutes per pose (tens of minutes on a busy machine), hence its
 few poses. On a machine shared with other jobs, `--threads 1` keeps OpenMP threads from
 spin-waiting on each other, which otherwise slows every engine several times over.
 
-Inputs: the SMPL-H and SMPL-X models, deformation transfer and mask of a synthetic kit
-(`--kit`, or a fresh one written with seed 0), and real AMASS poses: `--poses` frames spread
-evenly over `--amass` (default ../shared/data/amass_sample_smplh.npz). Stage 1 is done as
-`extract_to_obj.py` does it (neutral SMPL-H, zero shape and translation, `.obj` files and
-source_params.npz); every engine then fits SMPL-X to the same deformation-transferred
-targets, read back from those `.obj` files.
+Inputs: the models of the pair (`--pair SRC2DST`, default smplh2smplx), its deformation
+transfer (the official file name, none for SMPL <-> SMPL-H) and, for SMPL-X targets, the mask,
+all from a synthetic kit (`--kit`, or a fresh one written with seed 0 in the `--variant`
+asked for), and real AMASS poses:
+`--poses` frames spread evenly over `--amass` (default ../shared/data/amass_sample_smplh.npz),
+mapped onto the source's joints (`family.map_pose`: an SMPL source keeps the body joints, its
+hand joints at rest). The source model is posed with them (neutral, zero shape and
+translation) and written as `.obj` files (with source_params.npz for SMPL-H sources, as
+`extract_to_obj.py` does); every engine then fits the target to the same
+deformation-transferred targets, read back from those `.obj` files.
 
 Engines (a peer that cannot run is listed under the table with the reason):
 - ours, at its default `FitSettings()` and at a faster setting (`FAST`), started from the
-  source SMPL-H pose as `run_transfer.py` does;
+  source pose mapped onto the target's joints as `run_transfer.py` does; with `--floor`
+  also at `FLOOR` (100 steps, tolerance 1e-8): the error the fit can reach;
 - the official `transfer_model` (`--smplx-repo`, a clone of github.com/vchoutas/smplx, run
   unedited through `patches/`, trust-region Newton-CG, 100 iterations per stage, one mesh at
   a time) on `--official-poses` of the poses, which ours also fits on their own so that the
   speed-up compares equal work;
 - smplfitter's `BodyFitter` (`pip install smplfitter`), pointed at the kit's SMPL-X file,
-  started from the target mesh alone, as its documentation uses it.
+  started from the target mesh alone, as its documentation uses it (SMPL-X targets only).
 
-Error: `v2v_mm` of docs/FORMATS.md for every engine alike: the SMPL-X mesh of the engine's pose,
+Error: `v2v_mm` of docs/FORMATS.md for every engine alike: the target mesh of the engine's pose,
 betas and translation, posed by our `BodyModel`, against the target, averaged over the mask
 ids, per pose; the table gives its mean, median, 95th percentile and max over the poses.
 Time: the fits only (models loaded and one warm-up batch done before the clock starts; the
@@ -42,23 +48,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smplh2smplx.formats.body_models import load_smplx
-from smplh2smplx.body.deformation import load_deformation_transfer
-from smplh2smplx.errors import InputError
-from smplh2smplx.formats.source_params import write_source_params
-from smplh2smplx.stages.extract import SmplhPoser
-from smplh2smplx.fit.fitter import FitSettings, BodyFitter
+from smplh2smplx.body.deformation import load_pair_transfer
 from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.errors import InputError
+from smplh2smplx.family import KINDS, map_pose, same_topology
+from smplh2smplx.fit.fitter import BodyFitter, FitSettings, fit_batch
+from smplh2smplx.formats import smpl_params, smplh_params, smplx_params
+from smplh2smplx.formats.body_models import load_body_model
+from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from smplh2smplx.formats.meshes import read_obj_vertices, write_obj
-from smplh2smplx.formats.smplx_params import (NUM_BETAS, parameter_path, pose_from_params,
-                                              read_smplx_params)
-from smplh2smplx.family import map_pose
-from smplh2smplx.fit.fitter import fit_batch
+from smplh2smplx.formats.param_files import parameter_path, read_parameters
+from smplh2smplx.formats.source_params import write_source_params
 from smplh2smplx.runtime import is_installed, resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AMASS_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amass_sample_smplh.npz"
 FAST = FitSettings(max_iterations=5, refine_iterations=1, fit_vertices=1000)
+FLOOR = FitSettings(max_iterations=100, tolerance=1e-8)
+NUM_BETAS = 10
+PARAMETER_FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
 SMPLFITTER_ITERATIONS = 3     # smplfitter's docs: "reasonable values are in the range of 1-4"
 
 
@@ -213,6 +221,7 @@ class Inputs:
     mesh_dir: Path            # <pose_id:06d>.obj and source_params.npz
     targets: torch.Tensor     # (N, 10475, 3) float32 deformation-transferred vertices
     mask_ids: np.ndarray
+    source: str = "smplh"
 
 
 def spread(count, total):
@@ -221,32 +230,53 @@ def spread(count, total):
     return np.unique(np.linspace(0, total - 1, count).round().astype(np.int64)).tolist()
 
 
-def write_inputs(kit, amass, num_poses, mesh_dir, deformation):
-    """Stage 1 for `num_poses` frames of `amass`, then the targets read back from the .obj."""
+def parse_pair(text):
+    """"smplx2smpl" -> ("smplx", "smpl"); InputError for anything else."""
+    source, _, target = text.partition("2")
+    if source not in KINDS or target not in KINDS or source == target:
+        raise InputError(f"--pair: expected SRC2DST with two of {', '.join(KINDS)}, got {text!r}")
+    return source, target
+
+
+def pair_files(kit, source, target):
+    """(deformation transfer, mask) paths of a pair in a kit: None where the pair needs none."""
+    deftrafo = (None if same_topology(source, target)
+                else kit / "transfer" / OFFICIAL_TRANSFER_FILES[f"{source}2{target}"])
+    mask = kit / "transfer" / "smplx_mask_ids.npy" if target == "smplx" else None
+    return deftrafo, mask
+
+
+def write_inputs(kit, amass, num_poses, mesh_dir, deformation, source="smplh"):
+    """The source meshes of `num_poses` frames of `amass` (mapped onto the source's joints),
+    then the targets read back from the .obj files."""
     from smplh2smplx.formats.amass import read_smplh_poses
     sequence = read_smplh_poses(amass)
     pose_ids = spread(num_poses, len(sequence))
-    poses = sequence[pose_ids]
-    poser = SmplhPoser(kit / "body_models" / "smplh" / "neutral" / "model.npz")
+    poses = map_pose(sequence[pose_ids], "smplh", source).float()
+    data = load_body_model(kit / "body_models", source)
+    poser = BodyModel(data)
     mesh_dir.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(pose_ids), 256):
-        vertices = poser(poses[start:start + 256])
+        with torch.no_grad():
+            vertices = poser(poses[start:start + 256])[0].numpy()
         for pose_id, mesh in zip(pose_ids[start:start + 256], vertices):
-            write_obj(mesh_dir / f"{pose_id:06d}.obj", mesh, poser.faces)
-    write_source_params(mesh_dir / "source_params.npz", dict(zip(pose_ids, poses)))
-    smplh_vertices = np.stack([read_obj_vertices(mesh_dir / f"{pose_id:06d}.obj")
-                               for pose_id in pose_ids]).astype(np.float32)
-    targets = torch.as_tensor(deformation.apply(smplh_vertices))
-    return Inputs(pose_ids, poses, mesh_dir, targets, deformation.mask_ids)
+            write_obj(mesh_dir / f"{pose_id:06d}.obj", mesh, data.faces)
+    if source == "smplh":
+        write_source_params(mesh_dir / "source_params.npz",
+                            dict(zip(pose_ids, poses.reshape(len(poses), -1).numpy())))
+    source_vertices = np.stack([read_obj_vertices(mesh_dir / f"{pose_id:06d}.obj")
+                                for pose_id in pose_ids]).astype(np.float32)
+    targets = torch.as_tensor(deformation.apply(source_vertices))
+    return Inputs(pose_ids, poses, mesh_dir, targets, deformation.mask_ids, source)
 
 
 def v2v_mm(body_model, pose, betas, transl, targets, mask_ids, batch_size=128):
-    """(B,) mean distance in mm over `mask_ids` between the posed SMPL-X mesh and `targets`.
+    """(B,) mean distance in mm over `mask_ids` between the posed target mesh and `targets`.
 
     Args:
-        body_model: our `BodyModel` of the SMPL-X model (float32, CPU).
-        pose: (B, 55, 3) axis-angle; betas: (B, NUM_BETAS); transl: (B, 3).
-        targets: (B, 10475, 3) deformation-transferred vertices.
+        body_model: our `BodyModel` of the target model (float32, CPU).
+        pose: (B, J, 3) axis-angle; betas: (B, NUM_BETAS); transl: (B, 3).
+        targets: (B, V, 3) deformation-transferred vertices.
     """
     mask = torch.as_tensor(mask_ids)
     errors = []
@@ -261,11 +291,11 @@ def v2v_mm(body_model, pose, betas, transl, targets, mask_ids, batch_size=128):
 
 # ----------------------------------------------------------------- the engines
 
-def run_ours(smplx_data, inputs, indices, settings, device, batch_size):
+def run_ours(target_data, inputs, indices, settings, device, batch_size):
     """(seconds, pose, betas, transl) of our fitter on the poses at `indices`."""
-    fitter = BodyFitter(smplx_data, inputs.mask_ids, settings).to(device)
+    fitter = BodyFitter(target_data, inputs.mask_ids, settings).to(device)
     mask = torch.as_tensor(inputs.mask_ids)
-    init = map_pose(inputs.source_poses[indices], "smplh", "smplx").float()
+    init = map_pose(inputs.source_poses[indices], inputs.source, target_data.kind).float()
     targets = inputs.targets[indices][:, mask]
     fit_batch(fitter, targets[:2], list(init[:2]))           # warm-up, not timed
     results = []
@@ -334,13 +364,14 @@ def run_smplfitter(model_root, inputs, indices, device, batch_size,
             torch.cat([r["trans"].cpu() for r in results]))
 
 
-def run_official_engine(kit, inputs, indices, smplx_repo, device, work_dir, maxiters=None):
+def run_official_engine(kit, inputs, indices, smplx_repo, device, work_dir, maxiters=None,
+                        target="smplx"):
     """(seconds, pose_ids, pose, betas, transl, failures) of the official transfer_model.
 
     Run through `patches.official.run_official` with the shipped my_smplh2smplx.yaml (the
     official optimiser settings: trust-region Newton-CG, `optim.maxiters` 100 per stage
     unless `maxiters` is given). The meshes of `indices` are copied into a folder of their
-    own; each is fitted alone (the official batch size, 1) and written as a contract .pkl,
+    own; each is fitted alone (the official batch size, 1) and written as the target's .pkl,
     read back here; the translation comes from `OfficialResult.transl`.
     """
     from patches.official import run_official
@@ -350,12 +381,14 @@ def run_official_engine(kit, inputs, indices, smplx_repo, device, work_dir, maxi
     pose_ids = [inputs.pose_ids[index] for index in indices]
     for pose_id in pose_ids:
         shutil.copyfile(inputs.mesh_dir / f"{pose_id:06d}.obj", mesh_dir / f"{pose_id:06d}.obj")
+    deftrafo, _mask = pair_files(kit, inputs.source, target)
     paths = {"MESH_DIR": str(mesh_dir), "SMPLX_OUTPUT_DIR": str(output_dir),
              "SMPLX_MODEL": str(kit / "body_models"),
-             "DEFTRAFO_PATH": str(kit / "transfer" / "smplh2smplx_deftrafo_setup.pkl"),
+             "DEFTRAFO_PATH": str(deftrafo or ""),
              "MASK_IDS_PATH": str(kit / "transfer" / "smplx_mask_ids.npy"),
              "SMPLH_MODEL": str(kit / "body_models" / "smplh")}
-    options = ["batch_size=1", "overwrite=true"]
+    options = ["batch_size=1", "overwrite=true", f"body_model.model_type={target}",
+               f"fit.source_model={inputs.source}"]
     if maxiters is not None:
         options.append(f"optim.maxiters={maxiters}")
     config = load_experiment_config(exp_opts=options, user_config=paths)
@@ -365,11 +398,14 @@ def run_official_engine(kit, inputs, indices, smplx_repo, device, work_dir, maxi
     failures = [f"pose {r.pose_id}: {r.error}" for r in results if r.error is not None]
     done = [pose_id for pose_id in pose_ids
             if pose_id in by_id and by_id[pose_id].error is None]
-    poses, betas = zip(*(pose_from_params(read_smplx_params(parameter_path(output_dir, pose_id)))
-                         for pose_id in done)) if done else ((), ())
+    form = PARAMETER_FORMATS[target]
+    poses, betas = zip(*(form.pose_from_params(read_parameters(
+        parameter_path(output_dir, pose_id), form.PARAMETER_SHAPES, KINDS[target].label))
+        for pose_id in done)) if done else ((), ())
     seconds = sum(result.seconds for result in results)
     transl = torch.tensor([by_id[pose_id].transl for pose_id in done]).reshape(-1, 3)
-    return (seconds, done, torch.stack(poses) if done else torch.zeros(0, 55, 3),
+    return (seconds, done,
+            torch.stack(poses) if done else torch.zeros(0, KINDS[target].num_joints, 3),
             torch.stack(betas) if done else torch.zeros(0, NUM_BETAS), transl, failures)
 
 
@@ -379,6 +415,12 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kit", type=Path,
                         help="synthetic kit folder (default: write one, seed 0, into a temp dir)")
+    parser.add_argument("--variant", default="default", choices=("default", "realistic"),
+                        help="variant of the kit written when --kit is not given (%(default)s)")
+    parser.add_argument("--pair", default="smplh2smplx", metavar="SRC2DST",
+                        help="source and target model, e.g. smplx2smpl (default %(default)s)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run ours at 100 steps, tolerance 1e-8: the error floor")
     parser.add_argument("--amass", type=Path, default=AMASS_SAMPLE,
                         help="AMASS SMPL-H sequence whose frames are the poses (%(default)s)")
     parser.add_argument("--poses", type=int, default=500,
@@ -405,21 +447,21 @@ def parse_args(argv):
 def compare(args, work_dir):
     """Run every engine that can run; returns (runs, skipped)."""
     device = resolve_device(args.device)
+    source, target = parse_pair(args.pair)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.kit is None:
         from synthetic_kit import write_synthetic_kit
-        print("writing a synthetic kit (seed 0) ...", flush=True)
-        kit = write_synthetic_kit(work_dir / "kit", seed=0).root
+        print(f"writing a synthetic kit (seed 0, {args.variant}) ...", flush=True)
+        kit = write_synthetic_kit(work_dir / "kit", seed=0, variant=args.variant).root
     else:
         kit = args.kit
     kit = Path(kit)
     smplx_npz = kit / "body_models" / "smplx" / "SMPLX_NEUTRAL.npz"
-    smplx_data = load_smplx(smplx_npz)
-    deformation = load_deformation_transfer(kit / "transfer" / "smplh2smplx_deftrafo_setup.pkl",
-                                            kit / "transfer" / "smplx_mask_ids.npy")
-    inputs = write_inputs(kit, args.amass, args.poses, work_dir / "meshes", deformation)
-    body_model = BodyModel(smplx_data, num_betas=NUM_BETAS)
+    target_data = load_body_model(kit / "body_models", target)
+    deformation = load_pair_transfer(source, target, *pair_files(kit, source, target))
+    inputs = write_inputs(kit, args.amass, args.poses, work_dir / "meshes", deformation, source)
+    body_model = BodyModel(target_data, num_betas=NUM_BETAS)
     everything = list(range(len(inputs.pose_ids)))
     few = [everything[i] for i in spread(args.official_poses, len(everything))]
     runs, skipped = [], []
@@ -432,17 +474,19 @@ def compare(args, work_dir):
                               tuple(errors), ours))
         print(f"  {engine} ({settings}): {len(indices)} poses in {seconds:.1f} s", flush=True)
 
-    def ours(indices):
-        for name, settings in (("default", FitSettings()), ("fast", FAST)):
-            record("ours", f"{name}: {describe(settings)}", indices,
-                   *run_ours(smplx_data, inputs, indices, settings, device, args.batch_size),
+    def ours(indices, floor=False):
+        settings = [("default", FitSettings()), ("fast", FAST)] + (
+            [("floor", FLOOR)] if floor else [])
+        for name, setting in settings:
+            record("ours", f"{name}: {describe(setting)}", indices,
+                   *run_ours(target_data, inputs, indices, setting, device, args.batch_size),
                    ours=name)
 
-    print(f"{len(everything)} poses of {args.amass.name}, kit {kit}, device {device}, "
-          f"{torch.get_num_threads()} threads", flush=True)
-    ours(everything)
+    print(f"{source} -> {target}: {len(everything)} poses of {args.amass.name}, kit {kit}, "
+          f"device {device}, {torch.get_num_threads()} threads", flush=True)
+    ours(everything, args.floor)
 
-    reason = smplfitter_skip_reason()
+    reason = smplfitter_skip_reason() if target == "smplx" else "run for SMPL-X targets only"
     if reason is None:
         try:
             root = smplfitter_model_root(smplx_npz, work_dir / "smplfitter_models" / "smplx")
@@ -459,7 +503,8 @@ def compare(args, work_dir):
         ours(few)
         try:
             seconds, done, pose, betas, transl, failures = run_official_engine(
-                kit, inputs, few, args.smplx_repo, device, work_dir, args.official_maxiters)
+                kit, inputs, few, args.smplx_repo, device, work_dir, args.official_maxiters,
+                target)
             indices = [inputs.pose_ids.index(pose_id) for pose_id in done]
             if done:
                 record("official transfer_model", official_settings(args.official_maxiters),

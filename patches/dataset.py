@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from smplh2smplx.errors import InputError
 from smplh2smplx.formats.mesh_folder import list_mesh_inputs, select_shard
-from smplh2smplx.formats.smplx_params import parameter_path
+from smplh2smplx.formats.param_files import parameter_path
 
 def read_mesh(path):
     """(vertices float32 (V, 3), faces int32 (F, 3)) of a mesh file, vertex order kept.

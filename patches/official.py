@@ -1,15 +1,21 @@
 """`run_official`: the official transfer_model's fit, driven by the project's config.
 
-This replaces the official `__main__.main`, keeping its steps (build the SMPL-X layer,
+Any pair of SMPL, SMPL-H and SMPL-X: the target is `body_model.model_type`, as in the
+official `config_files/<src>2<dst>.yaml`; the source is `fit.source_model`. SMPL and SMPL-H
+share one mesh: that pair maps by the identity, as in our engine, with no file to read.
+
+This replaces the official `__main__.main`, keeping its steps (build the target layer,
 read the deformation transfer and the mask, then `run_fitting` batch by batch) and
 changing only what the published procedure edits by hand, plus what Python 3.11 needs:
 
 - the device comes from our argument: no `use_cuda` prompt (`input()`) can block a run;
 - meshes come from `MeshShard` (sorted, sharded, already converted ones skipped);
 - each mesh gets its own contract parameter file, written atomically (`writer.py`);
-- a missing mask file is an error (the official code warns and fits without a mask);
-- the SMPL-X layer is built with 10 betas, the contract's count (the official call leaves
-  it to the layer's default: 10 in smplx 0.1.28, 16 in the clone's own smplx package);
+- for SMPL-X targets a missing mask file is an error (the official code warns and fits
+  without a mask); SMPL and SMPL-H targets use every vertex, as the official configs do;
+- the layer is built with the output file's betas (`body_model.<type>.betas.num`: 10 for
+  the SMPL-X contract; the official call leaves it to the layer's default: 10 in smplx
+  0.1.28, 16 in the clone's own smplx package);
 - each batch's gradients are dropped after its fit (see `runtime.observed_fitting`): the
   unmodified loop leaks about 5 MB per pose.
 
@@ -29,16 +35,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from smplh2smplx.errors import InputError
+from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.formats.deformation_files import read_mask_ids
 from smplh2smplx.formats.errors_csv import ErrorRow
-from smplh2smplx.formats.smplx_params import JOINT_SLICES, NUM_BETAS, parameter_path
+from smplh2smplx.formats.param_files import parameter_path
 from smplh2smplx.runtime import resolve_device
+from smplh2smplx.settings import TARGET_BETAS
 
 from .config import ShardSettings, official_config
 from .dataset import MeshShard
 from .loader import load_transfer_model
 from .runtime import observed_fitting, output_as_dict, quiet_official
-from .writer import contract_params, write_params
+from .writer import FORMATS, contract_params, write_params
 
 
 @dataclass(frozen=True)
@@ -84,16 +92,16 @@ def _existing(path, what, key):
     return path
 
 
-def _vertices_of(body_model, params, transl):
-    """(B, V, 3) SMPL-X vertices of contract dicts plus a (B, 3) translation."""
+def _vertices_of(body_model, kind, params, transl):
+    """(B, V, 3) vertices of the `kind` layer for parameter dicts plus a (B, 3) translation."""
     device = transl.device
     stacked = {key: torch.stack([p[key] for p in params]).to(device) for key in params[0]}
     rotations = {key: roma.rotvec_to_rotmat(stacked[key].reshape(len(params), -1, 3))
-                 for key in JOINT_SLICES}
+                 for key in FORMATS[kind].JOINT_SLICES}
+    if kind == "smplx":
+        rotations["expression"] = transl.new_zeros(len(params), body_model.num_expression_coeffs)
     with torch.no_grad():
         output = body_model(betas=stacked["betas"].reshape(len(params), -1), transl=transl,
-                            expression=transl.new_zeros(len(params),
-                                                        body_model.num_expression_coeffs),
                             **rotations)
     return output["vertices"]
 
@@ -103,38 +111,64 @@ def _distances_mm(vertices, targets, mask_ids):
     return (vertices[:, mask_ids] - targets[:, mask_ids]).norm(dim=-1) * 1000.0
 
 
+def _layer_options(body, folder):
+    """The official body_model entries for `smplx.build_layer`, with the file extension of
+    the model file that exists (the official default `npz` has no SMPL-H file in the
+    smplx layout, which ships SMPLH_<GENDER>.pkl)."""
+    options = OmegaConf.to_container(body, resolve=True)
+    kind, gender = body.model_type, str(body.gender).upper()
+    for ext in (options.get("ext", "npz"), "pkl", "npz"):
+        name = f"{kind.upper()}_{gender}.{ext}"
+        if (Path(folder) / kind / name).is_file() or (Path(folder) / name).is_file():
+            options["ext"] = ext
+            break
+    return options
+
+
 class _OfficialRun:
     """The state shared by the batches of one run: the official modules, model, targets."""
 
-    def __init__(self, modules, exp_cfg, device):
+    def __init__(self, modules, exp_cfg, device, source="smplh"):
         self.modules, self.exp_cfg, self.device = modules, exp_cfg, device
         body = exp_cfg.body_model
-        if body.model_type != "smplx":
-            raise InputError(f"body_model.model_type is {body.model_type!r}; the stage-2 "
-                             f"outputs are SMPL-X parameters, so it must be smplx")
-        folder = _existing(body.folder, "SMPL-X model folder", "body_model.folder")
-        deftrafo = _existing(exp_cfg.deformation_transfer_path, "deformation transfer",
-                             "deformation_transfer_path")
-        mask = _existing(exp_cfg.mask_ids_fname, "SMPL-X mask ids", "mask_ids_fname")
-        if body.smplx.betas.num != NUM_BETAS:
-            raise InputError(f"body_model.smplx.betas.num is {body.smplx.betas.num}; the "
-                             f"output contract holds {NUM_BETAS} betas")
+        self.kind = kind = body.model_type
+        if kind not in KINDS:
+            raise InputError(f"body_model.model_type is {kind!r}; the target must be one of "
+                             f"{', '.join(KINDS)}")
+        label = KINDS[kind].label
+        folder = _existing(body.folder, f"{label} model folder", "body_model.folder")
+        num_betas = body[kind].betas.num
+        exact, most = TARGET_BETAS[kind]
+        if (exact and num_betas != exact) or not 1 <= num_betas <= most:
+            raise InputError(f"body_model.{kind}.betas.num is {num_betas}; the {label} output "
+                             f"holds {exact or f'1 to {most}'} betas")
         try:
             # The official config's betas.num is never read by the official code.
-            self.body_model = smplx.build_layer(str(folder), num_betas=NUM_BETAS,
-                                                **body).to(device)
+            self.body_model = smplx.build_layer(str(folder), num_betas=num_betas,
+                                                **_layer_options(body, folder)).to(device)
         except (OSError, ValueError, KeyError, AssertionError) as error:
-            raise InputError(f"{folder}: cannot build the SMPL-X model ({error})") from None
-        if self.body_model.num_betas != NUM_BETAS:
-            raise InputError(f"{folder}: the SMPL-X model has {self.body_model.num_betas} "
-                             f"shape components, the output contract {NUM_BETAS}")
+            raise InputError(f"{folder}: cannot build the {label} model ({error})") from None
+        if self.body_model.num_betas != num_betas:
+            raise InputError(f"{folder}: the {label} model has {self.body_model.num_betas} "
+                             f"shape components, the output {num_betas}")
         output_as_dict(self.body_model)
-        self.def_matrix = modules.utils.read_deformation_transfer(str(deftrafo), device=device)
         num_vertices = self.body_model.get_num_verts()
-        if self.def_matrix.shape[0] != num_vertices:
-            raise InputError(f"{deftrafo}: maps to {self.def_matrix.shape[0]} vertices, the "
-                             f"SMPL-X model has {num_vertices}")
-        self.mask_ids = torch.from_numpy(read_mask_ids(mask, num_vertices)).to(device)
+        if same_topology(source, kind):
+            # SMPL and SMPL-H share one mesh: the identity, as in our engine.
+            self.def_matrix = torch.eye(num_vertices, device=device)
+        else:
+            deftrafo = _existing(exp_cfg.deformation_transfer_path, "deformation transfer",
+                                 "deformation_transfer_path")
+            self.def_matrix = modules.utils.read_deformation_transfer(str(deftrafo),
+                                                                     device=device)
+            if self.def_matrix.shape[0] != num_vertices:
+                raise InputError(f"{deftrafo}: maps to {self.def_matrix.shape[0]} vertices, "
+                                 f"the {label} model has {num_vertices}")
+        if kind == "smplx":
+            mask = _existing(exp_cfg.mask_ids_fname, "SMPL-X mask ids", "mask_ids_fname")
+            self.mask_ids = torch.from_numpy(read_mask_ids(mask, num_vertices)).to(device)
+        else:
+            self.mask_ids = torch.arange(num_vertices, device=device)
 
     def batch_inputs(self, items):
         """The official batch dict (tensors on the device) for dataset items."""
@@ -163,16 +197,24 @@ class _OfficialRun:
                 return [OfficialResult(item["pose_id"], seconds, float("nan"), float("nan"),
                                        float("nan"), steps.total, False,
                                        f"{type(error).__name__}: {error}") for item in items]
-        params = contract_params(var_dict)
+        params = contract_params(var_dict, self.kind)
         with torch.no_grad():
             targets = self.modules.utils.apply_deformation_transfer(
                 self.def_matrix, batch["vertices"], batch["faces"])
-            transl = var_dict["transl"].detach().reshape(len(items), 3)
-            written = _distances_mm(_vertices_of(self.body_model, params, transl), targets,
-                                    self.mask_ids)
+            transl = var_dict.get("transl")
+            if transl is None:
+                # The SMPL and SMPL-H layers' outputs carry no translation, and the official
+                # loop overwrites its variables with them: read it off the fitted vertices.
+                zero = targets.new_zeros(len(items), 3)
+                transl = (var_dict["vertices"].detach() - _vertices_of(
+                    self.body_model, self.kind, params, zero)).mean(1)
+            transl = transl.detach().reshape(len(items), 3)
+            written = _distances_mm(_vertices_of(self.body_model, self.kind, params, transl),
+                                    targets, self.mask_ids)
             fitted = _distances_mm(var_dict["vertices"].detach(), targets, self.mask_ids)
         for item, pose_params in zip(items, params):
-            write_params(parameter_path(output_folder, item["pose_id"]), pose_params)
+            write_params(parameter_path(output_folder, item["pose_id"]), pose_params,
+                         self.kind)
         seconds = (time.perf_counter() - start) / len(items)
         converged = steps.all_stopped_before(self.exp_cfg.optim.maxiters)
         return [OfficialResult(item["pose_id"], seconds, float(written[index].mean()),
@@ -190,7 +232,9 @@ def run_official(config, smplx_repo, device=None, on_batch=None, verbose=False, 
             official defaults know (`datasets.mesh_folder.data_folder`,
             `deformation_transfer_path`, `mask_ids_fname`, `output_folder`, `body_model.*`,
             `optim.*`, `edge_fitting.*`, `batch_size`, ...), plus
-            `datasets.mesh_folder.batch_size`/`batch_index` (the shard) and `overwrite`.
+            `datasets.mesh_folder.batch_size`/`batch_index` (the shard), `overwrite` and
+            `fit.source_model` (SMPL and SMPL-H sources of an SMPL-H or SMPL target need no
+            deformation transfer).
         smplx_repo: path of a clone of github.com/vchoutas/smplx, used unedited.
         device: "cpu", "cuda", "cuda:N" or "auto"; None reads `fit.device` ("auto" if absent).
         on_batch: called with the list of OfficialResult of every batch once its files are
@@ -223,7 +267,8 @@ def run_official(config, smplx_repo, device=None, on_batch=None, verbose=False, 
     batch_size = max(1, int(exp_cfg.batch_size or 1))
     results = []
     with quiet_official(modules, verbose):
-        run = _OfficialRun(modules, exp_cfg, device)
+        source = OmegaConf.select(config, "fit.source_model", default="smplh")
+        run = _OfficialRun(modules, exp_cfg, device, source)
         for start in range(0, len(dataset), batch_size):
             stop = min(start + batch_size, len(dataset))
             batch_results = run.fit([dataset[index] for index in range(start, stop)],

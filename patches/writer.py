@@ -1,17 +1,19 @@
-"""From the official run's variable dictionary to one contract parameter file per pose.
+"""From the official run's variable dictionary to one parameter file per pose.
 
 The official `__main__` pickles the whole dictionary `run_fitting` returns (variables,
 rotation matrices, vertices, joints, faces; the whole batch in every file). The published
 fix keeps only the pose fields, in axis-angle, on the CPU; here that is `contract_params`
-(one dict per mesh of the batch, the format of docs/FORMATS.md) and `write_params` (atomic).
+(one dict per mesh of the batch, the format of docs/FORMATS.md) and `write_params` (atomic),
+for SMPL-X targets the PoseEmbroider contract, for SMPL and SMPL-H targets their own files.
 """
-import pickle
-
 import roma
 import torch
 
-from smplh2smplx.formats.files import atomic_write
-from smplh2smplx.formats.smplx_params import JOINT_SLICES, PARAMETER_SHAPES, smplx_parameters
+from smplh2smplx.formats import smpl_params, smplh_params, smplx_params
+from smplh2smplx.formats.param_files import build_parameters, write_parameters
+
+# The parameter-file format of each target model.
+FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
 
 
 def _axis_angle(value, batch_size, num_joints, key):
@@ -31,39 +33,47 @@ def _axis_angle(value, batch_size, num_joints, key):
                      f"{num_joints} rotation matrices nor axis-angle vectors")
 
 
-def official_pose(var_dict):
-    """(B, 55, 3) axis-angle SMPL-X pose and (B, num_betas) betas from an official dict.
+def official_pose(var_dict, kind="smplx"):
+    """(B, J, 3) axis-angle pose of the `kind` model and (B, num_betas) betas from an
+    official dict.
 
     Args:
-        var_dict: mapping with `betas` (B, num_betas) and the pose keys `global_orient`,
-            `body_pose`, `left_hand_pose`, `right_hand_pose`, `jaw_pose`, `leye_pose`,
-            `reye_pose` as rotation matrices or axis-angle; other keys are ignored.
+        var_dict: mapping with `betas` (B, num_betas) and the pose keys of the model's
+            parameter file (SMPL-X: `global_orient`, `body_pose`, `left_hand_pose`,
+            `right_hand_pose`, `jaw_pose`, `leye_pose`, `reye_pose`) as rotation matrices or
+            axis-angle; other keys are ignored.
+        kind: the target model, "smpl", "smplh" or "smplx".
     Returns:
         float64 CPU tensors, detached.
     """
+    joint_slices = FORMATS[kind].JOINT_SLICES
     betas = torch.as_tensor(var_dict["betas"]).detach().to("cpu", torch.float64)
     betas = betas.reshape(len(betas), -1)
     batch_size = len(betas)
-    pose = torch.zeros(batch_size, 55, 3, dtype=torch.float64)
-    for key, joints in JOINT_SLICES.items():
+    num_joints = max(joints.stop for joints in joint_slices.values())
+    pose = torch.zeros(batch_size, num_joints, 3, dtype=torch.float64)
+    for key, joints in joint_slices.items():
         num_joints = joints.stop - joints.start
         pose[:, joints] = _axis_angle(var_dict[key], batch_size, num_joints, key)
     return pose, betas
 
 
-def contract_params(var_dict):
-    """One contract dict per mesh of the batch (float32 CPU tensors, shapes of docs/FORMATS.md)."""
-    pose, betas = official_pose(var_dict)
-    return [smplx_parameters(pose[index], betas[index]) for index in range(len(pose))]
+def contract_params(var_dict, kind="smplx"):
+    """One parameter dict per mesh of the batch (float32 CPU tensors, the keys and shapes of
+    the `kind` target's file in docs/FORMATS.md)."""
+    pose, betas = official_pose(var_dict, kind)
+    target = FORMATS[kind]
+    return [build_parameters(pose[index], betas[index], target.PARAMETER_SHAPES,
+                             target.JOINT_SLICES) for index in range(len(pose))]
 
 
-def write_params(path, params):
+def write_params(path, params, kind="smplx"):
     """Pickle one contract dict to `path` atomically: the file appears whole or not at all.
 
     Replaces the official `pickle.dump(var_dict, open(path, 'wb'))`, which leaves a
     truncated file when interrupted (and a truncated file would be skipped as converted).
     """
-    if set(params) != set(PARAMETER_SHAPES):
-        raise ValueError(f"keys {sorted(params)}, expected {sorted(PARAMETER_SHAPES)}")
-    with atomic_write(path) as handle:
-        pickle.dump(params, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    expected = FORMATS[kind].PARAMETER_SHAPES
+    if set(params) != set(expected):
+        raise ValueError(f"keys {sorted(params)}, expected {sorted(expected)}")
+    write_parameters(path, params)

@@ -61,6 +61,11 @@ def parents(kind):
     return np.array(tree, dtype=np.int64)
 
 
+def same_topology(source, target):
+    """Whether two model kinds share one mesh (SMPL and SMPL-H; a kind and itself)."""
+    return source == target or {source, target} == {"smpl", "smplh"}
+
+
 def describe_counts(num_vertices, num_joints):
     """The label of the model with these counts ("SMPL-H", ...), or None."""
     for kind in KINDS.values():

@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import InputError
 from .fit.fitter import FitSettings
 from .formats.body_models import GENDERS
-from .formats.smplx_params import NUM_BETAS
+from .family import KINDS, same_topology
+from .formats import smpl_params, smplx_params
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 USER_CONFIG = REPO_ROOT / "config.py"
@@ -176,30 +177,43 @@ class ExtractOptions:
 
 # ----------------------------------------------------------------- stage 2
 
-# The path entries of the stage-2 config (fit.smplh_model too, with from_params).
-PATH_KEYS = ("datasets.mesh_folder.data_folder", "output_folder", "body_model.folder",
-             "deformation_transfer_path", "mask_ids_fname")
+# Betas an output file holds, per target: (exact count or 0, most). The SMPL-X contract
+# and the SMPL model files hold 10; SMPL-H files up to 16.
+TARGET_BETAS = {"smpl": (smpl_params.NUM_BETAS, smpl_params.NUM_BETAS),
+                "smplh": (0, 16),
+                "smplx": (smplx_params.NUM_BETAS, smplx_params.NUM_BETAS)}
+
+# The path entries of the stage-2 config every pair needs (and deformation_transfer_path
+# unless SMPL <-> SMPL-H, mask_ids_fname for SMPL-X targets, fit.smplh_model with from_params).
+PATH_KEYS = ("datasets.mesh_folder.data_folder", "output_folder", "body_model.folder")
 
 @dataclass(frozen=True)
 class TransferOptions:
     """Everything a stage-2 run needs (see my_smplh2smplx.yaml for each entry's meaning).
 
     mesh_dir: stage-1 folder (meshes and source_params.npz); output_dir: where .pkl go.
-    smplx_model: SMPL-X model file, or a folder holding smplx/SMPLX_<GENDER>.npz.
-    deftrafo_path, mask_path: deformation transfer setup and SMPL-X mask ids.
+    source_model, target_model: the model kinds of the pair ("smpl", "smplh", "smplx");
+        the meshes are the source's, the .pkl files the target's parameters.
+    target_model_path: the target model file, or a folder holding it (e.g.
+        smplx/SMPLX_<GENDER>.npz).
+    deftrafo_path: the source-to-target deformation transfer setup (None for SMPL and
+        SMPL-H, which share one mesh); mask_path: the valid target vertex ids (the SMPL-X
+        mask; None: every vertex).
     shard_size, shard_index: the slice of the sorted input list (shard_size 0: all); in
         the YAML the official keys datasets.mesh_folder.batch_size and batch_index.
     poses_per_batch: poses fitted at once; device: "cpu", "cuda", "cuda:N" or "auto".
     flag_threshold_mm: poses whose v2v_mean_mm exceeds it are flagged in errors.csv.
-    from_params: pose SMPL-H from source_params.npz instead of reading meshes;
-    smplh_model: the SMPL-H model used then.
+    from_params: pose SMPL-H from source_params.npz instead of reading meshes (SMPL-H
+        sources only); smplh_model: the SMPL-H model used then.
     """
     mesh_dir: Path
     output_dir: Path
-    smplx_model: Path
-    deftrafo_path: Path
-    mask_path: Path
+    target_model_path: Path
+    deftrafo_path: Path = None
+    mask_path: Path = None
     gender: str = "neutral"
+    source_model: str = "smplh"
+    target_model: str = "smplx"
     shard_size: int = 0
     shard_index: int = 0
     overwrite: bool = False
@@ -231,22 +245,23 @@ class TransferOptions:
                                  f"or give --exp-opts {key}=PATH")
             return Path(text).expanduser()
 
-        unset = [key for key in PATH_KEYS + (("fit.smplh_model",)
-                                              if value("fit.from_params", bool) else ())
-                 if value(key, str).strip() in ("", UNSET)]
+        source, target = value("fit.source_model", str), value("body_model.model_type", str)
+        for key, kind in (("fit.source_model", source), ("body_model.model_type", target)):
+            if kind not in KINDS:
+                raise InputError(f"config entry {key}: expected one of {', '.join(KINDS)}, got "
+                                 f"{kind!r}")
+        needed = (PATH_KEYS
+                  + (() if same_topology(source, target) else ("deformation_transfer_path",))
+                  + (("mask_ids_fname",) if target == "smplx" else ())
+                  + (("fit.smplh_model",) if value("fit.from_params", bool) else ()))
+        unset = [key for key in needed if value(key, str).strip() in ("", UNSET)]
         if len(unset) == 1:
             raise InputError(f"config entry {unset[0]} is not set: write its path in config.py "
                              f"or give --exp-opts {unset[0]}=PATH")
         if unset:
             raise InputError(f"config entries {', '.join(unset)} are not set: write their "
                              "paths in config.py or give --exp-opts KEY=PATH for each")
-        if value("body_model.model_type", str) != "smplx":
-            raise InputError("config entry body_model.model_type: only smplx is supported, got "
-                             f"{config.body_model.model_type!r}")
-        num_betas = value("body_model.smplx.betas.num", int)
-        if num_betas != NUM_BETAS:
-            raise InputError(f"config entry body_model.smplx.betas.num: the output contract "
-                             f"holds {NUM_BETAS} betas, got {num_betas}")
+        num_betas = value(f"body_model.{target}.betas.num", int)
         fit = FitSettings(num_betas=num_betas, **{
             entry.name: value(f"fit.{entry.name}", entry.type)
             for entry in fields(FitSettings) if entry.name != "num_betas"})
@@ -254,10 +269,15 @@ class TransferOptions:
         options = cls(
             mesh_dir=path("datasets.mesh_folder.data_folder"),
             output_dir=path("output_folder"),
-            smplx_model=path("body_model.folder"),
-            deftrafo_path=path("deformation_transfer_path"),
-            mask_path=path("mask_ids_fname"),
+            target_model_path=path("body_model.folder"),
+            # SMPL and SMPL-H share one mesh: no deformation transfer to read.
+            deftrafo_path=(None if same_topology(source, target)
+                           else path("deformation_transfer_path")),
+            # The mask of the config is SMPL-X's: other targets use every vertex.
+            mask_path=path("mask_ids_fname") if target == "smplx" else None,
             gender=value("body_model.gender", str),
+            source_model=source,
+            target_model=target,
             shard_size=value("datasets.mesh_folder.batch_size", int),
             shard_index=value("datasets.mesh_folder.batch_index", int),
             overwrite=value("overwrite", bool),
@@ -280,6 +300,25 @@ class TransferOptions:
         if self.gender not in GENDERS:
             raise InputError(f"body_model.gender must be one of {', '.join(GENDERS)}, got "
                              f"{self.gender!r}")
+        for name, kind in (("source", self.source_model), ("target", self.target_model)):
+            if kind not in KINDS:
+                raise InputError(f"{name} model must be one of {', '.join(KINDS)}, got {kind!r}")
+        betas_limit = TARGET_BETAS[self.target_model]
+        if not 1 <= self.fit.num_betas <= betas_limit[1] or (
+                betas_limit[0] and self.fit.num_betas != betas_limit[0]):
+            wanted = (f"{betas_limit[0]}" if betas_limit[0]
+                      else f"between 1 and {betas_limit[1]}")
+            raise InputError(f"config entry body_model.{self.target_model}.betas.num: the "
+                             f"{KINDS[self.target_model].label} output holds {wanted} betas, "
+                             f"got {self.fit.num_betas}")
+        if self.deftrafo_path is None and not same_topology(self.source_model,
+                                                            self.target_model):
+            raise InputError(f"{KINDS[self.source_model].label} to "
+                             f"{KINDS[self.target_model].label} needs a deformation transfer "
+                             "(deformation_transfer_path)")
+        if self.from_params and self.source_model != "smplh":
+            raise InputError("from_params poses SMPL-H from source_params.npz: the source "
+                             f"model must be smplh, got {self.source_model}")
         if self.from_params and self.smplh_model is None:
             raise InputError("from_params needs the SMPL-H model (--smplh-model or config.py)")
         if self.fit.max_iterations < 0 or self.fit.refine_iterations < 0:
@@ -290,6 +329,57 @@ class TransferOptions:
         if self.fit.fit_vertices < 0:
             raise InputError(f"fit.fit_vertices must be >= 0 (0: the whole mask), got "
                              f"{self.fit.fit_vertices}")
+
+
+@dataclass(frozen=True)
+class ShapeOptions:
+    """A shape-only conversion: betas of the source model -> betas of the target model.
+
+    source_model, target_model: model kinds; source_model_path, target_model_path: their
+    files or folders; deftrafo_path, mask_path: as in `TransferOptions`; num_betas: target
+    betas fitted.
+    """
+    source_model: str
+    target_model: str
+    source_model_path: Path
+    target_model_path: Path
+    deftrafo_path: Path = None
+    mask_path: Path = None
+    gender: str = "neutral"
+    num_betas: int = 10
+
+    @classmethod
+    def from_config(cls, config, source_model_path=None):
+        """Options from a resolved stage-2 configuration; the source model's file or folder
+        is `source_model_path`, else fit.smplh_model for SMPL-H sources."""
+        def text(key):
+            return str(OmegaConf.select(config, key, default="") or "").strip()
+
+        def path(key):
+            if text(key) in ("", UNSET):
+                raise InputError(f"config entry {key} is not set: write its path in config.py "
+                                 f"or give --exp-opts {key}=PATH")
+            return Path(text(key)).expanduser()
+
+        source, target = text("fit.source_model"), text("body_model.model_type")
+        for key, kind in (("fit.source_model", source), ("body_model.model_type", target)):
+            if kind not in KINDS:
+                raise InputError(f"config entry {key}: expected one of {', '.join(KINDS)}, got "
+                                 f"{kind!r}")
+        if source_model_path is None:
+            if source != "smplh":
+                raise InputError(f"the shape of a {KINDS[source].label} source needs its model "
+                                 "(--source-body-model PATH)")
+            source_model_path = path("fit.smplh_model")
+        return cls(source_model=source, target_model=target,
+                   source_model_path=Path(source_model_path).expanduser(),
+                   target_model_path=path("body_model.folder"),
+                   deftrafo_path=(None if same_topology(source, target)
+                                  else path("deformation_transfer_path")),
+                   mask_path=path("mask_ids_fname") if target == "smplx" else None,
+                   gender=_typed(config.body_model.gender, str, "body_model.gender"),
+                   num_betas=_typed(OmegaConf.select(config, f"body_model.{target}.betas.num"),
+                                    int, f"body_model.{target}.betas.num"))
 
 
 def _read_yaml(path):

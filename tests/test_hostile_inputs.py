@@ -29,7 +29,8 @@ from smplh2smplx.stages.extract import read_source_poses, run_extract
 from smplh2smplx.fit.fitter import BodyFitter, FitSettings
 from smplh2smplx.formats.meshes import write_obj
 from smplh2smplx.formats.errors_csv import CSV_COLUMNS, ErrorRow, merge_error_rows, read_error_rows
-from smplh2smplx.formats.smplx_params import parameter_path, read_smplx_params, write_smplx_params
+from smplh2smplx.formats.param_files import parameter_path
+from smplh2smplx.formats.smplx_params import read_smplx_params, write_smplx_params
 from smplh2smplx.stages.report import write_report
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.annotations import Selection, read_id_mapping, read_json
@@ -65,7 +66,7 @@ def smplh_mesh(kit, tmp_path_factory):
 
 
 def stage2_options(kit, mesh_dir, output_dir, **changes):
-    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, smplx_model=kit.body_models,
+    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, target_model_path=kit.body_models,
                   deftrafo_path=kit.deftrafo, mask_path=kit.mask, poses_per_batch=2, device="cpu",
                   fit=FAST)
     values.update(changes)
@@ -210,7 +211,7 @@ def test_item4_stage2_unwritable_output_exits_3_before_loading_models(
     def no_model(*_args, **_kwargs):
         raise AssertionError("the models must not be loaded before the folder is checked")
 
-    monkeypatch.setattr(transfer_module, "load_smplx", no_model)
+    monkeypatch.setattr(transfer_module, "load_body_model", no_model)
     status = run_transfer.main(stage2_cli(kit, mesh_dir, output))
     err = capsys.readouterr().err
     assert status == 3
@@ -280,7 +281,7 @@ def test_item5_report_survives_any_value_in_errors_csv(tmp_path):
     (output / "errors.csv").write_text("\n".join(lines) + "\n")
     for pose_id in range(1, len(values) + 1):
         write_smplx_params(parameter_path(output, pose_id), torch.zeros(55, 3), torch.zeros(10))
-    options = TransferOptions(mesh_dir=tmp_path, output_dir=output, smplx_model=tmp_path,
+    options = TransferOptions(mesh_dir=tmp_path, output_dir=output, target_model_path=tmp_path,
                               deftrafo_path=tmp_path, mask_path=tmp_path)
     index = write_report(options, num_poses=0, progress=False)
     page = index.read_text()
@@ -493,7 +494,7 @@ def test_item13_stage2_names_every_unset_path():
     (FitSettings(tolerance=2.0), "fit.tolerance"), (FitSettings(fit_vertices=-1), "fit_vertices"),
 ])
 def test_item13_fit_tolerance_and_fit_vertices_are_range_checked(tmp_path, fit, message):
-    options = TransferOptions(mesh_dir=tmp_path, output_dir=tmp_path, smplx_model=tmp_path,
+    options = TransferOptions(mesh_dir=tmp_path, output_dir=tmp_path, target_model_path=tmp_path,
                               deftrafo_path=tmp_path, mask_path=tmp_path, fit=fit)
     with pytest.raises(InputError, match=message):
         options.check()

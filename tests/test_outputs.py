@@ -7,7 +7,8 @@ import torch
 
 from smplh2smplx.errors import InputError
 from smplh2smplx.formats.errors_csv import CSV_COLUMNS, ErrorRow, merge_error_rows, read_error_rows
-from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, parameter_path, pose_from_params,
+from smplh2smplx.formats.param_files import parameter_path
+from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, pose_from_params,
                                               read_smplx_params, write_smplx_params)
 
 CONTRACT = {

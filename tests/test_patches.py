@@ -25,6 +25,7 @@ from patches import config as patch_config
 from patches import dataset, loader, runtime, writer
 from smplh2smplx import family
 from smplh2smplx.errors import InputError
+from smplh2smplx.formats import param_files
 from smplh2smplx.formats.smplx_params import PARAMETER_SHAPES, read_smplx_params
 
 SMPLX_VERTICES, SMPLH_VERTICES = 10475, 6890
@@ -150,7 +151,7 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
         handle.write(b"\x80\x05partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writer.pickle, "dump", dump_half_then_fail)
+    monkeypatch.setattr(param_files.pickle, "dump", dump_half_then_fail)
     with pytest.raises(KeyboardInterrupt):
         writer.write_params(tmp_path / "000001.pkl", params)
     assert list(tmp_path.iterdir()) == []

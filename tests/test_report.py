@@ -42,7 +42,7 @@ def run(kit, tmp_path_factory):
         write_obj(mesh_dir / f"{pose_id:06d}.obj", mesh, smplh.faces)
     np.savez(mesh_dir / "source_params.npz", pose_ids=np.array(POSE_IDS), poses=poses)
     options = TransferOptions(mesh_dir=mesh_dir, output_dir=root / "out",
-                              smplx_model=kit.body_models, deftrafo_path=kit.deftrafo,
+                              target_model_path=kit.body_models, deftrafo_path=kit.deftrafo,
                               mask_path=kit.mask, poses_per_batch=len(POSE_IDS), device="cpu",
                               fit=FAST, flag_threshold_mm=2.0)
     summary = transfer(options, progress=False)
@@ -155,7 +155,7 @@ def test_missing_or_empty_output_folder(run, tmp_path):
 
 def test_command_line(run, tmp_path, capsys):
     paths = [f"datasets.mesh_folder.data_folder={run.mesh_dir}",
-             f"body_model.folder={run.smplx_model}",
+             f"body_model.folder={run.target_model_path}",
              f"deformation_transfer_path={run.deftrafo_path}", f"mask_ids_fname={run.mask_path}"]
     argv = ["--report", "--report-poses", "0", "--report-dir", str(tmp_path / "report"),
             "--exp-opts", f"output_folder={run.output_dir}", *paths]

@@ -20,10 +20,14 @@ from smplh2smplx.errors import InputError
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.safe_pickle import load_pickle
-from smplh2smplx.formats.sequence_files import (OUTPUT_KEYS, SkipFile, SmplxSequence, is_finished, read_smplh_sequence, read_smplx_sequence, write_smplx_sequence)
+from smplh2smplx.formats.sequence_files import (OUTPUT_KEYS, SkipFile, SmplxSequence, is_finished,
+                                                read_smplh_sequence, read_smplx_sequence,
+                                                write_smplx_sequence)
 from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
-from smplh2smplx.stages.sequences.convert import (MaskedBody, SequenceOptions, frame_step, mean_acceleration, solve_shape)
-from smplh2smplx.stages.sequences.run import (SlurmOptions, list_sequence_files, output_path, quality_path, run_sequences, submit_shards)
+from smplh2smplx.stages.sequences.convert import (MaskedBody, SequenceOptions, frame_step,
+                                                  mean_acceleration, solve_shape)
+from smplh2smplx.stages.sequences.run import (SlurmOptions, list_sequence_files, output_path,
+                                              quality_path, run_sequences, submit_shards)
 
 SHORT_FIT = FitSettings(max_iterations=2)
 
@@ -400,7 +404,8 @@ def test_outlier_frames_of_a_chunk_get_the_full_fit(kit):
     """A frame started far from its minimum is left high by the one-step frame fit, then
     repaired by the full refit; the good frames are left alone."""
     from smplh2smplx.body.deformation import load_deformation_transfer
-    from smplh2smplx.stages.sequences.convert import (GenderModels, SourceFrames, fit_shape, refit_outliers, spread_frames)
+    from smplh2smplx.stages.sequences.convert import (GenderModels, SourceFrames, fit_shape,
+                                                      refit_outliers, spread_frames)
     from smplh2smplx.family import map_pose
     run_options = options(kit, kit.amass, Path("unused"), fit=FitSettings(max_iterations=1))
     deformation = load_deformation_transfer(kit.deftrafo, kit.mask)

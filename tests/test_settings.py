@@ -102,6 +102,24 @@ def test_flags_map_onto_config_entries():
         "fit.device": "cpu", "fit.poses_per_batch": 8, "overwrite": True, "fit.from_params": True,
         "fit.smplh_model": "h.npz"}
     assert run_transfer.flag_overrides(run_transfer.parse_args([])) == {}
+    args = run_transfer.parse_args(["--source-model", "smplx", "--target-model", "smpl"])
+    assert run_transfer.flag_overrides(args) == {"fit.source_model": "smplx",
+                                                 "body_model.model_type": "smpl"}
+
+
+def test_pair_options_from_config():
+    """The pair selects the transfer and the mask: SMPL <-> SMPL-H reads no deformation
+    transfer, and only SMPL-X targets read the (SMPL-X) mask."""
+    def options(**flags):
+        return TransferOptions.from_config(load_experiment_config(flags=flags,
+                                                                  user_config=USER_CONFIG))
+    default = options()
+    assert (default.source_model, default.target_model) == ("smplh", "smplx")
+    assert default.mask_path is not None and default.deftrafo_path is not None
+    to_smpl = options(**{"fit.source_model": "smplx", "body_model.model_type": "smpl"})
+    assert to_smpl.deftrafo_path is not None and to_smpl.mask_path is None
+    same_mesh = options(**{"fit.source_model": "smpl", "body_model.model_type": "smplh"})
+    assert same_mesh.deftrafo_path is None and same_mesh.mask_path is None
 
 
 def test_options_from_config():
@@ -121,7 +139,10 @@ def test_options_from_config():
     (["fit.poses_per_batch=many"], "fit.poses_per_batch: expected a decimal integer"),
     (["fit.poses_per_batch=0"], "fit.poses_per_batch must be >= 1"),
     (["fit.fit_betas=maybe"], "fit.fit_betas: expected true or false"),
-    (["body_model.model_type=smpl"], "only smplx"),
+    (["body_model.model_type=mano"], "model_type: expected one of smpl, smplh, smplx"),
+    (["fit.source_model=smplx", "fit.from_params=true", "fit.smplh_model=h.npz"],
+     "source model must be smplh"),
+    (["body_model.model_type=smplh", "body_model.smplh.betas.num=17"], "between 1 and 16"),
     (["body_model.smplx.betas.num=16"], "10 betas"),
     (["datasets.mesh_folder.batch_index=-1"], "batch_index must be >= 0"),
 ])

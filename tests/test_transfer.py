@@ -23,7 +23,8 @@ from smplh2smplx.fit.fitter import FitSettings, BodyFitter
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.meshes import write_obj
 from smplh2smplx.formats.errors_csv import read_error_rows
-from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, parameter_path, pose_from_params,
+from smplh2smplx.formats.param_files import parameter_path
+from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, pose_from_params,
                                               read_smplx_params, write_smplx_params)
 from smplh2smplx.family import map_pose
 from smplh2smplx.fit.fitter import fit_batch
@@ -74,7 +75,7 @@ def write_meshes(folder, paths, pose_ids, poses, with_params=True):
 
 
 def options(paths, mesh_dir, output_dir, **changes):
-    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, smplx_model=paths.smplx,
+    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, target_model_path=paths.smplx,
                   deftrafo_path=paths.deftrafo, mask_path=paths.mask, poses_per_batch=BATCH,
                   device="cpu", fit=FAST)
     values.update(changes)

@@ -13,9 +13,10 @@ import numpy as np
 import scipy.sparse
 import torch
 
-from ..family import KINDS
-from ..formats.deformation_files import (check_convex_rows, read_deformation_matrix,
-                                         read_mask_ids)
+from ..errors import InputError
+from ..family import KINDS, same_topology
+from ..formats.deformation_files import (OFFICIAL_TRANSFER_FILES, check_convex_rows,
+                                         read_deformation_matrix, read_mask_ids)
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,3 +106,31 @@ def load_deformation_transfer(deftrafo_path, mask_path=None, source="smplh", tar
     return DeformationTransfer(matrix=matrix, mask_ids=mask_ids,
                                deftrafo_path=Path(deftrafo_path),
                                mask_path=None if mask_path is None else Path(mask_path))
+
+
+def identity_transfer(num_vertices, mask_ids=None):
+    """The map between two models of one topology (SMPL and SMPL-H): vertex i is vertex i.
+
+    mask_ids: (M,) valid target ids; None: every vertex.
+    """
+    mask_ids = np.arange(num_vertices) if mask_ids is None else np.asarray(mask_ids, np.int64)
+    return DeformationTransfer(matrix=scipy.sparse.identity(num_vertices, format="csr"),
+                               mask_ids=mask_ids)
+
+
+def load_pair_transfer(source, target, deftrafo_path=None, mask_path=None):
+    """The deformation transfer of a pair of model kinds.
+
+    Models of one topology (SMPL and SMPL-H) need no file: the identity map, every vertex
+    valid unless `mask_path` is given. Other pairs read `deftrafo_path` (the official
+    `<source>2<target>` setup) and `mask_path` (None: every target vertex is valid).
+    """
+    if same_topology(source, target):
+        num_vertices = KINDS[target].num_vertices
+        mask_ids = None if mask_path is None else read_mask_ids(mask_path, num_vertices)
+        return identity_transfer(num_vertices, mask_ids)
+    if deftrafo_path is None:
+        raise InputError(f"{KINDS[source].label} to {KINDS[target].label} needs the "
+                         f"deformation transfer {OFFICIAL_TRANSFER_FILES[source + '2' + target]} "
+                         "(deformation_transfer_path)")
+    return load_deformation_transfer(deftrafo_path, mask_path, source, target)

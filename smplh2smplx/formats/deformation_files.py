@@ -14,6 +14,13 @@ from ..errors import InputError
 from .files import open_regular
 from .safe_pickle import load_pickle
 
+# The official file of each direction ("model transfer" data of the smplx repository).
+OFFICIAL_TRANSFER_FILES = {
+    "smpl2smplh": "smpl2smplh_def_transfer.pkl", "smpl2smplx": "smpl2smplx_deftrafo_setup.pkl",
+    "smplh2smpl": "smplh2smpl_def_transfer.pkl", "smplh2smplx": "smplh2smplx_deftrafo_setup.pkl",
+    "smplx2smpl": "smplx2smpl_deftrafo_setup.pkl", "smplx2smplh": "smplx2smplh_deftrafo_setup.pkl",
+}
+
 
 def read_deformation_matrix(path, num_target, num_source):
     """The vertex part (first `num_source` columns) of a setup's matrix, float64 CSR.

@@ -1,17 +1,10 @@
-"""The stage-2 output: one SMPL-X parameter file per pose (`<pose_id:06d>.pkl`).
+"""The stage-2 output for SMPL-X targets: one parameter file per pose (`<pose_id:06d>.pkl`).
 
 The contract read by PoseEmbroider (docs/FORMATS.md): a pickled dict of float32 CPU torch
 tensors without autograd history, axis-angle, with exactly the keys and shapes of
 `PARAMETER_SHAPES`.
 """
-import pickle
-from pathlib import Path
-
-import torch
-
-from ..errors import InputError
-from .files import atomic_write
-from .safe_pickle import load_tensor_pickle
+from .param_files import build_parameters, pose_from_parameters, read_parameters, write_parameters
 
 NUM_BETAS = 10
 
@@ -39,11 +32,6 @@ JOINT_SLICES = {
 }
 
 
-def parameter_path(output_dir, pose_id):
-    """The parameter file of `pose_id` in `output_dir`."""
-    return Path(output_dir) / f"{pose_id:06d}.pkl"
-
-
 def smplx_parameters(pose, betas):
     """The contract's dict for one pose.
 
@@ -53,25 +41,12 @@ def smplx_parameters(pose, betas):
     Returns:
         dict key -> float32 CPU tensor, detached, shaped as in `PARAMETER_SHAPES`.
     """
-    pose = torch.as_tensor(pose).detach().to("cpu", torch.float32)
-    betas = torch.as_tensor(betas).detach().to("cpu", torch.float32)
-    if pose.shape != (55, 3):
-        raise ValueError(f"pose must be (55, 3), got {tuple(pose.shape)}")
-    if betas.numel() != NUM_BETAS:
-        raise ValueError(f"betas must hold {NUM_BETAS} values, got {tuple(betas.shape)}")
-    params = {}
-    for key, shape in PARAMETER_SHAPES.items():
-        value = betas if key == "betas" else pose[JOINT_SLICES[key]]
-        # clone: each tensor owns its storage, so the pickle holds no view of the whole pose.
-        params[key] = value.reshape(shape).clone()
-    return params
+    return build_parameters(pose, betas, PARAMETER_SHAPES, JOINT_SLICES)
 
 
 def write_smplx_params(path, pose, betas):
     """Write one pose's parameter file atomically (see `smplx_parameters` for the arguments)."""
-    params = smplx_parameters(pose, betas)
-    with atomic_write(path) as handle:
-        pickle.dump(params, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    write_parameters(path, smplx_parameters(pose, betas))
 
 
 def read_smplx_params(path):
@@ -86,39 +61,9 @@ def read_smplx_params(path):
     Raises:
         InputError naming the file and the first departure from the contract.
     """
-    path = Path(path)
-    params = load_tensor_pickle(path)
-    if type(params) is not dict:
-        raise InputError(f"{path}: holds a {type(params).__name__}, expected a dict")
-    if not all(isinstance(key, str) for key in params):
-        raise InputError(f"{path}: holds keys that are not strings, expected "
-                         f"{sorted(PARAMETER_SHAPES)}")
-    if set(params) != set(PARAMETER_SHAPES):
-        raise InputError(f"{path}: keys {sorted(params)[:20]}, expected "
-                         f"{sorted(PARAMETER_SHAPES)}")
-    for key, shape in PARAMETER_SHAPES.items():
-        value = params[key]
-        if type(value) is not torch.Tensor:
-            raise InputError(f"{path}: {key} is a {type(value).__name__}, expected a torch tensor")
-        problem = None
-        if tuple(value.shape) != shape:
-            problem = f"shape {tuple(value.shape)}, expected {shape}"
-        elif value.dtype != torch.float32:
-            problem = f"dtype {value.dtype}, expected torch.float32"
-        elif value.device.type != "cpu":
-            problem = f"on {value.device}, expected the CPU"
-        elif value.requires_grad or value.grad_fn is not None:
-            problem = "carries autograd history"
-        elif not torch.isfinite(value).all():
-            problem = "holds NaN or infinite values"
-        if problem:
-            raise InputError(f"{path}: {key} {problem}")
-    return {key: params[key].detach().clone() for key in PARAMETER_SHAPES}
+    return read_parameters(path, PARAMETER_SHAPES, "SMPL-X")
 
 
 def pose_from_params(params):
     """Inverse of `smplx_parameters`: (55, 3) pose and (NUM_BETAS,) betas tensors."""
-    pose = torch.zeros(55, 3, dtype=params["body_pose"].dtype)
-    for key, joints in JOINT_SLICES.items():
-        pose[joints] = params[key].reshape(-1, 3)
-    return pose, params["betas"].reshape(-1)
+    return pose_from_parameters(params, JOINT_SLICES)

@@ -37,7 +37,8 @@ from ..formats.errors_csv import ERRORS_CSV, read_error_rows
 from ..formats.files import atomic_write
 from ..formats.mesh_folder import MESH_SUFFIXES, read_mesh_vertices
 from ..formats.meshes import read_mesh_faces
-from ..formats.smplx_params import NUM_BETAS, parameter_path, pose_from_params, read_smplx_params
+from ..formats.param_files import parameter_path
+from ..formats.smplx_params import NUM_BETAS, pose_from_params, read_smplx_params
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..render import RenderMesh, facing_azimuth, render_views
 from ..settings import UNSET, TransferOptions
@@ -165,7 +166,7 @@ class PoseMeshes:
 
     def __init__(self, options, smplh_model=None):
         self.options = options
-        self.smplx = BodyModel(load_smplx(options.smplx_model, options.gender),
+        self.smplx = BodyModel(load_smplx(options.target_model_path, options.gender),
                                num_betas=NUM_BETAS)
         self.smplx_faces = self.smplx.faces.numpy()
         self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
@@ -484,6 +485,9 @@ def report_from_config(config, report_dir=None, num_poses=12, progress=True):
     unset one is no error here.
     """
     options = TransferOptions.from_config(config)
+    if (options.source_model, options.target_model) != ("smplh", "smplx"):
+        raise InputError("the report draws SMPL-H to SMPL-X runs only; this run converts "
+                         f"{options.source_model} to {options.target_model}")
     smplh_model = str(config.fit.smplh_model or "").strip()
     return write_report(options, report_dir, num_poses,
                         smplh_model=None if smplh_model in ("", UNSET)

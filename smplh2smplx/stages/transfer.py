@@ -1,4 +1,7 @@
-"""Stage 2: SMPL-H meshes (or recorded SMPL-H poses) -> one SMPL-X parameter file per pose.
+"""Stage 2: meshes of a source model -> one parameter file of a target model per pose.
+
+The pair is any of SMPL, SMPL-H and SMPL-X, both ways (SMPL-H -> SMPL-X by default, the
+PoseScript/PoseFix case); `source` and `target` below name the two models.
 
 The run, in order:
 1. list the inputs: the `.obj`/`.ply` files of the mesh folder sorted by name, as the
@@ -7,12 +10,15 @@ The run, in order:
 2. keep this run's shard (`shard_size` inputs from `shard_index * shard_size`; taken over the
    whole sorted list, so shards never depend on what earlier runs finished), then drop the
    poses whose `.pkl` exists unless `overwrite`;
-3. load and check the SMPL-X model, the deformation transfer and its mask (and the SMPL-H
-   model with `from_params`): any problem is an `InputError` naming the file, before any fit;
-4. per batch of `batch_size` poses: read and check the meshes (a bad mesh fails that pose
-   only), map them to SMPL-X vertices with the sparse deformation transfer, fit on the mask
-   ids from the source pose when `source_params.npz` records it (else from the mesh alone),
-   then write the batch's rows into errors.csv and its `.pkl` files.
+3. load and check the target model, the deformation transfer and its mask (SMPL and SMPL-H
+   share one mesh: the identity, every vertex) and, with `from_params`, the SMPL-H model: any
+   problem is an `InputError` naming the file, before any fit;
+4. per batch of `batch_size` poses: read and check the meshes against the source's vertex
+   count (a bad mesh fails that pose only), map them to target vertices with the sparse
+   deformation transfer, fit on the mask ids from the source pose mapped onto the target's
+   joints when `source_params.npz` records it (SMPL-H sources) or a parameter file of the
+   source's format lies beside the mesh (`<pose_id:06d>.pkl`), else from the mesh alone,
+   then write the batch's rows into errors.csv and its `.pkl` files (the target's format).
 
 Resuming: every file appears whole or not at all (`atomic_write`), and a pose counts as done
 only once its `.pkl` exists. A batch writes its CSV rows before its `.pkl` files, so a run
@@ -31,19 +37,32 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..body.deformation import load_deformation_transfer
+from ..body.deformation import load_pair_transfer
 from ..body.lbs import BodyModel
 from ..errors import InputError
-from ..family import SMPLH, map_pose
+from ..family import KINDS, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
-from ..formats.body_models import load_smplh, load_smplx
+from ..formats.body_models import load_body_model, load_smplh
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
+from ..formats import smpl_params, smplh_params, smplx_params
 from ..formats.files import check_writable_folder, is_regular_file, remove_stale_temporaries
 from ..formats.mesh_folder import (PoseInput, list_mesh_inputs, read_mesh_vertices,
                                    select_shard)
-from ..formats.smplx_params import parameter_path, read_smplx_params, write_smplx_params
+from ..formats.param_files import parameter_path, pose_from_parameters, read_parameters
+from ..formats.smpl_params import write_smpl_params
+from ..formats.smplh_params import write_smplh_params
+from ..formats.smplx_params import write_smplx_params
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..runtime import resolve_device
+
+PARAMETER_FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
+
+
+def parameter_writer(kind):
+    """The function writing a `kind` target's parameter file: (path, pose, betas)."""
+    return {"smpl": write_smpl_params, "smplh": write_smplh_params,
+            "smplx": write_smplx_params}[kind]
+
 
 @dataclass
 class TransferSummary:
@@ -92,16 +111,34 @@ class _Stage2:
         self.options = options
         self.source_params = source_params
         self.device = resolve_device(options.device)
-        smplx_data = load_smplx(options.smplx_model, options.gender)
-        self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+        self.source = KINDS[options.source_model]
+        target_data = load_body_model(options.target_model_path, options.target_model,
+                                      options.gender)
+        if options.fit.num_betas > target_data.num_shape_coeffs:
+            raise InputError(f"{target_data.path}: has {target_data.num_shape_coeffs} shape "
+                             f"coefficients, {options.fit.num_betas} betas asked for")
+        self.deformation = load_pair_transfer(options.source_model, options.target_model,
+                                              options.deftrafo_path, options.mask_path)
         self.smplh_body = None
         if options.from_params:
             self.smplh_body = BodyModel(load_smplh(options.smplh_model)).to(self.device)
-        self.fitter = BodyFitter(smplx_data, self.deformation.mask_ids, options.fit)
+        self.fitter = BodyFitter(target_data, self.deformation.mask_ids, options.fit)
         self.fitter = self.fitter.to(self.device)
+        self.starts = {}          # pose id -> (J_source, 3) pose of a source parameter file
+
+    def read_start(self, item):
+        """The source pose of the parameter file beside a mesh (`<pose_id:06d>.pkl` in the
+        source model's format, e.g. written by an earlier run with that model as target),
+        (J_source, 3); None when there is none. InputError naming a malformed file."""
+        path = item.mesh_path.with_suffix(".pkl")
+        if not path.is_file():
+            return None
+        source_format = PARAMETER_FORMATS[self.source.name]
+        params = read_parameters(path, source_format.PARAMETER_SHAPES, self.source.label)
+        return pose_from_parameters(params, source_format.JOINT_SLICES)[0]
 
     def read_vertices(self, inputs):
-        """The inputs that can be read, their SMPL-H vertices (B, 6890, 3), the failures.
+        """The inputs that can be read, their source vertices (B, V, 3), the failures.
 
         Vertices come from the mesh files (numpy), or with from_params from posing the
         SMPL-H model on the run's device (torch).
@@ -117,15 +154,31 @@ class _Stage2:
                 if item.pose_id is None:
                     raise InputError(f"{item.mesh_path}: the file name is not a pose id "
                                      "(<pose_id:06d>.obj) or repeats another file's pose id")
-                vertices.append(read_mesh_vertices(item.mesh_path, SMPLH))
+                mesh = read_mesh_vertices(item.mesh_path, self.source)
+                start = (None if item.pose_id in self.source_params
+                         else self.read_start(item))
+                vertices.append(mesh)
                 ok.append(item)
+                if start is not None:
+                    self.starts[item.pose_id] = start
             except InputError as error:
                 failures.append((item.name, str(error)))
         stacked = (np.stack(vertices) if vertices
-                   else np.zeros((0, SMPLH.num_vertices, 3), np.float32))
+                   else np.zeros((0, self.source.num_vertices, 3), np.float32))
         return ok, stacked, failures
 
-    def fit_and_write(self, inputs, smplh_vertices, new):
+    def start_pose(self, pose_id):
+        """(J_target, 3) start of a pose: its recorded source pose (source_params.npz, or a
+        source parameter file) mapped onto the target's joints; None: read off the mesh."""
+        if pose_id in self.source_params:
+            pose = self.source_params[pose_id]
+        elif pose_id in self.starts:
+            pose = self.starts.pop(pose_id)
+        else:
+            return None
+        return map_pose(pose[None], self.source.name, self.options.target_model)[0]
+
+    def fit_and_write(self, inputs, source_vertices, new):
         """Fit the batch; write the rows, then the .pkl files, of the poses in `new`.
 
         The poses of a batch not in `new` (their .pkl exists) are fitted only to keep the
@@ -134,10 +187,8 @@ class _Stage2:
         """
         options = self.options
         targets = torch.as_tensor(
-            self.deformation.apply(smplh_vertices)[:, self.deformation.mask_ids])
-        init_poses = [None if item.pose_id not in self.source_params else
-                      map_pose(self.source_params[item.pose_id][None], "smplh", "smplx")[0]
-                      for item in inputs]
+            self.deformation.apply(source_vertices)[:, self.deformation.mask_ids])
+        init_poses = [self.start_pose(item.pose_id) for item in inputs]
         result = fit_batch(self.fitter, targets, init_poses)
         written = [i for i, item in enumerate(inputs) if item.pose_id in new]
         rows = [ErrorRow(pose_id=inputs[i].pose_id,
@@ -148,9 +199,10 @@ class _Stage2:
                          flagged=bool(result.v2v_mean_mm[i] > options.flag_threshold_mm))
                 for i in written]
         merge_error_rows(options.output_dir / ERRORS_CSV, rows)
+        write = parameter_writer(options.target_model)
         for i in written:
-            write_smplx_params(parameter_path(options.output_dir, inputs[i].pose_id),
-                               result.pose[i], result.betas[i])
+            write(parameter_path(options.output_dir, inputs[i].pose_id),
+                  result.pose[i], result.betas[i])
         return rows
 
 
@@ -160,14 +212,14 @@ def _is_stage2_output(name):
     return name == ERRORS_CSV or (suffix == "pkl" and stem.isdigit())
 
 
-def is_complete_result(path):
+def is_complete_result(path, target="smplx"):
     """Whether `path` is a finished result: a regular file (not a link) that passes the
-    contract reader. Anything else (0 bytes, truncated, a planted link) is converted again,
-    and the new file replaces it."""
+    reader of the `target` model's parameter files. Anything else (0 bytes, truncated, a
+    planted link) is converted again, and the new file replaces it."""
     if not is_regular_file(path):
         return False
     try:
-        read_smplx_params(path)
+        read_parameters(path, PARAMETER_FORMATS[target].PARAMETER_SHAPES, KINDS[target].label)
     except InputError:
         return False
     return True
@@ -203,7 +255,8 @@ def run_transfer(options, progress=True, log=print):
     if options.from_params and not source_path.is_file():
         raise InputError(f"{source_path}: not found (from_params needs the poses recorded by "
                          "stage 1)")
-    source_params = read_source_params(source_path)
+    # source_params.npz records SMPL-H poses: a start for SMPL-H sources only.
+    source_params = read_source_params(source_path) if options.source_model == "smplh" else {}
     inputs = param_inputs(source_params) if options.from_params else list_mesh_inputs(
         options.mesh_dir)
     if not inputs:
@@ -218,7 +271,8 @@ def run_transfer(options, progress=True, log=print):
 
     def is_new(item):
         return (options.overwrite or item.pose_id is None
-                or not is_complete_result(parameter_path(output_dir, item.pose_id)))
+                or not is_complete_result(parameter_path(output_dir, item.pose_id),
+                                          options.target_model))
 
     work = []                                    # (batch, names of its poses to convert)
     for start in range(0, len(shard), options.poses_per_batch):

@@ -1,0 +1,27 @@
+"""Shape-only conversion: the betas of one model as betas of another (smplx issue 190).
+
+Loads the two models and their deformation transfer and solves `body.shape.convert_betas`.
+"""
+from ..body.deformation import load_pair_transfer
+from ..body.shape import convert_betas
+from ..errors import InputError
+from ..formats.body_models import load_body_model
+
+
+def convert_shape(options, source_betas):
+    """Target betas for source betas, in the rest pose.
+
+    Args:
+        options: a `ShapeOptions`.
+        source_betas: (S,) or (B, S) betas of the source model.
+    Returns:
+        a `body.shape.ShapeResult` (betas (B, num_betas), transl (B, 3), errors in mm).
+    """
+    source = load_body_model(options.source_model_path, options.source_model, options.gender)
+    target = load_body_model(options.target_model_path, options.target_model, options.gender)
+    transfer = load_pair_transfer(options.source_model, options.target_model,
+                                  options.deftrafo_path, options.mask_path)
+    try:
+        return convert_betas(source, source_betas, target, transfer, options.num_betas)
+    except ValueError as error:
+        raise InputError(str(error)) from None
