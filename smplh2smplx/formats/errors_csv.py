@@ -8,12 +8,11 @@ rows, and the table never depends on the order in which poses finished. Rewritin
 short rows costs milliseconds, far below a batch's fit.
 """
 import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .files import atomic_write, exclusive_lock, open_regular
+from .files import exclusive_lock, open_regular, write_csv
 
 ERRORS_CSV = "errors.csv"
 CSV_COLUMNS = ("pose_id", "v2v_mean_mm", "v2v_max_mm", "iterations", "converged", "flagged")
@@ -74,9 +73,4 @@ def merge_error_rows(path, new_rows):
     with exclusive_lock(path):
         rows = read_error_rows(path)
         rows.update((row.pose_id, row) for row in new_rows)
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(rows[pose_id].cells() for pose_id in sorted(rows))
-        with atomic_write(path, "w") as handle:
-            handle.write(text.getvalue())
+        write_csv(path, CSV_COLUMNS, [rows[pose_id].cells() for pose_id in sorted(rows)])

@@ -9,7 +9,9 @@
 OS errors on the write side become `OutputError` naming the path.
 """
 import contextlib
+import csv
 import errno
+import io
 import os
 import re
 import stat
@@ -209,3 +211,13 @@ def check_writable_folder(folder):
     except OSError as error:
         raise OutputError(f"{folder}: cannot write into {existing}: "
                           f"{error.strerror or error}") from None
+
+
+def write_csv(path, columns, rows):
+    """Write a CSV table atomically: the header `columns`, then `rows` (lists of cells)."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    with atomic_write(path, "w") as handle:
+        handle.write(text.getvalue())

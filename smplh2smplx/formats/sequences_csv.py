@@ -4,12 +4,11 @@ Merged under an exclusive lock and replaced atomically, like errors.csv, so that
 sharing an output folder keep each other's rows. Accelerations are in m/s^2.
 """
 import csv
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .files import atomic_write, exclusive_lock, open_regular
+from .files import exclusive_lock, open_regular, write_csv
 
 SEQUENCES_CSV = "sequences.csv"
 
@@ -79,9 +78,4 @@ def merge_sequence_rows(path, new_rows):
     with exclusive_lock(path):
         rows = read_sequence_rows(path)
         rows.update((row.sequence, row) for row in new_rows)
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(rows[name].cells() for name in sorted(rows))
-        with atomic_write(path, "w") as handle:
-            handle.write(text.getvalue())
+        write_csv(path, CSV_COLUMNS, [rows[name].cells() for name in sorted(rows)])
