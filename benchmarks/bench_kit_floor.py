@@ -33,7 +33,7 @@ from synthetic_kit import kit_paths, write_synthetic_kit
 NOISE_RAD = 0.2
 REPO = Path(__file__).resolve().parents[1]
 AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
-FLOOR = FitSettings(max_iterations=100, tolerance=1e-8)
+FLOOR = FitSettings(max_iterations=100, tolerance=1e-8, fit_vertices=0)
 
 
 def parse_args():

@@ -44,7 +44,7 @@ from smplh2smplx.runtime import resolve_device
 REPO = Path(__file__).resolve().parents[1]
 AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
 PER_POSE_BATCH = 512
-FLOOR = FitSettings(max_iterations=100, tolerance=1e-7)
+FLOOR = FitSettings(max_iterations=100, tolerance=1e-7, fit_vertices=0)
 
 
 def parse_args():

@@ -64,7 +64,7 @@ from smplh2smplx.runtime import is_installed, resolve_device
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AMASS_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amass_sample_smplh.npz"
 FAST = FitSettings(max_iterations=5, refine_iterations=1, fit_vertices=1000)
-FLOOR = FitSettings(max_iterations=100, tolerance=1e-8)
+FLOOR = FitSettings(max_iterations=100, tolerance=1e-8, fit_vertices=0)
 NUM_BETAS = 10
 PARAMETER_FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
 SMPLFITTER_ITERATIONS = 3     # smplfitter's docs: "reasonable values are in the range of 1-4"

@@ -14,7 +14,7 @@ from synthetic_kit import write_synthetic_kit
 from synthetic_kit.models import VARIANTS, build_models
 from synthetic_kit.motions import body_rotvecs
 
-NEAR_FLOOR = FitSettings(max_iterations=40, tolerance=1e-8)
+NEAR_FLOOR = FitSettings(max_iterations=40, tolerance=1e-8, fit_vertices=0)
 
 
 @pytest.fixture(scope="module")
