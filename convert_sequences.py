@@ -19,6 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from smplh2smplx.cli import run_command
 from smplh2smplx.errors import InputError
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.stages.sequences.convert import FRAME_FIT, SequenceOptions
@@ -135,25 +136,19 @@ def submit(options, args):
 def main(argv=None, user_config=None):
     """Run the conversion; `user_config` replaces config.py's entries (None: read config.py)."""
     args = parse_args(argv)
-    try:
-        if user_config is None:
-            user_config = read_user_config()
-        options = options_from_args(args, user_config)
+
+    def work():
+        options = options_from_args(
+            args, read_user_config() if user_config is None else user_config)
         if args.report:
             from smplh2smplx.stages.sequences.report import write_sequence_report
             print(f"report: {write_sequence_report(options)}")
             return 0
         if args.slurm:
             return submit(options, args)
-        summary = run_sequences(options)
-    except InputError as error:
-        print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
-    print("\n".join(summary.lines()))
-    return 1 if summary.failed else 0
+        return run_sequences(options)
+
+    return run_command(work)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ path is named).
 import argparse
 import sys
 
-from smplh2smplx.errors import InputError, OutputError
+from smplh2smplx.cli import run_command
+from smplh2smplx.errors import InputError
 from smplh2smplx.formats.annotations import parse_pose_ids, read_pose_ids_file
 from smplh2smplx.settings import (BODY_MODELS, OUTPUT_FORMATS, UNSET, USER_CONFIG,
                                   ExtractOptions, read_user_config)
@@ -95,23 +96,8 @@ def options_from_args(args, user_config):
 def main(argv=None, user_config=None):
     """Run stage 1; `user_config` replaces config.py's entries (None: read config.py)."""
     args = parse_args(argv)
-    try:
-        if user_config is None:
-            user_config = read_user_config()
-        summary = run_extract(options_from_args(args, user_config))
-    except InputError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except (OutputError, OSError) as error:
-        if isinstance(error, OSError):
-            error = f"{error.filename or 'output'}: {error.strerror or error}"
-        print(f"error: {error}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
-    print("\n".join(summary.lines()))
-    return 1 if summary.failed else 0
+    return run_command(lambda: run_extract(options_from_args(
+        args, read_user_config() if user_config is None else user_config)))
 
 
 if __name__ == "__main__":

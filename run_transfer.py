@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from smplh2smplx.errors import InputError, OutputError
+from smplh2smplx.cli import run_command
+from smplh2smplx.errors import InputError
 from smplh2smplx.formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
 from smplh2smplx.settings import (EXPERIMENT_CONFIG, ShapeOptions, TransferOptions,
                                   load_experiment_config, parse_value)
@@ -142,17 +143,10 @@ def run_official_engine(config, args):
     return summary
 
 
-def write_error_line(error):
-    """One line naming the path of an OutputError or of an OS error (outputs are where
-    they arise: readers turn theirs into InputError)."""
-    if isinstance(error, OSError):
-        return f"{error.filename or 'output'}: {error.strerror or error}"
-    return " ".join(str(error).splitlines())
-
-
 def main(argv=None):
     args = parse_args(argv)
-    try:
+
+    def work():
         config = load_experiment_config(args.exp_cfg, args.exp_opts, flag_overrides(args))
         if args.shape_only:
             return run_shape_only(config, args)
@@ -160,20 +154,10 @@ def main(argv=None):
             print(f"report: {report_from_config(config, args.report_dir, args.report_poses)}")
             return 0
         if args.engine == "official":
-            summary = run_official_engine(config, args)
-        else:
-            summary = run_transfer(TransferOptions.from_config(config))
-    except InputError as error:
-        print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
-        return 2
-    except (OutputError, OSError) as error:
-        print(f"error: {write_error_line(error)}", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return 130
-    print("\n".join(summary.lines()))
-    return 1 if summary.failed else 0
+            return run_official_engine(config, args)
+        return run_transfer(TransferOptions.from_config(config))
+
+    return run_command(work)
 
 
 if __name__ == "__main__":
