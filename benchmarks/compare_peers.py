@@ -53,11 +53,11 @@ from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.errors import InputError
 from smplh2smplx.family import KINDS, map_pose, same_topology
 from smplh2smplx.fit.fitter import BodyFitter, FitSettings, fit_batch
-from smplh2smplx.formats import smpl_params, smplh_params, smplx_params
 from smplh2smplx.formats.body_models import load_body_model
 from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from smplh2smplx.formats.meshes import read_obj_vertices, write_obj
 from smplh2smplx.formats.param_files import parameter_path, read_parameters
+from smplh2smplx.formats.target_params import PARAMETER_FORMATS
 from smplh2smplx.formats.source_params import write_source_params
 from smplh2smplx.runtime import is_installed, resolve_device
 
@@ -66,7 +66,6 @@ AMASS_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amass_sample_smplh.npz"
 FAST = FitSettings(max_iterations=5, refine_iterations=1, fit_vertices=1000)
 FLOOR = FitSettings(max_iterations=100, tolerance=1e-8, fit_vertices=0)
 NUM_BETAS = 10
-PARAMETER_FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
 SMPLFITTER_ITERATIONS = 3     # smplfitter's docs: "reasonable values are in the range of 1-4"
 
 

@@ -9,11 +9,8 @@ for SMPL-X targets the PoseEmbroider contract, for SMPL and SMPL-H targets their
 import roma
 import torch
 
-from smplh2smplx.formats import smpl_params, smplh_params, smplx_params
 from smplh2smplx.formats.param_files import build_parameters, write_parameters
-
-# The parameter-file format of each target model.
-FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
+from smplh2smplx.formats.target_params import PARAMETER_FORMATS as FORMATS
 
 
 def _axis_angle(value, batch_size, num_joints, key):

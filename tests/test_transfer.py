@@ -228,7 +228,7 @@ def test_killed_run_resumes_to_the_same_files(paths, meshes, reference, tmp_path
                                               writes_before_kill):
     """Killed in the middle of writing a batch's files (its CSV rows are already written),
     then started again: the outputs equal those of the uninterrupted run."""
-    import smplh2smplx.stages.transfer as module
+    from smplh2smplx.formats.target_params import WRITERS
     written = []
 
     def write_then_die(path, pose, betas):
@@ -237,7 +237,7 @@ def test_killed_run_resumes_to_the_same_files(paths, meshes, reference, tmp_path
         write_smplx_params(path, pose, betas)
         written.append(path)
 
-    monkeypatch.setattr(module, "write_smplx_params", write_then_die)
+    monkeypatch.setitem(WRITERS, "smplx", write_then_die)
     with pytest.raises(Killed):
         transfer(options(paths, meshes, tmp_path), progress=False)
     assert len(list(tmp_path.glob("*.pkl"))) == writes_before_kill

@@ -50,17 +50,8 @@ def write_smplx_params(path, pose, betas):
 
 
 def read_smplx_params(path):
-    """Load a parameter file without running its code and check it against the contract.
-
-    The file is read by `safe_pickle.load_tensor_pickle`, never by plain `pickle.load`:
-    output folders may be shared, and a planted `.pkl` must not run code in whoever
-    resumes a run or makes a report.
-
-    Returns:
-        the dict of tensors as stored (fresh CPU tensors, nothing else attached).
-    Raises:
-        InputError naming the file and the first departure from the contract.
-    """
+    """The dict of a SMPL-X parameter file, read safely and checked against the contract
+    (see `param_files.read_parameters`); InputError naming the file if not."""
     return read_parameters(path, PARAMETER_SHAPES, "SMPL-X")
 
 

@@ -44,25 +44,13 @@ from ..family import KINDS, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
 from ..formats.body_models import load_body_model, load_smplh
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
-from ..formats import smpl_params, smplh_params, smplx_params
 from ..formats.files import check_writable_folder, is_regular_file, remove_stale_temporaries
 from ..formats.mesh_folder import (PoseInput, list_mesh_inputs, read_mesh_vertices,
                                    select_shard)
 from ..formats.param_files import parameter_path, pose_from_parameters, read_parameters
-from ..formats.smpl_params import write_smpl_params
-from ..formats.smplh_params import write_smplh_params
-from ..formats.smplx_params import write_smplx_params
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
+from ..formats.target_params import PARAMETER_FORMATS, WRITERS
 from ..runtime import resolve_device
-
-PARAMETER_FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
-
-
-def parameter_writer(kind):
-    """The function writing a `kind` target's parameter file: (path, pose, betas)."""
-    return {"smpl": write_smpl_params, "smplh": write_smplh_params,
-            "smplx": write_smplx_params}[kind]
-
 
 @dataclass
 class TransferSummary:
@@ -199,7 +187,7 @@ class _Stage2:
                          flagged=bool(result.v2v_mean_mm[i] > options.flag_threshold_mm))
                 for i in written]
         merge_error_rows(options.output_dir / ERRORS_CSV, rows)
-        write = parameter_writer(options.target_model)
+        write = WRITERS[options.target_model]
         for i in written:
             write(parameter_path(options.output_dir, inputs[i].pose_id),
                   result.pose[i], result.betas[i])
