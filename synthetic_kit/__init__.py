@@ -19,7 +19,7 @@ blend-shape sizes:
 - kit.py writes it all: write_synthetic_kit(root, seed, variant=...) -> SyntheticKit.
 
 Everything is a deterministic function of the seed. The product never imports this
-package (only its demo does).
+package; its demo (demo.py, `python -m synthetic_kit.demo`) runs the product on the kit.
 """
 from .annotations import describe_change, describe_pose
 from .kit import SyntheticKit, kit_paths, write_synthetic_kit

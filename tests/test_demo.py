@@ -4,7 +4,7 @@ import shutil
 
 import numpy as np
 
-from smplh2smplx.demo import run_demo
+from synthetic_kit.demo import run_demo
 from smplh2smplx.formats.errors_csv import ERRORS_CSV, read_error_rows
 from smplh2smplx.formats.smplx_params import read_smplx_params
 

@@ -2,7 +2,8 @@
 
 Layers, lowest first: the shared base (errors, family, runtime, render, cli), formats/ (every
 file format), body/ (the body model and the deformation transfer), fit/ (the fit), then
-settings.py, the stages (stages/) and the demo. The import graph is read from the source
+settings.py and the stages (stages/); the package's face (__init__.py, api.py) on top.
+The product never imports the test kit (synthetic_kit/). The import graph is read from the source
 with `ast`, so the test sees every import, including those inside functions.
 """
 import ast
@@ -12,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "smplh2smplx"
 RANK = {"errors": 0, "family": 0, "runtime": 0, "render": 0, "cli": 0,
-        "formats": 1, "body": 2, "fit": 3, "settings": 4, "stages": 5, "demo": 6}
+        "formats": 1, "body": 2, "fit": 3, "settings": 4, "stages": 5}
 
 
 def module_parts(path, root):
@@ -20,7 +21,7 @@ def module_parts(path, root):
 
 
 def imported_modules(path, root):
-    """Dotted names of the package modules the file `path` imports, relative ones resolved."""
+    """Dotted names of the modules the file `path` imports, relative ones resolved."""
     package = module_parts(path, root)[:-1]
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -31,7 +32,12 @@ def imported_modules(path, root):
             names.update(f"{module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return {name for name in names if name.split(".")[0] == "smplh2smplx"}
+    return names
+
+
+def package_imports(path, root):
+    """The package modules among `imported_modules(path, root)`."""
+    return {name for name in imported_modules(path, root) if name.split(".")[0] == "smplh2smplx"}
 
 
 def layer_of(parts):
@@ -45,7 +51,7 @@ def violations(path, root):
     """What the imports of `path` break: an import of a higher layer, or of another stage."""
     own = layer_of(module_parts(path, root))
     found = []
-    for target in sorted(imported_modules(path, root)):
+    for target in sorted(package_imports(path, root)):
         other = layer_of(target.split("."))
         if own is None or other is None:
             continue
@@ -72,6 +78,12 @@ def test_imports_point_down_and_stages_stand_alone(path):
     assert violations(path, PACKAGE.parent) == []
 
 
+@pytest.mark.parametrize("path", package_files(), ids=lambda path: path.name)
+def test_the_product_never_imports_the_test_kit(path):
+    assert not any(name.split(".")[0] == "synthetic_kit"
+                   for name in imported_modules(path, PACKAGE.parent))
+
+
 def test_the_checker_catches_both_kinds_of_violation(tmp_path):
     stages = tmp_path / "smplh2smplx" / "stages"
     stages.mkdir(parents=True)
@@ -79,9 +91,11 @@ def test_the_checker_catches_both_kinds_of_violation(tmp_path):
                                       "from ..formats.meshes import read_mesh\n")
     formats = tmp_path / "smplh2smplx" / "formats"
     formats.mkdir()
-    (formats / "meshes.py").write_text("def load():\n    from ..fit import fitter\n")
+    (formats / "meshes.py").write_text("def load():\n    from ..fit import fitter\n"
+                                       "    import synthetic_kit.kit\n")
     assert violations(stages / "report.py", tmp_path) == [
         "a stage imports another stage, smplh2smplx.stages.transfer",
         "a stage imports another stage, smplh2smplx.stages.transfer.run_transfer"]
     assert violations(formats / "meshes.py", tmp_path) == [
         "layer formats imports smplh2smplx.fit", "layer formats imports smplh2smplx.fit.fitter"]
+    assert "synthetic_kit.kit" in imported_modules(formats / "meshes.py", tmp_path)

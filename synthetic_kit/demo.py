@@ -1,6 +1,6 @@
 """The quick-start demo: the whole pipeline on the built-in synthetic kit, no downloads.
 
-    python -m smplh2smplx.demo [--output demo_output] [--device auto]
+    python -m synthetic_kit.demo [--output demo_output] [--device auto]
 
 1. writes synthetic body models, a deformation transfer, AMASS sequences and PoseScript /
    PoseFix annotation files in the official formats (kept for the next run);
@@ -13,12 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from synthetic_kit import kit_paths, write_synthetic_kit
+from smplh2smplx.settings import ExtractOptions, TransferOptions
+from smplh2smplx.stages.extract import run_extract
+from smplh2smplx.stages.report import write_report
+from smplh2smplx.stages.transfer import run_transfer
 
-from .settings import ExtractOptions, TransferOptions
-from .stages.extract import run_extract
-from .stages.report import write_report
-from .stages.transfer import run_transfer
+from .kit import kit_paths, write_synthetic_kit
 
 
 # The kit files the demo reads: the neutral SMPL-H and SMPL-X models, their transfer and
