@@ -56,8 +56,8 @@ from smplh2smplx.fit.fitter import BodyFitter, FitSettings, fit_batch
 from smplh2smplx.formats.body_models import load_body_model
 from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from smplh2smplx.formats.meshes import read_obj_vertices, write_obj
-from smplh2smplx.formats.param_files import parameter_path, read_parameters
-from smplh2smplx.formats.target_params import PARAMETER_FORMATS
+from smplh2smplx.formats.param_files import (parameter_path, pose_from_parameters,
+                                             read_parameters)
 from smplh2smplx.formats.source_params import write_source_params
 from smplh2smplx.runtime import is_installed, resolve_device
 
@@ -397,10 +397,9 @@ def run_official_engine(kit, inputs, indices, smplx_repo, device, work_dir, maxi
     failures = [f"pose {r.pose_id}: {r.error}" for r in results if r.error is not None]
     done = [pose_id for pose_id in pose_ids
             if pose_id in by_id and by_id[pose_id].error is None]
-    form = PARAMETER_FORMATS[target]
-    poses, betas = zip(*(form.pose_from_params(read_parameters(
-        parameter_path(output_dir, pose_id), form.PARAMETER_SHAPES, KINDS[target].label))
-        for pose_id in done)) if done else ((), ())
+    poses, betas, _transl = zip(*(pose_from_parameters(read_parameters(
+        parameter_path(output_dir, pose_id), target), target)
+        for pose_id in done)) if done else ((), (), ())
     seconds = sum(result.seconds for result in results)
     transl = torch.tensor([by_id[pose_id].transl for pose_id in done]).reshape(-1, 3)
     return (seconds, done,

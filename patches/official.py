@@ -40,13 +40,12 @@ from smplh2smplx.formats.deformation_files import read_mask_ids
 from smplh2smplx.formats.errors_csv import ErrorRow
 from smplh2smplx.formats.param_files import parameter_path
 from smplh2smplx.runtime import resolve_device
-from smplh2smplx.settings import TARGET_BETAS
 
 from .config import ShardSettings, official_config
 from .dataset import MeshShard
 from .loader import load_transfer_model
 from .runtime import observed_fitting, output_as_dict, quiet_official
-from .writer import FORMATS, contract_params, write_params
+from .writer import contract_params, write_params
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,8 @@ def _vertices_of(body_model, kind, params, transl):
     device = transl.device
     stacked = {key: torch.stack([p[key] for p in params]).to(device) for key in params[0]}
     rotations = {key: roma.rotvec_to_rotmat(stacked[key].reshape(len(params), -1, 3))
-                 for key in FORMATS[kind].JOINT_SLICES}
-    if kind == "smplx":
+                 for key in KINDS[kind].joint_slices}
+    if KINDS[kind].expression_in_shapedirs:
         rotations["expression"] = transl.new_zeros(len(params), body_model.num_expression_coeffs)
     with torch.no_grad():
         output = body_model(betas=stacked["betas"].reshape(len(params), -1), transl=transl,
@@ -138,7 +137,7 @@ class _OfficialRun:
         label = KINDS[kind].label
         folder = _existing(body.folder, f"{label} model folder", "body_model.folder")
         num_betas = body[kind].betas.num
-        exact, most = TARGET_BETAS[kind]
+        exact, most = KINDS[kind].betas
         if (exact and num_betas != exact) or not 1 <= num_betas <= most:
             raise InputError(f"body_model.{kind}.betas.num is {num_betas}; the {label} output "
                              f"holds {exact or f'1 to {most}'} betas")
@@ -164,7 +163,7 @@ class _OfficialRun:
             if self.def_matrix.shape[0] != num_vertices:
                 raise InputError(f"{deftrafo}: maps to {self.def_matrix.shape[0]} vertices, "
                                  f"the {label} model has {num_vertices}")
-        if kind == "smplx":
+        if KINDS[kind].uses_mask:
             mask = _existing(exp_cfg.mask_ids_fname, "SMPL-X mask ids", "mask_ids_fname")
             self.mask_ids = torch.from_numpy(read_mask_ids(mask, num_vertices)).to(device)
         else:
@@ -212,6 +211,7 @@ class _OfficialRun:
             written = _distances_mm(_vertices_of(self.body_model, self.kind, params, transl),
                                     targets, self.mask_ids)
             fitted = _distances_mm(var_dict["vertices"].detach(), targets, self.mask_ids)
+        params = contract_params(var_dict, self.kind, transl)    # the files hold it too
         for item, pose_params in zip(items, params):
             write_params(parameter_path(output_folder, item["pose_id"]), pose_params,
                          self.kind)

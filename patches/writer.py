@@ -3,14 +3,15 @@
 The official `__main__` pickles the whole dictionary `run_fitting` returns (variables,
 rotation matrices, vertices, joints, faces; the whole batch in every file). The published
 fix keeps only the pose fields, in axis-angle, on the CPU; here that is `contract_params`
-(one dict per mesh of the batch, the format of docs/FORMATS.md) and `write_params` (atomic),
-for SMPL-X targets the PoseEmbroider contract, for SMPL and SMPL-H targets their own files.
+(one dict per mesh of the batch, the format of docs/FORMATS.md, with the translation the
+run fitted) and `write_params` (atomic), for SMPL-X targets the PoseEmbroider contract, for
+SMPL and SMPL-H targets their own files.
 """
 import roma
 import torch
 
-from smplh2smplx.formats.param_files import build_parameters, write_parameters
-from smplh2smplx.formats.target_params import PARAMETER_FORMATS as FORMATS
+from smplh2smplx.family import KINDS
+from smplh2smplx.formats.param_files import build_parameters, write_parameter_dict
 
 
 def _axis_angle(value, batch_size, num_joints, key):
@@ -30,7 +31,7 @@ def _axis_angle(value, batch_size, num_joints, key):
                      f"{num_joints} rotation matrices nor axis-angle vectors")
 
 
-def official_pose(var_dict, kind="smplx"):
+def official_pose(var_dict: dict, kind: str = "smplx") -> tuple:
     """(B, J, 3) axis-angle pose of the `kind` model and (B, num_betas) betas from an
     official dict.
 
@@ -43,7 +44,7 @@ def official_pose(var_dict, kind="smplx"):
     Returns:
         float64 CPU tensors, detached.
     """
-    joint_slices = FORMATS[kind].JOINT_SLICES
+    joint_slices = KINDS[kind].joint_slices
     betas = torch.as_tensor(var_dict["betas"]).detach().to("cpu", torch.float64)
     betas = betas.reshape(len(betas), -1)
     batch_size = len(betas)
@@ -55,22 +56,22 @@ def official_pose(var_dict, kind="smplx"):
     return pose, betas
 
 
-def contract_params(var_dict, kind="smplx"):
+def contract_params(var_dict: dict, kind: str = "smplx", transl=None) -> list:
     """One parameter dict per mesh of the batch (float32 CPU tensors, the keys and shapes of
-    the `kind` target's file in docs/FORMATS.md)."""
+    the `kind` target's file in docs/FORMATS.md); transl: (B, 3) translations, None: zero."""
     pose, betas = official_pose(var_dict, kind)
-    target = FORMATS[kind]
-    return [build_parameters(pose[index], betas[index], target.PARAMETER_SHAPES,
-                             target.JOINT_SLICES) for index in range(len(pose))]
+    return [build_parameters(kind, pose[index], betas[index],
+                             None if transl is None else transl[index])
+            for index in range(len(pose))]
 
 
-def write_params(path, params, kind="smplx"):
+def write_params(path, params: dict, kind: str = "smplx") -> None:
     """Pickle one contract dict to `path` atomically: the file appears whole or not at all.
 
     Replaces the official `pickle.dump(var_dict, open(path, 'wb'))`, which leaves a
     truncated file when interrupted (and a truncated file would be skipped as converted).
     """
-    expected = FORMATS[kind].PARAMETER_SHAPES
+    expected = KINDS[kind].parameter_shapes
     if set(params) != set(expected):
         raise ValueError(f"keys {sorted(params)}, expected {sorted(expected)}")
-    write_parameters(path, params)
+    write_parameter_dict(path, params)

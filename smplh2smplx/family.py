@@ -6,6 +6,7 @@ fifteen per hand (22-36 left, 37-51 right); SMPL-X the jaw and the eyes (22-24),
 per hand (25-39 left, 40-54 right). A hand is five fingers of three joints (index, middle,
 pinky, ring, thumb), each finger's first joint a child of the wrist (20 left, 21 right).
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,43 +18,110 @@ HAND_JOINTS = 15                # five fingers of three joints
 HEAD = 15
 
 
-@dataclass(frozen=True)
+ANY = None      # a size a parameter file may choose (SMPL-H's number of betas)
+
+
+@dataclass(frozen=True, eq=False)
 class ModelKind:
-    """One member of the family.
+    """One member of the family: every fact that differs between the models.
 
     name: "smpl", "smplh" or "smplx"; label: as people write it.
     num_vertices, num_joints, num_faces: of the model files.
-    hands: (first left-hand joint, first right-hand joint) of the 15-joint hands, or None.
+    hands: (first left-hand joint, first right-hand joint) of the 15-joint hands, or None
+        (one joint per hand, after the body).
+    face_joints: joints between the body and the hands, children of the head (SMPL-X: jaw,
+        left eye, right eye).
+    pose_keys: (key, first joint, shape) of each pose entry of a per-pose parameter file,
+        in file order; the file also holds `betas` (1, B) and `transl` (1, 3).
+    betas: (exact count or 0, most) betas a parameter file holds.
+    model_files: file names looked for in a model folder ({G}: NEUTRAL, MALE, FEMALE; {g}:
+        neutral, male, female; {g1}: n, m, f).
+    uses_mask: whether conversions to this model fit on the vertex mask (SMPL-X: its
+        eyeballs and the inside of its mouth have no counterpart); else every vertex.
+    expression_in_shapedirs: whether the model files' shapedirs hold expression components
+        after the shape ones.
+    layer_options: keywords of `smplx.create` that read this model's parameter files as
+        written (flat hands without PCA).
     """
     name: str
     label: str
     num_vertices: int
     num_joints: int
     num_faces: int
+    pose_keys: tuple
+    betas: tuple
+    model_files: tuple
     hands: tuple = None
+    face_joints: int = 0
+    uses_mask: bool = False
+    expression_in_shapedirs: bool = False
+    layer_options: tuple = ()
 
     @property
-    def pose_size(self):
+    def pose_size(self) -> int:
         """Axis-angle values of a whole pose (root first)."""
         return 3 * self.num_joints
 
+    @property
+    def parameter_shapes(self) -> dict:
+        """Key -> shape of every tensor of a parameter file, in file order (ANY: free)."""
+        shapes = {key: shape for key, _first, shape in self.pose_keys}
+        betas = {"betas": (1, self.betas[0] or ANY)}
+        ordered = dict(list(shapes.items())[:2], **betas, **dict(list(shapes.items())[2:]))
+        return dict(ordered, transl=(1, 3))
 
-SMPL = ModelKind("smpl", "SMPL", 6890, 24, 13776)
-SMPLH = ModelKind("smplh", "SMPL-H", 6890, 52, 13776, hands=(22, 37))
-SMPLX = ModelKind("smplx", "SMPL-X", 10475, 55, 20908, hands=(25, 40))
+    @property
+    def joint_slices(self) -> dict:
+        """Pose key -> slice of the model's joints it holds."""
+        return {key: slice(first, first + math.prod(shape) // 3)
+                for key, first, shape in self.pose_keys}
+
+    def smplx_create_options(self) -> dict:
+        """`smplx.create` keywords for this model: model_type and `layer_options`."""
+        return dict(model_type=self.name, **dict(self.layer_options))
+
+
+_FLAT_HANDS = (("use_pca", False), ("flat_hand_mean", True))
+
+SMPL = ModelKind(
+    "smpl", "SMPL", 6890, 24, 13776,
+    pose_keys=(("global_orient", 0, (1, 3)), ("body_pose", 1, (23, 3))),
+    betas=(10, 10),
+    model_files=("SMPL_{G}.pkl", "SMPL_{G}.npz", "basicmodel_{g1}_lbs_10_207_0_v1.1.0.pkl",
+                 "basicmodel_{g1}_lbs_10_207_0_v1.0.0.pkl"))
+SMPLH = ModelKind(
+    "smplh", "SMPL-H", 6890, 52, 13776,
+    pose_keys=(("global_orient", 0, (1, 3)), ("body_pose", 1, (21, 3)),
+               ("left_hand_pose", 22, (15, 3)), ("right_hand_pose", 37, (15, 3))),
+    betas=(0, 16),
+    model_files=("{g}/model.npz", "SMPLH_{G}.npz", "SMPLH_{G}.pkl"),
+    hands=(22, 37), layer_options=_FLAT_HANDS)
+SMPLX = ModelKind(
+    "smplx", "SMPL-X", 10475, 55, 20908,
+    pose_keys=(("global_orient", 0, (1, 3)), ("body_pose", 1, (21, 3)),
+               ("left_hand_pose", 25, (15, 3)), ("right_hand_pose", 40, (15, 3)),
+               ("jaw_pose", 22, (1, 3)), ("leye_pose", 23, (1, 1, 3)),
+               ("reye_pose", 24, (1, 1, 3))),
+    betas=(10, 10),
+    model_files=("SMPLX_{G}.npz", "SMPLX_{G}.pkl"),
+    hands=(25, 40), face_joints=3, uses_mask=True, expression_in_shapedirs=True,
+    layer_options=_FLAT_HANDS)
 KINDS = {kind.name: kind for kind in (SMPL, SMPLH, SMPLX)}
+
+# The model stage 1 poses from AMASS: source_params.npz records its poses.
+STAGE1_MODEL = SMPLH
 
 # Other models a wrong file may be, to say what it is: (vertices, joints) -> label.
 OTHER_MODELS = {(778, 16): "MANO", (5023, 5): "FLAME"}
 
 
-def parents(kind):
+def parents(kind: str) -> np.ndarray:
     """(J,) int64 parent of each joint of `kind` ("smpl", "smplh" or "smplx"), root -1."""
+    model = KINDS[kind]
     tree = list(BODY_PARENTS)
-    if kind == "smpl":
-        return np.array(tree + [20, 21], dtype=np.int64)
-    if kind == "smplx":
-        tree += [HEAD, HEAD, HEAD]                       # jaw, left eye, right eye
+    if model.hands is None:
+        return np.array(tree + [20, 21], dtype=np.int64)       # one joint per hand
+    tree += [HEAD] * model.face_joints
     for wrist in (20, 21):
         for _finger in range(5):
             first = len(tree)
@@ -61,9 +129,10 @@ def parents(kind):
     return np.array(tree, dtype=np.int64)
 
 
-def same_topology(source, target):
-    """Whether two model kinds share one mesh (SMPL and SMPL-H; a kind and itself)."""
-    return source == target or {source, target} == {"smpl", "smplh"}
+def same_topology(source: str, target: str) -> bool:
+    """Whether two model kinds share one mesh (SMPL and SMPL-H; a kind and itself): in
+    this family the models of one vertex count share their mesh."""
+    return KINDS[source].num_vertices == KINDS[target].num_vertices
 
 
 def describe_counts(num_vertices, num_joints):

@@ -23,8 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from .errors import InputError
 from .fit.fitter import FitSettings
 from .formats.body_models import GENDERS
-from .family import KINDS, same_topology
-from .formats import smpl_params, smplx_params
+from .family import KINDS, STAGE1_MODEL, same_topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 USER_CONFIG = REPO_ROOT / "config.py"
@@ -177,12 +176,6 @@ class ExtractOptions:
 
 # ----------------------------------------------------------------- stage 2
 
-# Betas an output file holds, per target: (exact count or 0, most). The SMPL-X contract
-# and the SMPL model files hold 10; SMPL-H files up to 16.
-TARGET_BETAS = {"smpl": (smpl_params.NUM_BETAS, smpl_params.NUM_BETAS),
-                "smplh": (0, 16),
-                "smplx": (smplx_params.NUM_BETAS, smplx_params.NUM_BETAS)}
-
 # The path entries of the stage-2 config every pair needs (and deformation_transfer_path
 # unless SMPL <-> SMPL-H, mask_ids_fname for SMPL-X targets, fit.smplh_model with from_params).
 PATH_KEYS = ("datasets.mesh_folder.data_folder", "output_folder", "body_model.folder")
@@ -252,7 +245,7 @@ class TransferOptions:
                                  f"{kind!r}")
         needed = (PATH_KEYS
                   + (() if same_topology(source, target) else ("deformation_transfer_path",))
-                  + (("mask_ids_fname",) if target == "smplx" else ())
+                  + (("mask_ids_fname",) if KINDS[target].uses_mask else ())
                   + (("fit.smplh_model",) if value("fit.from_params", bool) else ()))
         unset = [key for key in needed if value(key, str).strip() in ("", UNSET)]
         if len(unset) == 1:
@@ -274,7 +267,7 @@ class TransferOptions:
             deftrafo_path=(None if same_topology(source, target)
                            else path("deformation_transfer_path")),
             # The mask of the config is SMPL-X's: other targets use every vertex.
-            mask_path=path("mask_ids_fname") if target == "smplx" else None,
+            mask_path=path("mask_ids_fname") if KINDS[target].uses_mask else None,
             gender=value("body_model.gender", str),
             source_model=source,
             target_model=target,
@@ -303,7 +296,7 @@ class TransferOptions:
         for name, kind in (("source", self.source_model), ("target", self.target_model)):
             if kind not in KINDS:
                 raise InputError(f"{name} model must be one of {', '.join(KINDS)}, got {kind!r}")
-        betas_limit = TARGET_BETAS[self.target_model]
+        betas_limit = KINDS[self.target_model].betas
         if not 1 <= self.fit.num_betas <= betas_limit[1] or (
                 betas_limit[0] and self.fit.num_betas != betas_limit[0]):
             wanted = (f"{betas_limit[0]}" if betas_limit[0]
@@ -316,9 +309,10 @@ class TransferOptions:
             raise InputError(f"{KINDS[self.source_model].label} to "
                              f"{KINDS[self.target_model].label} needs a deformation transfer "
                              "(deformation_transfer_path)")
-        if self.from_params and self.source_model != "smplh":
-            raise InputError("from_params poses SMPL-H from source_params.npz: the source "
-                             f"model must be smplh, got {self.source_model}")
+        if self.from_params and self.source_model != STAGE1_MODEL.name:
+            raise InputError(f"from_params poses {STAGE1_MODEL.label} from source_params.npz: "
+                             f"the source model must be {STAGE1_MODEL.name}, got "
+                             f"{self.source_model}")
         if self.from_params and self.smplh_model is None:
             raise InputError("from_params needs the SMPL-H model (--smplh-model or config.py)")
         if self.fit.max_iterations < 0 or self.fit.refine_iterations < 0:
@@ -367,7 +361,7 @@ class ShapeOptions:
                 raise InputError(f"config entry {key}: expected one of {', '.join(KINDS)}, got "
                                  f"{kind!r}")
         if source_model_path is None:
-            if source != "smplh":
+            if source != STAGE1_MODEL.name:
                 raise InputError(f"the shape of a {KINDS[source].label} source needs its model "
                                  "(--source-body-model PATH)")
             source_model_path = path("fit.smplh_model")
@@ -376,7 +370,7 @@ class ShapeOptions:
                    target_model_path=path("body_model.folder"),
                    deftrafo_path=(None if same_topology(source, target)
                                   else path("deformation_transfer_path")),
-                   mask_path=path("mask_ids_fname") if target == "smplx" else None,
+                   mask_path=path("mask_ids_fname") if KINDS[target].uses_mask else None,
                    gender=_typed(config.body_model.gender, str, "body_model.gender"),
                    num_betas=_typed(OmegaConf.select(config, f"body_model.{target}.betas.num"),
                                     int, f"body_model.{target}.betas.num"))

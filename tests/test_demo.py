@@ -6,7 +6,7 @@ import numpy as np
 
 from synthetic_kit.demo import run_demo
 from smplh2smplx.formats.errors_csv import ERRORS_CSV, read_error_rows
-from smplh2smplx.formats.smplx_params import read_smplx_params
+from smplh2smplx.formats.param_files import read_parameters
 
 
 def human_pose_ids(kit):
@@ -34,7 +34,7 @@ def test_demo_converts_every_human_pose_and_reports(kit, tmp_path):
     assert set(rows) == expected
     errors = np.array([row.v2v_mean_mm for row in rows.values()])
     assert np.isfinite(errors).all() and errors.max() < 10.0
-    read_smplx_params(output / "smplx_params" / f"{min(expected):06d}.pkl")
+    read_parameters(output / "smplx_params" / f"{min(expected):06d}.pkl", "smplx")
     assert (output / "report" / "index.html").is_file()
     assert any("v2v_mm: mean" in line for line in lines)
 

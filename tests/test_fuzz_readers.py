@@ -39,7 +39,7 @@ from smplh2smplx.formats.errors_csv import read_error_rows
 from smplh2smplx.formats.mesh_folder import MAX_COORDINATE_M, read_mesh_vertices
 from smplh2smplx.formats.meshes import format_obj
 from smplh2smplx.formats.safe_pickle import load_pickle
-from smplh2smplx.formats.smplx_params import PARAMETER_SHAPES, read_smplx_params, smplx_parameters
+from smplh2smplx.formats.param_files import build_parameters, read_parameters
 from smplh2smplx.formats.source_params import read_source_params
 from smplh2smplx.settings import EXPERIMENT_CONFIG, TransferOptions, load_experiment_config
 
@@ -290,7 +290,7 @@ def test_model_pickle_loader(data):
 
 
 def _result_bytes():
-    params = smplx_parameters(torch.linspace(-1, 1, 165).view(55, 3), torch.ones(10))
+    params = build_parameters("smplx", torch.linspace(-1, 1, 165).view(55, 3), torch.ones(10))
     return pickle.dumps(params, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -301,7 +301,7 @@ def _payload_results(marker):
     """{key: a result file whose `key` is the payload}, pickled once: a pickled tensor holds
     a memory address, so pickling inside the strategy would not draw the same data twice."""
     payloads = {}
-    for key in sorted(PARAMETER_SHAPES):
+    for key in sorted(SMPLX.parameter_shapes):
         params = pickle.loads(VALID_RESULT)
         params[key] = Payload(marker)
         payloads[key] = pickle.dumps(params)
@@ -326,14 +326,14 @@ def hostile_results(draw):
 @given(data=hostile_results())
 def test_result_pickle_reader(data):
     with tempfile.TemporaryDirectory() as folder, inside(folder):
-        params = read_safely(read_smplx_params, written(folder, "000001.pkl", data))
+        params = read_safely(lambda path: read_parameters(path, "smplx"), written(folder, "000001.pkl", data))
         assert params is None or {key: tuple(value.shape) for key, value in params.items()} \
-            == PARAMETER_SHAPES
+            == SMPLX.parameter_shapes
 
 
 def test_unmutated_result_reads():
     with tempfile.TemporaryDirectory() as folder:
-        params = read_smplx_params(written(folder, "000001.pkl", VALID_RESULT))
+        params = read_parameters(written(folder, "000001.pkl", VALID_RESULT), "smplx")
     assert torch.equal(params["body_pose"], torch.linspace(-1, 1, 165).view(55, 3)[1:22])
 
 

@@ -30,7 +30,7 @@ from smplh2smplx.fit.fitter import BodyFitter, FitSettings
 from smplh2smplx.formats.meshes import write_obj
 from smplh2smplx.formats.errors_csv import CSV_COLUMNS, ErrorRow, merge_error_rows, read_error_rows
 from smplh2smplx.formats.param_files import parameter_path
-from smplh2smplx.formats.smplx_params import read_smplx_params, write_smplx_params
+from smplh2smplx.formats.param_files import read_parameters, write_parameters
 from smplh2smplx.stages.report import write_report
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.annotations import Selection, read_id_mapping, read_json
@@ -133,8 +133,8 @@ def tensor_with_payload_in_its_storage(marker):
 def test_item1_contract_reader_refuses_code_in_result_pkl(tmp_path, where):
     marker = tmp_path / "marker"
     path = tmp_path / "000001.pkl"
-    write_smplx_params(path, torch.zeros(55, 3), torch.zeros(10))
-    params = read_smplx_params(path)
+    write_parameters(path, "smplx", torch.zeros(55, 3), torch.zeros(10))
+    params = read_parameters(path, "smplx")
     if where == "dict value":
         params["jaw_pose"] = Payload(marker)
     else:
@@ -149,17 +149,17 @@ def test_item1_contract_reader_refuses_code_in_result_pkl(tmp_path, where):
     marker.unlink()
 
     with pytest.raises(InputError, match="refused to load") as error:
-        read_smplx_params(path)
+        read_parameters(path, "smplx")
     assert str(path) in str(error.value) and not marker.exists()
 
 
 def test_item1_written_results_still_load_with_plain_pickle_and_the_safe_reader(tmp_path):
     pose, betas = torch.randn(55, 3), torch.randn(10)
     path = tmp_path / "000002.pkl"
-    write_smplx_params(path, pose, betas)
+    write_parameters(path, "smplx", pose, betas)
     with open(path, "rb") as handle:
         plain = pickle.load(handle)
-    safe = read_smplx_params(path)
+    safe = read_parameters(path, "smplx")
     assert plain.keys() == safe.keys()
     for key in plain:
         assert torch.equal(plain[key], safe[key]) and safe[key].dtype == torch.float32
@@ -280,7 +280,7 @@ def test_item5_report_survives_any_value_in_errors_csv(tmp_path):
                                        for pose_id, value in enumerate(values, start=1)]
     (output / "errors.csv").write_text("\n".join(lines) + "\n")
     for pose_id in range(1, len(values) + 1):
-        write_smplx_params(parameter_path(output, pose_id), torch.zeros(55, 3), torch.zeros(10))
+        write_parameters(parameter_path(output, pose_id), "smplx", torch.zeros(55, 3), torch.zeros(10))
     options = TransferOptions(mesh_dir=tmp_path, output_dir=output, target_model_path=tmp_path,
                               deftrafo_path=tmp_path, mask_path=tmp_path)
     index = write_report(options, num_poses=0, progress=False)
@@ -378,7 +378,7 @@ def test_item9_resume_redoes_empty_linked_and_damaged_results(kit, smplh_mesh, t
     assert (summary.done, summary.skipped) == (2, 1)
     for pose_id in (1, 2):
         path = parameter_path(output, pose_id)
-        assert not path.is_symlink() and read_smplx_params(path)
+        assert not path.is_symlink() and read_parameters(path, "smplx")
     assert unrelated.read_text() == "not a result" and not stale.exists()
 
 
@@ -408,7 +408,7 @@ def read_smplh_mesh(path):
 
 @pytest.mark.parametrize("reader, name", [
     (read_smplh_mesh, "000001.obj"), (read_smplh_mesh, "000001.ply"),
-    (read_source_params, SOURCE_PARAMS), (read_smplx_params, "000001.pkl"),
+    (read_source_params, SOURCE_PARAMS), (lambda path: read_parameters(path, "smplx"), "000001.pkl"),
     (load_pickle, "setup.pkl"), (read_smplh_poses, "seq_poses.npz"), (read_json, "ids.json"),
     (read_error_rows, "errors.csv"),
 ])

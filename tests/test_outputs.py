@@ -1,6 +1,7 @@
 """The stage-2 output contract (.pkl) and the per-pose error table (errors.csv)."""
 import pickle
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,13 +9,14 @@ import torch
 from smplh2smplx.errors import InputError
 from smplh2smplx.formats.errors_csv import CSV_COLUMNS, ErrorRow, merge_error_rows, read_error_rows
 from smplh2smplx.formats.param_files import parameter_path
-from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, pose_from_params,
-                                              read_smplx_params, write_smplx_params)
+from smplh2smplx.family import SMPLX
+from smplh2smplx.formats.param_files import (pose_from_parameters, read_parameters,
+                                             write_parameters)
 
 CONTRACT = {
     "global_orient": (1, 3), "body_pose": (21, 3), "betas": (1, 10),
     "left_hand_pose": (15, 3), "right_hand_pose": (15, 3), "jaw_pose": (1, 3),
-    "leye_pose": (1, 1, 3), "reye_pose": (1, 1, 3),
+    "leye_pose": (1, 1, 3), "reye_pose": (1, 1, 3), "transl": (1, 3),
 }
 
 
@@ -34,15 +36,16 @@ def check_contract(path):
 
 
 def test_contract_table_matches_formats_doc():
-    assert PARAMETER_SHAPES == CONTRACT
+    assert SMPLX.parameter_shapes == CONTRACT
 
 
 def test_written_file_matches_contract_and_joint_order(tmp_path):
     pose = torch.arange(165, dtype=torch.float64).view(55, 3).requires_grad_()
     betas = torch.linspace(-1, 1, 10, requires_grad=True)
+    transl = torch.tensor([0.25, -0.5, 1.0], requires_grad=True)
     path = parameter_path(tmp_path, 42)
     assert path.name == "000042.pkl"
-    write_smplx_params(path, pose * 1, betas * 1)       # non-leaf tensors with history
+    write_parameters(path, "smplx", pose * 1, betas * 1, transl * 1)   # tensors with history
     params = check_contract(path)
     expected = pose.detach().float()
     assert torch.equal(params["global_orient"][0], expected[0])
@@ -56,8 +59,10 @@ def test_written_file_matches_contract_and_joint_order(tmp_path):
     full = torch.cat([params[k] for k in ("global_orient", "body_pose", "left_hand_pose",
                                           "right_hand_pose")])
     assert full.shape == (52, 3)
-    read_pose, read_betas = pose_from_params(read_smplx_params(path))
+    read_pose, read_betas, read_transl = pose_from_parameters(read_parameters(path, "smplx"), "smplx")
     assert torch.equal(read_pose, expected) and torch.equal(read_betas, betas.detach())
+    assert torch.equal(params["transl"][0], transl.detach()) and torch.equal(read_transl,
+                                                                             transl.detach())
     assert [p.name for p in tmp_path.iterdir()] == ["000042.pkl"]   # no temporary left
 
 
@@ -71,28 +76,50 @@ def test_written_file_matches_contract_and_joint_order(tmp_path):
 ])
 def test_reader_rejects_departures_from_contract(tmp_path, damage, message):
     path = tmp_path / "000001.pkl"
-    write_smplx_params(path, torch.zeros(55, 3), torch.zeros(10))
-    params = read_smplx_params(path)
+    write_parameters(path, "smplx", torch.zeros(55, 3), torch.zeros(10))
+    params = read_parameters(path, "smplx")
     damage(params)
     with open(path, "wb") as handle:
         pickle.dump(params, handle)
     with pytest.raises(InputError, match=message) as error:
-        read_smplx_params(path)
+        read_parameters(path, "smplx")
     assert str(path) in str(error.value)
+
+
+def poseembroider_pose(folder, pose_id):
+    """PoseEmbroider's reading of a converted PoseScript/PoseFix pose, written anew from its
+    documented behaviour: plain-pickle `<pose_id:06d>.pkl`, then global_orient, body_pose,
+    left_hand_pose and right_hand_pose concatenated as one float32 (52, 3) pose; any other
+    key of the file is not looked at."""
+    with open(Path(folder) / f"{pose_id:06d}.pkl", "rb") as handle:
+        data = pickle.load(handle)
+    keys = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose")
+    return torch.concat([data[key] for key in keys]).to(torch.float32).view(-1, 3).detach()
+
+
+def test_poseembroider_reads_the_smplx_files_with_their_translation(tmp_path):
+    pose = torch.randn(55, 3, generator=torch.Generator().manual_seed(0))
+    write_parameters(parameter_path(tmp_path, 7), "smplx", pose, torch.zeros(10),
+                     torch.tensor([0.1, 0.2, 0.3]))
+    read = poseembroider_pose(tmp_path, 7)
+    # Root, the 21 body joints, then the hands (SMPL-X joints 25-54): the jaw and eyes
+    # (22-24) are not part of PoseEmbroider's pose.
+    assert read.shape == (52, 3) and read.dtype == torch.float32
+    assert torch.equal(read, torch.cat([pose[:22], pose[25:]]).float())
 
 
 def test_reader_names_unreadable_file(tmp_path):
     path = tmp_path / "000001.pkl"
     path.write_bytes(b"not a pickle")
     with pytest.raises(InputError, match="000001.pkl"):
-        read_smplx_params(path)
+        read_parameters(path, "smplx")
 
 
 def test_writer_refuses_wrong_shapes(tmp_path):
     with pytest.raises(ValueError):
-        write_smplx_params(tmp_path / "x.pkl", torch.zeros(52, 3), torch.zeros(10))
+        write_parameters(tmp_path / "x.pkl", "smplx", torch.zeros(52, 3), torch.zeros(10))
     with pytest.raises(ValueError):
-        write_smplx_params(tmp_path / "x.pkl", torch.zeros(55, 3), torch.zeros(16))
+        write_parameters(tmp_path / "x.pkl", "smplx", torch.zeros(55, 3), torch.zeros(16))
     assert not list(tmp_path.iterdir())
 
 

@@ -18,12 +18,13 @@ from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.body.shape import convert_betas, rest_vertices
 from smplh2smplx.errors import InputError
 from smplh2smplx.fit.fitter import FitSettings
-from smplh2smplx.formats import smpl_params, smplh_params, smplx_params
 from smplh2smplx.formats.body_models import load_body_model
 from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from smplh2smplx.formats.errors_csv import read_error_rows
 from smplh2smplx.formats.meshes import write_obj
-from smplh2smplx.formats.param_files import parameter_path
+from smplh2smplx.formats.param_files import (build_parameters, parameter_path,
+                                             pose_from_parameters, read_parameters,
+                                             write_parameters)
 from smplh2smplx.settings import TransferOptions
 from smplh2smplx.stages.transfer import run_transfer as transfer_stage
 
@@ -32,9 +33,6 @@ AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
 KIND_NAMES = ("smpl", "smplh", "smplx")
 DIRECTIONS = [(source, target) for source in KIND_NAMES for target in KIND_NAMES
               if source != target]
-READERS = {"smpl": smpl_params.read_smpl_params, "smplh": smplh_params.read_smplh_params,
-           "smplx": smplx_params.read_smplx_params}
-FORMATS = {"smpl": smpl_params, "smplh": smplh_params, "smplx": smplx_params}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +105,7 @@ def convert(pairs, source, target, folder, pose, betas):
     options = pair_options(pairs, source, target, folder / "meshes", folder / "out")
     summary = transfer_stage(options, progress=False)
     assert summary.done == len(pose) and not summary.failures
-    params = [READERS[target](parameter_path(folder / "out", i)) for i in range(len(pose))]
+    params = [read_parameters(parameter_path(folder / "out", i), target) for i in range(len(pose))]
     transfer = load_pair_transfer(source, target, options.deftrafo_path, options.mask_path)
     mask = transfer.mask_ids
     targets = transfer.apply(source_vertices)[:, mask]
@@ -137,7 +135,7 @@ def test_every_direction_read_back_by_stock_smplx(pairs, tmp_path, source, targe
                             dtype=torch.float32)
     targets, posed, params, fit_errors = convert(pairs, source, target, tmp_path, pose, betas)
     for p in params:                        # the target's keys, float32 CPU tensors
-        assert set(p) == set(FORMATS[target].PARAMETER_SHAPES)
+        assert set(p) == set(family.KINDS[target].parameter_shapes)
         assert all(value.dtype == torch.float32 and value.device.type == "cpu"
                    for value in p.values())
     errors = aligned_v2v_mm(posed, targets)
@@ -157,8 +155,8 @@ def test_smpl_to_smplh_and_back_below_1mm(pairs, tmp_path):
                             dtype=torch.float32)
     targets, posed, params, _ = convert(pairs, "smpl", "smplh", tmp_path / "there", pose, betas)
     assert (aligned_v2v_mm(posed, targets) < 1.0).all()
-    back_pose = torch.stack([smplh_params.pose_from_params(p)[0] for p in params])
-    back_betas = torch.stack([smplh_params.pose_from_params(p)[1] for p in params])
+    back_pose = torch.stack([pose_from_parameters(p, "smplh")[0] for p in params])
+    back_betas = torch.stack([pose_from_parameters(p, "smplh")[1] for p in params])
     back_targets, back_posed, _, _ = convert(pairs, "smplh", "smpl", tmp_path / "back",
                                              back_pose, back_betas)
     assert (aligned_v2v_mm(back_posed, back_targets) < 1.0).all()
@@ -218,9 +216,8 @@ def test_shape_only_betas_match_the_rest_mesh(pairs, source, target):
 
 def _rest_params(kind, betas):
     """A `kind` parameter dict of the rest pose with these betas."""
-    builder = {"smpl": smpl_params.smpl_parameters, "smplh": smplh_params.smplh_parameters,
-               "smplx": smplx_params.smplx_parameters}[kind]
-    return builder(torch.zeros(family.KINDS[kind].num_joints, 3), torch.as_tensor(betas))
+    return build_parameters(kind, torch.zeros(family.KINDS[kind].num_joints, 3),
+                            torch.as_tensor(betas))
 
 
 def test_shape_only_command_prints_the_betas(pairs, capsys):
@@ -273,8 +270,8 @@ def test_official_engine_runs_other_pairs(clone, pairs, tmp_path, source, target
     assert [r.pose_id for r in results] == [0, 1]
     assert all(r.error is None and np.isfinite(r.v2v_mean_mm) for r in results)
     for pose_id in (0, 1):
-        params = READERS[target](parameter_path(tmp_path / "out", pose_id))
-        assert set(params) == set(FORMATS[target].PARAMETER_SHAPES)
+        params = read_parameters(parameter_path(tmp_path / "out", pose_id), target)
+        assert set(params) == set(family.KINDS[target].parameter_shapes)
 
 
 def test_source_parameter_files_start_the_fit(pairs, tmp_path, monkeypatch):
@@ -284,7 +281,7 @@ def test_source_parameter_files_start_the_fit(pairs, tmp_path, monkeypatch):
     import smplh2smplx.stages.transfer as stage
     pose = family.map_pose(amass_poses(3), "smplh", "smplx")
     write_source_meshes(pairs, "smplx", tmp_path / "meshes", pose, None)
-    smplx_params.write_smplx_params(tmp_path / "meshes" / "000000.pkl", pose[0], torch.zeros(10))
+    write_parameters(tmp_path / "meshes" / "000000.pkl", "smplx", pose[0], torch.zeros(10))
     (tmp_path / "meshes" / "000002.pkl").write_bytes(b"not a pickle")
     starts = []
 

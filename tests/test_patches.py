@@ -26,7 +26,9 @@ from patches import dataset, loader, runtime, writer
 from smplh2smplx import family
 from smplh2smplx.errors import InputError
 from smplh2smplx.formats import param_files
-from smplh2smplx.formats.smplx_params import PARAMETER_SHAPES, read_smplx_params
+from smplh2smplx.formats.param_files import read_parameters
+
+PARAMETER_SHAPES = family.SMPLX.parameter_shapes
 
 SMPLX_VERTICES, SMPLH_VERTICES = 10475, 6890
 # ----------------------------------------------------------------- no clone needed
@@ -137,7 +139,7 @@ def test_written_file_is_the_contract(tmp_path):
         official_style_dict(random_pose(1), torch.zeros(1, 10), as_rotmats=True))[0]
     path = tmp_path / "out" / "000042.pkl"
     writer.write_params(path, params)
-    loaded = read_smplx_params(path)
+    loaded = read_parameters(path, "smplx")
     for key in PARAMETER_SHAPES:
         torch.testing.assert_close(loaded[key], params[key])
     assert sorted(p.name for p in path.parent.iterdir()) == ["000042.pkl"]
@@ -543,7 +545,7 @@ def test_official_run_converts_two_meshes(clone, models, tmp_path):
         row = result.error_row(flag_threshold_mm=1e9)
         assert row.pose_id == result.pose_id and not row.flagged
     assert sorted(p.name for p in output.iterdir()) == ["000007.pkl", "000012.pkl"]
-    first, second = (read_smplx_params(output / name) for name in ("000007.pkl", "000012.pkl"))
+    first, second = (read_parameters(output / name, "smplx") for name in ("000007.pkl", "000012.pkl"))
     # one file per mesh: a batch of two must not write the same parameters twice
     assert not torch.equal(first["body_pose"], second["body_pose"])
     # a second run finds everything converted and fits nothing

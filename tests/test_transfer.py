@@ -24,8 +24,9 @@ from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.meshes import write_obj
 from smplh2smplx.formats.errors_csv import read_error_rows
 from smplh2smplx.formats.param_files import parameter_path
-from smplh2smplx.formats.smplx_params import (PARAMETER_SHAPES, pose_from_params,
-                                              read_smplx_params, write_smplx_params)
+from smplh2smplx.family import SMPLX
+from smplh2smplx.formats.param_files import (pose_from_parameters, read_parameters,
+                                             write_parameters)
 from smplh2smplx.family import map_pose
 from smplh2smplx.fit.fitter import fit_batch
 from smplh2smplx.formats.mesh_folder import list_mesh_inputs, select_shard
@@ -99,7 +100,7 @@ def reference(paths, meshes, tmp_path_factory):
 
 
 def load_all(folder):
-    return {path.name: read_smplx_params(path) for path in sorted(folder.glob("*.pkl"))}
+    return {path.name: read_parameters(path, "smplx") for path in sorted(folder.glob("*.pkl"))}
 
 
 def assert_same_outputs(folder, reference):
@@ -111,7 +112,7 @@ def assert_same_outputs(folder, reference):
     produced, expected = load_all(folder), load_all(reference)
     assert produced.keys() == expected.keys()
     for name in expected:
-        for key in PARAMETER_SHAPES:
+        for key in SMPLX.parameter_shapes:
             assert torch.equal(produced[name][key], expected[name][key]), (name, key)
     assert filecmp.cmp(folder / "errors.csv", reference / "errors.csv", shallow=False)
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
@@ -176,8 +177,9 @@ def test_identity_transfer_recovers_known_smplx_parameters(paths, tmp_path):
     # Half the batch starts near the truth, half from the mesh alone (init None).
     result = fit_batch(fitter, vertices[:, mask_ids], [noisy[0], None, noisy[2], None])
     for i in range(count):
-        write_smplx_params(tmp_path / f"{i:06d}.pkl", result.pose[i], result.betas[i])
-    read = [pose_from_params(read_smplx_params(tmp_path / f"{i:06d}.pkl")) for i in range(count)]
+        write_parameters(tmp_path / f"{i:06d}.pkl", "smplx", result.pose[i], result.betas[i])
+    read = [pose_from_parameters(read_parameters(tmp_path / f"{i:06d}.pkl", "smplx"), "smplx")[:2]
+            for i in range(count)]
     with torch.no_grad():
         refit = body(torch.stack([p for p, _ in read]), torch.stack([b for _, b in read]),
                      result.transl)[0]
@@ -210,8 +212,8 @@ def test_reference_run_writes_the_contract(reference):
         path = parameter_path(reference, pose_id)
         with open(path, "rb") as handle:
             params = pickle.load(handle)                 # plain pickle, as the consumer does
-        assert set(params) == set(PARAMETER_SHAPES)
-        for key, shape in PARAMETER_SHAPES.items():
+        assert set(params) == set(SMPLX.parameter_shapes)
+        for key, shape in SMPLX.parameter_shapes.items():
             assert params[key].shape == shape and params[key].dtype == torch.float32
             assert not params[key].requires_grad
     rows = read_error_rows(reference / "errors.csv")
@@ -228,16 +230,16 @@ def test_killed_run_resumes_to_the_same_files(paths, meshes, reference, tmp_path
                                               writes_before_kill):
     """Killed in the middle of writing a batch's files (its CSV rows are already written),
     then started again: the outputs equal those of the uninterrupted run."""
-    from smplh2smplx.formats.target_params import WRITERS
+    from smplh2smplx.stages import transfer as transfer_module
     written = []
 
-    def write_then_die(path, pose, betas):
+    def write_then_die(path, kind, pose, betas, transl):
         if len(written) == writes_before_kill:
             raise Killed
-        write_smplx_params(path, pose, betas)
+        write_parameters(path, kind, pose, betas, transl)
         written.append(path)
 
-    monkeypatch.setitem(WRITERS, "smplx", write_then_die)
+    monkeypatch.setattr(transfer_module, "write_parameters", write_then_die)
     with pytest.raises(Killed):
         transfer(options(paths, meshes, tmp_path), progress=False)
     assert len(list(tmp_path.glob("*.pkl"))) == writes_before_kill

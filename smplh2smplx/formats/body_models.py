@@ -14,14 +14,6 @@ from ..errors import InputError
 from ..family import KINDS, describe_counts
 from .safe_pickle import load_pickle
 
-# File names looked for, in this order, when a folder is given ({G}: NEUTRAL, MALE, FEMALE;
-# {g}: neutral, male, female).
-_CONVENTIONAL_NAMES = {
-    "smpl": ["SMPL_{G}.pkl", "SMPL_{G}.npz", "basicmodel_{g1}_lbs_10_207_0_v1.1.0.pkl",
-             "basicmodel_{g1}_lbs_10_207_0_v1.0.0.pkl"],
-    "smplh": ["{g}/model.npz", "SMPLH_{G}.npz", "SMPLH_{G}.pkl"],
-    "smplx": ["SMPLX_{G}.npz", "SMPLX_{G}.pkl"],
-}
 GENDERS = ("neutral", "male", "female")
 
 _REQUIRED_KEYS = ("v_template", "f", "J_regressor", "kintree_table", "weights",
@@ -96,7 +88,7 @@ def _find_model_file(path, kind, gender):
     label = KINDS[kind].label
     if path.is_dir():
         names = [name.format(G=gender.upper(), g=gender, g1=gender[0])
-                 for name in _CONVENTIONAL_NAMES[kind]]
+                 for name in KINDS[kind].model_files]
         candidates = [path / name for name in names] + [path / kind / name for name in names]
         for candidate in candidates:
             if candidate.is_file():
@@ -179,7 +171,7 @@ def _load_body_model(path, kind):
         raise InputError(f"{path}: kintree_table is not a joint tree listing every parent "
                          "before its children")
     num_components = arrays["shapedirs"].shape[2]
-    if kind != "smplx":
+    if not KINDS[kind].expression_in_shapedirs:
         num_shape_coeffs = num_components
     elif num_components >= 400:
         num_shape_coeffs = 300

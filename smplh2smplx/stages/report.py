@@ -5,8 +5,8 @@ that opens offline: `index.html` (no external CSS or JavaScript) beside the PNG 
 shows:
 - summary statistics of v2v_mm over the converted poses and a histogram of it;
 - a table of the worst poses;
-- for the worst poses and a few random ones (seeded): the source SMPL-H mesh and the fitted
-  SMPL-X mesh overlaid, and the fitted mesh coloured by each masked vertex's distance to the
+- for the worst poses and a few random ones (seeded): the source mesh and the fitted
+  target mesh overlaid (any pair of the model table), and the fitted mesh coloured by each masked vertex's distance to the
   deformation-transferred target, in front and side views.
 
 A converted pose is a row of errors.csv whose `.pkl` exists (a run killed between the two
@@ -28,17 +28,16 @@ import roma
 import torch
 from tqdm import tqdm
 
-from ..body.deformation import load_deformation_transfer
+from ..body.deformation import load_pair_transfer
 from ..body.lbs import BodyModel
 from ..errors import InputError
-from ..family import SMPLH
-from ..formats.body_models import load_smplh, load_smplx
+from ..family import KINDS, STAGE1_MODEL
+from ..formats.body_models import load_body_model
 from ..formats.errors_csv import ERRORS_CSV, read_error_rows
 from ..formats.files import atomic_write
 from ..formats.mesh_folder import MESH_SUFFIXES, read_mesh_vertices
 from ..formats.meshes import read_mesh_faces
-from ..formats.param_files import parameter_path
-from ..formats.smplx_params import NUM_BETAS, pose_from_params, read_smplx_params
+from ..formats.param_files import parameter_path, pose_from_parameters, read_parameters
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..render import RenderMesh, facing_azimuth, render_views
 from ..settings import UNSET, TransferOptions
@@ -46,7 +45,7 @@ from ..settings import UNSET, TransferOptions
 REPORT_DIR = "report"
 INDEX = "index.html"
 HISTOGRAM = "v2v_histogram.png"
-SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X
+SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue source, orange fit
 OUTSIDE_MASK_COLOR = "#bdbdbd"
 UP_AXIS = "z"          # stage 1 keeps AMASS's raw root orientation: its world is z-up
 
@@ -89,13 +88,13 @@ def finite_errors(rows):
 class PoseView:
     """What the pictures of one pose show.
 
-    source_vertices: (6890, 3) SMPL-H mesh of stage 1; source_faces: (F, 3).
-    fitted_vertices: (10475, 3) SMPL-X posed with the .pkl's parameters, moved onto the
-        target by the mean target-minus-fit offset over the masked vertices;
-        fitted_faces: (20908, 3).
-    vertex_error_mm: (10475,) distance to the deformation-transferred target, NaN outside
-        the mask.
+    source_vertices: (V_source, 3) source mesh; source_faces: (F_source, 3).
+    fitted_vertices: (V_target, 3) the target model posed with the .pkl's parameters, its
+        translation included; fitted_faces: (F_target, 3).
+    vertex_error_mm: (V_target,) distance to the deformation-transferred target, NaN
+        outside the mask.
     root_rotation: (3, 3) the fitted global orientation.
+    labels: (source label, target label), e.g. ("SMPL-H", "SMPL-X").
     """
     source_vertices: np.ndarray
     source_faces: np.ndarray
@@ -103,6 +102,7 @@ class PoseView:
     fitted_faces: np.ndarray
     vertex_error_mm: np.ndarray
     root_rotation: np.ndarray
+    labels: tuple = ("source", "target")
 
     @property
     def mean_error_mm(self):
@@ -158,31 +158,35 @@ class PoseMeshes:
     """Poses the meshes of the pictures: the models and the deformation transfer, loaded once.
 
     Args:
-        options: the run's `TransferOptions` (mesh folder, output folder, SMPL-X model,
-            gender, deformation transfer, mask).
-        smplh_model: SMPL-H model used for poses with no mesh file in the mesh folder
-            (posed from source_params.npz); None: such poses are an error.
+        options: the run's `TransferOptions` (mesh folder, output folder, the pair, the
+            target model, gender, deformation transfer, mask).
+        smplh_model: the stage-1 model (SMPL-H) used for poses with no mesh file in the
+            mesh folder (posed from source_params.npz); None: such poses are an error.
     """
 
     def __init__(self, options, smplh_model=None):
         self.options = options
-        self.smplx = BodyModel(load_smplx(options.target_model_path, options.gender),
-                               num_betas=NUM_BETAS)
-        self.smplx_faces = self.smplx.faces.numpy()
-        self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+        self.source, self.target = KINDS[options.source_model], KINDS[options.target_model]
+        self.body = BodyModel(load_body_model(options.target_model_path, self.target.name,
+                                              options.gender), num_betas=options.fit.num_betas)
+        self.faces = self.body.faces.numpy()
+        self.deformation = load_pair_transfer(self.source.name, self.target.name,
+                                              options.deftrafo_path, options.mask_path)
         self.smplh_model = smplh_model
         self._smplh = None
         self._source_params = None
 
     def source_mesh(self, pose_id):
-        """(6890, 3) vertices and (F, 3) faces of the pose's SMPL-H mesh: the stage-1 mesh
-        file, else the SMPL-H model posed from source_params.npz."""
+        """(V, 3) vertices and (F, 3) faces of the pose's source mesh: the mesh file, else
+        (stage-1 model sources) that model posed from source_params.npz."""
         mesh_dir = Path(self.options.mesh_dir)
         for suffix in MESH_SUFFIXES:
             path = mesh_dir / f"{pose_id:06d}{suffix}"
             if path.is_file():
-                return (read_mesh_vertices(path, SMPLH),
-                        read_mesh_faces(path, SMPLH.num_vertices))
+                return (read_mesh_vertices(path, self.source),
+                        read_mesh_faces(path, self.source.num_vertices))
+        if self.source != STAGE1_MODEL:
+            raise InputError(f"pose {pose_id}: no {pose_id:06d}.obj or .ply in {mesh_dir}")
         if self._source_params is None:
             self._source_params = read_source_params(mesh_dir / SOURCE_PARAMS)
         if pose_id not in self._source_params:
@@ -193,8 +197,8 @@ class PoseMeshes:
                              "from source_params.npz needs the SMPL-H model (config.py: "
                              "SMPLH_MODEL, or --smplh-model)")
         if self._smplh is None:
-            self._smplh = BodyModel(load_smplh(self.smplh_model))
-        pose = torch.as_tensor(self._source_params[pose_id]).view(1, 52, 3)
+            self._smplh = BodyModel(load_body_model(self.smplh_model, STAGE1_MODEL.name))
+        pose = torch.as_tensor(self._source_params[pose_id]).view(1, STAGE1_MODEL.num_joints, 3)
         with torch.no_grad():
             vertices = self._smplh(pose)[0][0].numpy()
         return vertices, self._smplh.faces.numpy()
@@ -202,20 +206,21 @@ class PoseMeshes:
     def pose_view(self, pose_id):
         """The `PoseView` of one converted pose."""
         source, faces = self.source_mesh(pose_id)
-        pose, betas = pose_from_params(
-            read_smplx_params(parameter_path(self.options.output_dir, pose_id)))
+        params = read_parameters(parameter_path(self.options.output_dir, pose_id),
+                                 self.target.name)
+        pose, betas, transl = pose_from_parameters(params, self.target.name)
+        if len(betas) != self.body.num_betas:
+            raise InputError(f"{parameter_path(self.options.output_dir, pose_id)}: holds "
+                             f"{len(betas)} betas, the run {self.body.num_betas}")
         with torch.no_grad():
-            fitted = self.smplx(pose[None], betas[None])[0][0].double().numpy()
+            fitted = self.body(pose[None], betas[None], transl[None])[0][0].double().numpy()
         mask = self.deformation.mask_ids
         target = self.deformation.apply(source.astype(np.float64))
-        # The .pkl holds no translation (the contract): place the fit where the least-squares
-        # translation would, at the mean offset over the masked vertices.
-        offset = (target[mask] - fitted[mask]).mean(axis=0)
-        fitted = fitted + offset
         error_mm = np.full(len(fitted), np.nan)
         error_mm[mask] = 1000.0 * np.linalg.norm(fitted[mask] - target[mask], axis=1)
-        return PoseView(source, faces, fitted, self.smplx_faces, error_mm,
-                        roma.rotvec_to_rotmat(pose[0]).double().numpy())
+        return PoseView(source, faces, fitted, self.faces, error_mm,
+                        roma.rotvec_to_rotmat(pose[0]).double().numpy(),
+                        (self.source.label, self.target.label))
 
 
 # ----------------------------------------------------------------- figures
@@ -242,7 +247,7 @@ def render_pose(view, folder, pose_id, error_max_mm):
     render_views([RenderMesh(view.source_vertices, view.source_faces, color=SOURCE_COLOR),
                   RenderMesh(view.fitted_vertices, view.fitted_faces, color=FIT_COLOR)],
                  folder / overlay, views=views, up=UP_AXIS,
-                 title=f"{pose_id:06d}: SMPL-H blue, SMPL-X orange")
+                 title=f"{pose_id:06d}: {view.labels[0]} blue, {view.labels[1]} orange")
     masked = np.isfinite(view.vertex_error_mm)[view.fitted_faces].all(axis=1)
     render_views([RenderMesh(view.fitted_vertices, view.fitted_faces[masked],
                              values=np.nan_to_num(view.vertex_error_mm), vmin=0.0,
@@ -251,7 +256,7 @@ def render_pose(view, folder, pose_id, error_max_mm):
                              color=OUTSIDE_MASK_COLOR)],
                  folder / error, views=views, up=UP_AXIS,
                  colorbar_label="distance to the target (mm)",
-                 title=f"{pose_id:06d}: SMPL-X vertex error (grey: not masked)")
+                 title=f"{pose_id:06d}: {view.labels[1]} vertex error (grey: not masked)")
     return overlay, error
 
 
@@ -284,7 +289,7 @@ def plot_histogram(errors, statistics, path, flag_threshold_mm):
         axes.axvline(value, color=color, linestyle=style, linewidth=1.2,
                      label=f"{name}: {value:.2f} mm{where}")
     axes.set_xlim(low, high)
-    axes.set_xlabel("v2v_mm of a pose: mean distance of its masked SMPL-X vertices "
+    axes.set_xlabel("v2v_mm of a pose: mean distance of the fitted mesh's masked vertices "
                     "to the target (mm)")
     axes.set_ylabel("number of poses")
     axes.set_title(f"Per-pose vertex error over {statistics.poses} converted poses")
@@ -358,27 +363,29 @@ def pose_section(row, label, view, files):
     return f"""<h3 id="pose-{name}">pose {name} ({html.escape(label)})</h3>
 <p>errors.csv: v2v_mm mean {row.v2v_mean_mm:.2f} mm, max {row.v2v_max_mm:.2f} mm,
 {row.iterations} iterations, converged: {_yes_no(row.converged)},
-flagged: {_yes_no(row.flagged)}. In these pictures, after aligning the translation:
+flagged: {_yes_no(row.flagged)}. In these pictures:
 mean {view.mean_error_mm:.2f} mm, max {np.nanmax(view.vertex_error_mm):.2f} mm.</p>
 <div class="pair">
 <figure><a href="{overlay}"><img src="{overlay}" alt="pose {name}, source and fit overlaid"></a>
-<figcaption>{_swatch(SOURCE_COLOR)} source SMPL-H mesh, {_swatch(FIT_COLOR)} fitted SMPL-X
-mesh; left: front view, right: seen from the body's right.</figcaption></figure>
+<figcaption>{_swatch(SOURCE_COLOR)} source {view.labels[0]} mesh, {_swatch(FIT_COLOR)} fitted
+{view.labels[1]} mesh; left: front view, right: seen from the body's right.</figcaption></figure>
 <figure><a href="{error}"><img src="{error}" alt="pose {name}, vertex error"></a>
-<figcaption>Fitted SMPL-X coloured by distance to the target;
+<figcaption>Fitted {view.labels[1]} coloured by distance to the target;
 {_swatch(OUTSIDE_MASK_COLOR)} vertices outside the mask.</figcaption></figure>
 </div>"""
 
 
 def page(output_dir, statistics, flag_threshold_mm, worst, shown, views, files, without_pkl,
-         error_max_mm):
+         error_max_mm, labels=("SMPL-H", "SMPL-X")):
     """The text of index.html.
 
     Args:
         worst: rows of the worst-pose table; shown: [(row, label)] of the poses drawn;
         views, files: {pose_id: PoseView} and {pose_id: (overlay, error) file names}.
         without_pkl: rows of errors.csv left out because their .pkl is missing.
+        labels: (source label, target label).
     """
+    source, target = labels
     note = ""
     if without_pkl:
         note = (f"<p>{without_pkl} rows of {ERRORS_CSV} have no .pkl file (a batch that was "
@@ -387,25 +394,25 @@ def page(output_dir, statistics, flag_threshold_mm, worst, shown, views, files, 
                          for row, label in shown)
     pictures = "<p>No poses drawn (0 asked for).</p>"
     if shown:
-        pictures = f"""<p>{_swatch(SOURCE_COLOR)} blue: the source SMPL-H mesh of stage 1;
-{_swatch(FIT_COLOR)} orange: the fitted SMPL-X mesh, posed with the parameters of its .pkl.
+        pictures = f"""<p>{_swatch(SOURCE_COLOR)} blue: the source {source} mesh;
+{_swatch(FIT_COLOR)} orange: the fitted {target} mesh, posed with the parameters of its .pkl
+(its translation included).
 Where the two surfaces coincide their colours mix in patches; a patch of one colour is where
 that mesh lies outside the other.
-The .pkl files hold no translation (the output contract), so the fitted mesh is moved by the
-mean offset to the target over the masked vertices. The target is the source mesh mapped onto
-SMPL-X by the deformation transfer; the error pictures colour each masked vertex by its
+The target is the source mesh mapped onto
+{target} by the deformation transfer (the identity between models of one mesh); the error pictures colour each masked vertex by its
 distance to it, on one scale for every pose (0 to {error_max_mm:g} mm; larger distances take
 the top colour), and grey vertices lie outside the mask (not fitted, not measured).</p>
 {sections}"""
     return f"""<!DOCTYPE html>
 <html lang="en">
-<head><meta charset="utf-8"><title>SMPL-H to SMPL-X conversion report</title>
+<head><meta charset="utf-8"><title>{source} to {target} conversion report</title>
 <style>{PAGE_STYLE}</style></head>
 <body>
-<h1>SMPL-H to SMPL-X conversion report</h1>
+<h1>{source} to {target} conversion report</h1>
 <p>Output folder: <code>{html.escape(str(output_dir))}</code>. v2v_mm is the mean distance
-between the fitted SMPL-X mesh and the deformation-transferred target over the masked
-SMPL-X vertices, in millimetres, one value per pose (the v2v_mean_mm column of
+between the fitted {target} mesh and the deformation-transferred target over the masked
+{target} vertices, in millimetres, one value per pose (the v2v_mean_mm column of
 {ERRORS_CSV}).</p>
 {note}
 <h2>Summary</h2>
@@ -431,7 +438,7 @@ def write_report(options, report_dir=None, num_poses=12, smplh_model=None, table
             folder, models, deformation transfer and mask pose the pictures).
         report_dir: where to write; default `<output folder>/report`.
         num_poses: poses drawn: the worst ceil(num_poses / 2), the others at random.
-        smplh_model: SMPL-H model for poses with no stage-1 mesh file (posed from
+        smplh_model: the stage-1 model (SMPL-H) for poses with no mesh file (posed from
             source_params.npz); default options.smplh_model.
         table_rows: rows of the worst-pose table.
         seed: seed of the random pick.
@@ -474,7 +481,8 @@ def write_report(options, report_dir=None, num_poses=12, smplh_model=None, table
     with atomic_write(index, "w") as handle:
         handle.write(page(output_dir, statistics, options.flag_threshold_mm,
                           worst_rows(rows, table_rows), shown, views, files, without_pkl,
-                          error_max_mm))
+                          error_max_mm,
+                          (KINDS[options.source_model].label, KINDS[options.target_model].label)))
     return index
 
 
@@ -485,9 +493,6 @@ def report_from_config(config, report_dir=None, num_poses=12, progress=True):
     unset one is no error here.
     """
     options = TransferOptions.from_config(config)
-    if (options.source_model, options.target_model) != ("smplh", "smplx"):
-        raise InputError("the report draws SMPL-H to SMPL-X runs only; this run converts "
-                         f"{options.source_model} to {options.target_model}")
     smplh_model = str(config.fit.smplh_model or "").strip()
     return write_report(options, report_dir, num_poses,
                         smplh_model=None if smplh_model in ("", UNSET)

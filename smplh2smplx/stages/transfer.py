@@ -40,16 +40,16 @@ from tqdm import tqdm
 from ..body.deformation import load_pair_transfer
 from ..body.lbs import BodyModel
 from ..errors import InputError
-from ..family import KINDS, map_pose
+from ..family import KINDS, STAGE1_MODEL, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
 from ..formats.body_models import load_body_model, load_smplh
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
 from ..formats.files import check_writable_folder, is_regular_file, remove_stale_temporaries
 from ..formats.mesh_folder import (PoseInput, list_mesh_inputs, read_mesh_vertices,
                                    select_shard)
-from ..formats.param_files import parameter_path, pose_from_parameters, read_parameters
+from ..formats.param_files import (parameter_path, pose_from_parameters, read_parameters,
+                                   write_parameters)
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
-from ..formats.target_params import PARAMETER_FORMATS, WRITERS
 from ..runtime import resolve_device
 
 @dataclass
@@ -121,9 +121,7 @@ class _Stage2:
         path = item.mesh_path.with_suffix(".pkl")
         if not path.is_file():
             return None
-        source_format = PARAMETER_FORMATS[self.source.name]
-        params = read_parameters(path, source_format.PARAMETER_SHAPES, self.source.label)
-        return pose_from_parameters(params, source_format.JOINT_SLICES)[0]
+        return pose_from_parameters(read_parameters(path, self.source.name), self.source.name)[0]
 
     def read_vertices(self, inputs):
         """The inputs that can be read, their source vertices (B, V, 3), the failures.
@@ -134,7 +132,7 @@ class _Stage2:
         ok, vertices, failures = [], [], []
         if self.smplh_body is not None:
             poses = np.stack([self.source_params[item.pose_id] for item in inputs])
-            pose = torch.as_tensor(poses, device=self.device).view(-1, 52, 3)
+            pose = torch.as_tensor(poses, device=self.device).view(-1, STAGE1_MODEL.num_joints, 3)
             with torch.no_grad():
                 return list(inputs), self.smplh_body(pose)[0], []
         for item in inputs:
@@ -187,10 +185,10 @@ class _Stage2:
                          flagged=bool(result.v2v_mean_mm[i] > options.flag_threshold_mm))
                 for i in written]
         merge_error_rows(options.output_dir / ERRORS_CSV, rows)
-        write = WRITERS[options.target_model]
         for i in written:
-            write(parameter_path(options.output_dir, inputs[i].pose_id),
-                  result.pose[i], result.betas[i])
+            write_parameters(parameter_path(options.output_dir, inputs[i].pose_id),
+                             options.target_model, result.pose[i], result.betas[i],
+                             result.transl[i])
         return rows
 
 
@@ -200,14 +198,14 @@ def _is_stage2_output(name):
     return name == ERRORS_CSV or (suffix == "pkl" and stem.isdigit())
 
 
-def is_complete_result(path, target="smplx"):
+def is_complete_result(path: Path, target: str) -> bool:
     """Whether `path` is a finished result: a regular file (not a link) that passes the
     reader of the `target` model's parameter files. Anything else (0 bytes, truncated, a
     planted link) is converted again, and the new file replaces it."""
     if not is_regular_file(path):
         return False
     try:
-        read_parameters(path, PARAMETER_FORMATS[target].PARAMETER_SHAPES, KINDS[target].label)
+        read_parameters(path, target)
     except InputError:
         return False
     return True
@@ -243,8 +241,9 @@ def run_transfer(options, progress=True, log=print):
     if options.from_params and not source_path.is_file():
         raise InputError(f"{source_path}: not found (from_params needs the poses recorded by "
                          "stage 1)")
-    # source_params.npz records SMPL-H poses: a start for SMPL-H sources only.
-    source_params = read_source_params(source_path) if options.source_model == "smplh" else {}
+    # source_params.npz records the stage-1 model's poses: a start for that source only.
+    source_params = (read_source_params(source_path)
+                     if options.source_model == STAGE1_MODEL.name else {})
     inputs = param_inputs(source_params) if options.from_params else list_mesh_inputs(
         options.mesh_dir)
     if not inputs:
