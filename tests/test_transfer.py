@@ -23,11 +23,9 @@ from smplh2smplx.fit.fitter import FitSettings, BodyFitter
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.meshes import write_obj
 from smplh2smplx.formats.errors_csv import read_error_rows
-from smplh2smplx.formats.param_files import parameter_path
-from smplh2smplx.family import SMPLX
-from smplh2smplx.formats.param_files import (pose_from_parameters, read_parameters,
-                                             write_parameters)
-from smplh2smplx.family import map_pose
+from smplh2smplx.formats.param_files import (parameter_path, pose_from_parameters,
+                                             read_parameters, write_parameters)
+from smplh2smplx.family import SMPLH, SMPLX, map_pose
 from smplh2smplx.fit.fitter import fit_batch
 from smplh2smplx.formats.mesh_folder import list_mesh_inputs, select_shard
 from smplh2smplx.runtime import resolve_device
@@ -359,3 +357,26 @@ def test_official_engine_needs_a_clone(paths, meshes, tmp_path, capsys):
     printed = capsys.readouterr()
     assert status == 2 and "--smplx-repo" in printed.err
     assert len(printed.err.strip().splitlines()) == 1
+
+
+def test_a_file_posed_as_written_with_stock_smplx_reproduces_errors_csv(paths, meshes, reference):
+    """The .pkl holds the translation its error was computed with: the stock smplx package,
+    given the file as it is, puts the mesh where errors.csv measured it (to 1e-3 mm)."""
+    import smplx
+    from smplh2smplx.formats.errors_csv import ERRORS_CSV
+    from smplh2smplx.formats.mesh_folder import read_mesh_vertices
+
+    model = smplx.create(str(paths.smplx), model_type="smplx", ext="npz", use_pca=False,
+                         flat_hand_mean=True)
+    deformation = load_deformation_transfer(paths.deftrafo, paths.mask)
+    rows = read_error_rows(reference / ERRORS_CSV)
+    for pose_id in POSE_IDS:
+        params = pickle.loads((reference / f"{pose_id:06d}.pkl").read_bytes())
+        with torch.no_grad():
+            posed = model(**{key: value.reshape(1, -1) for key, value in params.items()})
+        fitted = posed.vertices[0].double().numpy()[deformation.mask_ids]
+        source = read_mesh_vertices(meshes / f"{pose_id:06d}.obj", SMPLH)
+        target = deformation.apply(source.astype(np.float64))[deformation.mask_ids]
+        error_mm = 1000.0 * np.linalg.norm(fitted - target, axis=1).mean()
+        assert abs(error_mm - rows[pose_id].v2v_mean_mm) < 1e-3, pose_id
+        assert np.abs(params["transl"].numpy()).max() > 0.0       # a real offset, not zero

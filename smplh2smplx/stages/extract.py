@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from ..body.lbs import BodyModel
 from ..errors import InputError
+from ..family import STAGE1_MODEL
 from ..formats.amass import SMPLH_POSE_SIZE, check_frame, check_frame_values, read_smplh_poses
 from ..formats.annotations import select_pose_ids
 from ..formats.body_models import load_smplh
@@ -111,8 +112,9 @@ class SmplhPoser:
         if self.body_model == "amass":
             return self.model(pose.view(len(pose), -1, 3))[0].numpy()
         zeros = pose.new_zeros
-        output = self.model(global_orient=pose[:, :3], body_pose=pose[:, 3:66],
-                            left_hand_pose=pose[:, 66:111], right_hand_pose=pose[:, 111:156],
+        joints = pose.view(len(pose), -1, 3)
+        output = self.model(**{key: joints[:, ids].reshape(len(pose), -1)
+                               for key, ids in STAGE1_MODEL.joint_slices.items()},
                             betas=zeros(len(pose), self.model.num_betas),
                             transl=zeros(len(pose), 3))
         return output.vertices.numpy()
