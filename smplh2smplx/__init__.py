@@ -1,1 +1,18 @@
-"""Convert SMPL-H poses (PoseScript / PoseFix, drawn from AMASS) to SMPL-X parameters."""
+"""smplh2smplx: convert poses and motions between SMPL, SMPL-H and SMPL-X.
+
+The public API (see README.md, "Python API"):
+
+- `Converter(source, target, target_model, ...)`: the models loaded once; converts
+  vertices (`from_vertices`) or parameters (`from_params`) of the source in memory,
+  batched, on CPU or CUDA, and whole AMASS motion files (`convert_motion`);
+- `FitSettings`, `FitResult`: the fit's knobs and its batched result;
+- `KINDS`: the model table (joint layouts, parameter keys and shapes, ...);
+- `read_parameters`, `write_parameters`, `build_parameters`: the per-pose `.pkl` files.
+"""
+from .api import Converter
+from .family import KINDS
+from .fit.fitter import FitResult, FitSettings
+from .formats.param_files import build_parameters, read_parameters, write_parameters
+
+__all__ = ["Converter", "FitResult", "FitSettings", "KINDS", "build_parameters",
+           "read_parameters", "write_parameters"]

@@ -13,7 +13,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "smplh2smplx"
 RANK = {"errors": 0, "family": 0, "runtime": 0, "render": 0, "cli": 0,
-        "formats": 1, "body": 2, "fit": 3, "settings": 4, "stages": 5}
+        "formats": 1, "body": 2, "fit": 3, "settings": 4, "stages": 5, "api": 6}
 
 
 def module_parts(path, root):

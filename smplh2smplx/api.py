@@ -1,0 +1,138 @@
+"""The Python API: convert poses and motions between SMPL-family models in memory.
+
+`Converter` loads the target model, the deformation transfer and its mask once, then
+converts batches on the CPU or a CUDA device: vertices of the source model, or source
+parameters (pose, betas, translation), to target parameters; and whole AMASS motion files.
+The pair is data (`family.KINDS`): any of "smpl", "smplh" and "smplx", both ways.
+"""
+from os import PathLike
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .body.deformation import load_pair_transfer
+from .body.lbs import BodyModel
+from .errors import InputError
+from .family import KINDS, map_pose
+from .fit.fitter import BodyFitter, FitResult, FitSettings
+from .formats.body_models import load_body_model
+from .formats.param_files import build_parameters
+from .formats.sequence_files import read_smplh_sequence
+from .runtime import resolve_device
+from .stages.sequences.convert import (GenderModels, SequenceOptions, SequenceResult,
+                                       convert_sequence)
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+PathType = Union[str, PathLike]
+
+
+class Converter:
+    """Converts poses of one SMPL-family model into parameters of another.
+
+    Args:
+        source, target: the model kinds ("smpl", "smplh" or "smplx").
+        target_model: the target model file, or a folder holding it.
+        source_model: the source model file or folder; needed to convert parameters and
+            motions (not vertices).
+        deformation_transfer: the official `<source>2<target>` setup file; None for SMPL
+            and SMPL-H, which share one mesh.
+        mask: the target's valid vertex ids (the SMPL-X mask); None: every vertex.
+        gender: "neutral", "male" or "female": the gender of both models.
+        device: "cpu", "cuda", "cuda:N" or "auto".
+        settings: the fit's settings (`FitSettings`; its num_betas: the betas written).
+
+    Raises InputError naming the file for a missing or wrong model, transfer or mask.
+    """
+
+    def __init__(self, source: str, target: str, target_model: PathType,
+                 source_model: Optional[PathType] = None,
+                 deformation_transfer: Optional[PathType] = None,
+                 mask: Optional[PathType] = None, gender: str = "neutral",
+                 device: str = "auto", settings: FitSettings = FitSettings()):
+        for name, kind in (("source", source), ("target", target)):
+            if kind not in KINDS:
+                raise InputError(f"{name} model must be one of {', '.join(KINDS)}, got {kind!r}")
+        self.source, self.target = KINDS[source], KINDS[target]
+        self.gender, self.settings = gender, settings
+        self.device = resolve_device(device)
+        self.paths = dict(source_model=source_model, target_model=target_model,
+                          deformation_transfer=deformation_transfer, mask=mask)
+        self.deformation = load_pair_transfer(source, target, deformation_transfer, mask)
+        self.mask_ids = torch.as_tensor(self.deformation.mask_ids, device=self.device)
+        target_data = load_body_model(target_model, target, gender)
+        self.fitter = BodyFitter(target_data, self.deformation.mask_ids, settings).to(self.device)
+        self.source_body = None
+        if source_model is not None:
+            source_data = load_body_model(source_model, source, gender)
+            self.source_body = BodyModel(source_data, num_betas=source_data.num_shape_coeffs)
+            self.source_body = self.source_body.to(self.device)
+
+    def from_vertices(self, vertices: ArrayLike,
+                      source_pose: Optional[ArrayLike] = None) -> FitResult:
+        """Target parameters of source meshes.
+
+        Args:
+            vertices: (B, V_source, 3) source vertices (metres).
+            source_pose: (B, J_source, 3) axis-angle source poses to start from (mapped
+                onto the target's joints); None: the start is read off the meshes.
+        Returns:
+            a `FitResult` (CPU): pose (B, J_target, 3), betas (B, num_betas), transl (B, 3)
+            and the per-pose vertex errors on the mask (mm).
+        """
+        vertices = torch.as_tensor(vertices, dtype=torch.float32, device=self.device)
+        if vertices.ndim != 3 or vertices.shape[1:] != (self.source.num_vertices, 3):
+            raise InputError(f"vertices must be (B, {self.source.num_vertices}, 3) "
+                             f"{self.source.label} vertices, got {tuple(vertices.shape)}")
+        targets = self.deformation.apply(vertices)[:, self.mask_ids]
+        start = None if source_pose is None else map_pose(
+            torch.as_tensor(source_pose, dtype=torch.float32), self.source.name,
+            self.target.name)
+        return self.fitter.fit(targets, start)
+
+    def from_params(self, pose: ArrayLike, betas: Optional[ArrayLike] = None,
+                    transl: Optional[ArrayLike] = None) -> FitResult:
+        """Target parameters of source parameters: the source model is posed, and its
+        meshes converted from the source pose (see `from_vertices`).
+
+        Args:
+            pose: (B, J_source, 3) or (B, 3 J_source) axis-angle, root first.
+            betas: (B, S) source shape coefficients (S up to the model's); None: zero.
+            transl: (B, 3) source translation; None: zero.
+        """
+        if self.source_body is None:
+            raise InputError("converting parameters needs the source model (source_model=)")
+        pose = torch.as_tensor(pose, dtype=torch.float32, device=self.device)
+        pose = pose.reshape(len(pose), self.source.num_joints, 3)
+        full_betas = pose.new_zeros(len(pose), self.source_body.num_betas)
+        if betas is not None:
+            betas = torch.as_tensor(betas, dtype=torch.float32, device=self.device)
+            full_betas[:, :betas.shape[1]] = betas
+        if transl is not None:
+            transl = torch.as_tensor(transl, dtype=torch.float32, device=self.device)
+        with torch.no_grad():
+            vertices = self.source_body(pose, full_betas, transl)[0]
+        return self.from_vertices(vertices, pose.cpu())
+
+    def parameter_dicts(self, result: FitResult) -> list:
+        """One dict per pose of `result`, as the target's per-pose `.pkl` files hold it."""
+        return [build_parameters(self.target.name, result.pose[i], result.betas[i],
+                                 result.transl[i]) for i in range(len(result.pose))]
+
+    def convert_motion(self, motion_file: PathType, fps: Optional[float] = None) -> SequenceResult:
+        """Convert a whole AMASS motion file of the source model (`*_poses.npz`) with the
+        converter's models and gender (the sequence stage, `convert_sequences.py`).
+
+        Returns a `SequenceResult`: `.output` holds the target sequence (poses, trans,
+        betas), `.v2v_mm` the per-frame error.
+        """
+        sequence = read_smplh_sequence(Path(motion_file))
+        options = SequenceOptions(
+            input_path=Path(motion_file), output_dir=Path("."),
+            smplh_model=self.paths["source_model"], smplx_model=self.paths["target_model"],
+            deftrafo_path=self.paths["deformation_transfer"], mask_path=self.paths["mask"],
+            gender=self.gender, device=str(self.device),
+            num_betas=self.settings.num_betas)
+        models = GenderModels(options, self.gender, self.deformation.mask_ids, self.device)
+        return convert_sequence(sequence, models, self.deformation, fps)
