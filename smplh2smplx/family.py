@@ -8,6 +8,7 @@ pinky, ring, thumb), each finger's first joint a child of the wrist (20 left, 21
 """
 import math
 from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -135,7 +136,7 @@ def same_topology(source: str, target: str) -> bool:
     return KINDS[source].num_vertices == KINDS[target].num_vertices
 
 
-def describe_counts(num_vertices, num_joints):
+def describe_counts(num_vertices: int, num_joints: int) -> Optional[str]:
     """The label of the model with these counts ("SMPL-H", ...), or None."""
     for kind in KINDS.values():
         if (kind.num_vertices, kind.num_joints) == (num_vertices, num_joints):
@@ -143,7 +144,7 @@ def describe_counts(num_vertices, num_joints):
     return OTHER_MODELS.get((num_vertices, num_joints))
 
 
-def shared_joints(source, target):
+def shared_joints(source: str, target: str) -> Tuple[np.ndarray, np.ndarray]:
     """Joints that mean the same in two models: (source ids, target ids), int64 arrays.
 
     The body joints always; the 30 hand joints when both models have 15-joint hands.
@@ -156,7 +157,7 @@ def shared_joints(source, target):
     return pairs[0], pairs[1]
 
 
-def map_pose(pose, source, target):
+def map_pose(pose, source: str, target: str) -> torch.Tensor:
     """Axis-angle poses of `source` joints as poses of `target` joints (others zero).
 
     Args:

@@ -21,6 +21,7 @@ OSMesa stack.
 import html
 import math
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -429,8 +430,9 @@ between the fitted {target} mesh and the deformation-transferred target over the
 
 # ----------------------------------------------------------------- entry points
 
-def write_report(options, report_dir=None, num_poses=12, smplh_model=None, table_rows=20,
-                 seed=0, progress=True):
+def write_report(options: TransferOptions, report_dir: Optional[Path] = None,
+                 num_poses: int = 12, smplh_model: Optional[Path] = None, table_rows: int = 20,
+                 seed: int = 0, progress: bool = True) -> Path:
     """Write the report of a finished stage-2 run; returns the path of its index.html.
 
     Args:

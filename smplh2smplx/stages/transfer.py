@@ -51,6 +51,7 @@ from ..formats.param_files import (parameter_path, pose_from_parameters, read_pa
                                    write_parameters)
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..runtime import resolve_device
+from ..settings import TransferOptions
 
 @dataclass
 class TransferSummary:
@@ -222,7 +223,7 @@ def _no_inputs_message(options, source_params):
     return f"{options.mesh_dir}: no .obj or .ply mesh files in the mesh folder{hint}"
 
 
-def run_transfer(options, progress=True, log=print):
+def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> TransferSummary:
     """Run stage 2 with `options` (a `TransferOptions`); returns a `TransferSummary`.
 
     Raises InputError, before any pose is fitted, for a missing or wrong model,
