@@ -105,11 +105,13 @@ def read_user_config(path=USER_CONFIG) -> dict:
 
 # ----------------------------------------------------------------- the schema
 
-def setting(default, help: str, *, factory=None):
-    """A field of the schema: its one default and its meaning (shown by --help)."""
+def setting(default, help: str, *, choices=None, factory=None):
+    """A field of the schema: its one default, its meaning (shown by --help) and, for text,
+    the values it may take."""
+    metadata = {"help": help} if choices is None else {"help": help, "choices": choices}
     if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def path_setting(config_name: str, help: str):
@@ -163,10 +165,11 @@ class ExtractOptions:
         None, "these pose ids instead of PoseFix-H + PoseScript-H")
     all_poses: bool = setting(False, "every pose of the 100k id mapping")
     output_format: str = setting(
-        "obj", "obj: meshes and source_params.npz; params: source_params.npz only")
+        "obj", "obj: meshes and source_params.npz; params: source_params.npz only",
+        choices=OUTPUT_FORMATS)
     body_model: str = setting(
         "amass", "amass: AMASS-codebase semantics (any SMPL-H file); smplx: the smplx "
-        "package on a SMPLH_NEUTRAL.pkl/.npz (the same vertices)")
+        "package on a SMPLH_NEUTRAL.pkl/.npz (the same vertices)", choices=BODY_MODELS)
     poses_per_batch: int = setting(128, "poses posed at once")
     overwrite: bool = setting(False, "write again poses already written")
     keep_going: bool = setting(
@@ -248,9 +251,9 @@ class TransferOptions:
     mask: Optional[Path] = path_setting(
         "MASK_IDS_PATH", "SMPL-X vertex ids with a valid correspondence (SMPL-X targets "
         "only; others use every vertex)")
-    source_model: str = setting("smplh", f"model of the input meshes: {', '.join(KINDS)}")
-    target_model: str = setting("smplx", f"model fitted and written: {', '.join(KINDS)}")
-    gender: str = setting("neutral", f"the target's model: {', '.join(GENDERS)}")
+    source_model: str = setting("smplh", "model of the input meshes", choices=tuple(KINDS))
+    target_model: str = setting("smplx", "model fitted and written", choices=tuple(KINDS))
+    gender: str = setting("neutral", "gender of the target's model", choices=tuple(GENDERS))
     shard_size: int = setting(0, "inputs per shard of the sorted input list; 0: all")
     shard_index: int = setting(0, "the shard this run converts, 0-based")
     overwrite: bool = setting(False, "convert again poses whose output already exists")

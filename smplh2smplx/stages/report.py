@@ -41,7 +41,7 @@ from ..formats.param_files import parameter_path
 from ..formats.smplx_params import NUM_BETAS, pose_from_params, read_smplx_params
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..render import RenderMesh, facing_azimuth, render_views
-from ..settings import UNSET, TransferOptions
+from ..settings import is_unset
 
 REPORT_DIR = "report"
 INDEX = "index.html"
@@ -166,10 +166,10 @@ class PoseMeshes:
 
     def __init__(self, options, smplh_model=None):
         self.options = options
-        self.smplx = BodyModel(load_smplx(options.target_model_path, options.gender),
+        self.smplx = BodyModel(load_smplx(options.smplx_model, options.gender),
                                num_betas=NUM_BETAS)
         self.smplx_faces = self.smplx.faces.numpy()
-        self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+        self.deformation = load_deformation_transfer(options.deformation_transfer, options.mask)
         self.smplh_model = smplh_model
         self._smplh = None
         self._source_params = None
@@ -432,7 +432,7 @@ def write_report(options, report_dir=None, num_poses=12, smplh_model=None, table
         report_dir: where to write; default `<output folder>/report`.
         num_poses: poses drawn: the worst ceil(num_poses / 2), the others at random.
         smplh_model: SMPL-H model for poses with no stage-1 mesh file (posed from
-            source_params.npz); default options.smplh_model.
+            source_params.npz); default options.smplh_model (when set).
         table_rows: rows of the worst-pose table.
         seed: seed of the random pick.
         progress: show a progress bar while rendering.
@@ -456,7 +456,9 @@ def write_report(options, report_dir=None, num_poses=12, smplh_model=None, table
              + [(row, "random pick") for row in random_rows])
     views, files, error_max_mm = {}, {}, 1.0
     if shown:
-        meshes = PoseMeshes(options, smplh_model or options.smplh_model)
+        if smplh_model is None and not is_unset(options.smplh_model):
+            smplh_model = options.smplh_model
+        meshes = PoseMeshes(options, smplh_model)
         views = {row.pose_id: meshes.pose_view(row.pose_id) for row, _ in shown}
         # One colour scale for every picture, so that colours compare across poses.
         pooled = np.concatenate([view.vertex_error_mm for view in views.values()])
@@ -478,18 +480,13 @@ def write_report(options, report_dir=None, num_poses=12, smplh_model=None, table
     return index
 
 
-def report_from_config(config, report_dir=None, num_poses=12, progress=True):
-    """`write_report` for the run a resolved stage-2 config (OmegaConf) describes.
+def report_from_options(options, report_dir=None, num_poses=12, progress=True):
+    """`write_report` for the run `options` (a `TransferOptions`) describes.
 
-    The SMPL-H model (fit.smplh_model) is used only for poses without a mesh file, so an
-    unset one is no error here.
+    The SMPL-H model (smplh_model) is used only for poses without a mesh file, so an unset
+    one is no error here.
     """
-    options = TransferOptions.from_config(config)
     if (options.source_model, options.target_model) != ("smplh", "smplx"):
         raise InputError("the report draws SMPL-H to SMPL-X runs only; this run converts "
                          f"{options.source_model} to {options.target_model}")
-    smplh_model = str(config.fit.smplh_model or "").strip()
-    return write_report(options, report_dir, num_poses,
-                        smplh_model=None if smplh_model in ("", UNSET)
-                        else Path(smplh_model).expanduser(),
-                        progress=progress)
+    return write_report(options, report_dir, num_poses, progress=progress)
