@@ -26,7 +26,7 @@ FLAGS = PATH_FLAGS + ("overwrite", "keep_going", "output_format", "body_model",
                       "poses_per_batch")
 
 
-def parse_args(argv):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_config_flags(parser)
     add_setting_flags(parser, ExtractOptions, FLAGS)
@@ -41,7 +41,11 @@ def parse_args(argv):
     # The spelling before --output-format, kept working.
     parser.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS,
                         help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv):
+    return build_parser().parse_args(argv)
 
 
 def options_from_args(args, user_config=None) -> ExtractOptions:

@@ -43,7 +43,7 @@ FLAGS = (PATH_FLAGS + RUN_FLAGS
          + ("source_model", "target_model", "gender", "poses_per_batch", "from_params"))
 
 
-def parse_args(argv):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog="\n\n".join(__doc__.split("\n\n")[1:4]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +69,11 @@ def parse_args(argv):
     report.add_argument("--report-poses", type=int, default=12, metavar="N",
                         help="poses drawn: the worst half, the rest at random "
                              "(default: %(default)s)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv):
+    return build_parser().parse_args(argv)
 
 
 def run_shape_only(options, args):

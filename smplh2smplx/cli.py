@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from .errors import InputError, OutputError
-from .settings import load_settings, setting_defaults, setting_types
+from .settings import load_settings, parse_value, setting_defaults, setting_types
 
 # The settings every command that converts has, under the same flags.
 RUN_FLAGS = ("shard_size", "shard_index", "device", "overwrite", "keep_going")
@@ -65,6 +65,14 @@ def add_config_flags(parser, exp_cfg_default=None) -> None:
                              "are literal: 010 is ten, booleans are true/false")
     parser.add_argument("--show-settings", action="store_true",
                         help="print every setting this run would use, as YAML, and stop")
+
+
+def setting_flag_values(schema, args, keys) -> dict:
+    """{key: value} of the flags of `keys`: the typed value given, else the schema's
+    default. For a command whose options are not of the schema (convert_sequences.py)."""
+    types, defaults = setting_types(schema), setting_defaults(schema)
+    return {key: defaults[key] if getattr(args, key) is None
+            else parse_value(getattr(args, key), types[key], flag_name(key)) for key in keys}
 
 
 def load_command_settings(schema, args, keys, user_config=None):

@@ -171,10 +171,10 @@ class ExtractOptions:
         "amass", "amass: AMASS-codebase semantics (any SMPL-H file); smplx: the smplx "
         "package on a SMPLH_NEUTRAL.pkl/.npz (the same vertices)", choices=BODY_MODELS)
     poses_per_batch: int = setting(128, "poses posed at once")
-    overwrite: bool = setting(False, "write again poses already written")
+    overwrite: bool = setting(False, "convert again inputs whose output already exists")
     keep_going: bool = setting(
-        False, "a bad pose id fails alone and is listed at the end (exit 1); without it "
-        "the first bad id stops the run (exit 2)")
+        False, "a bad input fails alone and is listed at the end (exit 1); without it the "
+        "first bad input stops the run (exit 2)")
 
     def __post_init__(self):
         for name in ("amass_dir", "posefix_dir", "posescript_dir", "smplh_model",
@@ -254,12 +254,14 @@ class TransferOptions:
     source_model: str = setting("smplh", "model of the input meshes", choices=tuple(KINDS))
     target_model: str = setting("smplx", "model fitted and written", choices=tuple(KINDS))
     gender: str = setting("neutral", "gender of the target's model", choices=tuple(GENDERS))
+    # The run's flags, shared by every command that converts (cli.RUN_FLAGS): their help
+    # speaks of inputs (meshes here, motion files in convert_sequences.py).
     shard_size: int = setting(0, "inputs per shard of the sorted input list; 0: all")
     shard_index: int = setting(0, "the shard this run converts, 0-based")
-    overwrite: bool = setting(False, "convert again poses whose output already exists")
+    overwrite: bool = setting(False, "convert again inputs whose output already exists")
     keep_going: bool = setting(
-        False, "a bad mesh fails alone and is listed at the end (exit 1); without it the "
-        "first bad mesh stops the run (exit 2)")
+        False, "a bad input fails alone and is listed at the end (exit 1); without it the "
+        "first bad input stops the run (exit 2)")
     poses_per_batch: int = setting(512, "poses our engine fits at once")
     device: str = setting("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
     flag_threshold_mm: float = setting(
