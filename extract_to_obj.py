@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "instead of PoseFix-H + PoseScript-H")
     selection.add_argument("--ids-file", metavar="PATH",
                            help="convert the pose ids listed in this text file")
-    selection.add_argument("--all-poses", action="store_true",
-                           help="convert every pose of the 100k id mapping")
+    selection.add_argument("--all-poses", dest="all_poses", action="store_const",
+                           const="true", help="convert every pose of the 100k id mapping")
     # The spelling before --output-format, kept working.
     parser.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS,
                         help=argparse.SUPPRESS)
@@ -50,12 +50,11 @@ def parse_args(argv):
 
 def options_from_args(args, user_config=None) -> ExtractOptions:
     """The stage-1 options of the command line (ids from --ids or --ids-file)."""
-    options = load_command_settings(ExtractOptions, args, FLAGS, user_config)
+    options = load_command_settings(ExtractOptions, args, FLAGS + ("all_poses",), user_config)
     if args.ids is not None:
         options.ids = parse_pose_ids(args.ids, "--ids")
     elif args.ids_file is not None:
         options.ids = read_pose_ids_file(args.ids_file)
-    options.all_poses = options.all_poses or args.all_poses
     return options
 
 

@@ -170,7 +170,7 @@ class ExtractOptions:
     body_model: str = setting(
         "amass", "amass: AMASS-codebase semantics (any SMPL-H file); smplx: the smplx "
         "package on a SMPLH_NEUTRAL.pkl/.npz (the same vertices)", choices=BODY_MODELS)
-    poses_per_batch: int = setting(128, "poses posed at once")
+    poses_per_batch: int = setting(128, "poses processed at once (memory grows with it)")
     overwrite: bool = setting(False, "convert again inputs whose output already exists")
     keep_going: bool = setting(
         False, "a bad input fails alone and is listed at the end (exit 1); without it the "
@@ -262,7 +262,7 @@ class TransferOptions:
     keep_going: bool = setting(
         False, "a bad input fails alone and is listed at the end (exit 1); without it the "
         "first bad input stops the run (exit 2)")
-    poses_per_batch: int = setting(512, "poses our engine fits at once")
+    poses_per_batch: int = setting(512, "poses processed at once (memory grows with it)")
     device: str = setting("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
     flag_threshold_mm: float = setting(
         15.0, "errors.csv flags a pose whose v2v_mean_mm exceeds this")
