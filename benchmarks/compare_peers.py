@@ -431,7 +431,7 @@ def parse_args(argv):
                         help="poses fitted at once by ours and smplfitter (%(default)s)")
     parser.add_argument("--official-maxiters", type=int,
                         help="optimiser iterations per stage of the official engine (default: "
-                             "my_smplh2smplx.yaml's optim.maxiters, the official 100); fewer "
+                             "the setting official.max_iterations, 100); fewer "
                              "only to try the script out")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads for every engine (default: torch's choice); 1 "

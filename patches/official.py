@@ -2,8 +2,9 @@
 
 Any pair of SMPL, SMPL-H and SMPL-X: the source and the target are the settings'
 `source_model` and `target_model` (the official `config_files/<src>2<dst>.yaml` name the
-target `body_model.model_type`; `config.py` translates our settings into that schema). SMPL and SMPL-H
-share one mesh: that pair maps by the identity, as in our engine, with no file to read.
+target `body_model.model_type`; `config.py` translates our settings into that schema).
+SMPL and SMPL-H share one mesh: that pair maps by the identity, as in our engine, with no
+file to read.
 
 This replaces the official `__main__.main`, keeping its steps (build the target layer,
 read the deformation transfer and the mask, then `run_fitting` batch by batch) and
@@ -134,7 +135,7 @@ class _OfficialRun:
         body = exp_cfg.body_model
         self.kind = kind = body.model_type
         if kind not in KINDS:
-            raise InputError(f"body_model.model_type is {kind!r}; the target must be one of "
+            raise InputError(f"target_model is {kind!r}; the target must be one of "
                              f"{', '.join(KINDS)}")
         label = KINDS[kind].label
         folder = _existing(body.folder, f"{label} model folder", f"{kind}_model")

@@ -459,7 +459,7 @@ def test_item13_empty_mesh_folder_is_an_error_and_hints_from_params(kit, tmp_pat
         transfer(stage2_options(kit, params_only, tmp_path / "out"), **QUIET)
 
 
-def test_item13_batch_index_with_shard_size_0_is_noted(kit, smplh_mesh, tmp_path, monkeypatch):
+def test_item13_shard_index_with_shard_size_0_is_noted(kit, smplh_mesh, tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 

@@ -609,5 +609,5 @@ def test_official_run_needs_the_mask(clone, models, tmp_path):
     models.write_meshes(tmp_path / "meshes", [1])
     config = official_test_config(models, tmp_path / "meshes", tmp_path / "out",
                                   f"mask={tmp_path / 'missing.npy'}")
-    with pytest.raises(InputError, match="mask_ids_fname"):
+    with pytest.raises(InputError, match="missing.npy.*setting mask"):
         run_official(config, smplx_repo=repo, device="cpu", log=None)

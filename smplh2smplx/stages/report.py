@@ -119,7 +119,7 @@ def converted_rows(output_dir):
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise InputError(f"{output_dir}: output folder not found (run stage 2 first, or give "
-                         "the folder with --exp-opts output_folder=PATH)")
+                         "the folder with --output-dir PATH)")
     rows = read_error_rows(output_dir / ERRORS_CSV)
     kept = [rows[pose_id] for pose_id in sorted(rows)
             if parameter_path(output_dir, pose_id).exists()]
@@ -321,7 +321,7 @@ def _yes_no(value):
 
 def summary_table(statistics, flag_threshold_mm):
     """HTML table of `RunStatistics`; each value cell has an id (v2v-mean, ...) for tools."""
-    flagged = (f"flagged in {ERRORS_CSV} (v2v_mm above fit.flag_threshold_mm, "
+    flagged = (f"flagged in {ERRORS_CSV} (v2v_mm above flag_threshold_mm, "
                f"{flag_threshold_mm:g} mm in this config)")
     cells = [("poses", "converted poses", f"{statistics.poses}"),
              ("v2v-mean", "v2v_mm mean", f"{statistics.mean:.2f}"),
