@@ -5,7 +5,6 @@ The official `parse_args` copies its default config and merges the YAML given wi
 `official_settings` gives each its official key name (the one place those names live) and
 `official_config` merges them into the official defaults.
 """
-from omegaconf import OmegaConf
 
 from smplh2smplx.errors import InputError
 

@@ -9,7 +9,6 @@ Exit status: 0 done; 1 some inputs failed (each listed); 2 bad input (an `InputE
 line naming the file or id); 3 an output cannot be written (an `OutputError` or an OS error,
 one line naming the path); 130 interrupted (the same command resumes).
 """
-import argparse
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path

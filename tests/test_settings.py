@@ -120,7 +120,8 @@ def test_run_flags_in_every_converting_command():
         for key in RUN_FLAGS:
             action = flags["--" + key.replace("_", "-")]
             assert action.dest == key and action.default is None, (name, key)
-            assert action.help == options_of(commands["run_transfer"])[action.option_strings[0]].help
+            same = options_of(commands["run_transfer"])[action.option_strings[0]]
+            assert action.help == same.help, (name, key)
     assert {"--overwrite", "--keep-going"} <= set(options_of(parsers()["extract_to_obj"]))
 
 

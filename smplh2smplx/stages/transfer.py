@@ -14,10 +14,11 @@ The run, in order:
    share one mesh: the identity, every vertex) and, with `from_params`, the SMPL-H model: any
    problem is an `InputError` naming the file, before any fit;
 4. per batch of `poses_per_batch` poses: read and check the meshes against the source's vertex
-   count (a bad mesh stops the run; with `keep_going` it fails that pose only), map them to target vertices with the sparse
-   deformation transfer, fit on the mask ids from the source pose mapped onto the target's
-   joints when `source_params.npz` records it (SMPL-H sources) or a parameter file of the
-   source's format lies beside the mesh (`<pose_id:06d>.pkl`), else from the mesh alone,
+   count (a bad mesh stops the run; with `keep_going` it fails that pose only), map them
+   to target vertices with the sparse deformation transfer, fit on the mask ids from the
+   source pose mapped onto the target's joints when `source_params.npz` records it (SMPL-H
+   sources) or a parameter file of the source's format lies beside the mesh
+   (`<pose_id:06d>.pkl`), else from the mesh alone,
    then write the batch's rows into errors.csv and its `.pkl` files (the target's format).
 
 Resuming: every file appears whole or not at all (`atomic_write`), and a pose counts as done
