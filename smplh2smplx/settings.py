@@ -383,7 +383,7 @@ def load_settings(schema, exp_cfg=None, exp_opts=(), flags=None, user_config=Non
         user_config = read_user_config()
     config = OmegaConf.structured(schema)
     # config.py's "" is a path left out on purpose (POSESCRIPT_DIR), TODO one not set yet.
-    from_config_py = {entry.name: str(user_config[entry.metadata["config"]]) or None
+    from_config_py = {entry.name: _literal(user_config[entry.metadata["config"]]) or None
                       for entry in fields(schema) if "config" in entry.metadata
                       and entry.metadata["config"] in user_config}
     config = _merge(config, from_config_py, USER_CONFIG.name)
@@ -404,8 +404,8 @@ def load_settings(schema, exp_cfg=None, exp_opts=(), flags=None, user_config=Non
         typed[key] = parse_value(text, types[key], flag)      # an unknown key is a bug
     command_line = {}
     for key, value in typed.items():
-        if isinstance(value, (str, Path)):          # text, never an interpolation
-            value = str(value).replace("${", "\\${")
+        if isinstance(value, (str, Path)):
+            value = _literal(value)
         *sections, name = key.split(".")
         node = command_line
         for section in sections:
@@ -413,6 +413,11 @@ def load_settings(schema, exp_cfg=None, exp_opts=(), flags=None, user_config=Non
         node[name] = value
     config = _merge(config, command_line, "the command line")
     return _to_options(config, user_config)
+
+
+def _literal(value) -> str:
+    """`value` as text that OmegaConf keeps as it is: `${...}` escaped, never interpolated."""
+    return str(value).replace("${", "\\${")
 
 
 def _first_line(error):

@@ -327,3 +327,8 @@ def test_extract_settings_from_config_py_and_flags():
     old = extract_to_obj.options_from_args(extract_to_obj.parse_args(["--format", "params"]),
                                            config)
     assert old.output_format == "params"          # the spelling before --output-format
+
+
+def test_config_py_paths_are_literal_too():
+    options = load(user_config=dict(USER_CONFIG, MESH_DIR="${oc.env:HOME}/meshes"))
+    assert str(options.mesh_dir) == "${oc.env:HOME}/meshes"
