@@ -397,7 +397,7 @@ def load_settings(schema, exp_cfg=None, exp_opts=(), flags=None, user_config=Non
         if not sep or not key:
             raise InputError(f"--exp-opts: '{option}' is not of the form key=value")
         if key not in types:
-            raise InputError(f"--exp-opts: unknown key {key}")
+            raise InputError(f"--exp-opts: unknown key {key}{_renamed_hint(key)}")
         typed[key] = parse_value(text, types[key], f"--exp-opts {key}")
     for key, text in (flags or {}).items():
         flag = "--" + key.replace("_", "-")
@@ -444,10 +444,14 @@ def _merge(config, overrides, origin):
         return OmegaConf.merge(config, overrides)
     except Exception as error:          # OmegaConf raises several kinds
         key = getattr(error, "full_key", None)
-        renamed = _RENAMED.get(key or "")
-        hint = f" (now {renamed}: see docs/ARCHITECTURE.md, Settings)" if renamed else ""
         raise InputError(f"{origin}: {'key ' + key + ': ' if key else ''}"
-                         f"{_first_line(error)}{hint}") from None
+                         f"{_first_line(error)}{_renamed_hint(key or '')}") from None
+
+
+def _renamed_hint(key):
+    """Where an old or official key went, e.g. " (now shard_size: ...)"; "" if unknown."""
+    renamed = _RENAMED.get(key) or _RENAMED.get(key.split(".")[0])
+    return f" (now {renamed}: see docs/ARCHITECTURE.md, Settings)" if renamed else ""
 
 
 def _to_options(config, user_config):

@@ -213,7 +213,8 @@ def test_unknown_key_in_a_yaml_file_is_refused_with_its_new_name(tmp_path):
 
 @pytest.mark.parametrize("exp_opts, message", [
     (["fit.bacth_size=3"], "unknown key fit.bacth_size"),
-    (["datasets.mesh_folder.batch_size=3"], "unknown key datasets"),
+    (["datasets.mesh_folder.batch_size=3"], "unknown key datasets.*now mesh_dir, shard_size"),
+    (["fit.device=cpu"], "unknown key fit.device .now device"),
     (["fit=3"], "unknown key fit"),
     (["output_dir"], "key=value"),
     (["=3"], "key=value"),
