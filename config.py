@@ -1,8 +1,8 @@
 """The one place to write the paths of your downloads and outputs.
 
 Replace every TODO with a path on your machine (absolute, or relative to the folder you
-run the scripts from). Any value can also be given on the command line, and the flag
-wins; `my_smplh2smplx.yaml` reads its path entries from here, so nothing is written twice.
+run the scripts from). Each is the default of one setting of every command (see
+`--help`: e.g. SMPLX_MODEL is --smplx-model); a flag wins over it.
 """
 TODO = "TODO"
 
@@ -20,7 +20,11 @@ SMPLH_MODEL = TODO
 # SMPL-X body model: the models_smplx_v1_1 "models" folder (with smplx/SMPLX_NEUTRAL.npz),
 # or the model file itself.
 SMPLX_MODEL = TODO
-# From the smplx repository's transfer_model data: the deformation transfer and its mask.
+# SMPL body model (only for pairs with SMPL): the folder with smpl/SMPL_NEUTRAL.pkl, or the
+# model file itself.
+SMPL_MODEL = TODO
+# From the smplx "model transfer" data: the deformation transfer of the pair converted
+# (--deformation-transfer) and the SMPL-X mask (--mask).
 DEFTRAFO_PATH = TODO  # smplh2smplx_deftrafo_setup.pkl
 MASK_IDS_PATH = TODO  # smplx_mask_ids.npy
 

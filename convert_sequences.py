@@ -3,7 +3,7 @@
     python convert_sequences.py                          # config.py: AMASS_DIR -> SEQUENCE_OUTPUT_DIR
     python convert_sequences.py AMASS/CMU --fps 30 --keep-going
     python convert_sequences.py AMASS/CMU/01/01_01_poses.npz --output-dir out --gender neutral
-    python convert_sequences.py --batch-size 200 --batch-index 3     # one shard of the sorted files
+    python convert_sequences.py --shard-size 200 --shard-index 3     # one shard of the sorted files
     python convert_sequences.py --slurm --shards 50 --partition gpu --time 240 --gpus 1
     python convert_sequences.py --report                 # plots and animation of a finished run
 
@@ -12,29 +12,29 @@ file's own gender, betas and translation (subject semantics); sequences.csv gets
 sequence (v2v_mm mean/p95/max, joint jitter against the source). Finished files are skipped,
 so an interrupted run is resumed by running the same command again; shape.npz and SMPL-X
 files are skipped with a reason. Every path defaults to its config.py entry; a flag wins.
-Exit status: 0 all converted, 1 some files failed (listed at the end), 2 bad input
-(nothing converted).
+Exit status: 0 all converted, 1 some files failed (--keep-going; listed at the end), 2 bad
+input (without --keep-going the first bad file stops the run).
 """
 import argparse
 import sys
 from pathlib import Path
 
-from smplh2smplx.cli import run_command
+from smplh2smplx.cli import RUN_FLAGS, add_setting_flags, run_command, setting_flag_values
 from smplh2smplx.errors import InputError
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.stages.sequences.convert import FRAME_FIT, SequenceOptions
 from smplh2smplx.stages.sequences.run import SlurmOptions, run_sequences, submit_shards
-from smplh2smplx.settings import UNSET, USER_CONFIG, read_user_config
+from smplh2smplx.settings import UNSET, USER_CONFIG, TransferOptions, read_user_config
 
 # (SequenceOptions field, config.py entry, flag)
 PATHS = [("smplh_model", "SMPLH_MODEL", "--smplh-model"),
          ("smplx_model", "SMPLX_MODEL", "--smplx-model"),
-         ("deftrafo_path", "DEFTRAFO_PATH", "--deftrafo"),
+         ("deftrafo_path", "DEFTRAFO_PATH", "--deformation-transfer"),
          ("mask_path", "MASK_IDS_PATH", "--mask"),
          ("output_dir", "SEQUENCE_OUTPUT_DIR", "--output-dir")]
 
 
-def parse_args(argv):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
         epilog="\n".join(__doc__.split("\n")[1:8]),
@@ -44,20 +44,17 @@ def parse_args(argv):
                              "(config.py: AMASS_DIR)")
     for attribute, entry, flag in PATHS:
         parser.add_argument(flag, dest=attribute, metavar="PATH", help=f"(config.py: {entry})")
+    # The spellings before the shared flags, kept working.
+    parser.add_argument("--deftrafo", dest="deftrafo_path", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", dest="shard_size", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-index", dest="shard_index", help=argparse.SUPPRESS)
+    add_setting_flags(parser, TransferOptions, RUN_FLAGS)
     parser.add_argument("--gender", choices=("file", "neutral", "male", "female"),
                         default="file",
                         help="body model: each file's own gender (default), or this one")
     parser.add_argument("--fps", type=float,
                         help="output frame rate, e.g. 30 (every 4th frame of 120 fps); must "
                              "divide the source rate (default: the source rate)")
-    parser.add_argument("--batch-size", type=int, default=0,
-                        help="files per shard of the sorted file list (default: 0, all)")
-    parser.add_argument("--batch-index", type=int, default=0, help="the shard to convert")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="convert again files whose output is already finished")
-    parser.add_argument("--keep-going", action="store_true",
-                        help="go on after a bad file (listed at the end) instead of stopping")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--chunk-frames", type=int, default=256,
                         help="frames fitted at once (default: %(default)s)")
     parser.add_argument("--shape-frames", type=int, default=8,
@@ -85,7 +82,11 @@ def parse_args(argv):
     parser.add_argument("--report", action="store_true",
                         help="write the report page of the finished output folder instead of "
                              "converting")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv):
+    return build_parser().parse_args(argv)
 
 
 def resolve_paths(args, user_config):
@@ -106,9 +107,7 @@ def resolve_paths(args, user_config):
 
 def options_from_args(args, user_config):
     return SequenceOptions(**resolve_paths(args, user_config), gender=args.gender,
-                           fps=args.fps, shard_size=args.batch_size,
-                           shard_index=args.batch_index, overwrite=args.overwrite,
-                           keep_going=args.keep_going, device=args.device,
+                           fps=args.fps, **setting_flag_values(TransferOptions, args, RUN_FLAGS),
                            chunk_frames=args.chunk_frames, shape_frames=args.shape_frames,
                            fit=FitSettings(max_iterations=args.max_iterations, fit_vertices=0))
 
@@ -146,7 +145,11 @@ def main(argv=None, user_config=None):
             return 0
         if args.slurm:
             return submit(options, args)
-        return run_sequences(options)
+        summary = run_sequences(options)
+        if summary.stopped:             # the first bad file stopped the run (no --keep-going)
+            print("\n".join(summary.lines()))
+            return 2
+        return summary
 
     return run_command(work)
 

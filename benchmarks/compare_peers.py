@@ -367,31 +367,29 @@ def run_official_engine(kit, inputs, indices, smplx_repo, device, work_dir, maxi
                         target="smplx"):
     """(seconds, pose_ids, pose, betas, transl, failures) of the official transfer_model.
 
-    Run through `patches.official.run_official` with the shipped my_smplh2smplx.yaml (the
-    official optimiser settings: trust-region Newton-CG, `optim.maxiters` 100 per stage
+    Run through `patches.official.run_official` with the default settings (the
+    official optimiser settings: trust-region Newton-CG, `official.max_iterations` 100 per stage
     unless `maxiters` is given). The meshes of `indices` are copied into a folder of their
     own; each is fitted alone (the official batch size, 1) and written as the target's .pkl,
     read back here; the translation comes from `OfficialResult.transl`.
     """
     from patches.official import run_official
-    from smplh2smplx.settings import load_experiment_config
+    from smplh2smplx.settings import OfficialSettings, TransferOptions
     mesh_dir, output_dir = work_dir / "official_meshes", work_dir / "official_params"
     mesh_dir.mkdir(parents=True, exist_ok=True)
     pose_ids = [inputs.pose_ids[index] for index in indices]
     for pose_id in pose_ids:
         shutil.copyfile(inputs.mesh_dir / f"{pose_id:06d}.obj", mesh_dir / f"{pose_id:06d}.obj")
     deftrafo, _mask = pair_files(kit, inputs.source, target)
-    paths = {"MESH_DIR": str(mesh_dir), "SMPLX_OUTPUT_DIR": str(output_dir),
-             "SMPLX_MODEL": str(kit / "body_models"),
-             "DEFTRAFO_PATH": str(deftrafo or ""),
-             "MASK_IDS_PATH": str(kit / "transfer" / "smplx_mask_ids.npy"),
-             "SMPLH_MODEL": str(kit / "body_models" / "smplh")}
-    options = ["batch_size=1", "overwrite=true", f"body_model.model_type={target}",
-               f"fit.source_model={inputs.source}"]
-    if maxiters is not None:
-        options.append(f"optim.maxiters={maxiters}")
-    config = load_experiment_config(exp_opts=options, user_config=paths)
-    results = run_official(config, smplx_repo=smplx_repo, device=str(device),
+    official = OfficialSettings() if maxiters is None else OfficialSettings(
+        max_iterations=maxiters)
+    models = kit / "body_models"
+    options = TransferOptions(
+        mesh_dir=mesh_dir, output_dir=output_dir, smpl_model=models, smplh_model=models,
+        smplx_model=models, deformation_transfer=deftrafo,
+        mask=kit / "transfer" / "smplx_mask_ids.npy", source_model=inputs.source,
+        target_model=target, overwrite=True, official=official).for_pair()
+    results = run_official(options, smplx_repo=smplx_repo, device=str(device),
                            log=lambda line: print("  " + line, flush=True))
     by_id = {result.pose_id: result for result in results}
     failures = [f"pose {r.pose_id}: {r.error}" for r in results if r.error is not None]
@@ -432,7 +430,7 @@ def parse_args(argv):
                         help="poses fitted at once by ours and smplfitter (%(default)s)")
     parser.add_argument("--official-maxiters", type=int,
                         help="optimiser iterations per stage of the official engine (default: "
-                             "my_smplh2smplx.yaml's optim.maxiters, the official 100); fewer "
+                             "the setting official.max_iterations, 100); fewer "
                              "only to try the script out")
     parser.add_argument("--threads", type=int,
                         help="torch CPU threads for every engine (default: torch's choice); 1 "

@@ -5,7 +5,7 @@ function applied at run time, so the clone stays as downloaded:
 
 - `loader`: the Python 3.11 dataclass-default fix, the deleted open3d and psbody.mesh
   imports, and the hunt for torchtrustncg;
-- `config`: `parse_args` (the config comes from the project's OmegaConf object, not argv);
+- `config`: `parse_args` (the config is translated from the project's settings, not argv);
 - `dataset`: `MeshFolder` (sorted order, shards, converted meshes skipped);
 - `runtime`: the model-output fixes (attributes, dict), plus step counts, the gradient
   cycles of the official optimiser broken after each batch, and quiet logs;

@@ -1,8 +1,10 @@
 """`run_official`: the official transfer_model's fit, driven by the project's config.
 
-Any pair of SMPL, SMPL-H and SMPL-X: the target is `body_model.model_type`, as in the
-official `config_files/<src>2<dst>.yaml`; the source is `fit.source_model`. SMPL and SMPL-H
-share one mesh: that pair maps by the identity, as in our engine, with no file to read.
+Any pair of SMPL, SMPL-H and SMPL-X: the source and the target are the settings'
+`source_model` and `target_model` (the official `config_files/<src>2<dst>.yaml` name the
+target `body_model.model_type`; `config.py` translates our settings into that schema).
+SMPL and SMPL-H share one mesh: that pair maps by the identity, as in our engine, with no
+file to read.
 
 This replaces the official `__main__.main`, keeping its steps (build the target layer,
 read the deformation transfer and the mask, then `run_fitting` batch by batch) and
@@ -13,7 +15,7 @@ changing only what the published procedure edits by hand, plus what Python 3.11 
 - each mesh gets its own contract parameter file, written atomically (`writer.py`);
 - for SMPL-X targets a missing mask file is an error (the official code warns and fits
   without a mask); SMPL and SMPL-H targets use every vertex, as the official configs do;
-- the layer is built with the output file's betas (`body_model.<type>.betas.num`: 10 for
+- the layer is built with the output file's betas (`fit.num_betas`: 10 for
   the SMPL-X contract; the official call leaves it to the layer's default: 10 in smplx
   0.1.28, 16 in the clone's own smplx package);
 - each batch's gradients are dropped after its fit (see `runtime.observed_fitting`): the
@@ -32,7 +34,7 @@ import numpy as np
 import roma
 import smplx
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from smplh2smplx.errors import InputError
 from smplh2smplx.family import KINDS, same_topology
@@ -41,7 +43,7 @@ from smplh2smplx.formats.errors_csv import ErrorRow
 from smplh2smplx.formats.param_files import parameter_path
 from smplh2smplx.runtime import resolve_device
 
-from .config import ShardSettings, official_config
+from .config import official_config
 from .dataset import MeshShard
 from .loader import load_transfer_model
 from .runtime import observed_fitting, output_as_dict, quiet_official
@@ -87,7 +89,7 @@ class OfficialResult:
 def _existing(path, what, key):
     path = Path(str(path)).expanduser()
     if str(path) in ("", ".") or not path.exists():
-        raise InputError(f"{path}: {what} not found (config key {key})")
+        raise InputError(f"{path}: {what} not found (setting {key})")
     return path
 
 
@@ -132,14 +134,14 @@ class _OfficialRun:
         body = exp_cfg.body_model
         self.kind = kind = body.model_type
         if kind not in KINDS:
-            raise InputError(f"body_model.model_type is {kind!r}; the target must be one of "
+            raise InputError(f"target_model is {kind!r}; the target must be one of "
                              f"{', '.join(KINDS)}")
         label = KINDS[kind].label
-        folder = _existing(body.folder, f"{label} model folder", "body_model.folder")
+        folder = _existing(body.folder, f"{label} model folder", f"{kind}_model")
         num_betas = body[kind].betas.num
         exact, most = KINDS[kind].betas
         if (exact and num_betas != exact) or not 1 <= num_betas <= most:
-            raise InputError(f"body_model.{kind}.betas.num is {num_betas}; the {label} output "
+            raise InputError(f"fit.num_betas is {num_betas}; the {label} output "
                              f"holds {exact or f'1 to {most}'} betas")
         try:
             # The official config's betas.num is never read by the official code.
@@ -157,14 +159,14 @@ class _OfficialRun:
             self.def_matrix = torch.eye(num_vertices, device=device)
         else:
             deftrafo = _existing(exp_cfg.deformation_transfer_path, "deformation transfer",
-                                 "deformation_transfer_path")
+                                 "deformation_transfer")
             self.def_matrix = modules.utils.read_deformation_transfer(str(deftrafo),
                                                                      device=device)
             if self.def_matrix.shape[0] != num_vertices:
                 raise InputError(f"{deftrafo}: maps to {self.def_matrix.shape[0]} vertices, "
                                  f"the {label} model has {num_vertices}")
         if KINDS[kind].uses_mask:
-            mask = _existing(exp_cfg.mask_ids_fname, "SMPL-X mask ids", "mask_ids_fname")
+            mask = _existing(exp_cfg.mask_ids_fname, "SMPL-X mask ids", "mask")
             self.mask_ids = torch.from_numpy(read_mask_ids(mask, num_vertices)).to(device)
         else:
             self.mask_ids = torch.arange(num_vertices, device=device)
@@ -223,20 +225,14 @@ class _OfficialRun:
                 for index, item in enumerate(items)]
 
 
-def run_official(config, smplx_repo, device=None, on_batch=None, verbose=False, log=print):
+def run_official(options, smplx_repo, device=None, on_batch=None, verbose=False, log=print):
     """Convert the meshes of one shard with the official transfer_model of a clone.
 
     Args:
-        config: the stage-2 config (my_smplh2smplx.yaml schema, i.e. the official schema
-            plus our sections) as a DictConfig or a plain dict. Read: everything the
-            official defaults know (`datasets.mesh_folder.data_folder`,
-            `deformation_transfer_path`, `mask_ids_fname`, `output_folder`, `body_model.*`,
-            `optim.*`, `edge_fitting.*`, `batch_size`, ...), plus
-            `datasets.mesh_folder.batch_size`/`batch_index` (the shard), `overwrite` and
-            `fit.source_model` (SMPL and SMPL-H sources of an SMPL-H or SMPL target need no
-            deformation transfer).
+        options: the run's `TransferOptions` (paths, pair, gender, shard, overwrite,
+            fit.num_betas and the `official` knobs; see `config.official_settings`).
         smplx_repo: path of a clone of github.com/vchoutas/smplx, used unedited.
-        device: "cpu", "cuda", "cuda:N" or "auto"; None reads `fit.device` ("auto" if absent).
+        device: "cpu", "cuda", "cuda:N" or "auto"; None: options.device.
         on_batch: called with the list of OfficialResult of every batch once its files are
             written (e.g. to merge rows into errors.csv as the run goes).
         verbose: keep the official progress bars, log and periodic summaries.
@@ -247,18 +243,14 @@ def run_official(config, smplx_repo, device=None, on_batch=None, verbose=False, 
         InputError for a bad clone, missing dependency, config value, file or mesh.
     """
     modules = load_transfer_model(smplx_repo)
-    if not isinstance(config, DictConfig):
-        config = OmegaConf.create(config)
-    exp_cfg = official_config(config, modules.defaults.conf, verbose=verbose)
-    shard = ShardSettings.from_config(config)
-    if device is None:
-        device = OmegaConf.select(config, "fit.device", default="auto")
-    device = resolve_device(device)
+    exp_cfg = official_config(options, modules.defaults.conf, verbose=verbose)
+    device = resolve_device(options.device if device is None else device)
 
     data_folder = _existing(exp_cfg.datasets.mesh_folder.data_folder, "mesh folder",
-                            "datasets.mesh_folder.data_folder")
+                            "mesh_dir")
     output_folder = Path(str(exp_cfg.output_folder)).expanduser()
-    dataset = MeshShard(data_folder, output_folder, shard.size, shard.index, shard.overwrite)
+    dataset = MeshShard(data_folder, output_folder, options.shard_size, options.shard_index,
+                        options.overwrite)
     if log and dataset.skipped:
         log(f"official: {dataset.skipped} meshes of the shard already converted, skipped")
     if len(dataset) == 0:
@@ -267,8 +259,7 @@ def run_official(config, smplx_repo, device=None, on_batch=None, verbose=False, 
     batch_size = max(1, int(exp_cfg.batch_size or 1))
     results = []
     with quiet_official(modules, verbose):
-        source = OmegaConf.select(config, "fit.source_model", default="smplh")
-        run = _OfficialRun(modules, exp_cfg, device, source)
+        run = _OfficialRun(modules, exp_cfg, device, options.source_model)
         for start in range(0, len(dataset), batch_size):
             stop = min(start + batch_size, len(dataset))
             batch_results = run.fit([dataset[index] for index in range(start, stop)],

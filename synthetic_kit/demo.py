@@ -53,8 +53,9 @@ def run_demo(output, device="auto", report_poses=12, log=print):
 
     log("\nstage 2: SMPL-X parameters fitted to those meshes")
     options = TransferOptions(mesh_dir=mesh_dir, output_dir=params_dir,
-                              target_model_path=kit["body_models"], deftrafo_path=kit["deftrafo"],
-                              mask_path=kit["mask"], device=device)
+                              smplx_model=kit["body_models"],
+                              deformation_transfer=kit["deftrafo"], mask=kit["mask"],
+                              device=device)
     summary = run_transfer(options)
     log("\n".join(summary.lines()))
 

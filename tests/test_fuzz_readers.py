@@ -41,7 +41,8 @@ from smplh2smplx.formats.meshes import format_obj
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.param_files import build_parameters, read_parameters
 from smplh2smplx.formats.source_params import read_source_params
-from smplh2smplx.settings import EXPERIMENT_CONFIG, TransferOptions, load_experiment_config
+from smplh2smplx.cli import settings_yaml
+from smplh2smplx.settings import TransferOptions, load_settings, setting_types
 
 SMPLH_VERTICES, SMPLH_FACES = SMPLH.num_vertices, SMPLH.num_faces
 
@@ -409,10 +410,13 @@ def test_errors_csv_reader(data):
 
 # ----------------------------------------------------------------- YAML experiment config
 
-SHIPPED_YAML = EXPERIMENT_CONFIG.read_bytes()
 PATHS = {name: f"/nonexistent/{name.lower()}" for name in (
-    "MESH_DIR", "SMPLX_OUTPUT_DIR", "SMPLX_MODEL", "DEFTRAFO_PATH", "MASK_IDS_PATH",
-    "SMPLH_MODEL")}
+    "MESH_DIR", "SMPLX_OUTPUT_DIR", "SMPL_MODEL", "SMPLH_MODEL", "SMPLX_MODEL",
+    "DEFTRAFO_PATH", "MASK_IDS_PATH")}
+# Every key of the schema with its value, as --show-settings prints it: the file mutated.
+FULL_YAML = settings_yaml(load_settings(TransferOptions, user_config=PATHS)).encode()
+# What an error may name instead of the file: a key, config.py or an unset path.
+NAMED = [*setting_types(TransferOptions), "config.py", "setting", "not set yet"]
 yaml_scalars = st.sampled_from(["0", "-1", "010", "1e400", ".nan", "yes", "off", "~", "[]",
                                 "{}", "'x'", "${config:NOPE}", "${fit}", "&a [*a]", "true",
                                 "!!python/object/apply:os.system ['touch MARKER']", "3.5",
@@ -423,10 +427,10 @@ yaml_scalars = st.sampled_from(["0", "-1", "010", "1e400", ".nan", "yes", "off",
 def yaml_files(draw):
     kind = draw(st.sampled_from(["values", "mutated", "text"]))
     if kind == "mutated":
-        return draw(mutated(SHIPPED_YAML))
+        return draw(mutated(FULL_YAML))
     if kind == "text":
         return draw(st.text(max_size=60)).encode()
-    lines = SHIPPED_YAML.decode().splitlines()
+    lines = FULL_YAML.decode().splitlines()
     entries = [index for index, line in enumerate(lines)
                if ":" in line and not line.strip().startswith("#")]
     for _ in range(draw(st.integers(1, 4))):       # values and whole sections replaced
@@ -436,8 +440,9 @@ def yaml_files(draw):
 
 
 def read_experiment(path):
-    config = load_experiment_config(path, user_config=PATHS)
-    return TransferOptions.from_config(config)
+    options = load_settings(TransferOptions, path, user_config=PATHS)
+    options.check()
+    return options
 
 
 @fuzz(120)
@@ -445,22 +450,21 @@ def read_experiment(path):
 def test_experiment_config_reader(data):
     with tempfile.TemporaryDirectory() as folder, inside(folder):
         options = read_safely(read_experiment, written(folder, "exp.yaml", data),
-                              names=["config entry", "config.py", "--exp-opts", "fit.",
-                                     "body_model.", "datasets.", "device"])
+                              names=NAMED)
         assert options is None or isinstance(options, TransferOptions)
 
 
-@pytest.mark.parametrize("text", ["fit: []", "fit: 3", "fit:", "datasets: [1, 2]",
-                                  "datasets:\n  mesh_folder: 5", "body_model: {smplx: x}"])
+@pytest.mark.parametrize("text", ["fit: []", "fit: 3", "fit:", "official: [1, 2]",
+                                  "fit:\n  tolerance: {a: 1}", "official: {x: 1}"])
 def test_config_section_replaced_by_another_type_is_named(text):
     with tempfile.TemporaryDirectory() as folder:
         read_safely(read_experiment, written(folder, "exp.yaml", text.encode()),
-                    names=["config entry", "exp.yaml"])
+                    names=["exp.yaml"])
 
 
 def test_unmutated_yaml_reads():
     with tempfile.TemporaryDirectory() as folder:
-        options = read_experiment(written(folder, "exp.yaml", SHIPPED_YAML))
+        options = read_experiment(written(folder, "exp.yaml", FULL_YAML))
     assert str(options.mesh_dir) == PATHS["MESH_DIR"]
 
 

@@ -34,7 +34,7 @@ from smplh2smplx.formats.param_files import read_parameters, write_parameters
 from smplh2smplx.stages.report import write_report
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.annotations import Selection, read_id_mapping, read_json
-from smplh2smplx.settings import load_experiment_config
+from smplh2smplx.settings import load_settings
 from smplh2smplx.family import SMPLH
 from smplh2smplx.formats.mesh_folder import read_mesh_vertices
 from smplh2smplx.formats.source_params import SOURCE_PARAMS, read_source_params
@@ -66,19 +66,17 @@ def smplh_mesh(kit, tmp_path_factory):
 
 
 def stage2_options(kit, mesh_dir, output_dir, **changes):
-    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, target_model_path=kit.body_models,
-                  deftrafo_path=kit.deftrafo, mask_path=kit.mask, poses_per_batch=2, device="cpu",
-                  fit=FAST)
+    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, smplx_model=kit.body_models,
+                  deformation_transfer=kit.deftrafo, mask=kit.mask, poses_per_batch=2,
+                  device="cpu", fit=FAST)
     values.update(changes)
     return TransferOptions(**values)
 
 
 def stage2_cli(kit, mesh_dir, output_dir):
-    entries = {"datasets.mesh_folder.data_folder": mesh_dir, "output_folder": output_dir,
-               "body_model.folder": kit.body_models, "deformation_transfer_path": kit.deftrafo,
-               "mask_ids_fname": kit.mask, "fit.max_iterations": 3}
-    return ["--exp-opts", *(f"{key}={value}" for key, value in entries.items()),
-            "--device", "cpu"]
+    return ["--mesh-dir", str(mesh_dir), "--output-dir", str(output_dir),
+            "--smplx-model", str(kit.body_models), "--deformation-transfer", str(kit.deftrafo),
+            "--mask", str(kit.mask), "--exp-opts", "fit.max_iterations=3", "--device", "cpu"]
 
 
 def stage1_options(kit, output_dir, ids, **changes):
@@ -281,8 +279,8 @@ def test_item5_report_survives_any_value_in_errors_csv(tmp_path):
     (output / "errors.csv").write_text("\n".join(lines) + "\n")
     for pose_id in range(1, len(values) + 1):
         write_parameters(parameter_path(output, pose_id), "smplx", torch.zeros(55, 3), torch.zeros(10))
-    options = TransferOptions(mesh_dir=tmp_path, output_dir=output, target_model_path=tmp_path,
-                              deftrafo_path=tmp_path, mask_path=tmp_path)
+    options = TransferOptions(mesh_dir=tmp_path, output_dir=output, smplx_model=tmp_path,
+                              deformation_transfer=tmp_path, mask=tmp_path)
     index = write_report(options, num_poses=0, progress=False)
     page = index.read_text()
     assert "000002" in page                       # the NaN row is listed among the worst
@@ -461,7 +459,7 @@ def test_item13_empty_mesh_folder_is_an_error_and_hints_from_params(kit, tmp_pat
         transfer(stage2_options(kit, params_only, tmp_path / "out"), **QUIET)
 
 
-def test_item13_batch_index_with_shard_size_0_is_noted(kit, smplh_mesh, tmp_path, monkeypatch):
+def test_item13_shard_index_with_shard_size_0_is_noted(kit, smplh_mesh, tmp_path, monkeypatch):
     class Stop(Exception):
         pass
 
@@ -474,18 +472,19 @@ def test_item13_batch_index_with_shard_size_0_is_noted(kit, smplh_mesh, tmp_path
         transfer(stage2_options(kit, smplh_mesh[0].parent, tmp_path / "out",
                                 shard_size=0, shard_index=3),
                  progress=False, log=lines.append)
-    assert any("batch_index 3 is ignored" in line for line in lines)
+    assert any("shard_index 3 is ignored" in line for line in lines)
 
 
 def test_item13_stage2_names_every_unset_path():
     unset = {name: "TODO" for name in ("MESH_DIR", "SMPLX_OUTPUT_DIR", "SMPLX_MODEL",
                                        "DEFTRAFO_PATH", "MASK_IDS_PATH", "SMPLH_MODEL")}
-    config = load_experiment_config(user_config=unset)
     with pytest.raises(InputError) as error:
-        TransferOptions.from_config(config)
-    for key in ("datasets.mesh_folder.data_folder", "output_folder", "body_model.folder",
-                "deformation_transfer_path", "mask_ids_fname"):
-        assert key in str(error.value)
+        load_settings(TransferOptions, user_config=unset).check()
+    for name in ("MESH_DIR", "SMPLX_OUTPUT_DIR", "SMPLX_MODEL", "DEFTRAFO_PATH", "MASK_IDS_PATH",
+                 "--mesh-dir", "--output-dir", "--smplx-model", "--deformation-transfer",
+                 "--mask"):
+        assert name in str(error.value)
+    assert "SMPLH_MODEL" not in str(error.value)          # only needed with from_params
 
 
 @pytest.mark.parametrize("fit, message", [
@@ -494,8 +493,8 @@ def test_item13_stage2_names_every_unset_path():
     (FitSettings(tolerance=2.0), "fit.tolerance"), (FitSettings(fit_vertices=-1), "fit_vertices"),
 ])
 def test_item13_fit_tolerance_and_fit_vertices_are_range_checked(tmp_path, fit, message):
-    options = TransferOptions(mesh_dir=tmp_path, output_dir=tmp_path, target_model_path=tmp_path,
-                              deftrafo_path=tmp_path, mask_path=tmp_path, fit=fit)
+    options = TransferOptions(mesh_dir=tmp_path, output_dir=tmp_path, smplx_model=tmp_path,
+                              deformation_transfer=tmp_path, mask=tmp_path, fit=fit)
     with pytest.raises(InputError, match=message):
         options.check()
 

@@ -57,13 +57,14 @@ def amass_poses(count):
     return (np.random.default_rng(0).normal(size=(count, 156)) * 0.2).astype(np.float32)
 
 
-def pair_options(pairs, source, target, mesh_dir, output_dir, fit=FitSettings()):
+def pair_options(pairs, source, target, mesh_dir, output_dir, fit=FitSettings(), **changes):
     name = f"{source}2{target}"
     return TransferOptions(
-        mesh_dir=mesh_dir, output_dir=output_dir, target_model_path=pairs.models[target],
-        deftrafo_path=None if family.same_topology(source, target) else pairs.transfers[name],
-        mask_path=pairs.mask if target == "smplx" else None,
-        source_model=source, target_model=target, poses_per_batch=8, device="cpu", fit=fit)
+        mesh_dir=mesh_dir, output_dir=output_dir, **{f"{target}_model": pairs.models[target]},
+        deformation_transfer=(None if family.same_topology(source, target)
+                              else pairs.transfers[name]),
+        mask=pairs.mask if target == "smplx" else None, source_model=source,
+        target_model=target, poses_per_batch=8, device="cpu", fit=fit, **changes)
 
 
 def write_source_meshes(pairs, source, folder, pose, betas):
@@ -107,7 +108,7 @@ def convert(pairs, source, target, folder, pose, betas):
     summary = transfer_stage(options, progress=False)
     assert summary.done == len(pose) and not summary.failures
     params = [read_parameters(parameter_path(folder / "out", i), target) for i in range(len(pose))]
-    transfer = load_pair_transfer(source, target, options.deftrafo_path, options.mask_path)
+    transfer = load_pair_transfer(source, target, options.deformation_transfer, options.mask)
     mask = transfer.mask_ids
     targets = transfer.apply(source_vertices)[:, mask]
     posed = stock_smplx_vertices(pairs, target, params)[:, mask]
@@ -207,7 +208,8 @@ def test_source_mesh_of_the_wrong_model_fails_that_pose(pairs, tmp_path):
     the vertex counts; nothing is written for it."""
     pose = family.map_pose(amass_poses(1), "smplh", "smplh")
     write_source_meshes(pairs, "smplh", tmp_path / "meshes", pose, None)
-    options = pair_options(pairs, "smplx", "smpl", tmp_path / "meshes", tmp_path / "out")
+    options = pair_options(pairs, "smplx", "smpl", tmp_path / "meshes", tmp_path / "out",
+                           keep_going=True)
     summary = transfer_stage(options, progress=False)
     assert summary.done == 0 and len(summary.failures) == 1
     message = summary.failures[0][1]          # the SMPL-X counts: 10475 vertices, 20908 faces
@@ -218,9 +220,9 @@ def test_source_mesh_of_the_wrong_model_fails_that_pose(pairs, tmp_path):
 def test_pair_without_its_transfer_is_refused(pairs, tmp_path):
     """A pair of two meshes needs its deformation transfer, and one of another pair (of other
     vertex counts) is refused naming the file."""
-    with pytest.raises(InputError, match="SMPL-X to SMPL needs a deformation transfer"):
+    with pytest.raises(InputError, match="DEFTRAFO_PATH .or --deformation-transfer"):
         TransferOptions(mesh_dir=tmp_path, output_dir=tmp_path,
-                        target_model_path=pairs.models["smpl"], source_model="smplx",
+                        smpl_model=pairs.models["smpl"], source_model="smplx",
                         target_model="smpl").check()
     with pytest.raises(InputError, match="smplh2smplx_deftrafo_setup.pkl.*shape"):
         load_pair_transfer("smplx", "smpl", pairs.transfers["smplh2smplx"])
@@ -260,16 +262,16 @@ def _rest_params(kind, betas):
 
 
 def test_shape_only_command_prints_the_betas(pairs, capsys):
-    """run_transfer.py --shape-only prints the target betas of --betas."""
-    argv = ["--shape-only", "--betas", "0.5,-1,0.25", "--source-model", "smplh",
-            "--target-model", "smpl", "--source-body-model", str(pairs.models["smplh"]),
-            "--exp-opts", f"body_model.folder={pairs.models['smpl']}"]
+    """run_transfer.py --mode shape prints the target betas of --betas."""
+    argv = ["--mode", "shape", "--betas", "0.5,-1,0.25", "--source-model", "smplh",
+            "--target-model", "smpl", "--smplh-model", str(pairs.models["smplh"]),
+            "--smpl-model", str(pairs.models["smpl"])]
     assert run_transfer.main(argv) == 0
     printed = capsys.readouterr().out.splitlines()
     betas = np.array(printed[0].split(": ")[1].split(","), dtype=float)
     assert printed[0].startswith("smpl betas: ") and betas.shape == (10,)
     assert np.allclose(betas, [0.5, -1, 0.25] + [0] * 7, atol=1e-4)
-    assert run_transfer.main(["--shape-only", "--source-model", "smplh"]) == 2
+    assert run_transfer.main(["--shape-only", "--source-model", "smplh"]) == 2  # no --betas
 
 
 # ----------------------------------------------------------------- the official engine
@@ -295,17 +297,12 @@ def test_official_engine_runs_other_pairs(clone, pairs, tmp_path, source, target
     """--engine official for a pair other than SMPL-H -> SMPL-X (3 iterations per stage):
     the target's parameter files, whose errors it reports as our v2v_mm."""
     from patches.official import run_official
-    from smplh2smplx.settings import load_experiment_config
+    from smplh2smplx.settings import OfficialSettings
     pose = family.map_pose(amass_poses(2), "smplh", source)
     write_source_meshes(pairs, source, tmp_path / "meshes", pose, None)
-    paths = {"MESH_DIR": str(tmp_path / "meshes"), "SMPLX_OUTPUT_DIR": str(tmp_path / "out"),
-             "SMPLX_MODEL": str(pairs.models[target]),
-             "DEFTRAFO_PATH": str(pairs.transfers.get(f"{source}2{target}", "")),
-             "MASK_IDS_PATH": str(pairs.mask), "SMPLH_MODEL": "unused"}
-    config = load_experiment_config(
-        exp_opts=["optim.maxiters=3", "batch_size=2", f"body_model.model_type={target}",
-                  f"fit.source_model={source}"], user_config=paths)
-    results = run_official(config, smplx_repo=clone, device="cpu", log=None)
+    options = pair_options(pairs, source, target, tmp_path / "meshes", tmp_path / "out",
+                           official=OfficialSettings(max_iterations=3, meshes_per_batch=2))
+    results = run_official(options, smplx_repo=clone, device="cpu", log=None)
     assert [r.pose_id for r in results] == [0, 1]
     assert all(r.error is None and np.isfinite(r.v2v_mean_mm) for r in results)
     for pose_id in (0, 1):
@@ -331,7 +328,7 @@ def test_source_parameter_files_start_the_fit(pairs, tmp_path, monkeypatch):
     from smplh2smplx.fit.fitter import fit_batch
     monkeypatch.setattr(stage, "fit_batch", spy)
     options = pair_options(pairs, "smplx", "smpl", tmp_path / "meshes", tmp_path / "out",
-                           fit=FitSettings(max_iterations=3))
+                           fit=FitSettings(max_iterations=3), keep_going=True)
     summary = transfer_stage(options, progress=False)
     assert summary.done == 2 and len(summary.failures) == 1
     assert "000002.pkl" in summary.failures[0][1]

@@ -10,7 +10,7 @@ import os
 import pickle
 import sys
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -27,6 +27,7 @@ from smplh2smplx import family
 from smplh2smplx.errors import InputError
 from smplh2smplx.formats import param_files
 from smplh2smplx.formats.param_files import read_parameters
+from smplh2smplx.settings import EXPERIMENT_CONFIG, OfficialSettings, TransferOptions
 
 PARAMETER_SHAPES = family.SMPLX.parameter_shapes
 
@@ -351,36 +352,85 @@ def test_clone_path_is_checked(tmp_path):
         loader.check_clone(tmp_path)
 
 
-def test_official_config_keeps_known_keys_and_reads_the_shard():
+def test_official_config_is_translated_from_our_settings(tmp_path):
+    """The official schema's entries come from TransferOptions, under the official names,
+    merged into the official defaults (a stand-in of its structured config: no clone)."""
     @dataclass
     class Optim:
+        type: str = "adam"
         maxiters: int = 100
         gtol: float = 1e-8
 
     @dataclass
-    class Defaults:
-        output_folder: str = "output"
-        interactive: bool = True
-        batch_size: int = 1
-        optim: Optim = None
+    class Betas:
+        num: int = 16
 
-    defaults = OmegaConf.structured(Defaults(optim=Optim()))
-    config = OmegaConf.create({
-        "output_folder": "out", "overwrite": True, "optim": {"maxiters": 7},
-        "fit": {"device": "cpu"},
-        "datasets": {"mesh_folder": {"batch_size": 100, "batch_index": 3}}})
-    merged = patch_config.official_config(config, defaults)
-    assert merged.output_folder == "out" and merged.optim.maxiters == 7
-    assert merged.optim.gtol == 1e-8 and merged.interactive is False
-    assert "fit" not in merged and defaults.optim.maxiters == 100
-    assert patch_config.official_config(config, defaults, verbose=True).interactive is True
-    shard = patch_config.ShardSettings.from_config(config)
-    assert (shard.size, shard.index, shard.overwrite) == (100, 3, True)
-    with pytest.raises(InputError, match="schema"):
-        patch_config.official_config(OmegaConf.create({"batch_size": "many"}), defaults)
-    with pytest.raises(InputError, match="negative"):
-        patch_config.ShardSettings.from_config(
-            OmegaConf.create({"datasets": {"mesh_folder": {"batch_index": -1}}}))
+    @dataclass
+    class Kind:
+        betas: Betas = field(default_factory=Betas)
+
+    @dataclass
+    class BodyModel:
+        model_type: str = "smplx"
+        gender: str = "neutral"
+        folder: str = "models"
+        use_face_contour: bool = False
+        smpl: Kind = field(default_factory=Kind)
+        smplh: Kind = field(default_factory=Kind)
+        smplx: Kind = field(default_factory=Kind)
+
+    @dataclass
+    class MeshFolder:
+        data_folder: str = "meshes"
+
+    @dataclass
+    class Datasets:
+        mesh_folder: MeshFolder = field(default_factory=MeshFolder)
+
+    @dataclass
+    class EdgeFitting:
+        per_part: bool = True
+
+    @dataclass
+    class Defaults:
+        datasets: Datasets = field(default_factory=Datasets)
+        output_folder: str = "output"
+        deformation_transfer_path: str = ""
+        mask_ids_fname: str = ""
+        interactive: bool = True
+        summary_steps: int = 5
+        batch_size: int = 1
+        optim: Optim = field(default_factory=Optim)
+        edge_fitting: EdgeFitting = field(default_factory=EdgeFitting)
+        body_model: BodyModel = field(default_factory=BodyModel)
+
+    defaults = OmegaConf.structured(Defaults)
+    options = TransferOptions(
+        mesh_dir=tmp_path / "m", output_dir=tmp_path / "o", smpl_model=tmp_path / "smpl",
+        smplx_model=tmp_path / "smplx", deformation_transfer=tmp_path / "d.pkl",
+        mask=tmp_path / "mask.npy", source_model="smplx", target_model="smpl", gender="male",
+        shard_size=100, shard_index=3, overwrite=True,
+        official=OfficialSettings(max_iterations=7, meshes_per_batch=2, per_part_edges=True))
+    merged = patch_config.official_config(options, defaults)
+    assert merged.datasets.mesh_folder.data_folder == str(tmp_path / "m")
+    assert merged.output_folder == str(tmp_path / "o")
+    assert merged.deformation_transfer_path == str(tmp_path / "d.pkl")
+    assert merged.mask_ids_fname == str(tmp_path / "mask.npy")
+    assert merged.body_model.folder == str(tmp_path / "smpl")       # the target's model
+    assert (merged.body_model.model_type, merged.body_model.gender) == ("smpl", "male")
+    assert merged.body_model.smpl.betas.num == options.fit.num_betas == 10
+    assert merged.body_model.smplx.betas.num == 16                  # other kinds: official
+    assert merged.body_model.use_face_contour is True
+    assert (merged.optim.type, merged.optim.maxiters, merged.optim.gtol) == (
+        "trust-ncg", 7, 1e-6)
+    assert merged.batch_size == 2 and merged.edge_fitting.per_part is True
+    assert merged.summary_steps == 5 and merged.interactive is False
+    assert defaults.optim.maxiters == 100                            # defaults untouched
+    assert patch_config.official_config(options, defaults, verbose=True).interactive is True
+    # A value the official schema's type refuses is named.
+    with pytest.raises(InputError, match="official transfer_model schema"):
+        patch_config.official_config(replace(options, official=OfficialSettings(
+            optimizer=["not", "text"])), defaults)
 
 
 # ----------------------------------------------------------------- end to end, needs a clone
@@ -520,12 +570,13 @@ def clone_files(repo):
 
 def official_test_config(models, meshes, output, *options):
     """The shipped my_smplh2smplx.yaml with the test's paths, 3 iterations, batches of 2."""
-    from smplh2smplx.settings import load_experiment_config
+    from smplh2smplx.settings import load_settings
     paths = {"MESH_DIR": str(meshes), "SMPLX_OUTPUT_DIR": str(output),
              "SMPLX_MODEL": str(models.smplx), "DEFTRAFO_PATH": str(models.deftrafo),
              "MASK_IDS_PATH": str(models.mask), "SMPLH_MODEL": "unused"}
-    return load_experiment_config(exp_opts=["optim.maxiters=3", "batch_size=2", *options],
-                                  user_config=paths)
+    return load_settings(TransferOptions, EXPERIMENT_CONFIG,
+                         ["official.max_iterations=3", "official.meshes_per_batch=2", *options],
+                         user_config=paths)
 
 
 def test_official_run_converts_two_meshes(clone, models, tmp_path):
@@ -559,6 +610,6 @@ def test_official_run_needs_the_mask(clone, models, tmp_path):
     repo = clone
     models.write_meshes(tmp_path / "meshes", [1])
     config = official_test_config(models, tmp_path / "meshes", tmp_path / "out",
-                                  f"mask_ids_fname={tmp_path / 'missing.npy'}")
-    with pytest.raises(InputError, match="mask_ids_fname"):
+                                  f"mask={tmp_path / 'missing.npy'}")
+    with pytest.raises(InputError, match="missing.npy.*setting mask"):
         run_official(config, smplx_repo=repo, device="cpu", log=None)

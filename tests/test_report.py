@@ -42,8 +42,8 @@ def run(kit, tmp_path_factory):
         write_obj(mesh_dir / f"{pose_id:06d}.obj", mesh, smplh.faces)
     np.savez(mesh_dir / "source_params.npz", pose_ids=np.array(POSE_IDS), poses=poses)
     options = TransferOptions(mesh_dir=mesh_dir, output_dir=root / "out",
-                              target_model_path=kit.body_models, deftrafo_path=kit.deftrafo,
-                              mask_path=kit.mask, poses_per_batch=len(POSE_IDS), device="cpu",
+                              smplx_model=kit.body_models, deformation_transfer=kit.deftrafo,
+                              mask=kit.mask, poses_per_batch=len(POSE_IDS), device="cpu",
                               fit=FAST, flag_threshold_mm=2.0)
     summary = transfer(options, progress=False)
     assert summary.done == len(POSE_IDS)
@@ -154,14 +154,14 @@ def test_missing_or_empty_output_folder(run, tmp_path):
 
 
 def test_command_line(run, tmp_path, capsys):
-    paths = [f"datasets.mesh_folder.data_folder={run.mesh_dir}",
-             f"body_model.folder={run.target_model_path}",
-             f"deformation_transfer_path={run.deftrafo_path}", f"mask_ids_fname={run.mask_path}"]
-    argv = ["--report", "--report-poses", "0", "--report-dir", str(tmp_path / "report"),
-            "--exp-opts", f"output_folder={run.output_dir}", *paths]
+    paths = ["--mesh-dir", str(run.mesh_dir), "--smplx-model", str(run.smplx_model),
+             "--deformation-transfer", str(run.deformation_transfer), "--mask", str(run.mask)]
+    argv = ["--mode", "report", "--report-poses", "0", "--report-dir", str(tmp_path / "report"),
+            "--output-dir", str(run.output_dir), *paths]
     assert run_transfer.main(argv) == 0
     assert (tmp_path / "report" / "index.html").is_file()
     assert str(tmp_path / "report" / "index.html") in capsys.readouterr().out
-    argv[argv.index(f"output_folder={run.output_dir}")] = f"output_folder={tmp_path / 'none'}"
+    argv[argv.index(str(run.output_dir))] = str(tmp_path / "none")
+    argv[:2] = ["--report"]                  # the spelling before --mode still works
     assert run_transfer.main(argv) == 2
     assert str(tmp_path / "none") in capsys.readouterr().err

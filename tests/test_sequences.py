@@ -94,7 +94,7 @@ def converted(kit, tmp_path_factory):
     codes, converted_by_shard, done = [], [], set()
     for index in (0, 1):
         codes.append(convert_sequences.main(
-            [str(tree), "--fps", "30", "--batch-size", "2", "--batch-index", str(index),
+            [str(tree), "--fps", "30", "--shard-size", "2", "--shard-index", str(index),
              "--device", "cpu", "--chunk-frames", "16", "--shape-frames", "6"],
             user_config=config))
         rows = set(read_sequence_rows(output / SEQUENCES_CSV))
@@ -279,7 +279,7 @@ def test_command_line_exit_codes_and_lines(kit, male_only_models, tmp_path, caps
     bad_tree(kit, tree)
     config = dict(user_config(kit, output), SMPLH_MODEL=str(male_only_models))
     arguments = [str(tree), "--device", "cpu", "--max-iterations", "2", "--shape-frames", "4"]
-    assert convert_sequences.main(arguments, user_config=config) == 1     # stops at B/
+    assert convert_sequences.main(arguments, user_config=config) == 2     # stops at B/
     out = capsys.readouterr().out
     assert "failed: " in out and "female_poses.npz" in out and "stopped at the first" in out
     assert not (output / "C").exists()

@@ -74,8 +74,8 @@ def write_meshes(folder, paths, pose_ids, poses, with_params=True):
 
 
 def options(paths, mesh_dir, output_dir, **changes):
-    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, target_model_path=paths.smplx,
-                  deftrafo_path=paths.deftrafo, mask_path=paths.mask, poses_per_batch=BATCH,
+    values = dict(mesh_dir=mesh_dir, output_dir=output_dir, smplx_model=paths.smplx,
+                  deformation_transfer=paths.deftrafo, mask=paths.mask, poses_per_batch=BATCH,
                   device="cpu", fit=FAST)
     values.update(changes)
     return TransferOptions(**values)
@@ -289,17 +289,21 @@ def test_from_params_needs_no_meshes(paths, meshes, reference, tmp_path):
 
 
 def cli(paths, mesh_dir, output_dir, *extra, **overrides):
-    entries = {"datasets.mesh_folder.data_folder": mesh_dir, "output_folder": output_dir,
-               "body_model.folder": paths.smplx, "deformation_transfer_path": paths.deftrafo,
-               "mask_ids_fname": paths.mask, "fit.max_iterations": FAST.max_iterations,
-               "fit.refine_iterations": FAST.refine_iterations,
-               "fit.fit_vertices": FAST.fit_vertices}
-    entries.update(overrides)
-    return ["--exp-opts", *(f"{key}={value}" for key, value in entries.items()),
+    """run_transfer.py's arguments: every path as a flag (`overrides` replace them by flag
+    name: smplx_model=... for --smplx-model), the fast fit as --exp-opts."""
+    flags = {"mesh_dir": mesh_dir, "output_dir": output_dir, "smplx_model": paths.smplx,
+             "deformation_transfer": paths.deftrafo, "mask": paths.mask}
+    flags.update(overrides)
+    return [*(item for key, value in flags.items()
+              for item in (f"--{key.replace('_', '-')}", str(value))),
+            "--exp-opts", f"fit.max_iterations={FAST.max_iterations}",
+            f"fit.refine_iterations={FAST.refine_iterations}",
+            f"fit.fit_vertices={FAST.fit_vertices}",
             "--device", "cpu", "--poses-per-batch", str(BATCH), *extra]
 
 
-def test_bad_meshes_fail_alone(paths, meshes, tmp_path, capsys):
+def test_bad_meshes_stop_the_run_or_fail_alone_with_keep_going(paths, meshes, tmp_path,
+                                                             capsys):
     folder = tmp_path / "meshes"
     folder.mkdir()
     for pose_id in POSE_IDS[:3]:
@@ -317,6 +321,13 @@ def test_bad_meshes_fail_alone(paths, meshes, tmp_path, capsys):
 
     status = run_transfer.main(cli(paths, folder, output))
     printed = capsys.readouterr()
+    error_lines = [line for line in printed.err.splitlines() if line.startswith("error:")]
+    assert status == 2 and len(error_lines) == 1 and "--keep-going" in error_lines[0]
+    assert any(name in error_lines[0] for name in ["000101.obj", "000102.obj", "000103.obj",
+                                                   "template.obj"])
+
+    status = run_transfer.main(cli(paths, folder, output, "--keep-going"))
+    printed = capsys.readouterr()
     assert status == 1
     for name in ["000101.obj", "000102.obj", "000103.obj", "template.obj"]:
         assert name in printed.out + printed.err
@@ -328,10 +339,10 @@ def test_bad_meshes_fail_alone(paths, meshes, tmp_path, capsys):
 
 @pytest.mark.parametrize("broken", ["deftrafo", "mask", "model", "smplh_as_smplx"])
 def test_missing_or_wrong_files_stop_before_any_work(paths, meshes, tmp_path, capsys, broken):
-    overrides = {"deftrafo": {"deformation_transfer_path": tmp_path / "nope_deftrafo.pkl"},
-                 "mask": {"mask_ids_fname": tmp_path / "nope_mask.npy"},
-                 "model": {"body_model.folder": tmp_path / "nope_models"},
-                 "smplh_as_smplx": {"body_model.folder": paths.smplh}}[broken]
+    overrides = {"deftrafo": {"deformation_transfer": tmp_path / "nope_deftrafo.pkl"},
+                 "mask": {"mask": tmp_path / "nope_mask.npy"},
+                 "model": {"smplx_model": tmp_path / "nope_models"},
+                 "smplh_as_smplx": {"smplx_model": paths.smplh}}[broken]
     named = str(next(iter(overrides.values())))
     output = tmp_path / "out"
     status = run_transfer.main(cli(paths, meshes, output, **overrides))
@@ -344,7 +355,7 @@ def test_missing_or_wrong_files_stop_before_any_work(paths, meshes, tmp_path, ca
 def test_command_line_error_is_one_line(paths, meshes, tmp_path):
     result = subprocess.run(
         [sys.executable, str(REPO / "run_transfer.py"),
-         *cli(paths, meshes, tmp_path / "out", mask_ids_fname=tmp_path / "absent.npy")],
+         *cli(paths, meshes, tmp_path / "out", mask=tmp_path / "absent.npy")],
         capture_output=True, text=True, cwd=REPO, timeout=120)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

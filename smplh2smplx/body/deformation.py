@@ -132,5 +132,5 @@ def load_pair_transfer(source, target, deftrafo_path=None, mask_path=None):
     if deftrafo_path is None:
         raise InputError(f"{KINDS[source].label} to {KINDS[target].label} needs the "
                          f"deformation transfer {OFFICIAL_TRANSFER_FILES[source + '2' + target]} "
-                         "(deformation_transfer_path)")
+                         "(--deformation-transfer)")
     return load_deformation_transfer(deftrafo_path, mask_path, source, target)

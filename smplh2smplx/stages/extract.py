@@ -197,7 +197,7 @@ def _write_batch(face_lines, output_dir, pose_ids, vertices):
             stream.write(format_vertex_lines(mesh) + face_lines)
 
 
-def write_meshes(poser, pose_ids, poses, output_dir, batch_size, bar):
+def write_meshes(poser, pose_ids, poses, output_dir, poses_per_batch, bar):
     """Pose `poses` (N, 156) in batches and write one `.obj` per id.
 
     One writer thread formats and writes a batch while the next is posed (torch releases
@@ -209,9 +209,9 @@ def write_meshes(poser, pose_ids, poses, output_dir, batch_size, bar):
     face_lines = format_face_lines(poser.faces)    # two thirds of a file: formatted once
     pending = deque()
     with torch_threads(1), ThreadPoolExecutor(max_workers=1) as writer:
-        for begin in range(0, len(pose_ids), batch_size):
-            batch_ids = pose_ids[begin:begin + batch_size]
-            vertices = poser(poses[begin:begin + batch_size])
+        for begin in range(0, len(pose_ids), poses_per_batch):
+            batch_ids = pose_ids[begin:begin + poses_per_batch]
+            vertices = poser(poses[begin:begin + poses_per_batch])
             pending.append((len(batch_ids), writer.submit(
                 _write_batch, face_lines, output_dir, batch_ids, vertices)))
             while len(pending) > 1:

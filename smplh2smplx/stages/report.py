@@ -41,7 +41,7 @@ from ..formats.meshes import read_mesh_faces
 from ..formats.param_files import parameter_path, pose_from_parameters, read_parameters
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..render import RenderMesh, facing_azimuth, render_views
-from ..settings import UNSET, TransferOptions
+from ..settings import TransferOptions, is_unset
 
 REPORT_DIR = "report"
 INDEX = "index.html"
@@ -120,7 +120,7 @@ def converted_rows(output_dir):
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         raise InputError(f"{output_dir}: output folder not found (run stage 2 first, or give "
-                         "the folder with --exp-opts output_folder=PATH)")
+                         "the folder with --output-dir PATH)")
     rows = read_error_rows(output_dir / ERRORS_CSV)
     kept = [rows[pose_id] for pose_id in sorted(rows)
             if parameter_path(output_dir, pose_id).exists()]
@@ -168,11 +168,13 @@ class PoseMeshes:
     def __init__(self, options, smplh_model=None):
         self.options = options
         self.source, self.target = KINDS[options.source_model], KINDS[options.target_model]
-        self.body = BodyModel(load_body_model(options.target_model_path, self.target.name,
-                                              options.gender), num_betas=options.fit.num_betas)
+        self.body = BodyModel(load_body_model(options.model_path(self.target.name),
+                                              self.target.name, options.gender),
+                              num_betas=options.fit.num_betas)
         self.faces = self.body.faces.numpy()
+        pair = options.for_pair()
         self.deformation = load_pair_transfer(self.source.name, self.target.name,
-                                              options.deftrafo_path, options.mask_path)
+                                              pair.deformation_transfer, pair.mask)
         self.smplh_model = smplh_model
         self._smplh = None
         self._source_params = None
@@ -327,7 +329,7 @@ def _yes_no(value):
 
 def summary_table(statistics, flag_threshold_mm):
     """HTML table of `RunStatistics`; each value cell has an id (v2v-mean, ...) for tools."""
-    flagged = (f"flagged in {ERRORS_CSV} (v2v_mm above fit.flag_threshold_mm, "
+    flagged = (f"flagged in {ERRORS_CSV} (v2v_mm above flag_threshold_mm, "
                f"{flag_threshold_mm:g} mm in this config)")
     cells = [("poses", "converted poses", f"{statistics.poses}"),
              ("v2v-mean", "v2v_mm mean", f"{statistics.mean:.2f}"),
@@ -465,7 +467,9 @@ def write_report(options: TransferOptions, report_dir: Optional[Path] = None,
              + [(row, "random pick") for row in random_rows])
     views, files, error_max_mm = {}, {}, 1.0
     if shown:
-        meshes = PoseMeshes(options, smplh_model or options.smplh_model)
+        if smplh_model is None and not is_unset(options.smplh_model):
+            smplh_model = options.smplh_model
+        meshes = PoseMeshes(options, smplh_model)
         views = {row.pose_id: meshes.pose_view(row.pose_id) for row, _ in shown}
         # One colour scale for every picture, so that colours compare across poses.
         pooled = np.concatenate([view.vertex_error_mm for view in views.values()])
@@ -488,15 +492,10 @@ def write_report(options: TransferOptions, report_dir: Optional[Path] = None,
     return index
 
 
-def report_from_config(config, report_dir=None, num_poses=12, progress=True):
-    """`write_report` for the run a resolved stage-2 config (OmegaConf) describes.
+def report_from_options(options, report_dir=None, num_poses=12, progress=True):
+    """`write_report` for the run `options` (a `TransferOptions`) describes.
 
-    The SMPL-H model (fit.smplh_model) is used only for poses without a mesh file, so an
-    unset one is no error here.
+    The SMPL-H model (smplh_model) is used only for poses without a mesh file, so an unset
+    one is no error here.
     """
-    options = TransferOptions.from_config(config)
-    smplh_model = str(config.fit.smplh_model or "").strip()
-    return write_report(options, report_dir, num_poses,
-                        smplh_model=None if smplh_model in ("", UNSET)
-                        else Path(smplh_model).expanduser(),
-                        progress=progress)
+    return write_report(options, report_dir, num_poses, progress=progress)

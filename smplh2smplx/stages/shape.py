@@ -12,16 +12,19 @@ def convert_shape(options, source_betas):
     """Target betas for source betas, in the rest pose.
 
     Args:
-        options: a `ShapeOptions`.
+        options: the `TransferOptions` of the pair (the two models, their deformation
+            transfer and mask, the gender, fit.num_betas).
         source_betas: (S,) or (B, S) betas of the source model.
     Returns:
         a `body.shape.ShapeResult` (betas (B, num_betas), transl (B, 3), errors in mm).
     """
-    source = load_body_model(options.source_model_path, options.source_model, options.gender)
-    target = load_body_model(options.target_model_path, options.target_model, options.gender)
+    source = load_body_model(options.model_path(options.source_model), options.source_model,
+                             options.gender)
+    target = load_body_model(options.model_path(options.target_model), options.target_model,
+                             options.gender)
     transfer = load_pair_transfer(options.source_model, options.target_model,
-                                  options.deftrafo_path, options.mask_path)
+                                  options.deformation_transfer, options.mask)
     try:
-        return convert_betas(source, source_betas, target, transfer, options.num_betas)
+        return convert_betas(source, source_betas, target, transfer, options.fit.num_betas)
     except ValueError as error:
         raise InputError(str(error)) from None

@@ -13,11 +13,12 @@ The run, in order:
 3. load and check the target model, the deformation transfer and its mask (SMPL and SMPL-H
    share one mesh: the identity, every vertex) and, with `from_params`, the SMPL-H model: any
    problem is an `InputError` naming the file, before any fit;
-4. per batch of `batch_size` poses: read and check the meshes against the source's vertex
-   count (a bad mesh fails that pose only), map them to target vertices with the sparse
-   deformation transfer, fit on the mask ids from the source pose mapped onto the target's
-   joints when `source_params.npz` records it (SMPL-H sources) or a parameter file of the
-   source's format lies beside the mesh (`<pose_id:06d>.pkl`), else from the mesh alone,
+4. per batch of `poses_per_batch` poses: read and check the meshes against the source's vertex
+   count (a bad mesh stops the run; with `keep_going` it fails that pose only), map them
+   to target vertices with the sparse deformation transfer, fit on the mask ids from the
+   source pose mapped onto the target's joints when `source_params.npz` records it (SMPL-H
+   sources) or a parameter file of the source's format lies beside the mesh
+   (`<pose_id:06d>.pkl`), else from the mesh alone,
    then write the batch's rows into errors.csv and its `.pkl` files (the target's format).
 
 Resuming: every file appears whole or not at all (`atomic_write`), and a pose counts as done
@@ -101,13 +102,13 @@ class _Stage2:
         self.source_params = source_params
         self.device = resolve_device(options.device)
         self.source = KINDS[options.source_model]
-        target_data = load_body_model(options.target_model_path, options.target_model,
-                                      options.gender)
+        target_data = load_body_model(options.model_path(options.target_model),
+                                      options.target_model, options.gender)
         if options.fit.num_betas > target_data.num_shape_coeffs:
             raise InputError(f"{target_data.path}: has {target_data.num_shape_coeffs} shape "
                              f"coefficients, {options.fit.num_betas} betas asked for")
         self.deformation = load_pair_transfer(options.source_model, options.target_model,
-                                              options.deftrafo_path, options.mask_path)
+                                              options.deformation_transfer, options.mask)
         self.smplh_body = None
         if options.from_params:
             self.smplh_body = BodyModel(load_smplh(options.smplh_model)).to(self.device)
@@ -227,8 +228,9 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
     """Run stage 2 with `options` (a `TransferOptions`); returns a `TransferSummary`.
 
     Raises InputError, before any pose is fitted, for a missing or wrong model,
-    deformation transfer, mask, mesh folder or source_params.npz. A bad mesh only fails
-    its pose (listed in the summary); the other poses are converted.
+    deformation transfer, mask, mesh folder or source_params.npz, and for the first bad
+    mesh (the poses of earlier batches are written); with options.keep_going a bad mesh
+    only fails its pose (listed in the summary) and the other poses are converted.
 
     Batches are fixed slices of the shard's sorted list, whatever is already converted: a
     batch with any pose left to convert is fitted whole, so that a resumed run fits every
@@ -250,7 +252,7 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
     if not inputs:
         raise InputError(_no_inputs_message(options, source_params))
     if options.shard_size == 0 and options.shard_index != 0:
-        log(f"note: batch_index {options.shard_index} is ignored: batch_size is 0, so the "
+        log(f"note: shard_index {options.shard_index} is ignored: shard_size is 0, so the "
             "one shard is the whole folder")
     shard = select_shard(inputs, options.shard_size, options.shard_index)
     if options.shard_size and not shard and inputs:
@@ -283,6 +285,9 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
             if index + 1 < len(work):
                 pending = reader.submit(stage.read_vertices, work[index + 1][0])
             failures = [(name, message) for name, message in failures if name in new]
+            if failures and not options.keep_going:
+                raise InputError(f"{failures[0][1]} (stopped; --keep-going converts the "
+                                 "other poses and lists the bad ones)")
             for _name, message in failures:
                 bar.write(f"failed: {message}")
             summary.failures.extend(failures)
