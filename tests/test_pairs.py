@@ -195,7 +195,7 @@ def test_from_params_converts_to_every_target(kit, pairs, tmp_path, target):
     smplh = BodyModel(load_body_model(kit.smplh_npz, "smplh"))
     with torch.no_grad():
         sources = smplh(torch.as_tensor(poses).view(count, -1, 3))[0].double().numpy()
-    transfer = load_pair_transfer("smplh", target, options.deftrafo_path, options.mask_path)
+    transfer = load_pair_transfer("smplh", target, options.deformation_transfer, options.mask)
     targets = transfer.apply(sources)[:, transfer.mask_ids]
     errors = v2v_mm(stock_smplx_vertices(pairs, target, params)[:, transfer.mask_ids], targets)
     rows = read_error_rows(tmp_path / "out" / "errors.csv")
