@@ -48,6 +48,7 @@ from ..formats.files import check_writable_folder, is_regular_file, remove_stale
 from ..formats.mesh_folder import (PoseInput, list_mesh_inputs, read_mesh_vertices,
                                    select_shard)
 from ..formats.param_files import parameter_path, pose_from_parameters, read_parameters
+from ..formats.result_settings import check_result_settings, record_result_settings
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..formats.target_params import PARAMETER_FORMATS, WRITERS
 from ..runtime import resolve_device
@@ -213,6 +214,27 @@ def is_complete_result(path, target="smplx"):
     return True
 
 
+def result_settings(options):
+    """The settings that define stage 2's results (recorded in the output folder)."""
+    return {"target_model": options.target_model, "num_betas": options.fit.num_betas,
+            "gender": options.gender}
+
+
+def _existing_results(output_dir):
+    """Each result `.pkl` in `output_dir` with the target model and number of betas it
+    shows (files no format reads are left out: they are redone, as on any resume)."""
+    for path in sorted(Path(output_dir).glob("*.pkl")):
+        if not (path.stem.isdigit() and is_regular_file(path)):
+            continue
+        for kind, file_format in PARAMETER_FORMATS.items():
+            try:
+                params = read_parameters(path, file_format.PARAMETER_SHAPES, KINDS[kind].label)
+            except InputError:
+                continue
+            yield path, {"target_model": kind, "num_betas": params["betas"].shape[1]}
+            break
+
+
 def _no_inputs_message(options, source_params):
     """Why a run has nothing to convert, and what to do about it."""
     if options.from_params:
@@ -238,6 +260,9 @@ def run_transfer(options, progress=True, log=print):
     options.check()
     output_dir = Path(options.output_dir)
     check_writable_folder(output_dir)            # before the models are loaded, not after
+    settings = result_settings(options)
+    check_result_settings(output_dir, settings, options.overwrite,
+                          lambda: _existing_results(output_dir))
     remove_stale_temporaries(output_dir, _is_stage2_output)
     source_path = Path(options.mesh_dir) / SOURCE_PARAMS
     if options.from_params and not source_path.is_file():
@@ -273,6 +298,7 @@ def run_transfer(options, progress=True, log=print):
 
     stage = _Stage2(options, source_params)
     output_dir.mkdir(parents=True, exist_ok=True)
+    record_result_settings(output_dir, settings, options.overwrite)
     start_time = time.perf_counter()
     with tqdm(total=num_new, unit="pose", disable=not progress or not work) as bar, \
             ThreadPoolExecutor(max_workers=1) as reader:

@@ -18,7 +18,8 @@ from tqdm import tqdm
 
 from ...body.deformation import load_deformation_transfer
 from ...errors import InputError
-from ...formats.files import atomic_write
+from ...formats.files import atomic_write, is_regular_file, remove_stale_temporaries
+from ...formats.result_settings import check_result_settings, record_result_settings
 from ...formats.mesh_folder import select_shard
 from ...formats.sequence_files import (SkipFile, is_finished, output_name, read_smplh_sequence,
                                        write_smplx_sequence)
@@ -63,6 +64,32 @@ def quality_path(output_dir, relative):
     relative = Path(relative)
     name = output_name(relative.name).replace(".npz", "_frames.npz")
     return Path(output_dir) / QUALITY_DIR / relative.parent / name
+
+
+def result_settings(options):
+    """The settings that define a sequence run's outputs (recorded in the output folder)."""
+    return {"target_model": getattr(options, "target_model", "smplx"),
+            "num_betas": options.num_betas, "gender": options.gender,
+            "fps": "source" if options.fps is None else float(options.fps)}
+
+
+def _existing_outputs(options):
+    """Each output `_stageii.npz` under the output folder with the settings it shows: its
+    model and number of betas, and its gender and frame rate where the run fixes them."""
+    for path in sorted(Path(options.output_dir).rglob("*_stageii.npz")):
+        if not is_regular_file(path):
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                shown = {"target_model": str(archive["surface_model_type"]),
+                         "num_betas": int(archive["num_betas"])}
+                if options.gender != "file":
+                    shown["gender"] = str(archive["gender"])
+                if options.fps is not None:
+                    shown["fps"] = float(archive["mocap_frame_rate"])
+        except Exception:   # unreadable: not a finished output, converted again
+            continue
+        yield path, shown
 
 
 def write_quality(path, result):
@@ -162,6 +189,9 @@ def run_sequences(options, progress=True, log=print):
     transfer; a bad file fails alone (with keep_going the run goes on).
     """
     options.check()
+    settings = result_settings(options)
+    check_result_settings(options.output_dir, settings, options.overwrite,
+                          lambda: _existing_outputs(options))
     files = list_sequence_files(options.input_path, options.output_dir)
     shard = select_shard(files, options.shard_size, options.shard_index)
     if options.shard_size and not shard and files:
@@ -173,6 +203,8 @@ def run_sequences(options, progress=True, log=print):
     summary.done_before = len(shard) - len(todo)
     single_file = Path(options.input_path).is_file()
     run = SequenceRun(options) if todo else None
+    if todo:
+        record_result_settings(options.output_dir, settings, options.overwrite)
     start = time.perf_counter()
     for relative, path in tqdm(todo, unit="file", disable=not progress or not todo):
         try:
