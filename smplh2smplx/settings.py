@@ -371,7 +371,7 @@ class ShapeOptions:
                 raise InputError(f"the shape of a {KINDS[source].label} source needs its model "
                                  "(--source-body-model PATH)")
             source_model_path = path("fit.smplh_model")
-        return cls(source_model=source, target_model=target,
+        options = cls(source_model=source, target_model=target,
                    source_model_path=Path(source_model_path).expanduser(),
                    target_model_path=path("body_model.folder"),
                    deftrafo_path=(None if same_topology(source, target)
@@ -380,6 +380,17 @@ class ShapeOptions:
                    gender=_typed(config.body_model.gender, str, "body_model.gender"),
                    num_betas=_typed(OmegaConf.select(config, f"body_model.{target}.betas.num"),
                                     int, f"body_model.{target}.betas.num"))
+        options.check()
+        return options
+
+    def check(self):
+        """Raise InputError for a number of betas the target's output cannot hold."""
+        low, high = TARGET_BETAS[self.target_model]
+        if not 1 <= self.num_betas <= high or (low and self.num_betas != low):
+            wanted = f"{low}" if low else f"between 1 and {high}"
+            raise InputError(f"config entry body_model.{self.target_model}.betas.num: the "
+                             f"{KINDS[self.target_model].label} betas are {wanted}, got "
+                             f"{self.num_betas}")
 
 
 def _read_yaml(path):
@@ -440,6 +451,7 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
                              f"section's keys are those of {EXPERIMENT_CONFIG.name})")
         config = _merge(config, mine, exp_cfg)
     known = set(_dotted_keys(config))
+    literal = {}                  # the command line's values, never interpolated
     for option in exp_opts:
         key, sep, text = option.partition("=")
         key = key.strip()
@@ -447,12 +459,15 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
             raise InputError(f"--exp-opts: '{option}' is not of the form key=value")
         if key not in known:
             raise InputError(f"--exp-opts: unknown key {key}")
-        OmegaConf.update(config, key, parse_value(text, _kind_of(config, key),
-                                                  f"--exp-opts {key}"))
+        literal[key] = parse_value(text, _kind_of(config, key), f"--exp-opts {key}")
     for key, value in (flags or {}).items():
         if key not in known:
             raise ValueError(f"flag for unknown config entry {key}")     # a bug, not input
-        OmegaConf.update(config, key, value)
+        literal[key] = value
+    # A value holding `${` is set only after the YAML's interpolations are resolved, and
+    # escaped: OmegaConf would otherwise run `${oc.env:...}` or `${config:...}` in it.
+    for key, value in literal.items():
+        OmegaConf.update(config, key, "" if _interpolates(value) else value)
     missing = []
 
     def from_user_config(name):
@@ -471,7 +486,20 @@ def load_experiment_config(exp_cfg=None, exp_opts=(), flags=None, user_config=No
     if missing:
         raise InputError(f"config.py has no entry {missing[0]} (asked for by "
                          f"${{config:{missing[0]}}} in the YAML config)")
+    for key, value in literal.items():
+        if _interpolates(value):
+            OmegaConf.update(config, key, _escape_interpolation(value))
     return config
+
+
+def _interpolates(value):
+    return isinstance(value, str) and "${" in value
+
+
+def _escape_interpolation(text):
+    """`text` escaped for OmegaConf so that reading it gives `text` itself: each `${`
+    becomes `\\${`, and the backslashes before it are doubled."""
+    return re.sub(r"(\\*)\$\{", lambda match: match.group(1) * 2 + "\\${", text)
 
 
 def _merge(config, overrides, origin):

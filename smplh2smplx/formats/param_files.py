@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
-from .files import atomic_write
+from .files import atomic_write, check_finite
 from .safe_pickle import load_tensor_pickle
 
 ANY = None   # a size a file may choose (SMPL-H's number of betas)
@@ -47,7 +47,9 @@ def build_parameters(pose, betas, shapes, joint_slices):
 
 
 def write_parameters(path, params):
-    """Pickle `params` to `path` atomically."""
+    """Pickle `params` to `path` atomically (InputError, nothing written, when a value is
+    not finite)."""
+    check_finite(path, params)
     with atomic_write(path) as handle:
         pickle.dump(params, handle, protocol=pickle.HIGHEST_PROTOCOL)
 

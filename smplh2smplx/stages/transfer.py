@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from ..body.deformation import load_pair_transfer
 from ..body.lbs import BodyModel
+from ..body.mask import check_mask_describes_body
 from ..errors import InputError
 from ..family import KINDS, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
@@ -108,6 +109,9 @@ class _Stage2:
                              f"coefficients, {options.fit.num_betas} betas asked for")
         self.deformation = load_pair_transfer(options.source_model, options.target_model,
                                               options.deftrafo_path, options.mask_path)
+        if options.mask_path is not None:
+            check_mask_describes_body(self.deformation.mask_ids, target_data.weights,
+                                      options.mask_path)
         self.smplh_body = None
         if options.from_params:
             self.smplh_body = BodyModel(load_smplh(options.smplh_model)).to(self.device)
@@ -172,7 +176,8 @@ class _Stage2:
 
         The poses of a batch not in `new` (their .pkl exists) are fitted only to keep the
         batch the same as in an uninterrupted run: a fit's last bits depend on its batch
-        mates. Returns the rows written.
+        mates. A pose whose fitted values are not finite fails (nothing written for it).
+        Returns the rows written and the failures.
         """
         options = self.options
         targets = torch.as_tensor(
@@ -180,6 +185,12 @@ class _Stage2:
         init_poses = [self.start_pose(item.pose_id) for item in inputs]
         result = fit_batch(self.fitter, targets, init_poses)
         written = [i for i, item in enumerate(inputs) if item.pose_id in new]
+        finite = [bool(torch.isfinite(result.pose[i]).all()
+                       and torch.isfinite(result.betas[i]).all()) for i in range(len(inputs))]
+        failures = [(inputs[i].name, f"{parameter_path(options.output_dir, inputs[i].pose_id)}:"
+                     " not written: the fit gave NaN or infinite values") for i in written
+                    if not finite[i]]
+        written = [i for i in written if finite[i]]
         rows = [ErrorRow(pose_id=inputs[i].pose_id,
                          v2v_mean_mm=float(result.v2v_mean_mm[i]),
                          v2v_max_mm=float(result.v2v_max_mm[i]),
@@ -192,7 +203,7 @@ class _Stage2:
         for i in written:
             write(parameter_path(options.output_dir, inputs[i].pose_id),
                   result.pose[i], result.betas[i])
-        return rows
+        return rows, failures
 
 
 def _is_stage2_output(name):
@@ -314,7 +325,9 @@ def run_transfer(options, progress=True, log=print):
             summary.failures.extend(failures)
             new_ids = {item.pose_id for item in ok if item.name in new}
             if new_ids:
-                summary.rows.extend(stage.fit_and_write(ok, vertices, new_ids))
+                rows, failures = stage.fit_and_write(ok, vertices, new_ids)
+                summary.rows.extend(rows)
+                summary.failures.extend(failures)
             bar.update(len(new))
     summary.seconds = time.perf_counter() - start_time
     return summary
