@@ -241,14 +241,26 @@ def write_csv(path, columns, rows):
         handle.write(text.getvalue())
 
 
-def is_utf8_name(name):
-    """Whether a file name (as os gives it: undecodable bytes as surrogates) is valid UTF-8
-    text, so that it can be written into CSV and HTML files and shown."""
+def name_problem(name):
+    """Why a file name (as os gives it: undecodable bytes as surrogates) cannot be written
+    into CSV and HTML files and shown on one line; None when it can."""
     try:
         str(name).encode("utf-8")
     except UnicodeEncodeError:
-        return False
-    return True
+        return "is not valid UTF-8"
+    if "\n" in str(name) or "\r" in str(name):
+        return "holds a line break"
+    return None
+
+
+def shown_name(name):
+    """A file name on one printable line: an undecodable byte as `\\xNN`, a line break or
+    another control character as its escape."""
+    def shown(char):
+        if 0xDC80 <= ord(char) <= 0xDCFF:              # os's stand-in for a byte
+            return f"\\x{ord(char) - 0xDC00:02x}"
+        return char if char.isprintable() else char.encode("unicode_escape").decode()
+    return "".join(shown(char) for char in str(name))
 
 
 def check_finite(path, arrays):

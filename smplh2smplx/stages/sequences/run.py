@@ -20,7 +20,7 @@ from ...body.deformation import load_deformation_transfer
 from ...body.mask import check_mask_describes_body
 from ...cli import one_line
 from ...errors import InputError, OutputError
-from ...formats.files import (atomic_write, is_regular_file, is_utf8_name,
+from ...formats.files import (atomic_write, is_regular_file, name_problem, shown_name,
                               remove_stale_temporaries)
 from ...formats.result_settings import check_result_settings, record_result_settings
 from ...formats.mesh_folder import select_shard
@@ -235,10 +235,10 @@ class SequenceRun:
         """Convert one file and write its row, quality file and output; the row."""
         options = self.options
         start = time.perf_counter()
-        if not is_utf8_name(relative):
-            shown = relative.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            raise InputError(f"{shown}: the file name is not valid UTF-8 (it could not be "
-                             "written into sequences.csv); rename the file")
+        problem = name_problem(relative)
+        if problem:
+            raise InputError(f"{shown_name(relative)}: the file name {problem} (it could not be written into "
+                             "sequences.csv); rename the file")
         sequence = read_smplh_sequence(path)
         gender = sequence.gender if options.gender == "file" else options.gender
         try:
