@@ -545,3 +545,17 @@ def test_principle_folders_reached_through_links_are_converted(kit, tmp_path):
     (real / "CMU" / "01" / "loop").symlink_to(real, target_is_directory=True)   # a loop
     names = [name for name, _path in list_sequence_files(tree)]
     assert names == ["CMU/01/one_poses.npz", "KIT/two_poses.npz"]
+
+
+def test_row12_a_damaged_settings_record_is_named_and_overwrite_replaces_it(tmp_path):
+    from smplh2smplx.formats.result_settings import (check_result_settings,
+                                                     record_result_settings)
+    settings = {"target_model": "smplx", "num_betas": 10, "gender": "neutral"}
+    (tmp_path / RESULT_SETTINGS).write_text("{not json")
+    with pytest.raises(InputError, match=r"result_settings.json: not a readable settings"):
+        check_result_settings(tmp_path, settings, overwrite=False)
+    record_result_settings(tmp_path, settings, overwrite=True)
+    assert json.loads((tmp_path / RESULT_SETTINGS).read_text()) == settings
+    check_result_settings(tmp_path, settings, overwrite=False)
+    with pytest.raises(InputError, match=r"gender neutral \(this run: male\)"):
+        record_result_settings(tmp_path, {**settings, "gender": "male"}, overwrite=False)

@@ -87,14 +87,14 @@ def record_result_settings(folder: Path, settings: Mapping, overwrite: bool) -> 
     """Write `settings` as the folder's record (under a lock: shards start at once).
 
     A record of other settings written meanwhile (another run) is refused as in
-    `check_result_settings`, unless `overwrite`.
+    `check_result_settings`; with `overwrite` any record (even a damaged one) is replaced.
     """
     path = Path(folder) / RESULT_SETTINGS
     with exclusive_lock(path):
-        recorded = _read_record(path)
+        recorded = None if overwrite else _read_record(path)
         if recorded == dict(settings):
             return
-        if recorded is not None and not overwrite:
+        if recorded is not None:
             raise _refusal(Path(folder), f"holds results ({RESULT_SETTINGS})",
                            _differences(recorded, settings))
         with atomic_write(path, "w") as handle:

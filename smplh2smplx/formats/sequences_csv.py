@@ -63,9 +63,9 @@ def read_sequence_rows(path):
         for line_number, cells in enumerate(reader, start=2):
             try:
                 name, frames, fps, gender, mean, p95, peak, jitter, source, _excess, secs = cells
-                row = SequenceRow(text_from_spreadsheet(name), int(frames), float(fps), gender, float(mean),
-                                  float(p95), float(peak), float(jitter), float(source),
-                                  float(secs))
+                row = SequenceRow(text_from_spreadsheet(name), int(frames), float(fps),
+                                  gender, float(mean), float(p95), float(peak), float(jitter),
+                                  float(source), float(secs))
             except ValueError:
                 raise InputError(f"{path}: line {line_number} is malformed: {cells}") from None
             rows[row.sequence] = row

@@ -237,8 +237,8 @@ class SequenceRun:
         start = time.perf_counter()
         problem = name_problem(relative)
         if problem:
-            raise InputError(f"{shown_name(relative)}: the file name {problem} (it could not be written into "
-                             "sequences.csv); rename the file")
+            raise InputError(f"{shown_name(relative)}: the file name {problem} (it could not "
+                             "be written into sequences.csv); rename the file")
         sequence = read_smplh_sequence(path)
         gender = sequence.gender if options.gender == "file" else options.gender
         try:
