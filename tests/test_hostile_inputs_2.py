@@ -42,7 +42,7 @@ from smplh2smplx.stages import transfer as transfer_module
 from smplh2smplx.stages.sequences.convert import SequenceOptions
 from smplh2smplx.stages.sequences.report import plot_sequence, write_sequence_report
 from smplh2smplx.stages.sequences.run import (list_sequence_files, output_path, quality_path,
-                                              run_sequences)
+                                              read_quality, run_sequences)
 
 FAST = FitSettings(max_iterations=3, refine_iterations=1, fit_vertices=500)
 SHORT_FIT = FitSettings(max_iterations=2)
@@ -140,14 +140,22 @@ def test_row12_stage2_checks_results_of_a_folder_without_a_record(kit, smplh_mes
     assert json.loads((output / RESULT_SETTINGS).read_text())["target_model"] == "smplx"
 
 
+@pytest.fixture(scope="module")
+def one_converted(kit, tmp_path_factory):
+    """A tree of one short sequence and its output folder, converted with the defaults."""
+    root = tmp_path_factory.mktemp("one_converted")
+    short_tree(kit, root / "amass")
+    first = run_sequences(sequence_options(kit, root / "amass", root / "out"), progress=False)
+    assert len(first.rows) == 1
+    return root / "amass", root / "out"
+
+
 @pytest.mark.parametrize("change", [dict(fps=30.0), dict(gender="neutral"),
                                     dict(num_betas=16)])
-def test_row12_sequences_refuse_outputs_of_other_settings(kit, tmp_path, change):
-    source = tmp_path / "amass"
-    short_tree(kit, source)
-    output = tmp_path / "out"
-    first = run_sequences(sequence_options(kit, source, output), progress=False)
-    assert len(first.rows) == 1
+def test_row12_sequences_refuse_outputs_of_other_settings(kit, one_converted, tmp_path,
+                                                          change):
+    source, output = one_converted[0], tmp_path / "out"
+    shutil.copytree(one_converted[1], output)
     written = output_path(output, "a/one_poses.npz")
     before = written.read_bytes()
     with pytest.raises(InputError) as error:
@@ -296,17 +304,21 @@ def test_row7_report_skips_a_damaged_quality_file_with_one_line(kit, tree_run, t
     copy = tmp_path / "out"
     shutil.copytree(output, copy)
     damaged = quality_path(copy, "a/ok_poses.npz")
-    original = damaged.read_bytes()
-    for name, write in quality_damages(damaged):
+    frames = read_sequence_rows(copy / SEQUENCES_CSV)["a/ok_poses.npz"].frames
+    damages = quality_damages(damaged)
+    for name, write in damages:                     # each damage is named by the reader
         damaged.unlink()
         write(damaged)
-        lines = []
-        index = write_sequence_report(sequence_options(kit, tree, copy), num_worst=2,
-                                      animation_frames=2, log=lines.append)
-        assert index.is_file(), name
-        assert len(lines) == 1 and str(damaged) in lines[0], (name, lines)
-        assert "ok_poses" not in index.read_text() and "=1+2_poses" in index.read_text()
-        damaged.write_bytes(original)
+        with pytest.raises(InputError, match=str(damaged)):
+            read_quality(damaged, frames)
+    # The report leaves that sequence out with one line and writes the page (the last
+    # damage: a wrong length).
+    lines = []
+    index = write_sequence_report(sequence_options(kit, tree, copy), num_worst=1,
+                                  animation_frames=2, log=lines.append)
+    assert index.is_file()
+    assert len(lines) == 1 and str(damaged) in lines[0], lines
+    assert "ok_poses" not in index.read_text() and "=1+2_poses" in index.read_text()
 
 
 # ------------------------------------------------------------------ rows 2, 3: motion files
