@@ -23,7 +23,8 @@ from smplh2smplx.cli import RUN_FLAGS, add_setting_flags, run_command, setting_f
 from smplh2smplx.errors import InputError
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.stages.sequences.convert import FRAME_FIT, SequenceOptions
-from smplh2smplx.stages.sequences.run import SlurmOptions, run_sequences, submit_shards
+from smplh2smplx.stages.sequences.run import (ShardError, SlurmOptions, run_sequences,
+                                              submit_shards)
 from smplh2smplx.settings import UNSET, USER_CONFIG, TransferOptions, read_user_config
 
 # (SequenceOptions field, config.py entry, flag)
@@ -124,12 +125,16 @@ def submit(options, args):
           f"(logs in {slurm.log_dir})")
     if not args.wait:
         return 0
-    failed = 0
+    code = 0
     for index, job in enumerate(jobs):
-        summary = job.result()
-        print(f"shard {index}: " + "\n  ".join(summary.lines()))
-        failed += summary.failed
-    return 1 if failed else 0
+        outcome = job.result()
+        if isinstance(outcome, ShardError):
+            print(f"shard {index}: error: {outcome.message}", file=sys.stderr)
+            code = max(code, outcome.code)
+            continue
+        print(f"shard {index}: " + "\n  ".join(outcome.lines()))
+        code = max(code, 1 if outcome.failed else 0)
+    return code
 
 
 def main(argv=None, user_config=None):

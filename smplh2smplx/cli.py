@@ -103,6 +103,10 @@ def run_command(work):
     `work` returns an exit status itself, or a summary whose `lines()` are printed and
     whose `failed` count makes the status 1.
     """
+    # A file name that is not valid UTF-8 is printed with escapes, never a traceback.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         outcome = work()
     except InputError as error:

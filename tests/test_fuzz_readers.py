@@ -2,7 +2,8 @@
 
 For damaged, random and hostile versions of each input kind (.obj/.ply mesh; .npz AMASS
 sequence, source_params.npz, body model; .npy mask; .pkl model/deformation setup and
-stage-2 result; JSON selection files and id lists; YAML experiment config; errors.csv),
+stage-2 result; JSON selection files and id lists; YAML experiment config; errors.csv;
+motion files of every model, converted sequences and their per-frame quality files),
 a reader either returns a valid value or raises InputError naming the file; it never
 raises anything else (no traceback), never runs code from the file (a payload would
 create a marker file), never writes anything (no partial output) and returns (no hang:
@@ -40,7 +41,10 @@ from smplh2smplx.formats.mesh_folder import MAX_COORDINATE_M, read_mesh_vertices
 from smplh2smplx.formats.meshes import format_obj
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.param_files import build_parameters, read_parameters
+from smplh2smplx.formats.sequence_files import (OUTPUT_KEYS, SmplxSequence, read_smplh_sequence,
+                                                read_smplx_sequence, smplx_arrays)
 from smplh2smplx.formats.source_params import read_source_params
+from smplh2smplx.stages.sequences.run import read_quality
 from smplh2smplx.cli import settings_yaml
 from smplh2smplx.settings import TransferOptions, load_settings, setting_types
 
@@ -476,3 +480,69 @@ def test_npz_member_claiming_a_huge_array_is_refused(tmp_path):
     with zipfile.ZipFile(tmp_path / "seq_poses.npz", "w") as archive:
         archive.writestr("poses.npy", stream.getvalue())
     read_safely(read_smplh_poses, tmp_path / "seq_poses.npz")
+
+
+# ----------------------------------------------------------------- motion files (issue 16)
+
+def motion_arrays(width, model_type):
+    """A short motion file of a model: poses (4, width), its type, betas, gender, rate."""
+    return {"poses": RNG.normal(size=(4, width)), "trans": np.zeros((4, 3)),
+            "betas": np.zeros(16), "gender": np.array("male"),
+            "mocap_framerate": np.array(60.0), "surface_model_type": np.array(model_type)}
+
+
+MOTION_KEYS = ["poses", "trans", "betas", "gender", "mocap_framerate", "surface_model_type"]
+
+
+@fuzz(60)
+@given(data=st.one_of(*[npz_files(MOTION_KEYS, motion_arrays(width, kind)) for width, kind
+                        in ((156, "smplh"), (165, "smplx"), (72, "smpl"))]))
+def test_motion_file_reader_of_every_model(data):
+    """SMPL-H, SMPL-X and SMPL motion files, damaged or random: read (SMPL-H) or refused
+    with a line naming the file (SMPL-X and shape files are skipped the same way)."""
+    with tempfile.TemporaryDirectory() as folder:
+        sequence = read_safely(read_smplh_sequence, written(folder, "seq_poses.npz", data))
+        assert sequence is None or (sequence.poses.shape[1] == 156
+                                    and np.isfinite(sequence.poses).all())
+
+
+def smplx_output_bytes():
+    stream = io.BytesIO()
+    pose = RNG.normal(size=(4, 55, 3))
+    np.savez(stream, **smplx_arrays(SmplxSequence(pose=pose, trans=np.zeros((4, 3)),
+                                                  betas=np.zeros(10), gender="male",
+                                                  framerate=30.0)))
+    return stream.getvalue()
+
+
+@fuzz(60)
+@given(data=st.one_of(mutated(smplx_output_bytes()),
+                      npz_files(list(OUTPUT_KEYS), motion_arrays(165, "smplx"))))
+def test_converted_sequence_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        arrays = read_safely(read_smplx_sequence, written(folder, "seq_stageii.npz", data))
+        assert arrays is None or arrays["poses"].shape[1] == 165
+
+
+QUALITY = {"v2v_mm": np.ones(6), "acceleration": np.ones(4), "source_acceleration": np.ones(4),
+           "iterations": np.ones(6, np.int64), "fps": np.array(30.0)}
+
+
+@fuzz(60)
+@given(data=st.one_of(npz_files(list(QUALITY), QUALITY),
+                      st.binary(max_size=200), st.just(pickle.dumps(QUALITY))))
+def test_sequence_quality_reader(data):
+    """The per-frame quality files that convert_sequences.py --report reads."""
+    with tempfile.TemporaryDirectory() as folder:
+        quality = read_safely(lambda path: read_quality(path, 6),
+                              written(folder, "seq_stageii_frames.npz", data))
+        assert quality is None or (quality["v2v_mm"].shape == (6,) and quality["fps"] > 0)
+
+
+def test_unmutated_motion_files_read():
+    with tempfile.TemporaryDirectory() as folder:
+        assert read_smplh_sequence(written(folder, "a_poses.npz", npz_bytes(
+            motion_arrays(156, "smplh")))).num_frames == 4
+        assert read_smplx_sequence(written(folder, "a_stageii.npz",
+                                           smplx_output_bytes()))["poses"].shape == (4, 165)
+        assert read_quality(written(folder, "q.npz", npz_bytes(QUALITY)), 6)["fps"] == 30.0

@@ -269,8 +269,9 @@ def test_bad_inputs_fail_alone_with_keep_going(kit, male_only_models, tmp_path):
     # Nothing partial: only the good file's output, quality file and the table exist.
     written = sorted(path.relative_to(output).as_posix() for path in output.rglob("*")
                      if path.is_file())
-    assert written == [".sequences.csv.lock", "A/good_stageii.npz",
-                       "quality/A/good_stageii_frames.npz", "sequences.csv"]
+    assert written == [".result_settings.json.lock", ".sequences.csv.lock",
+                       "A/good_stageii.npz", "quality/A/good_stageii_frames.npz",
+                       "result_settings.json", "sequences.csv"]
     assert list(read_sequence_rows(output / SEQUENCES_CSV)) == ["A/good_poses.npz"]
 
 

@@ -332,7 +332,8 @@ def test_bad_meshes_stop_the_run_or_fail_alone_with_keep_going(paths, meshes, tm
     for name in ["000101.obj", "000102.obj", "000103.obj", "template.obj"]:
         assert name in printed.out + printed.err
     assert sorted(p.name for p in output.iterdir() if not p.name.startswith(".")) == sorted(
-        [f"{pose_id:06d}.pkl" for pose_id in POSE_IDS[:3]] + ["errors.csv"])
+        [f"{pose_id:06d}.pkl" for pose_id in POSE_IDS[:3]] + ["errors.csv",
+                                                              "result_settings.json"])
     assert sorted(read_error_rows(output / "errors.csv")) == POSE_IDS[:3]
     assert not [p for p in output.iterdir() if p.name.endswith(".tmp")]
 

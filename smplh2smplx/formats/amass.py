@@ -1,7 +1,7 @@
 """Reading AMASS SMPL-H sequences ("SMPL+H G" download), with the format checked.
 
-Only the `poses` array is read (np.load opens an .npz lazily, so the marker data and
-other arrays some files carry cost nothing). A SMPL-X sequence is refused rather than
+Only the `poses` array is read (`read_npz` decompresses no other member, so the marker
+data and other arrays some files carry cost nothing). A SMPL-X sequence is refused rather than
 guessed around: its 165 values per frame are laid out differently (jaw and eyes between
 body and hands), so reading it as SMPL-H would silently give wrong hands.
 """
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .files import open_regular
+from .npz import read_npz
 
 SMPLH_POSE_SIZE = 156      # 52 joints x 3: root, 21 body joints, 15 + 15 hand joints
 SMPLX_POSE_SIZE = 165      # 55 joints x 3
@@ -29,17 +29,11 @@ def read_smplh_poses(path, frames=None):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: AMASS sequence not found")
-    try:
-        with open_regular(path) as handle, np.load(handle, allow_pickle=False) as archive:
-            if "poses" not in archive.files:
-                raise InputError(f"{path}: not an AMASS sequence (no `poses` array)")
-            model_type = (str(archive["surface_model_type"])
-                          if "surface_model_type" in archive.files else "smplh")
-            poses = archive["poses"]
-    except InputError:
-        raise
-    except Exception as error:  # zip, header or pickled-object errors of all kinds
-        raise InputError(f"{path}: not a readable .npz file: {error!r}") from None
+    arrays = read_npz(path, ("poses", "surface_model_type"))
+    if "poses" not in arrays:
+        raise InputError(f"{path}: not an AMASS sequence (no `poses` array)")
+    model_type = str(arrays.get("surface_model_type", "smplh"))
+    poses = arrays["poses"]
     if model_type != "smplh" or (poses.ndim == 2 and poses.shape[1] == SMPLX_POSE_SIZE):
         raise InputError(f"{path}: is an AMASS SMPL-X sequence (surface_model_type "
                          f"{model_type}, poses {poses.shape}); use the SMPL+H G download")

@@ -123,7 +123,8 @@ def posescript_human_ids(posescript_dir):
 
 
 def parse_pose_ids(tokens, origin):
-    """Sorted distinct ids from strings like "12,345 678"; `origin` names them in errors."""
+    """Sorted distinct ids from strings like "12,345 678" (at least one); `origin` names
+    them in errors."""
     pose_ids = set()
     for token in tokens:
         for word in re.split(r"[\s,]+", token.strip()):
@@ -132,6 +133,9 @@ def parse_pose_ids(tokens, origin):
             if not word.isdigit():
                 raise InputError(f"{origin}: {word!r} is not a pose id")
             pose_ids.add(int(word))
+    if not pose_ids:
+        raise InputError(f"{origin}: no pose id given (an empty selection would convert "
+                         "nothing)")
     return sorted(pose_ids)
 
 

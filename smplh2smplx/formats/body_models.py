@@ -12,6 +12,7 @@ import scipy.sparse
 
 from ..errors import InputError
 from ..family import KINDS, describe_counts
+from .npz import read_npz
 from .safe_pickle import load_pickle
 
 GENDERS = ("neutral", "male", "female")
@@ -106,11 +107,7 @@ def _find_model_file(path, kind, gender):
 def _read_arrays(path):
     """The required arrays of a model file as a dict (sparse J_regressor made dense)."""
     if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                contents = {key: archive[key] for key in _REQUIRED_KEYS if key in archive.files}
-        except Exception as error:  # zip, header or pickled-object errors of all kinds
-            raise InputError(f"{path}: not a readable .npz file: {error!r}") from None
+        contents = read_npz(path, _REQUIRED_KEYS)     # the other members stay compressed
     else:
         contents = load_pickle(path)
         if not isinstance(contents, dict):

@@ -5,7 +5,8 @@
   an input would hang or mislead a reader);
 - `exclusive_lock`: a lock file beside a shared output, opened without following links;
 - `remove_stale_temporaries`: removes what `atomic_write` left behind in a killed run;
-- `check_writable_folder`: an unwritable output folder is found before any work.
+- `check_writable_folder`: an unwritable output folder is found before any work;
+- `check_finite`: nothing non-finite is written as a result.
 OS errors on the write side become `OutputError` naming the path.
 """
 import contextlib
@@ -19,6 +20,8 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from ..errors import InputError, OutputError
 
@@ -213,6 +216,21 @@ def check_writable_folder(folder):
                           f"{error.strerror or error}") from None
 
 
+# A cell starting with one of these is a formula to a spreadsheet (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(text):
+    """A text cell that no spreadsheet runs as a formula: a leading `'` is added before a
+    formula character (and before a `'`, so that `text_from_spreadsheet` undoes it)."""
+    return f"'{text}" if text.startswith(_FORMULA_STARTS + ("'",)) else text
+
+
+def text_from_spreadsheet(cell):
+    """The text that `spreadsheet_text` wrote as `cell`."""
+    return cell[1:] if cell.startswith("'") else cell
+
+
 def write_csv(path, columns, rows):
     """Write a CSV table atomically: the header `columns`, then `rows` (lists of cells)."""
     text = io.StringIO()
@@ -221,3 +239,40 @@ def write_csv(path, columns, rows):
     writer.writerows(rows)
     with atomic_write(path, "w") as handle:
         handle.write(text.getvalue())
+
+
+def name_problem(name):
+    """Why a file name (as os gives it: undecodable bytes as surrogates) cannot be written
+    into CSV and HTML files and shown on one line; None when it can."""
+    try:
+        str(name).encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if "\n" in str(name) or "\r" in str(name):
+        return "holds a line break"
+    return None
+
+
+def shown_name(name):
+    """A file name on one printable line: an undecodable byte as `\\xNN`, a line break or
+    another control character as its escape."""
+    def shown(char):
+        if 0xDC80 <= ord(char) <= 0xDCFF:              # os's stand-in for a byte
+            return f"\\x{ord(char) - 0xDC00:02x}"
+        return char if char.isprintable() else char.encode("unicode_escape").decode()
+    return "".join(shown(char) for char in str(name))
+
+
+def check_finite(path, arrays):
+    """Raise InputError naming `path` (and nothing is written) when a numeric array of
+    `arrays` ({name: numpy array or torch tensor}) holds NaN or infinite values: nothing
+    non-finite is ever written as converted."""
+    bad = []
+    for name, value in arrays.items():
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        value = np.asarray(value)
+        if value.dtype.kind in "fc" and not np.isfinite(value).all():
+            bad.append(name)
+    if bad:
+        raise InputError(f"{path}: not written: {', '.join(bad)} holds NaN or infinite values")

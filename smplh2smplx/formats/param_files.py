@@ -14,7 +14,7 @@ import torch
 
 from ..errors import InputError
 from ..family import ANY, KINDS
-from .files import atomic_write
+from .files import atomic_write, check_finite
 from .safe_pickle import load_tensor_pickle
 
 
@@ -60,7 +60,9 @@ def write_parameters(path: Path, kind: str, pose, betas, transl=None) -> None:
 
 
 def write_parameter_dict(path: Path, params: dict) -> None:
-    """Pickle a dict of `build_parameters` to `path` atomically."""
+    """Pickle a dict of `build_parameters` to `path` atomically (InputError, nothing
+    written, when a value is not finite)."""
+    check_finite(path, params)
     with atomic_write(path) as handle:
         pickle.dump(params, handle, protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .files import atomic_write
+from .files import atomic_write, check_finite
+from .npz import read_npz
 
 SMPLH_POSE_SIZE = 156        # root, 21 body joints, 15 + 15 hand joints
 SMPLX_POSE_SIZE = 165        # root, 21 body, jaw, two eyes, 15 + 15 hand joints
 SMPL_POSE_SIZE = 72          # root, 21 body joints, 2 hand joints
+MIN_FRAMERATE, MAX_FRAMERATE = 1, 10000      # frames/s any capture could have
 GENDERS = ("neutral", "male", "female")
 INPUT_SUFFIX = "_poses"      # AMASS SMPL-H file names end in _poses.npz
 OUTPUT_SUFFIX = "_stageii"   # AMASS SMPL-X file names end in _stageii.npz
@@ -33,6 +35,7 @@ SMPLX_POSE_SLICES = {
     "pose_eye": slice(69, 75),
     "pose_hand": slice(75, 165),
 }
+INPUT_KEYS = ("poses", "trans", "betas", "gender", "mocap_framerate", "surface_model_type")
 OUTPUT_KEYS = ("poses", "root_orient", "pose_body", "pose_hand", "pose_jaw", "pose_eye",
                "trans", "betas", "num_betas", "gender", "surface_model_type",
                "mocap_frame_rate", "mocap_time_length")
@@ -85,14 +88,13 @@ def _text(value):
     return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
 
 
-def _load(path):
-    """{key: array} of an .npz file, InputError naming it when it cannot be read."""
+def _load(path, keys):
+    """{key: array} of the members `keys` that the .npz file holds (no other member is
+    decompressed); InputError naming it when it cannot be read."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files
-                    if key not in ("marker_data", "marker_labels", "dmpls")}
-    except Exception as error:  # zip, header, pickled-object errors of all kinds
-        raise InputError(f"{path}: not a readable .npz file ({error!r})") from None
+        return read_npz(path, keys)
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found") from None
 
 
 def read_smplh_sequence(path):
@@ -106,7 +108,7 @@ def read_smplh_sequence(path):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: sequence file not found")
-    arrays = _load(path)
+    arrays = _load(path, INPUT_KEYS)
     if "poses" not in arrays:
         what = ("a subject shape file" if "betas" in arrays
                 else "keys: " + (", ".join(sorted(arrays)) or "none"))
@@ -150,8 +152,9 @@ def read_smplh_sequence(path):
                          f"{', '.join(GENDERS)}")
     framerate = arrays["mocap_framerate"]
     if framerate.size != 1 or framerate.dtype.kind not in "fiu" \
-            or not np.isfinite(framerate).all() or float(framerate.reshape(-1)[0]) <= 0:
-        raise InputError(f"{path}: mocap_framerate is {framerate!r}, expected a positive number")
+            or not MIN_FRAMERATE <= float(framerate.reshape(-1)[0]) <= MAX_FRAMERATE:
+        raise InputError(f"{path}: mocap_framerate is {framerate!r}, expected a number of "
+                         f"frames per second from {MIN_FRAMERATE} to {MAX_FRAMERATE}")
     return SmplhSequence(path=path, poses=poses.astype(np.float64),
                          trans=trans.astype(np.float64), betas=betas.astype(np.float64),
                          gender=gender, framerate=float(framerate.reshape(-1)[0]))
@@ -187,8 +190,10 @@ def smplx_arrays(sequence):
 
 
 def write_smplx_sequence(path, sequence):
-    """Write a `SmplxSequence` to `path` (an `_stageii.npz`), atomically."""
+    """Write a `SmplxSequence` to `path` (an `_stageii.npz`), atomically; InputError
+    naming it, and nothing written, when a value is not finite."""
     arrays = smplx_arrays(sequence)
+    check_finite(path, arrays)
     with atomic_write(path) as handle:
         np.savez(handle, **arrays)
 
@@ -199,7 +204,7 @@ def read_smplx_sequence(path):
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: not found")
-    arrays = _load(path)
+    arrays = _load(path, OUTPUT_KEYS)
     missing = [key for key in OUTPUT_KEYS if key not in arrays]
     if missing:
         raise InputError(f"{path}: lacks {', '.join(missing)}")

@@ -1,14 +1,17 @@
 """`sequences.csv`: one row of quality figures per converted motion sequence.
 
 Merged under an exclusive lock and replaced atomically, like errors.csv, so that shards
-sharing an output folder keep each other's rows. Accelerations are in m/s^2.
+sharing an output folder keep each other's rows. Accelerations are in m/s^2. A sequence
+name is data: one that a spreadsheet would take for a formula (`=`, `+`, `-`, `@`...) is
+written behind a `'` (`spreadsheet_text`) and read back as it was.
 """
 import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from .files import exclusive_lock, open_regular, write_csv
+from .files import (exclusive_lock, open_regular, spreadsheet_text, text_from_spreadsheet,
+                    write_csv)
 
 SEQUENCES_CSV = "sequences.csv"
 
@@ -33,7 +36,7 @@ class SequenceRow:
         return self.jitter - self.source_jitter
 
     def cells(self):
-        return [self.sequence, str(self.frames), f"{self.fps:g}", self.gender,
+        return [spreadsheet_text(self.sequence), str(self.frames), f"{self.fps:g}", self.gender,
                 f"{self.v2v_mean_mm:.4f}", f"{self.v2v_p95_mm:.4f}", f"{self.v2v_max_mm:.4f}",
                 f"{self.jitter:.4f}", f"{self.source_jitter:.4f}", f"{self.jitter_excess:.4f}",
                 f"{self.seconds:.2f}"]
@@ -60,9 +63,9 @@ def read_sequence_rows(path):
         for line_number, cells in enumerate(reader, start=2):
             try:
                 name, frames, fps, gender, mean, p95, peak, jitter, source, _excess, secs = cells
-                row = SequenceRow(name, int(frames), float(fps), gender, float(mean),
-                                  float(p95), float(peak), float(jitter), float(source),
-                                  float(secs))
+                row = SequenceRow(text_from_spreadsheet(name), int(frames), float(fps),
+                                  gender, float(mean), float(p95), float(peak), float(jitter),
+                                  float(source), float(secs))
             except ValueError:
                 raise InputError(f"{path}: line {line_number} is malformed: {cells}") from None
             rows[row.sequence] = row

@@ -10,7 +10,8 @@ import numpy as np
 
 from ..errors import InputError
 from .amass import SMPLH_POSE_SIZE
-from .files import atomic_write, exclusive_lock, open_regular
+from .files import atomic_write, check_finite, exclusive_lock
+from .npz import read_npz
 
 SOURCE_PARAMS = "source_params.npz"
 
@@ -20,15 +21,11 @@ def read_source_params(path):
     path = Path(path)
     if not path.exists():
         return {}
-    try:
-        with open_regular(path) as handle, np.load(handle, allow_pickle=False) as data:
-            pose_ids, poses = data["pose_ids"], data["poses"]
-    except InputError:
-        raise
-    except KeyError as error:
-        raise InputError(f"{path}: lacks the array {error}") from None
-    except Exception as error:
-        raise InputError(f"{path}: not a readable .npz file ({error})"[:500]) from None
+    arrays = read_npz(path, ("pose_ids", "poses"))
+    missing = [key for key in ("pose_ids", "poses") if key not in arrays]
+    if missing:
+        raise InputError(f"{path}: lacks the array {', '.join(missing)}")
+    pose_ids, poses = arrays["pose_ids"], arrays["poses"]
     if pose_ids.ndim != 1 or poses.shape != (len(pose_ids), SMPLH_POSE_SIZE):
         raise InputError(f"{path}: expected pose_ids (N,) and poses (N, {SMPLH_POSE_SIZE}), "
                          f"got {pose_ids.shape} and {poses.shape}")
@@ -45,6 +42,7 @@ def write_source_params(path, params):
     """Write {pose_id: (156,) pose} atomically, as `read_source_params` reads it."""
     pose_ids = np.array(sorted(params), dtype=np.int64)
     poses = np.array([params[pose_id] for pose_id in pose_ids], np.float32)
+    check_finite(path, {"poses": poses})
     with atomic_write(path) as handle:
         np.savez(handle, pose_ids=pose_ids, poses=poses.reshape(-1, SMPLH_POSE_SIZE))
 

@@ -34,7 +34,8 @@ from ..family import STAGE1_MODEL
 from ..formats.amass import SMPLH_POSE_SIZE, check_frame, check_frame_values, read_smplh_poses
 from ..formats.annotations import select_pose_ids
 from ..formats.body_models import load_smplh
-from ..formats.files import atomic_write, check_writable_folder, remove_stale_temporaries
+from ..formats.files import (atomic_write, check_finite, check_writable_folder,
+                             remove_stale_temporaries)
 from ..formats.meshes import format_face_lines, format_vertex_lines
 from ..formats.safe_pickle import load_pickle
 from ..formats.source_params import SOURCE_PARAMS, merge_source_params, read_source_params
@@ -193,6 +194,7 @@ def obj_path(output_dir, pose_id):
 
 def _write_batch(face_lines, output_dir, pose_ids, vertices):
     for pose_id, mesh in zip(pose_ids, vertices):
+        check_finite(obj_path(output_dir, pose_id), {"vertices": mesh})
         with atomic_write(obj_path(output_dir, pose_id)) as stream:
             stream.write(format_vertex_lines(mesh) + face_lines)
 

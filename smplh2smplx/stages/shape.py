@@ -2,10 +2,26 @@
 
 Loads the two models and their deformation transfer and solves `body.shape.convert_betas`.
 """
+import numpy as np
+
 from ..body.deformation import load_pair_transfer
 from ..body.shape import convert_betas
 from ..errors import InputError
 from ..formats.body_models import load_body_model
+
+
+# Betas are in standard deviations of the training bodies: real bodies lie within a few;
+# far beyond, the blend shapes give no body (and float32 overflows).
+MAX_ABS_BETA = 100.0
+
+
+def check_source_betas(source_betas):
+    """InputError when a source beta is not finite or beyond +-MAX_ABS_BETA."""
+    values = np.asarray(source_betas, dtype=np.float64).reshape(-1)
+    bad = [float(value) for value in values if not abs(value) <= MAX_ABS_BETA]
+    if bad:
+        raise InputError(f"--betas: {bad[0]:g} is beyond +-{MAX_ABS_BETA:g} (betas are "
+                         "standard deviations of body shape; real bodies lie within a few)")
 
 
 def convert_shape(options, source_betas):
@@ -18,6 +34,7 @@ def convert_shape(options, source_betas):
     Returns:
         a `body.shape.ShapeResult` (betas (B, num_betas), transl (B, 3), errors in mm).
     """
+    check_source_betas(source_betas)
     source = load_body_model(options.model_path(options.source_model), options.source_model,
                              options.gender)
     target = load_body_model(options.model_path(options.target_model), options.target_model,

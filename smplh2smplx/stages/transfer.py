@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from ..body.deformation import load_pair_transfer
 from ..body.lbs import BodyModel
+from ..body.mask import check_mask_describes_body
 from ..errors import InputError
 from ..family import KINDS, STAGE1_MODEL, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
@@ -50,6 +51,7 @@ from ..formats.mesh_folder import (PoseInput, list_mesh_inputs, read_mesh_vertic
                                    select_shard)
 from ..formats.param_files import (parameter_path, pose_from_parameters, read_parameters,
                                    write_parameters)
+from ..formats.result_settings import check_result_settings, record_result_settings
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..runtime import resolve_device
 from ..settings import TransferOptions
@@ -109,6 +111,9 @@ class _Stage2:
                              f"coefficients, {options.fit.num_betas} betas asked for")
         self.deformation = load_pair_transfer(options.source_model, options.target_model,
                                               options.deformation_transfer, options.mask)
+        if options.mask is not None:
+            check_mask_describes_body(self.deformation.mask_ids, target_data.weights,
+                                      options.mask)
         self.smplh_body = None
         if options.from_params:
             self.smplh_body = BodyModel(load_smplh(options.smplh_model)).to(self.device)
@@ -171,7 +176,8 @@ class _Stage2:
 
         The poses of a batch not in `new` (their .pkl exists) are fitted only to keep the
         batch the same as in an uninterrupted run: a fit's last bits depend on its batch
-        mates. Returns the rows written.
+        mates. A pose whose fitted values are not finite fails (nothing written for it).
+        Returns the rows written and the failures.
         """
         options = self.options
         targets = torch.as_tensor(
@@ -179,6 +185,12 @@ class _Stage2:
         init_poses = [self.start_pose(item.pose_id) for item in inputs]
         result = fit_batch(self.fitter, targets, init_poses)
         written = [i for i, item in enumerate(inputs) if item.pose_id in new]
+        finite = [bool(torch.isfinite(result.pose[i]).all()
+                       and torch.isfinite(result.betas[i]).all()) for i in range(len(inputs))]
+        failures = [(inputs[i].name, f"{parameter_path(options.output_dir, inputs[i].pose_id)}:"
+                     " not written: the fit gave NaN or infinite values") for i in written
+                    if not finite[i]]
+        written = [i for i in written if finite[i]]
         rows = [ErrorRow(pose_id=inputs[i].pose_id,
                          v2v_mean_mm=float(result.v2v_mean_mm[i]),
                          v2v_max_mm=float(result.v2v_max_mm[i]),
@@ -191,7 +203,7 @@ class _Stage2:
             write_parameters(parameter_path(options.output_dir, inputs[i].pose_id),
                              options.target_model, result.pose[i], result.betas[i],
                              result.transl[i])
-        return rows
+        return rows, failures
 
 
 def _is_stage2_output(name):
@@ -213,13 +225,34 @@ def is_complete_result(path: Path, target: str) -> bool:
     return True
 
 
+def result_settings(options):
+    """The settings that define stage 2's results (recorded in the output folder)."""
+    return {"target_model": options.target_model, "num_betas": options.fit.num_betas,
+            "gender": options.gender}
+
+
+def _existing_results(output_dir):
+    """Each result `.pkl` in `output_dir` with the target model and number of betas it
+    shows (files no format reads are left out: they are redone, as on any resume)."""
+    for path in sorted(Path(output_dir).glob("*.pkl")):
+        if not (path.stem.isdigit() and is_regular_file(path)):
+            continue
+        for kind in KINDS:
+            try:
+                params = read_parameters(path, kind)
+            except InputError:
+                continue
+            yield path, {"target_model": kind, "num_betas": params["betas"].shape[1]}
+            break
+
+
 def _no_inputs_message(options, source_params):
     """Why a run has nothing to convert, and what to do about it."""
     if options.from_params:
         return (f"{Path(options.mesh_dir) / SOURCE_PARAMS}: records no pose; run stage 1 "
                 "into this folder first")
     hint = (f"; it holds {SOURCE_PARAMS} with {len(source_params)} poses (stage 1 with "
-            "--format params?): convert them with --from-params" if source_params
+            "--output-format params?): convert them with --from-params" if source_params
             else "; run stage 1 into this folder first")
     return f"{options.mesh_dir}: no .obj or .ply mesh files in the mesh folder{hint}"
 
@@ -239,6 +272,9 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
     options.check()
     output_dir = Path(options.output_dir)
     check_writable_folder(output_dir)            # before the models are loaded, not after
+    settings = result_settings(options)
+    check_result_settings(output_dir, settings, options.overwrite,
+                          lambda: _existing_results(output_dir))
     remove_stale_temporaries(output_dir, _is_stage2_output)
     source_path = Path(options.mesh_dir) / SOURCE_PARAMS
     if options.from_params and not source_path.is_file():
@@ -275,6 +311,7 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
 
     stage = _Stage2(options, source_params)
     output_dir.mkdir(parents=True, exist_ok=True)
+    record_result_settings(output_dir, settings, options.overwrite)
     start_time = time.perf_counter()
     with tqdm(total=num_new, unit="pose", disable=not progress or not work) as bar, \
             ThreadPoolExecutor(max_workers=1) as reader:
@@ -293,7 +330,9 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
             summary.failures.extend(failures)
             new_ids = {item.pose_id for item in ok if item.name in new}
             if new_ids:
-                summary.rows.extend(stage.fit_and_write(ok, vertices, new_ids))
+                rows, failures = stage.fit_and_write(ok, vertices, new_ids)
+                summary.rows.extend(rows)
+                summary.failures.extend(failures)
             bar.update(len(new))
     summary.seconds = time.perf_counter() - start_time
     return summary

@@ -97,6 +97,8 @@ class SequenceOptions:
                              f"{self.shard_size} and {self.shard_index}")
         if self.chunk_frames < 1 or self.shape_frames < 1 or self.shape_rounds < 1:
             raise InputError("chunk_frames, shape_frames and shape_rounds must be >= 1")
+        if self.fit.max_iterations < 0:
+            raise InputError(f"max_iterations must be >= 0, got {self.fit.max_iterations}")
         if not Path(self.input_path).exists():
             raise InputError(f"{self.input_path}: input not found")
 

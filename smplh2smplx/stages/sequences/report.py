@@ -19,7 +19,7 @@ from ...formats.sequence_files import read_smplh_sequence, read_smplx_sequence
 from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
 from .convert import GenderModels, frame_step
-from .run import output_path, quality_path
+from .run import output_path, quality_path, read_quality
 
 REPORT_DIR = "report"
 SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X
@@ -39,11 +39,11 @@ def plot_sequence(quality, title, path):
     """Per-frame v2v_mm and joint acceleration (fitted and source) of one sequence."""
     figure = _figure(8, 4.5)
     top, bottom = figure.subplots(2, 1, sharex=True)
-    fps = float(quality["fps"])
+    fps = quality["fps"]
     times = np.arange(len(quality["v2v_mm"])) / fps
     top.plot(times, quality["v2v_mm"], color=FIT_COLOR, linewidth=1)
     top.set_ylabel("v2v (mm)")
-    top.set_title(title, fontsize=9)
+    top.set_title(title, fontsize=9, parse_math=False)      # a file name is data
     middle = times[1:-1]
     bottom.plot(middle, quality["source_acceleration"], color=SOURCE_COLOR, linewidth=1,
                 label="source SMPL-H")
@@ -130,13 +130,22 @@ def posed_meshes(options, relative, frames):
     return source, models.smplh.faces.numpy(), fitted, body.faces.numpy(), azimuth
 
 
-def write_sequence_report(options, num_worst=5, animation_frames=40):
-    """Write the report of `options.output_dir`; returns the path of its index.html."""
+def write_sequence_report(options, num_worst=5, animation_frames=40, log=print):
+    """Write the report of `options.output_dir`; returns the path of its index.html.
+
+    A sequence whose quality file is damaged is left out with one line (`log`)."""
     output_dir = Path(options.output_dir)
     rows = read_sequence_rows(output_dir / SEQUENCES_CSV)
     rows = {name: row for name, row in rows.items()
             if quality_path(output_dir, name).is_file()
             and output_path(output_dir, name).is_file()}
+    qualities = {}
+    for name, row in list(rows.items()):
+        try:
+            qualities[name] = read_quality(quality_path(output_dir, name), row.frames)
+        except InputError as error:
+            log(f"skipped: {error}")
+            del rows[name]
     if not rows:
         raise InputError(f"{output_dir}: no converted sequences to report on "
                          f"({SEQUENCES_CSV} and the outputs)")
@@ -160,21 +169,19 @@ def write_sequence_report(options, num_worst=5, animation_frames=40):
                      f"<td>{row.jitter:.3f}</td><td>{row.source_jitter:.3f}</td></tr>")
     parts.append("</table>")
     worst_row = worst[0]
-    quality = np.load(quality_path(output_dir, worst_row.sequence))
+    quality = qualities[worst_row.sequence]
     frames = np.unique(np.linspace(0, len(quality["v2v_mm"]) - 1,
                                    min(animation_frames, len(quality["v2v_mm"]))).astype(int))
     source, source_faces, fitted, fitted_faces, azimuth = posed_meshes(
         options, worst_row.sequence, frames)
-    shown_fps = float(quality["fps"]) * len(frames) / max(len(quality["v2v_mm"]), 1)
+    shown_fps = quality["fps"] * len(frames) / max(len(quality["v2v_mm"]), 1)
     animate(source, source_faces, fitted, fitted_faces, max(shown_fps, 2.0),
             folder / "worst_sequence.gif", azimuth)
     parts.append(f"<h2>Worst sequence: {html.escape(worst_row.sequence)}</h2>"
                  "<img src='worst_sequence.gif' alt='source and fitted meshes'>")
     for index, row in enumerate(worst):
-        with np.load(quality_path(output_dir, row.sequence)) as data:
-            quality = {key: data[key] for key in data.files}
         name = f"sequence_{index:02d}.png"
-        plot_sequence(quality, row.sequence, folder / name)
+        plot_sequence(qualities[row.sequence], row.sequence, folder / name)
         parts.append(f"<h3>{html.escape(row.sequence)}</h3><img src='{name}' alt='per-frame "
                      "error and acceleration'>")
     index_path = folder / "index.html"

@@ -17,9 +17,14 @@ import numpy as np
 from tqdm import tqdm
 
 from ...body.deformation import load_deformation_transfer
-from ...errors import InputError
-from ...formats.files import atomic_write
+from ...body.mask import check_mask_describes_body
+from ...cli import one_line
+from ...errors import InputError, OutputError
+from ...formats.files import (atomic_write, is_regular_file, name_problem, shown_name,
+                              remove_stale_temporaries)
+from ...formats.result_settings import check_result_settings, record_result_settings
 from ...formats.mesh_folder import select_shard
+from ...formats.npz import read_npz
 from ...formats.sequence_files import (SkipFile, is_finished, output_name, read_smplh_sequence,
                                        write_smplx_sequence)
 from ...formats.sequences_csv import SEQUENCES_CSV, merge_sequence_rows
@@ -31,25 +36,59 @@ QUALITY_DIR = "quality"          # <output>/quality/<relative folder>/<name>_fra
 def list_sequence_files(input_path, output_dir=None):
     """Sorted (relative name, path) of the `.npz` files to consider.
 
-    A file gives itself (its name); a folder gives every `.npz` below it (hidden names and
-    the output folder, when inside it, left out), sorted by relative path.
+    A file gives itself (its name); a folder gives every `.npz` below it, folders reached
+    through symbolic links included (hidden names and the output folder, when inside it,
+    left out), sorted by relative path.
     """
     input_path = Path(input_path)
     if input_path.is_file():
         return [(input_path.name, input_path)]
     if not input_path.is_dir():
         raise InputError(f"{input_path}: input not found")
-    root = input_path.resolve()
     excluded = Path(output_dir).resolve() if output_dir is not None else None
-    found = []
-    for path in root.rglob("*.npz"):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts):
+    found, visited = [], set()
+    # Folders reached through symbolic links are listed too (under the link's name); a
+    # folder met twice (a link loop, or two links to one folder) is listed once.
+    for folder, subfolders, names in os.walk(input_path, followlinks=True):
+        real = Path(folder).resolve()
+        if real in visited or (excluded is not None
+                               and (real == excluded or excluded in real.parents)):
+            subfolders[:] = []
             continue
-        if excluded is not None and (path == excluded or excluded in path.parents):
-            continue
-        found.append((relative.as_posix(), input_path / relative))
+        visited.add(real)
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        relative_folder = Path(folder).relative_to(input_path)
+        for name in names:
+            if name.endswith(".npz") and not name.startswith("."):
+                relative = relative_folder / name
+                found.append((relative.as_posix(), input_path / relative))
     return sorted(found)
+
+
+def check_folders(input_path, output_dir):
+    """InputError when the output folder is the input folder or lies above it (the outputs
+    would be read as inputs, or mixed into the input tree)."""
+    source, target = Path(input_path).resolve(), Path(output_dir).resolve()
+    if Path(input_path).is_dir() and (source == target or target in source.parents):
+        where = "is" if source == target else "lies inside"
+        raise InputError(f"{input_path}: the input folder {where} the output folder "
+                         f"{output_dir}; give another --output-dir")
+
+
+def _is_sequence_output(name):
+    """Whether `name` is a file a sequence run writes (its stale temporaries are removed)."""
+    return name == SEQUENCES_CSV or name.endswith(".npz")
+
+
+def remove_stale_sequence_temporaries(output_dir, files):
+    """Remove what a killed run left of its outputs: the temporaries of the output, quality
+    and `sequences.csv` files in the folders of `files` ((relative name, path) pairs)."""
+    folders = {Path(output_dir)}
+    for relative, _path in files:
+        folders.add(output_path(output_dir, relative).parent)
+        folders.add(quality_path(output_dir, relative).parent)
+    for folder in sorted(folders):
+        remove_stale_temporaries(folder, _is_sequence_output)
 
 
 def output_path(output_dir, relative):
@@ -65,12 +104,65 @@ def quality_path(output_dir, relative):
     return Path(output_dir) / QUALITY_DIR / relative.parent / name
 
 
+def result_settings(options):
+    """The settings that define a sequence run's outputs (recorded in the output folder)."""
+    return {"target_model": getattr(options, "target_model", "smplx"),
+            "num_betas": options.num_betas, "gender": options.gender,
+            "fps": "source" if options.fps is None else float(options.fps)}
+
+
+def _existing_outputs(options):
+    """Each output `_stageii.npz` under the output folder with the settings it shows: its
+    model and number of betas, and its gender and frame rate where the run fixes them."""
+    for path in sorted(Path(options.output_dir).rglob("*_stageii.npz")):
+        if not is_regular_file(path):
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                shown = {"target_model": str(archive["surface_model_type"]),
+                         "num_betas": int(archive["num_betas"])}
+                if options.gender != "file":
+                    shown["gender"] = str(archive["gender"])
+                if options.fps is not None:
+                    shown["fps"] = float(archive["mocap_frame_rate"])
+        except Exception:   # unreadable: not a finished output, converted again
+            continue
+        yield path, shown
+
+
 def write_quality(path, result):
     """Per-frame v2v_mm, accelerations and fitter steps of a sequence (for the report)."""
     with atomic_write(path) as handle:
         np.savez(handle, v2v_mm=result.v2v_mm, acceleration=result.acceleration,
                  source_acceleration=result.source_acceleration,
                  iterations=result.iterations, fps=np.array(result.output.framerate))
+
+
+QUALITY_KEYS = ("v2v_mm", "acceleration", "source_acceleration", "iterations", "fps")
+
+
+def read_quality(path, frames):
+    """{key: array} of the quality file of a sequence of `frames` output frames, checked:
+    InputError naming the file when it is unreadable or does not fit (the report skips it)."""
+    try:
+        arrays = read_npz(path, QUALITY_KEYS)
+    except FileNotFoundError:
+        raise InputError(f"{path}: quality file not found") from None
+    missing = [key for key in QUALITY_KEYS if key not in arrays]
+    if missing:
+        raise InputError(f"{path}: lacks {', '.join(missing)}")
+    accelerations = max(frames - 2, 0)
+    for key, length in (("v2v_mm", frames), ("acceleration", accelerations),
+                        ("source_acceleration", accelerations), ("iterations", frames)):
+        value = arrays[key]
+        if value.shape != (length,) or value.dtype.kind not in "fiu":
+            raise InputError(f"{path}: {key} has shape {value.shape} and type {value.dtype}, "
+                             f"expected ({length},) numbers for {frames} frames")
+    fps = arrays["fps"]
+    if fps.size != 1 or fps.dtype.kind not in "fiu" or not 0 < float(fps.reshape(-1)[0]) < 1e5:
+        raise InputError(f"{path}: fps is {fps!r}, expected a positive frame rate")
+    arrays["fps"] = float(fps.reshape(-1)[0])
+    return arrays
 
 
 @dataclass
@@ -126,8 +218,12 @@ class SequenceRun:
         """GenderModels of `gender`; a failure to load is remembered and raised again."""
         if gender not in self._models:
             try:
-                self._models[gender] = GenderModels(self.options, gender,
-                                                    self.deformation.mask_ids, self.device)
+                models = GenderModels(self.options, gender, self.deformation.mask_ids,
+                                      self.device)
+                check_mask_describes_body(self.deformation.mask_ids,
+                                          models.smplx.weights.cpu().numpy(),
+                                          self.options.mask_path)
+                self._models[gender] = models
             except InputError as error:
                 self._models[gender] = error
         models = self._models[gender]
@@ -139,6 +235,10 @@ class SequenceRun:
         """Convert one file and write its row, quality file and output; the row."""
         options = self.options
         start = time.perf_counter()
+        problem = name_problem(relative)
+        if problem:
+            raise InputError(f"{shown_name(relative)}: the file name {problem} (it could not "
+                             "be written into sequences.csv); rename the file")
         sequence = read_smplh_sequence(path)
         gender = sequence.gender if options.gender == "file" else options.gender
         try:
@@ -162,8 +262,18 @@ def run_sequences(options, progress=True, log=print):
     transfer; a bad file fails alone (with keep_going the run goes on).
     """
     options.check()
+    check_folders(options.input_path, options.output_dir)
+    settings = result_settings(options)
+    check_result_settings(options.output_dir, settings, options.overwrite,
+                          lambda: _existing_outputs(options))
     files = list_sequence_files(options.input_path, options.output_dir)
+    if not files:
+        raise InputError(f"{options.input_path}: no .npz files to convert")
+    if options.shard_size == 0 and options.shard_index != 0:
+        log(f"note: batch index {options.shard_index} is ignored: batch size is 0, so the "
+            "one shard is the whole input")
     shard = select_shard(files, options.shard_size, options.shard_index)
+    remove_stale_sequence_temporaries(options.output_dir, shard)
     if options.shard_size and not shard and files:
         log(f"shard {options.shard_index} of size {options.shard_size} is empty: the input "
             f"holds {len(files)} files ({math.ceil(len(files) / options.shard_size)} shards)")
@@ -173,6 +283,8 @@ def run_sequences(options, progress=True, log=print):
     summary.done_before = len(shard) - len(todo)
     single_file = Path(options.input_path).is_file()
     run = SequenceRun(options) if todo else None
+    if todo:
+        record_result_settings(options.output_dir, settings, options.overwrite)
     start = time.perf_counter()
     for relative, path in tqdm(todo, unit="file", disable=not progress or not todo):
         try:
@@ -213,9 +325,23 @@ class SlurmOptions:
     cluster: str = None
 
 
+@dataclass(frozen=True)
+class ShardError:
+    """What a task that stopped at a bad input or an unwritable output returns: the exit
+    code the command would give (2 or 3) and its one-line message."""
+    code: int
+    message: str
+
+
 def run_shard(options):
-    """One array task: run a shard without a progress bar; the summary is its result."""
-    return run_sequences(options, progress=False)
+    """One array task: run a shard without a progress bar; its summary, or a ShardError
+    (a task's error comes back as data, not as submitit's traceback)."""
+    try:
+        return run_sequences(options, progress=False)
+    except InputError as error:
+        return ShardError(2, one_line(error))
+    except (OutputError, OSError) as error:
+        return ShardError(3, one_line(error))
 
 
 def submit_shards(options, slurm):
@@ -228,6 +354,7 @@ def submit_shards(options, slurm):
     import submitit
 
     options.check()
+    check_folders(options.input_path, options.output_dir)
     if slurm.shards < 1:
         raise InputError(f"--shards must be >= 1, got {slurm.shards}")
     files = list_sequence_files(options.input_path, options.output_dir)

@@ -1,0 +1,573 @@
+"""Issue 16, hostile and broken inputs round 2: one test (or a few) per row and principle.
+
+Each test failed on main before its fix; docs/BAD_INPUTS.md names them. Fits are short
+(a few iterations on one or two poses, or sequences of a few frames): they test the
+drivers' handling of bad inputs and settings, not the fitter.
+"""
+import csv
+import io
+import json
+import os
+import pickle
+import shutil
+import time
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import convert_sequences
+import extract_to_obj
+import run_transfer
+from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.errors import InputError
+from smplh2smplx.fit.fitter import FitSettings
+from smplh2smplx.formats import npz as npz_module
+from smplh2smplx.formats.amass import read_smplh_poses
+from smplh2smplx.formats.body_models import load_smplh, load_smplx
+from smplh2smplx.formats.meshes import write_obj
+from smplh2smplx.formats.result_settings import RESULT_SETTINGS
+from smplh2smplx.formats.sequence_files import (SmplxSequence, read_smplh_sequence,
+                                                read_smplx_sequence, write_smplx_sequence)
+from smplh2smplx.formats.sequences_csv import (SEQUENCES_CSV, merge_sequence_rows,
+                                               read_sequence_rows)
+from smplh2smplx.formats.smplh_params import read_smplh_params
+from smplh2smplx.formats.source_params import (SOURCE_PARAMS, read_source_params,
+                                               write_source_params)
+from smplh2smplx.settings import load_experiment_config
+from smplh2smplx.stages import transfer as transfer_module
+from smplh2smplx.stages.sequences.convert import SequenceOptions
+from smplh2smplx.stages.sequences.report import plot_sequence, write_sequence_report
+from smplh2smplx.stages.sequences.run import (list_sequence_files, output_path, quality_path,
+                                              read_quality, run_sequences)
+
+FAST = FitSettings(max_iterations=3, refine_iterations=1, fit_vertices=500)
+SHORT_FIT = FitSettings(max_iterations=2)
+QUIET = dict(progress=False, log=lambda _line: None)
+OLD = time.time() - 3600
+
+
+@pytest.fixture(scope="module")
+def smplh_mesh(kit, tmp_path_factory):
+    """A folder with one SMPL-H mesh (pose id 1) of the kit's model."""
+    folder = tmp_path_factory.mktemp("meshes")
+    body = BodyModel(load_smplh(kit.body_models / "smplh" / "SMPLH_NEUTRAL.pkl"))
+    with torch.no_grad():
+        vertices = body(torch.zeros(1, 52, 3))[0][0].numpy()
+    write_obj(folder / "000001.obj", vertices, body.faces)
+    return folder
+
+
+def stage2_argv(kit, mesh_dir, output_dir, *extra):
+    return ["--exp-opts", f"datasets.mesh_folder.data_folder={mesh_dir}",
+            f"output_folder={output_dir}", f"body_model.folder={kit.body_models}",
+            f"deformation_transfer_path={kit.deftrafo}", f"mask_ids_fname={kit.mask}",
+            "fit.max_iterations=3", "fit.refine_iterations=1", "fit.fit_vertices=500",
+            "fit.device=cpu", *extra]
+
+
+def sequence_options(kit, input_path, output_dir, **changes):
+    base = SequenceOptions(input_path=input_path, output_dir=output_dir,
+                           smplh_model=kit.body_models, smplx_model=kit.body_models,
+                           deftrafo_path=kit.deftrafo, mask_path=kit.mask, device="cpu",
+                           chunk_frames=8, shape_frames=4, fit=SHORT_FIT)
+    return replace(base, **changes)
+
+
+def short_tree(kit, root, frames=8, names=("a/one_poses.npz",)):
+    """A tree of short copies of the kit's first sequence; the file paths."""
+    with np.load(kit.amass / kit.sequences[0]) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    for key in ("poses", "trans", "dmpls"):
+        arrays[key] = arrays[key][:frames]
+    paths = []
+    for name in names:
+        path = Path(root) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **arrays)
+        paths.append(path)
+    return paths
+
+
+# ------------------------------------------------------------------ row 12 and its principle
+
+def test_row12_stage2_refuses_a_folder_of_another_target_model_or_betas(
+        kit, smplh_mesh, tmp_path, capsys):
+    output = tmp_path / "out"
+    smplh = ["--target-model", "smplh"]
+    assert run_transfer.main(smplh + stage2_argv(kit, smplh_mesh, output)) == 0
+    result = output / "000001.pkl"
+    before = result.read_bytes()
+    capsys.readouterr()
+    for argv, expected in (
+            (stage2_argv(kit, smplh_mesh, output), "target_model smplh (this run: smplx)"),
+            (smplh + stage2_argv(kit, smplh_mesh, output, "body_model.smplh.betas.num=16"),
+             "num_betas 10 (this run: 16)"),
+            (smplh + stage2_argv(kit, smplh_mesh, output, "body_model.gender=male"),
+             "gender neutral (this run: male)")):
+        code = run_transfer.main(argv)
+        line = capsys.readouterr().err.strip()
+        assert code == 2, line
+        assert str(output) in line and expected in line
+        assert "--overwrite" in line and "\n" not in line
+        assert result.read_bytes() == before
+    # --overwrite replaces them explicitly, and records the new settings.
+    argv = smplh + stage2_argv(kit, smplh_mesh, output, "body_model.smplh.betas.num=16")
+    assert run_transfer.main(argv + ["--overwrite"]) == 0
+    assert read_smplh_params(result)["betas"].shape == (1, 16)
+    assert json.loads((output / RESULT_SETTINGS).read_text())["num_betas"] == 16
+
+
+def test_row12_stage2_checks_results_of_a_folder_without_a_record(kit, smplh_mesh, tmp_path,
+                                                                   capsys):
+    """Results written before settings were recorded are compared file by file."""
+    output = tmp_path / "out"
+    assert run_transfer.main(stage2_argv(kit, smplh_mesh, output)) == 0
+    (output / RESULT_SETTINGS).unlink()
+    before = (output / "000001.pkl").read_bytes()
+    capsys.readouterr()
+    code = run_transfer.main(["--target-model", "smplh"]
+                             + stage2_argv(kit, smplh_mesh, output))
+    line = capsys.readouterr().err.strip()
+    assert code == 2 and "000001.pkl" in line and "target_model smplx (this run: smplh)" in line
+    assert (output / "000001.pkl").read_bytes() == before
+    # Same settings: the results are taken as done and the record written.
+    assert run_transfer.main(stage2_argv(kit, smplh_mesh, output)) == 0
+    assert "1 skipped" in capsys.readouterr().out
+    assert json.loads((output / RESULT_SETTINGS).read_text())["target_model"] == "smplx"
+
+
+@pytest.fixture(scope="module")
+def one_converted(kit, tmp_path_factory):
+    """A tree of one short sequence and its output folder, converted with the defaults."""
+    root = tmp_path_factory.mktemp("one_converted")
+    short_tree(kit, root / "amass")
+    first = run_sequences(sequence_options(kit, root / "amass", root / "out"), progress=False)
+    assert len(first.rows) == 1
+    return root / "amass", root / "out"
+
+
+@pytest.mark.parametrize("change", [dict(fps=30.0), dict(gender="neutral"),
+                                    dict(num_betas=16)])
+def test_row12_sequences_refuse_outputs_of_other_settings(kit, one_converted, tmp_path,
+                                                          change):
+    source, output = one_converted[0], tmp_path / "out"
+    shutil.copytree(one_converted[1], output)
+    written = output_path(output, "a/one_poses.npz")
+    before = written.read_bytes()
+    with pytest.raises(InputError) as error:
+        run_sequences(sequence_options(kit, source, output, **change), progress=False)
+    message = str(error.value)
+    assert str(output) in message and "--overwrite" in message
+    assert next(iter(change)) in message
+    assert written.read_bytes() == before
+    # The same refusal for outputs written before settings were recorded (file by file).
+    (output / RESULT_SETTINGS).unlink()
+    if "gender" in change or "fps" in change or "num_betas" in change:
+        with pytest.raises(InputError, match="one_stageii.npz"):
+            run_sequences(sequence_options(kit, source, output, **change), progress=False)
+    assert written.read_bytes() == before
+
+
+def test_row12_sequences_command_line_refuses_another_fps_with_exit_2(kit, tmp_path, capsys):
+    source = tmp_path / "amass"
+    short_tree(kit, source)
+    output = tmp_path / "out"
+    config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+              "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
+              "SEQUENCE_OUTPUT_DIR": str(output)}
+    argv = [str(source), "--device", "cpu", "--max-iterations", "2", "--chunk-frames", "8",
+            "--shape-frames", "4"]
+    assert convert_sequences.main(argv, user_config=config) == 0
+    written = output_path(output, "a/one_poses.npz")
+    rate = float(read_smplx_sequence(written)["mocap_frame_rate"])
+    capsys.readouterr()
+    assert convert_sequences.main(argv + ["--fps", str(rate / 2)], user_config=config) == 2
+    line = capsys.readouterr().err.strip()
+    assert "fps source (this run:" in line and "\n" not in line
+    assert float(read_smplx_sequence(written)["mocap_frame_rate"]) == rate
+    assert convert_sequences.main(argv + ["--fps", str(rate / 2), "--overwrite"],
+                                  user_config=config) == 0
+    assert float(read_smplx_sequence(written)["mocap_frame_rate"]) == rate / 2
+
+
+# ------------------------------------------------------------------ one keep-going tree run
+
+def raw_member_npz(path, source):
+    """`source`'s arrays with `poses` stored as raw bytes (no .npy suffix)."""
+    with np.load(source) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, value in arrays.items():
+            if key == "poses":
+                archive.writestr("poses", value.tobytes())
+            else:
+                stream = io.BytesIO()
+                np.lib.format.write_array(stream, np.asanyarray(value))
+                archive.writestr(f"{key}.npy", stream.getvalue())
+
+
+@pytest.fixture(scope="module")
+def tree_run(kit, tmp_path_factory):
+    """One --keep-going command-line run over a tree holding two good files (one named
+    like a spreadsheet formula), a file whose name is not valid UTF-8 and one whose
+    `poses` member is raw bytes: (tree, output, exit code, printed text)."""
+    import contextlib
+    import io as text_io
+    root = tmp_path_factory.mktemp("tree_run")
+    tree, output = root / "amass", root / "out"
+    good, formula = short_tree(kit, tree, names=("a/ok_poses.npz", "a/=1+2_poses.npz"))
+    bad_name = os.path.join(os.fsencode(tree / "a"), b"bad\xff_poses.npz")
+    with open(good, "rb") as source, open(bad_name, "wb") as target:
+        target.write(source.read())
+    raw_member_npz(tree / "a" / "raw_poses.npz", good)
+    config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+              "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
+              "SEQUENCE_OUTPUT_DIR": str(output)}
+    out, err = text_io.StringIO(), text_io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = convert_sequences.main(
+            [str(tree), "--keep-going", "--device", "cpu", "--max-iterations", "2",
+             "--chunk-frames", "8", "--shape-frames", "4"], user_config=config)
+    return tree, output, code, out.getvalue() + err.getvalue()
+
+
+def test_row1_raw_npz_member_fails_its_file_alone(tree_run):
+    tree, output, code, printed = tree_run
+    assert code == 1
+    lines = [line for line in printed.splitlines() if "raw_poses.npz" in line]
+    assert lines and all("member poses is stored as raw bytes" in line for line in lines)
+    assert "Traceback" not in printed and "AttributeError" not in printed
+    assert output_path(output, "a/ok_poses.npz").is_file()
+
+
+def test_row1_raw_npz_member_in_stage1_and_source_params(kit, tmp_path):
+    raw_member_npz(tmp_path / "seq_poses.npz", kit.amass / kit.sequences[0])
+    with pytest.raises(InputError, match=r"seq_poses.npz: member poses is stored as raw"):
+        read_smplh_poses(tmp_path / "seq_poses.npz")
+    with zipfile.ZipFile(tmp_path / SOURCE_PARAMS, "w") as archive:
+        archive.writestr("pose_ids", np.arange(2).tobytes())
+        archive.writestr("poses.npy", b"")
+    with pytest.raises(InputError, match=r"source_params.npz: member pose_ids is stored"):
+        read_source_params(tmp_path / SOURCE_PARAMS)
+
+
+def test_row4_a_file_name_not_valid_utf8_fails_alone(tree_run):
+    tree, output, code, printed = tree_run
+    assert code == 1
+    lines = [line for line in printed.splitlines() if "not valid UTF-8" in line]
+    assert lines and "a/bad\\xff_poses.npz" in lines[0]
+    assert "Traceback" not in printed and "UnicodeEncodeError" not in printed
+    rows = read_sequence_rows(output / SEQUENCES_CSV)
+    assert sorted(rows) == ["a/=1+2_poses.npz", "a/ok_poses.npz"]
+
+
+def test_row11_a_name_like_a_formula_is_neutralised_in_sequences_csv(tree_run):
+    _tree, output, _code, _printed = tree_run
+    with open(output / SEQUENCES_CSV, newline="", encoding="utf-8") as handle:
+        cells = [row[0] for row in csv.reader(handle)][1:]
+    assert "'a/=1+2_poses.npz" not in cells              # a/ comes first: no formula
+    assert sorted(cells) == ["a/=1+2_poses.npz", "a/ok_poses.npz"]
+    # A name that starts with a formula character gets the quote, and reads back as it was.
+    row = read_sequence_rows(output / SEQUENCES_CSV)["a/ok_poses.npz"]
+    table = output / "other.csv"
+    for name in ("=HYPERLINK(\"x\")", "+1", "-1", "@SUM(A1)", "\tx", "'quoted"):
+        merge_sequence_rows(table, [replace(row, sequence=name)])
+    with open(table, newline="", encoding="utf-8") as handle:
+        cells = [row[0] for row in csv.reader(handle)][1:]
+    assert all(cell.startswith("'") for cell in cells), cells
+    assert sorted(read_sequence_rows(table)) == sorted(
+        ["=HYPERLINK(\"x\")", "+1", "-1", "@SUM(A1)", "\tx", "'quoted"])
+
+
+def quality_damages(quality):
+    """Damaged versions of a quality file: (name, writer of the file at a path)."""
+    with np.load(quality) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+
+    def savez(changes=None, drop=()):
+        def write(path):
+            kept = {key: value for key, value in arrays.items() if key not in drop}
+            np.savez(path, **{**kept, **(changes or {})})
+        return write
+    return [("object array", savez({"v2v_mm": np.array([None, 1], dtype=object)})),
+            ("raw pickle", lambda path: path.write_bytes(pickle.dumps(arrays))),
+            ("missing fps", savez(drop=("fps",))),
+            ("wrong length", savez({"v2v_mm": arrays["v2v_mm"][:-1]}))]
+
+
+def test_row7_report_skips_a_damaged_quality_file_with_one_line(kit, tree_run, tmp_path):
+    tree, output, _code, _printed = tree_run
+    copy = tmp_path / "out"
+    shutil.copytree(output, copy)
+    damaged = quality_path(copy, "a/ok_poses.npz")
+    frames = read_sequence_rows(copy / SEQUENCES_CSV)["a/ok_poses.npz"].frames
+    damages = quality_damages(damaged)
+    for name, write in damages:                     # each damage is named by the reader
+        damaged.unlink()
+        write(damaged)
+        with pytest.raises(InputError, match=str(damaged)):
+            read_quality(damaged, frames)
+    # The report leaves that sequence out with one line and writes the page (the last
+    # damage: a wrong length).
+    lines = []
+    index = write_sequence_report(sequence_options(kit, tree, copy), num_worst=1,
+                                  animation_frames=2, log=lines.append)
+    assert index.is_file()
+    assert len(lines) == 1 and str(damaged) in lines[0], lines
+    assert "ok_poses" not in index.read_text() and "=1+2_poses" in index.read_text()
+
+
+# ------------------------------------------------------------------ rows 2, 3: motion files
+
+@pytest.mark.parametrize("rate", [1e200, 1e-310, 0.5, 1e6])
+def test_row2_absurd_mocap_framerate_is_refused_up_front(kit, tmp_path, rate):
+    path, = short_tree(kit, tmp_path)
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    np.savez(path, **{**arrays, "mocap_framerate": np.array(rate)})
+    with pytest.raises(InputError, match=r"one_poses.npz: mocap_framerate .* from 1 to 10000"):
+        read_smplh_sequence(path)
+
+
+def test_row3_members_not_read_are_never_decompressed(kit, tmp_path):
+    """A member whose compressed data is damaged (decompressing it fails) and that no
+    reader needs does not stop the readers: it is never decompressed."""
+    path, = short_tree(kit, tmp_path)
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("huge_extra.npy", bytes(1 << 20))
+    data = bytearray(path.read_bytes())
+    start = data.index(b"huge_extra.npy") + len("huge_extra.npy")
+    data[start + 100:start + 300] = os.urandom(200)          # inside its deflated data
+    path.write_bytes(bytes(data))
+    assert read_smplh_sequence(path).num_frames == 8
+    assert read_smplh_poses(path).shape == (8, 156)
+
+
+def test_row3_a_member_declaring_too_many_bytes_is_refused_before_reading(
+        kit, tmp_path, monkeypatch):
+    path, = short_tree(kit, tmp_path)
+    monkeypatch.setattr(npz_module, "MAX_MEMBER_BYTES", 1000)    # poses: 8 x 156 x 8 bytes
+    with pytest.raises(InputError, match=r"member poses declares \d+ bytes, more than"):
+        read_smplh_sequence(path)
+    # A .npy header claiming more than its member holds is refused without allocating.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 156)})
+    with zipfile.ZipFile(tmp_path / "claim_poses.npz", "w") as archive:
+        archive.writestr("poses.npy", header.getvalue() + bytes(64))
+    with pytest.raises(InputError, match=r"member poses declares shape \(1000000000, 156\)"):
+        read_smplh_sequence(tmp_path / "claim_poses.npz")
+
+
+# ------------------------------------------------------------------ rows 5, 6, 8, 9, 10
+
+def sequences_config(kit, output):
+    return {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+            "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
+            "SEQUENCE_OUTPUT_DIR": str(output)}
+
+
+def test_row5_sequences_refuse_output_equal_to_or_above_the_input_and_an_empty_input(
+        kit, tmp_path, capsys):
+    tree = tmp_path / "amass"
+    short_tree(kit, tree)
+    (tmp_path / "empty").mkdir()
+    for input_path, output, expected in (
+            (tree, tree, "the input folder is the output folder"),
+            (tree / "a", tree, "the input folder lies inside the output folder"),
+            (tmp_path / "empty", tmp_path / "out", "no .npz files to convert")):
+        code = convert_sequences.main([str(input_path), "--device", "cpu"],
+                                      user_config=sequences_config(kit, output))
+        line = capsys.readouterr().err.strip()
+        assert code == 2 and expected in line and "\n" not in line, line
+    assert sorted(path.name for path in tree.rglob("*")) == ["a", "one_poses.npz"]
+
+
+def test_row5_stage1_empty_ids_is_an_error(kit, tmp_path, capsys):
+    config = {"AMASS_DIR": str(kit.amass), "SMPLH_MODEL": str(kit.body_models),
+              "POSESCRIPT_DIR": str(kit.posescript_ids.parent),
+              "POSEFIX_DIR": str(kit.posefix_ids.parent), "MESH_DIR": str(tmp_path / "out")}
+    code = extract_to_obj.main(["--ids", "", "--output-dir", str(tmp_path / "out")],
+                               user_config=config)
+    line = capsys.readouterr().err.strip()
+    assert code == 2 and "--ids: no pose id given" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_row6_temporaries_of_a_killed_sequence_write_are_removed_on_rerun(kit, tmp_path):
+    tree, output = tmp_path / "amass", tmp_path / "out"
+    short_tree(kit, tree)
+    stale = [output / "a" / ".one_stageii.npz.k1ll3d0a.tmp",
+             output / "quality" / "a" / ".one_stageii_frames.npz.k1ll3d0b.tmp",
+             output / ".sequences.csv.k1ll3d0c.tmp"]
+    foreign = output / "a" / ".notes.txt.k1ll3d0d.tmp"            # not ours: kept
+    for path in stale + [foreign]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+        os.utime(path, (OLD, OLD))
+    summary = run_sequences(sequence_options(kit, tree, output), progress=False)
+    assert len(summary.rows) == 1
+    assert [path for path in stale if path.exists()] == [] and foreign.exists()
+
+
+def test_row8_slurm_local_wait_gives_the_tasks_exit_code_and_line(kit, tmp_path, capsys):
+    tree = tmp_path / "amass"
+    short_tree(kit, tree)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    code = convert_sequences.main(
+        [str(tree), "--slurm", "--local", "--wait", "--shards", "1", "--device", "cpu",
+         "--log-dir", str(tmp_path / "logs")],
+        user_config=sequences_config(kit, blocker / "out"))
+    printed = capsys.readouterr()
+    assert code == 3, printed
+    assert "shard 0: error:" in printed.err and str(blocker) in printed.err
+    assert "Traceback" not in printed.out + printed.err
+    assert "FailedJobError" not in printed.out + printed.err
+
+
+def test_row9_sequences_refuse_negative_iterations_and_note_a_lone_batch_index(
+        kit, tmp_path, capsys):
+    tree, output = tmp_path / "amass", tmp_path / "out"
+    short_tree(kit, tree)
+    code = convert_sequences.main([str(tree), "--max-iterations", "-1", "--device", "cpu"],
+                                  user_config=sequences_config(kit, output))
+    assert code == 2 and "max_iterations must be >= 0" in capsys.readouterr().err
+    lines = []
+    run_sequences(sequence_options(kit, tree, output, shard_index=3), progress=False,
+                  log=lines.append)
+    assert any("batch index 3 is ignored" in line for line in lines)
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--betas", "1e308"], "--betas: 1e+308 is beyond +-100"),
+    (["--betas", "0.5", "--exp-opts", "body_model.smplh.betas.num=0"],
+     "body_model.smplh.betas.num: the SMPL-H betas are between 1 and 16, got 0"),
+    (["--betas", "0.5", "--exp-opts", "body_model.smplh.betas.num=-3"], "got -3")])
+def test_row10_shape_only_refuses_absurd_betas_and_betas_counts(kit, tmp_path, capsys,
+                                                                extra, expected):
+    argv = ["--shape-only", "--source-model", "smplx", "--target-model", "smplh",
+            "--source-body-model", str(kit.body_models / "smplx"), *extra]
+    if "--exp-opts" not in argv:
+        argv += ["--exp-opts"]
+    argv += [f"body_model.folder={kit.body_models}",
+             f"deformation_transfer_path={kit.smplx2smplh_deftrafo}"]
+    code = run_transfer.main(argv)
+    line = capsys.readouterr().err.strip()
+    assert code == 2 and expected in line and len(line) < 300, line
+
+
+# ------------------------------------------------------------------ principles
+
+def test_principle_nothing_non_finite_is_written_by_stage2(kit, smplh_mesh, tmp_path,
+                                                            monkeypatch, capsys):
+    real_fit_batch = transfer_module.fit_batch
+
+    def fit_batch_giving_nan(*args, **kwargs):
+        result = real_fit_batch(*args, **kwargs)
+        result.pose[0, 3, 0] = float("nan")
+        return result
+    monkeypatch.setattr(transfer_module, "fit_batch", fit_batch_giving_nan)
+    output = tmp_path / "out"
+    code = run_transfer.main(stage2_argv(kit, smplh_mesh, output))
+    printed = capsys.readouterr()
+    assert code == 1 and "not written: the fit gave NaN or infinite values" in printed.out
+    assert not (output / "000001.pkl").exists()
+
+
+def test_principle_nothing_non_finite_is_written_by_sequences_and_stage1(tmp_path):
+    pose = np.zeros((3, 55, 3))
+    pose[1, 2, 0] = np.inf
+    sequence = SmplxSequence(pose=pose, trans=np.zeros((3, 3)), betas=np.zeros(10),
+                             gender="male", framerate=30.0)
+    with pytest.raises(InputError, match=r"x_stageii.npz: not written: poses"):
+        write_smplx_sequence(tmp_path / "x_stageii.npz", sequence)
+    with pytest.raises(InputError, match=r"source_params.npz: not written: poses"):
+        write_source_params(tmp_path / SOURCE_PARAMS, {1: np.full(156, np.nan)})
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", ["/tmp/${oc.env:HOME}/out", "${config:SMPLX_MODEL}",
+                                   "a\\${x}", "${oops", "${output_folder}"])
+def test_principle_command_line_values_are_literal(value):
+    user_config = {"MESH_DIR": "m", "DEFTRAFO_PATH": "d", "MASK_IDS_PATH": "k",
+                   "SMPLX_OUTPUT_DIR": "o", "SMPLX_MODEL": "s", "SMPLH_MODEL": "h"}
+    config = load_experiment_config(None, [f"output_folder={value}",
+                                           f"datasets.mesh_folder.data_folder={value}"],
+                                    flags={"fit.smplh_model": value}, user_config=user_config)
+    assert config.output_folder == value
+    assert config.datasets.mesh_folder.data_folder == value
+    assert config.fit.smplh_model == value
+    assert config.body_model.folder == "s"          # the YAML's own ${config:...} resolved
+
+
+def test_principle_a_mask_must_describe_a_body(kit, smplh_mesh, tmp_path, capsys):
+    smplx = load_smplx(kit.smplx_npz)
+    part = smplx.weights.argmax(1)
+    mask = np.load(kit.mask)
+    upper_body = mask[~np.isin(part[mask], [1, 2, 4, 5, 7, 8, 10, 11])]      # no legs
+    np.save(tmp_path / "upper_body.npy", upper_body)
+    few = mask[:50]
+    np.save(tmp_path / "few.npy", few)
+    for name in ("upper_body.npy", "few.npy"):
+        output = tmp_path / name.replace(".npy", "")
+        code = run_transfer.main(stage2_argv(kit, smplh_mesh, output,
+                                             f"mask_ids_fname={tmp_path / name}"))
+        line = capsys.readouterr().err.strip()
+        assert code == 2 and str(tmp_path / name) in line, line
+        assert "does not describe a body" in line and "25%" in line and "joint 1 " in line
+        assert not output.exists()
+
+
+def test_principle_file_names_are_data_in_plots_and_html(kit, tree_run, tmp_path):
+    quality = {"v2v_mm": np.ones(6), "acceleration": np.ones(4),
+               "source_acceleration": np.ones(4), "fps": 30.0}
+    path = plot_sequence(quality, "a/$\\frac{broken$_poses.npz", tmp_path / "plot.png")
+    assert path.stat().st_size > 0
+    tree, output, _code, _printed = tree_run
+    copy = tmp_path / "out"
+    shutil.copytree(output, copy)
+    rows = read_sequence_rows(copy / SEQUENCES_CSV)
+    row = rows["a/ok_poses.npz"]
+    hostile = "a/<img src=x onerror=alert(1)>$_poses.npz"
+    quality_path(copy, hostile).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(quality_path(copy, row.sequence), quality_path(copy, hostile))
+    shutil.copy(output_path(copy, row.sequence), output_path(copy, hostile))
+    shutil.copy(tree / row.sequence, tree / hostile)
+    merge_sequence_rows(copy / SEQUENCES_CSV, [replace(row, sequence=hostile,
+                                                       v2v_mean_mm=1e6)])
+    try:
+        index = write_sequence_report(sequence_options(kit, tree, copy), num_worst=3,
+                                      animation_frames=2, log=lambda _line: None)
+    finally:
+        (tree / hostile).unlink()
+    text = index.read_text()
+    assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;$_poses.npz" in text
+
+
+def test_principle_folders_reached_through_links_are_converted(kit, tmp_path):
+    real, tree = tmp_path / "elsewhere", tmp_path / "amass"
+    short_tree(kit, real, names=("CMU/01/one_poses.npz",))
+    short_tree(kit, tree, names=("KIT/two_poses.npz",))
+    (tree / "CMU").symlink_to(real / "CMU", target_is_directory=True)
+    (real / "CMU" / "01" / "loop").symlink_to(real, target_is_directory=True)   # a loop
+    names = [name for name, _path in list_sequence_files(tree)]
+    assert names == ["CMU/01/one_poses.npz", "KIT/two_poses.npz"]
+
+
+def test_row12_a_damaged_settings_record_is_named_and_overwrite_replaces_it(tmp_path):
+    from smplh2smplx.formats.result_settings import (check_result_settings,
+                                                     record_result_settings)
+    settings = {"target_model": "smplx", "num_betas": 10, "gender": "neutral"}
+    (tmp_path / RESULT_SETTINGS).write_text("{not json")
+    with pytest.raises(InputError, match=r"result_settings.json: not a readable settings"):
+        check_result_settings(tmp_path, settings, overwrite=False)
+    record_result_settings(tmp_path, settings, overwrite=True)
+    assert json.loads((tmp_path / RESULT_SETTINGS).read_text()) == settings
+    check_result_settings(tmp_path, settings, overwrite=False)
+    with pytest.raises(InputError, match=r"gender neutral \(this run: male\)"):
+        record_result_settings(tmp_path, {**settings, "gender": "male"}, overwrite=False)
