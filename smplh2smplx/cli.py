@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, one_line
 from .settings import load_settings, parse_value, setting_defaults, setting_types
 
 # The settings every command that converts has, under the same flags.
@@ -88,13 +88,6 @@ def settings_yaml(options) -> str:
             return {key: plain(item) for key, item in value.items()}
         return str(value) if isinstance(value, Path) else value
     return OmegaConf.to_yaml(plain(asdict(options)))
-
-
-def one_line(error):
-    """The message of an error on one line; an OS error names its path."""
-    if isinstance(error, OSError):
-        return f"{error.filename or 'output'}: {error.strerror or error}"
-    return " ".join(str(error).splitlines())
 
 
 def run_command(work):

@@ -1,4 +1,4 @@
-"""The one exception type for bad user input."""
+"""The exceptions for bad input and unwritable output, and how an error reads on one line."""
 
 
 class InputError(ValueError):
@@ -13,3 +13,10 @@ class OutputError(Exception):
     file or lies under one, a planted link). The message names the path and the reason;
     the command-line tools exit with status 3 on it.
     """
+
+
+def one_line(error: BaseException) -> str:
+    """The message of an error on one line; an OS error names its path."""
+    if isinstance(error, OSError):
+        return f"{error.filename or 'output'}: {error.strerror or error}"
+    return " ".join(str(error).splitlines())

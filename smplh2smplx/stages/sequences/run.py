@@ -18,8 +18,7 @@ from tqdm import tqdm
 
 from ...body.deformation import load_deformation_transfer
 from ...body.mask import check_mask_describes_body
-from ...cli import one_line
-from ...errors import InputError, OutputError
+from ...errors import InputError, OutputError, one_line
 from ...formats.files import (atomic_write, is_regular_file, name_problem, shown_name,
                               remove_stale_temporaries)
 from ...formats.result_settings import check_result_settings, record_result_settings
