@@ -411,8 +411,9 @@ def load_settings(schema, exp_cfg=None, exp_opts=(), flags=None, user_config=Non
 
 
 def _literal(value) -> str:
-    """`value` as text that OmegaConf keeps as it is: `${...}` escaped, never interpolated."""
-    return str(value).replace("${", "\\${")
+    """`value` as text that OmegaConf reads back as it is: each `${` escaped as `\\${`, and
+    the backslashes already before it doubled (OmegaConf reads `\\\\${` as `\\` + `${`)."""
+    return re.sub(r"(\\*)\$\{", lambda match: match.group(1) * 2 + "\\${", str(value))
 
 
 def _first_line(error):

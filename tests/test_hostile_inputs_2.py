@@ -34,10 +34,10 @@ from smplh2smplx.formats.sequence_files import (SmplxSequence, read_smplh_sequen
                                                 read_smplx_sequence, write_smplx_sequence)
 from smplh2smplx.formats.sequences_csv import (SEQUENCES_CSV, merge_sequence_rows,
                                                read_sequence_rows)
-from smplh2smplx.formats.smplh_params import read_smplh_params
+from smplh2smplx.formats.param_files import read_parameters
 from smplh2smplx.formats.source_params import (SOURCE_PARAMS, read_source_params,
                                                write_source_params)
-from smplh2smplx.settings import load_experiment_config
+from smplh2smplx.settings import TransferOptions, load_settings
 from smplh2smplx.stages import transfer as transfer_module
 from smplh2smplx.stages.sequences.convert import SequenceOptions
 from smplh2smplx.stages.sequences.report import plot_sequence, write_sequence_report
@@ -62,11 +62,12 @@ def smplh_mesh(kit, tmp_path_factory):
 
 
 def stage2_argv(kit, mesh_dir, output_dir, *extra):
-    return ["--exp-opts", f"datasets.mesh_folder.data_folder={mesh_dir}",
-            f"output_folder={output_dir}", f"body_model.folder={kit.body_models}",
-            f"deformation_transfer_path={kit.deftrafo}", f"mask_ids_fname={kit.mask}",
-            "fit.max_iterations=3", "fit.refine_iterations=1", "fit.fit_vertices=500",
-            "fit.device=cpu", *extra]
+    """run_transfer.py's arguments; `extra` are further --exp-opts settings."""
+    return ["--mesh-dir", str(mesh_dir), "--output-dir", str(output_dir),
+            "--smplh-model", str(kit.body_models), "--smplx-model", str(kit.body_models),
+            "--deformation-transfer", str(kit.deftrafo), "--mask", str(kit.mask),
+            "--device", "cpu", "--exp-opts", "fit.max_iterations=3",
+            "fit.refine_iterations=1", "fit.fit_vertices=500", *extra]
 
 
 def sequence_options(kit, input_path, output_dir, **changes):
@@ -104,9 +105,9 @@ def test_row12_stage2_refuses_a_folder_of_another_target_model_or_betas(
     capsys.readouterr()
     for argv, expected in (
             (stage2_argv(kit, smplh_mesh, output), "target_model smplh (this run: smplx)"),
-            (smplh + stage2_argv(kit, smplh_mesh, output, "body_model.smplh.betas.num=16"),
+            (smplh + stage2_argv(kit, smplh_mesh, output, "fit.num_betas=16"),
              "num_betas 10 (this run: 16)"),
-            (smplh + stage2_argv(kit, smplh_mesh, output, "body_model.gender=male"),
+            (smplh + stage2_argv(kit, smplh_mesh, output, "gender=male"),
              "gender neutral (this run: male)")):
         code = run_transfer.main(argv)
         line = capsys.readouterr().err.strip()
@@ -115,9 +116,9 @@ def test_row12_stage2_refuses_a_folder_of_another_target_model_or_betas(
         assert "--overwrite" in line and "\n" not in line
         assert result.read_bytes() == before
     # --overwrite replaces them explicitly, and records the new settings.
-    argv = smplh + stage2_argv(kit, smplh_mesh, output, "body_model.smplh.betas.num=16")
+    argv = smplh + stage2_argv(kit, smplh_mesh, output, "fit.num_betas=16")
     assert run_transfer.main(argv + ["--overwrite"]) == 0
-    assert read_smplh_params(result)["betas"].shape == (1, 16)
+    assert read_parameters(result, "smplh")["betas"].shape == (1, 16)
     assert json.loads((output / RESULT_SETTINGS).read_text())["num_betas"] == 16
 
 
@@ -445,17 +446,15 @@ def test_row9_sequences_refuse_negative_iterations_and_note_a_lone_batch_index(
 
 @pytest.mark.parametrize("extra, expected", [
     (["--betas", "1e308"], "--betas: 1e+308 is beyond +-100"),
-    (["--betas", "0.5", "--exp-opts", "body_model.smplh.betas.num=0"],
-     "body_model.smplh.betas.num: the SMPL-H betas are between 1 and 16, got 0"),
-    (["--betas", "0.5", "--exp-opts", "body_model.smplh.betas.num=-3"], "got -3")])
+    (["--betas", "0.5", "--exp-opts", "fit.num_betas=0"],
+     "fit.num_betas: the SMPL-H output holds between 1 and 16 betas, got 0"),
+    (["--betas", "0.5", "--exp-opts", "fit.num_betas=-3"], "got -3")])
 def test_row10_shape_only_refuses_absurd_betas_and_betas_counts(kit, tmp_path, capsys,
                                                                 extra, expected):
-    argv = ["--shape-only", "--source-model", "smplx", "--target-model", "smplh",
-            "--source-body-model", str(kit.body_models / "smplx"), *extra]
-    if "--exp-opts" not in argv:
-        argv += ["--exp-opts"]
-    argv += [f"body_model.folder={kit.body_models}",
-             f"deformation_transfer_path={kit.smplx2smplh_deftrafo}"]
+    argv = ["--mode", "shape", "--source-model", "smplx", "--target-model", "smplh",
+            "--smplx-model", str(kit.body_models / "smplx"),
+            "--smplh-model", str(kit.body_models),
+            "--deformation-transfer", str(kit.smplx2smplh_deftrafo), *extra]
     code = run_transfer.main(argv)
     line = capsys.readouterr().err.strip()
     assert code == 2 and expected in line and len(line) < 300, line
@@ -496,13 +495,11 @@ def test_principle_nothing_non_finite_is_written_by_sequences_and_stage1(tmp_pat
 def test_principle_command_line_values_are_literal(value):
     user_config = {"MESH_DIR": "m", "DEFTRAFO_PATH": "d", "MASK_IDS_PATH": "k",
                    "SMPLX_OUTPUT_DIR": "o", "SMPLX_MODEL": "s", "SMPLH_MODEL": "h"}
-    config = load_experiment_config(None, [f"output_folder={value}",
-                                           f"datasets.mesh_folder.data_folder={value}"],
-                                    flags={"fit.smplh_model": value}, user_config=user_config)
-    assert config.output_folder == value
-    assert config.datasets.mesh_folder.data_folder == value
-    assert config.fit.smplh_model == value
-    assert config.body_model.folder == "s"          # the YAML's own ${config:...} resolved
+    options = load_settings(TransferOptions, None, [f"output_dir={value}", f"mesh_dir={value}"],
+                            flags={"smplh_model": value}, user_config=user_config)
+    assert str(options.output_dir) == value and str(options.mesh_dir) == value
+    assert str(options.smplh_model) == value
+    assert str(options.smplx_model) == "s"          # config.py's entry still fills the rest
 
 
 def test_principle_a_mask_must_describe_a_body(kit, smplh_mesh, tmp_path, capsys):
@@ -515,8 +512,8 @@ def test_principle_a_mask_must_describe_a_body(kit, smplh_mesh, tmp_path, capsys
     np.save(tmp_path / "few.npy", few)
     for name in ("upper_body.npy", "few.npy"):
         output = tmp_path / name.replace(".npy", "")
-        code = run_transfer.main(stage2_argv(kit, smplh_mesh, output,
-                                             f"mask_ids_fname={tmp_path / name}"))
+        code = run_transfer.main(stage2_argv(kit, smplh_mesh, output)
+                                 + ["--mask", str(tmp_path / name)])
         line = capsys.readouterr().err.strip()
         assert code == 2 and str(tmp_path / name) in line, line
         assert "does not describe a body" in line and "25%" in line and "joint 1 " in line
