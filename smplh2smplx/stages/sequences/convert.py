@@ -144,9 +144,19 @@ def load_gender_model(options, kind, gender):
 
 def pair_transfer(options, source, target):
     """The deformation transfer of a pair (a folder of official files, or the file)."""
-    path = options.deftrafo_path
-    if path is not None and Path(path).is_dir() and not same_topology(source, target):
-        path = Path(path) / OFFICIAL_TRANSFER_FILES[f"{source}2{target}"]
+    path, pair = options.deftrafo_path, f"{source}2{target}"
+    if path is not None and not same_topology(source, target):
+        path = Path(path)
+        if path.is_dir():
+            path = path / OFFICIAL_TRANSFER_FILES[pair]
+        # An official file name says its pair: a SMPL file must not get the SMPL-H transfer
+        # (both map 6890 vertices, so the sizes cannot tell).
+        named = [name for name, file_name in OFFICIAL_TRANSFER_FILES.items()
+                 if file_name == path.name and name != pair]
+        if named:
+            raise InputError(f"{path}: is the {named[0]} transfer; {KINDS[source].label} to "
+                             f"{KINDS[target].label} needs {OFFICIAL_TRANSFER_FILES[pair]} "
+                             "(--deftrafo: that file, or the folder holding both)")
     mask = options.mask_path if target in MASKED_TARGETS else None
     return load_pair_transfer(source, target, path, mask)
 

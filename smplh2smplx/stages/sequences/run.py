@@ -138,21 +138,35 @@ class SequenceRun:
     and gender) and the per-file work."""
 
     def __init__(self, options, source_kinds=()):
-        """source_kinds: the source models whose transfers are read now (a bad file is
-        then an input error before any fit)."""
+        """source_kinds: the source models of the files to convert, whose transfers are
+        read now: when none of them can be read, nothing can be converted (InputError);
+        otherwise the files of a kind whose transfer failed fail alone, with its line."""
         self.options = options
         self.device = resolve_device(options.device)
         self._transfers = {}
         self._models = {}
+        errors = []
         for kind in source_kinds:
-            self.transfer(kind)
+            try:
+                self.transfer(kind)
+            except InputError as error:
+                errors.append(error)
+        if errors and len(errors) == len(source_kinds):
+            raise errors[0]
 
     def transfer(self, source_kind):
-        """The deformation transfer from `source_kind` to the target (read once)."""
+        """The deformation transfer from `source_kind` to the target (read once; a failure
+        is remembered and raised again)."""
         if source_kind not in self._transfers:
-            self._transfers[source_kind] = pair_transfer(self.options, source_kind,
-                                                         self.options.target_model)
-        return self._transfers[source_kind]
+            try:
+                self._transfers[source_kind] = pair_transfer(
+                    self.options, source_kind, self.options.target_model)
+            except InputError as error:
+                self._transfers[source_kind] = error
+        transfer = self._transfers[source_kind]
+        if isinstance(transfer, InputError):
+            raise transfer
+        return transfer
 
     def models(self, source_kind, gender):
         """GenderModels of a source kind and gender; a failure to load is remembered and
