@@ -213,3 +213,19 @@ def test_slurm_without_sbatch_is_an_input_error(kit, tmp_path, capsys, monkeypat
     assert "sbatch is not on PATH" in captured.err and "submitted" not in captured.out
     assert len(captured.err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_missing_arrays_are_listed_one_per_line_and_frames_counted(tmp_path):
+    from smplh2smplx.errors import InputError
+    from smplh2smplx.stages.sequences.run import poses_shape
+    path = tmp_path / "m_poses.npz"
+    np.savez(path, poses=np.zeros((7, 72)), gender=np.array("male"),
+             mocap_framerate=np.array(30.0))
+    with pytest.raises(InputError) as error:
+        read_motion(path)
+    lines = str(error.value).splitlines()
+    assert str(path) in lines[0] and "SMPL motion file" in lines[0]
+    assert lines[1:] == ["  trans", "  betas"]
+    assert poses_shape(path) == (7, 72)              # what the progress bar counts
+    (tmp_path / "broken_poses.npz").write_bytes(b"not a zip")
+    assert poses_shape(tmp_path / "broken_poses.npz") == ()

@@ -118,6 +118,12 @@ def _text(value):
     return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
 
 
+def _listed(items):
+    """Items for a message: ` a` for one, one per line for several."""
+    items = list(items)
+    return f" {items[0]}" if len(items) == 1 else "".join(f"\n  {item}" for item in items)
+
+
 def _load(path):
     """{key: array} of an .npz file, InputError naming it when it cannot be read."""
     try:
@@ -177,9 +183,9 @@ def read_motion(path, expected_kind=None):
     missing = [key for key in ("trans", "betas", "gender") if key not in arrays]
     missing += [] if rate_key else [MOTION_LAYOUTS[kind].rate_key]
     if missing:
-        raise InputError(f"{path}: lacks {', '.join(missing)} (a {KINDS[kind].label} motion "
-                         "file has poses, trans, betas, gender and "
-                         f"{MOTION_LAYOUTS[kind].rate_key})")
+        raise InputError(f"{path}: a {KINDS[kind].label} motion file has poses, trans, betas, "
+                         f"gender and {MOTION_LAYOUTS[kind].rate_key}; it lacks"
+                         + _listed(missing))
     trans, betas = arrays["trans"], arrays["betas"]
     if trans.shape != (num_frames, 3) or trans.dtype.kind != "f":
         raise InputError(f"{path}: trans has shape {trans.shape}, expected ({num_frames}, 3)")
@@ -257,7 +263,7 @@ def read_motion_file(path, kind):
     arrays = _load(path)
     missing = [key for key in layout.keys() if key not in arrays and key not in IGNORED_KEYS]
     if missing:
-        raise InputError(f"{path}: lacks {', '.join(missing)}")
+        raise InputError(f"{path}: lacks" + _listed(missing))
     poses = arrays["poses"]
     if poses.ndim != 2 or poses.shape[1] != layout.pose_size or len(poses) == 0:
         raise InputError(f"{path}: poses has shape {poses.shape}, expected "
