@@ -36,11 +36,11 @@ import torch
 from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.fit.fitter import BodyFitter, FitSettings
 from smplh2smplx.formats.sequence_files import MOTION_LAYOUTS, read_motion
-from smplh2smplx.stages.sequences.convert import (FRAME_FIT, GenderModels, SequenceOptions,
-                                                  SourceFrames, body_joints, convert_sequence,
-                                                  frame_step, load_gender_model,
-                                                  mean_acceleration, pair_transfer,
-                                                  shape_columns, SHAPE_RIDGE)
+from smplh2smplx.stages.sequences.convert import (FRAME_FIT, SHAPE_RIDGE, GenderModels,
+                                                  SequenceOptions, SourceFrames,
+                                                  convert_sequence, frame_step,
+                                                  load_gender_model, pair_transfer,
+                                                  shape_columns)
 from synthetic_kit import write_synthetic_kit
 
 REPO = Path(__file__).resolve().parents[1]

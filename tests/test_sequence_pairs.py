@@ -14,8 +14,6 @@ read as the field's loaders read it, re-written here from their documented behav
 Each must give the vertices of our own read-back (our LBS on the file's arrays), and lie on
 the deformation transfer of the source mesh.
 """
-from pathlib import Path
-
 import numpy as np
 import pytest
 import scipy.sparse
@@ -26,6 +24,7 @@ import torch
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.family import KINDS
 from smplh2smplx.formats.body_models import load_body_model
+from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.sequence_files import MOTION_LAYOUTS, read_motion, read_motion_file
 from smplh2smplx.stages.sequences.convert import SequenceOptions
@@ -167,18 +166,13 @@ def test_every_direction_reads_back_in_the_loaders(converted, kit, source, targe
     if {source, target} == {"smpl", "smplh"}:
         matrix, mask = scipy.sparse.identity(6890, format="csr"), np.arange(6890)
     else:
-        setup = load_pickle(kit.deftrafo.parent / f"{_official(source, target)}")
+        setup = load_pickle(kit.deftrafo.parent / OFFICIAL_TRANSFER_FILES[f"{source}2{target}"])
         matrix = scipy.sparse.csr_matrix(setup["mtx"])[:, :KINDS[source].num_vertices]
         mask = np.load(kit.mask) if target == "smplx" else np.arange(KINDS[target].num_vertices)
     errors = [np.linalg.norm(ours[f, mask] - (matrix @ source_vertices[f])[mask], axis=1).mean()
               for f in range(FRAMES)]
     # Measured on the kit: a few millimetres; a missed pose or translation is centimetres.
     assert max(errors) * 1000 < 12.0, errors
-
-
-def _official(source, target):
-    from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
-    return OFFICIAL_TRANSFER_FILES[f"{source}2{target}"]
 
 
 def test_num_betas_above_the_model_is_one_line(kit, tmp_path, capsys):
