@@ -326,7 +326,7 @@ def solve_shape(masked, pose, targets, ridge=SHAPE_RIDGE):
 
     Args:
         masked: the SMPL-X MaskedBody (float64).
-        pose: (K, 55, 3) axis-angle; targets: (K, M, 3).
+        pose: (K, J, 3) of the target axis-angle; targets: (K, M, 3).
     Returns:
         betas (nb,) and translations (K, 3), in the body's dtype.
     """
@@ -354,7 +354,7 @@ def fit_shape(models, source, frames, rounds):
     fit those poses, and each further round refits the poses with the betas held and
     solves again.
 
-    Returns the betas (nb,) float64, the poses (K, 55, 3) of the last pose fit and the
+    Returns the betas (nb,) float64, the poses (K, J, 3) of the last pose fit and the
     translations (K, 3) solved with those betas.
     """
     targets, _ = source.targets(frames)
