@@ -170,7 +170,9 @@ def main():
               "jitter / source (m/s^2) | frames per CPU-s: sequence / per-pose | "
               "steps/frame |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        if not args.no_real and args.amass.is_file():
+        if not args.no_real and not args.amass.is_file():
+            print(f"| {args.amass}: not found (--amass), the real sequence is not measured |")
+        elif not args.no_real:
             real = read_motion(args.amass, "smplh")
             for fps in args.fps:
                 measure(args.amass.name, real, "smplh", "smplx", options, fps,
