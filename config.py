@@ -20,11 +20,12 @@ SMPLH_MODEL = TODO
 # SMPL-X body model: the models_smplx_v1_1 "models" folder (with smplx/SMPLX_NEUTRAL.npz),
 # or the model file itself.
 SMPLX_MODEL = TODO
-# SMPL body model (only for pairs with SMPL): the folder with smpl/SMPL_NEUTRAL.pkl, or the
-# model file itself.
+# SMPL body model (only for pairs with SMPL): the folder with
+# smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl, or the model file itself.
 SMPL_MODEL = TODO
 # From the smplx "model transfer" data: the deformation transfer of the pair converted
-# (--deformation-transfer) and the SMPL-X mask (--mask).
+# (--deformation-transfer; convert_sequences.py also takes the folder holding the official
+# files) and the SMPL-X mask (--mask).
 DEFTRAFO_PATH = TODO  # smplh2smplx_deftrafo_setup.pkl
 MASK_IDS_PATH = TODO  # smplx_mask_ids.npy
 
@@ -32,6 +33,6 @@ MASK_IDS_PATH = TODO  # smplx_mask_ids.npy
 # stage 2 reads them and writes <pose_id:06d>.pkl and errors.csv into SMPLX_OUTPUT_DIR.
 MESH_DIR = "output/smplh_meshes"
 SMPLX_OUTPUT_DIR = "output/smplx_params"
-# convert_sequences.py writes <relative path>/<name>_stageii.npz (AMASS SMPL-X format),
-# sequences.csv and quality/ here.
+# convert_sequences.py writes <input folder's name>/<relative path>/<name>_stageii.npz
+# (AMASS SMPL-X format; other targets: <name>_poses.npz), sequences.csv and quality/ here.
 SEQUENCE_OUTPUT_DIR = "output/smplx_sequences"

@@ -1,38 +1,60 @@
-"""Whole AMASS SMPL-H motion files to SMPL-X, in AMASS's SMPL-X format.
+"""Whole motion files of any SMPL-family model to another, in AMASS's file layouts.
 
     python convert_sequences.py                          # config.py: AMASS_DIR -> SEQUENCE_OUTPUT_DIR
-    python convert_sequences.py AMASS/CMU --fps 30 --keep-going
+    python convert_sequences.py AMASS/CMU --fps 30 --keep-going      # -> <output>/CMU/...
     python convert_sequences.py AMASS/CMU/01/01_01_poses.npz --output-dir out --gender neutral
+    python convert_sequences.py AMASS_SMPLX/CMU --target-model smplh --deformation-transfer transfer/
     python convert_sequences.py --shard-size 200 --shard-index 3     # one shard of the sorted files
     python convert_sequences.py --slurm --shards 50 --partition gpu --time 240 --gpus 1
-    python convert_sequences.py --report                 # plots and animation of a finished run
+    python convert_sequences.py --mode report            # plots and animation of a finished run
 
-Each <name>_poses.npz becomes <output>/<same relative folder>/<name>_stageii.npz, with the
-file's own gender, betas and translation (subject semantics); sequences.csv gets a row per
-sequence (v2v_mm mean/p95/max, joint jitter against the source). Finished files are skipped,
-so an interrupted run is resumed by running the same command again; shape.npz and SMPL-X
-files are skipped with a reason. Every path defaults to its config.py entry; a flag wins.
+Each motion file (SMPL (T, 72), AMASS SMPL+H (T, 156) or AMASS SMPL-X (T, 165) poses: the
+source model is told by the file) becomes one file of the target model under
+<output>/<input folder's name>/<same relative folder>/ (SMPL-X: <name>_stageii.npz; SMPL-H
+and SMPL: <name>_poses.npz), with the file's own gender, betas and translation (subject
+semantics); sequences.csv gets a row per sequence (v2v_mm mean/p95/max, joint jitter
+against the source). Finished files are skipped, so an interrupted run is resumed by
+running the same command again; shape.npz and files already in the target model are
+skipped with a reason. Every path defaults to its config.py entry; a flag wins.
 Exit status: 0 all converted, 1 some files failed (--keep-going; listed at the end), 2 bad
-input (without --keep-going the first bad file stops the run).
+input (without --keep-going the first bad file stops the run), 3 an output that cannot be
+written.
 """
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from smplh2smplx.cli import RUN_FLAGS, add_setting_flags, run_command, setting_flag_values
 from smplh2smplx.errors import InputError
+from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.fit.fitter import FitSettings
-from smplh2smplx.stages.sequences.convert import FRAME_FIT, SequenceOptions
+from smplh2smplx.stages.sequences.convert import FRAME_FIT, MODEL_FLAGS, SequenceOptions
 from smplh2smplx.stages.sequences.run import (ShardError, SlurmOptions, run_sequences,
                                               submit_shards)
 from smplh2smplx.settings import UNSET, USER_CONFIG, TransferOptions, read_user_config
 
-# (SequenceOptions field, config.py entry, flag)
-PATHS = [("smplh_model", "SMPLH_MODEL", "--smplh-model"),
-         ("smplx_model", "SMPLX_MODEL", "--smplx-model"),
-         ("deftrafo_path", "DEFTRAFO_PATH", "--deformation-transfer"),
-         ("mask_path", "MASK_IDS_PATH", "--mask"),
-         ("output_dir", "SEQUENCE_OUTPUT_DIR", "--output-dir")]
+
+@dataclass(frozen=True)
+class PathEntry:
+    """A path of the run: its name, config.py entry and flag."""
+    name: str
+    entry: str
+    flag: str
+
+
+MODEL_PATHS = {kind: PathEntry(f"{kind}_model", f"{kind.upper()}_MODEL", MODEL_FLAGS[kind])
+               for kind in KINDS}
+INPUT = PathEntry("input_path", "AMASS_DIR", "the input argument")
+OUTPUT = PathEntry("output_dir", "SEQUENCE_OUTPUT_DIR", "--output-dir")
+DEFTRAFO = PathEntry("deftrafo_path", "DEFTRAFO_PATH", "--deformation-transfer")
+MASK = PathEntry("mask_path", "MASK_IDS_PATH", "--mask")
+FLAG_PATHS = [*MODEL_PATHS.values(), DEFTRAFO, MASK, OUTPUT]
+
+
+MODES = ("convert", "report")
+# The settings whose flags are shared with run_transfer.py (same names, help and defaults).
+SHARED_FLAGS = RUN_FLAGS + ("target_model",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,21 +63,33 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="\n".join(__doc__.split("\n")[1:8]),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", nargs="?", metavar="PATH",
-                        help="AMASS SMPL-H folder (any subfolder) or one *_poses.npz "
-                             "(config.py: AMASS_DIR)")
-    for attribute, entry, flag in PATHS:
-        parser.add_argument(flag, dest=attribute, metavar="PATH", help=f"(config.py: {entry})")
-    # The spellings before the shared flags, kept working.
-    parser.add_argument("--deftrafo", dest="deftrafo_path", help=argparse.SUPPRESS)
-    parser.add_argument("--batch-size", dest="shard_size", help=argparse.SUPPRESS)
-    parser.add_argument("--batch-index", dest="shard_index", help=argparse.SUPPRESS)
-    add_setting_flags(parser, TransferOptions, RUN_FLAGS)
+                        help="a folder of motion files (any subfolder of AMASS) or one "
+                             "motion .npz (config.py: AMASS_DIR)")
+    parser.add_argument("--mode", choices=MODES, default="convert",
+                        help="convert: convert the motion files (default); report: write the "
+                             "report page (plots, an animation of the worst sequence) of a "
+                             "finished output folder, converting nothing")
+    parser.add_argument("--report", dest="mode", action="store_const", const="report",
+                        help=argparse.SUPPRESS)        # the spelling before --mode
+    parser.add_argument("--source-model", choices=tuple(KINDS),
+                        help="the model of the input files (default: told by each file)")
+    parser.add_argument("--num-betas", type=int,
+                        help="betas written (default: 16 for SMPL-X and SMPL-H as in AMASS, "
+                             "10 for SMPL); at most what the target model file holds")
+    for path in FLAG_PATHS:
+        parser.add_argument(path.flag, dest=path.name, metavar="PATH",
+                            help=f"(config.py: {path.entry})")
     parser.add_argument("--gender", choices=("file", "neutral", "male", "female"),
                         default="file",
                         help="body model: each file's own gender (default), or this one")
     parser.add_argument("--fps", type=float,
                         help="output frame rate, e.g. 30 (every 4th frame of 120 fps); must "
                              "divide the source rate (default: the source rate)")
+    add_setting_flags(parser, TransferOptions, SHARED_FLAGS)
+    # The spellings before the shared flags, kept working.
+    parser.add_argument("--deftrafo", dest="deftrafo_path", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", dest="shard_size", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-index", dest="shard_index", help=argparse.SUPPRESS)
     parser.add_argument("--chunk-frames", type=int, default=256,
                         help="frames fitted at once (default: %(default)s)")
     parser.add_argument("--shape-frames", type=int, default=8,
@@ -80,9 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
                             "(a trial of the SLURM setup)")
     slurm.add_argument("--wait", action="store_true",
                        help="wait for the tasks and print their summaries")
-    parser.add_argument("--report", action="store_true",
-                        help="write the report page of the finished output folder instead of "
-                             "converting")
     return parser
 
 
@@ -91,24 +122,41 @@ def parse_args(argv):
 
 
 def resolve_paths(args, user_config):
-    """{field: path} from the flags, else config.py; InputError listing the unset ones."""
-    paths = {attribute: getattr(args, attribute) if getattr(args, attribute) is not None
-             else user_config.get(entry, UNSET) for attribute, entry, _flag in PATHS}
-    paths["input_path"] = args.input if args.input is not None else user_config.get(
-        "AMASS_DIR", UNSET)
-    unset = [name for name, value in paths.items() if value in (UNSET, None, "")]
+    """{field: path or None} from the flags, else config.py; InputError listing, one per
+    line, the paths this run needs that are not set.
+
+    Needed: input, output, the target's model, the mask for a SMPL-X target, and with
+    --source-model the source's model and the deformation transfer unless the two share a
+    mesh. (With the source told by each file, a missing model or transfer is one line
+    naming what needs it, before any fit.)
+    """
+    def value(path):
+        given = getattr(args, path.name, None) if path is not INPUT else args.input
+        given = given if given is not None else user_config.get(path.entry, UNSET)
+        return None if given in (UNSET, None, "") else Path(given).expanduser()
+
+    source, target = args.source_model, args.target_model or TransferOptions.target_model
+    needed = [INPUT, OUTPUT, MODEL_PATHS[target]]
+    if source is not None:
+        needed.append(MODEL_PATHS[source])
+        if not same_topology(source, target):
+            needed.append(DEFTRAFO)
+    if KINDS[target].uses_mask:
+        needed.append(MASK)
+    unset = [path for path in needed if value(path) is None]
     if unset:
-        flags = {attribute: f"{entry} (or {flag})" for attribute, entry, flag in PATHS}
-        flags["input_path"] = "AMASS_DIR (or the input argument)"
         raise InputError("these paths are not set yet:\n" + "\n".join(
-            f"  {flags[name]}" for name in unset) + f"\nwrite them in {USER_CONFIG}, or give "
-            "the flags")
-    return {name: Path(value).expanduser() for name, value in paths.items()}
+            f"  {path.entry} (or {path.flag})" for path in unset) + f"\nwrite them in "
+            f"{USER_CONFIG}, or give the flags")
+    return {path.name: value(path) for path in [INPUT, OUTPUT, DEFTRAFO, MASK]}, {
+        kind: value(path) for kind, path in MODEL_PATHS.items() if value(path) is not None}
 
 
 def options_from_args(args, user_config):
-    return SequenceOptions(**resolve_paths(args, user_config), gender=args.gender,
-                           fps=args.fps, **setting_flag_values(TransferOptions, args, RUN_FLAGS),
+    paths, model_paths = resolve_paths(args, user_config)
+    return SequenceOptions(**paths, model_paths=model_paths, source_model=args.source_model,
+                           num_betas=args.num_betas, gender=args.gender, fps=args.fps,
+                           **setting_flag_values(TransferOptions, args, SHARED_FLAGS),
                            chunk_frames=args.chunk_frames, shape_frames=args.shape_frames,
                            fit=FitSettings(max_iterations=args.max_iterations, fit_vertices=0))
 
@@ -144,7 +192,7 @@ def main(argv=None, user_config=None):
     def work():
         options = options_from_args(
             args, read_user_config() if user_config is None else user_config)
-        if args.report:
+        if args.mode == "report":
             from smplh2smplx.stages.sequences.report import write_sequence_report
             print(f"report: {write_sequence_report(options)}")
             return 0

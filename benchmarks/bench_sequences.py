@@ -1,27 +1,30 @@
-"""Sequence conversion against per-pose conversion, on a real AMASS sequence and the kit's models.
+"""Sequence conversion against its shared-shape floor and the per-pose path, in one run.
 
-    PYTHONPATH=. python benchmarks/bench_sequences.py [--kit DIR] [--amass FILE]
-        [--fps 120 30] [--device cpu|cuda] [--threads N]
+    PYTHONPATH=. python benchmarks/bench_sequences.py [--kit-seed 1] [--amass FILE]
+        [--fps 30] [--kit-frames 120] [--directions smplh2smplx smpl2smplx ...]
+        [--iterations 1 2 3]
 
-The synthetic kit's SMPL-H body (the file's gender when the kit has it, else neutral) is
-posed with the sequence's poses, betas and translation; its deformation transfer is the
-target of every frame. Rows:
+Cases: the real AMASS SMPL+H sequence (../shared/data/amass_sample_smplh.npz) SMPL-H to SMPL-X
+at each --fps, posed with the realistic kit's models of its gender; and the realistic kit's
+first motion (its SMPL, SMPL+H and SMPL-X files) in every direction of --directions, at the
+kit's 60 fps. The kit is written with --kit-seed (the defaults were tuned on seed 0: measure
+on another one). Per case and rate, on the same frames:
 
-- sequence: `sequences.convert_sequence` at its defaults (one shape fitted jointly on 8
-  frames, then pose and translation per frame, warm-started chunk by chunk), timed whole
-  (posing the source, the transfer, the shape fit, the frames, the joints);
+- sequence: `convert_sequence` at its defaults (a row per --iterations steps per frame),
+  timed whole (posing the source, the transfer, the shape, the frames, the joints);
 - per-pose: every frame fitted on its own from its source pose with free betas, as stage 2
-  does (default settings, batches of 512), timed the same way (posing, transfer, fit);
-- per-pose floor: the same with 100 steps and a tolerance of 1e-7 (the error floor).
+  does (default settings), timed the same way;
+- floor: the shared-shape floor: every frame fitted with free betas in 100 steps, the one
+  shape that best fits all those poses solved on every frame, then every frame fitted again
+  in 100 steps with that shape held (one shape per sequence is what the file holds).
 
-Jitter: mean joint acceleration (|second difference| * fps^2, m/s^2) of the 22 body joints of
-the fitted SMPL-X sequence, next to the source SMPL-H joints'. The CPU seconds count every
-thread: on a machine shared with other work, frames / (CPU s / threads) is what idle cores
-would give. Goals (issue 12): v2v within 2% of the floor, jitter at most 10% above the
-source's, at least 3x the per-pose speed.
+Printed: v2v_mm mean and p95 beside the floor's and their ratio; jitter (mean joint
+acceleration of the 22 body joints, m/s^2) against the source's; frames per CPU-second of
+the sequence and per-pose paths (torch on one thread: the machine is shared) and the ratio.
+Goals (issue 18): v2v mean <= 1.02x the floor where there is a deformation transfer; jitter
+<= 1.05x the source's; >= 3x the per-pose frames per CPU-second.
 """
 import argparse
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -30,144 +33,158 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from smplh2smplx.formats.body_models import load_smplx
-from smplh2smplx.body.deformation import load_deformation_transfer
-from smplh2smplx.fit.fitter import FitSettings, BodyFitter
-from smplh2smplx.formats.sequence_files import read_smplh_sequence
-from smplh2smplx.stages.sequences.convert import (GenderModels, SequenceOptions, SourceFrames,
-                                                  body_joints, convert_sequence, frame_step,
-                                                  mean_acceleration, model_path)
-from synthetic_kit import kit_paths, write_synthetic_kit
-from smplh2smplx.family import map_pose
-from smplh2smplx.runtime import resolve_device
+from smplh2smplx.family import KINDS, same_topology
+from smplh2smplx.fit.fitter import BodyFitter, FitSettings
+from smplh2smplx.formats.sequence_files import MOTION_LAYOUTS, read_motion
+from smplh2smplx.stages.sequences.convert import (FRAME_FIT, SHAPE_RIDGE, GenderModels,
+                                                  SequenceOptions, SourceFrames,
+                                                  convert_sequence, frame_step,
+                                                  load_gender_model, pair_transfer,
+                                                  shape_columns)
+from synthetic_kit import write_synthetic_kit
 
 REPO = Path(__file__).resolve().parents[1]
 AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
-PER_POSE_BATCH = 512
 FLOOR = FitSettings(max_iterations=100, tolerance=1e-7, fit_vertices=0)
+CHUNK = 64
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--kit", type=Path, help="synthetic kit folder: reused when it holds "
-                        "a kit, else written there (default: a temporary folder)")
-    parser.add_argument("--amass", type=Path, default=AMASS_SAMPLE,
-                        help="AMASS SMPL-H *_poses.npz (default: ../shared/data/"
-                             "amass_sample_smplh.npz next to the repository)")
-    parser.add_argument("--fps", type=float, nargs="+", default=[None, 30.0],
-                        help="output rates to measure (default: the source's and 30)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--no-floor", action="store_true", help="skip the 100-step floor")
+    parser.add_argument("--kit-seed", type=int, default=1)
+    parser.add_argument("--kit-frames", type=int, default=120,
+                        help="frames of the kit's motions (at 60 fps)")
+    parser.add_argument("--amass", type=Path, default=AMASS_SAMPLE)
+    parser.add_argument("--fps", type=float, nargs="+", default=[30.0],
+                        help="rates of the real sequence (default: 30)")
+    parser.add_argument("--directions", nargs="*",
+                        default=["smplh2smplx", "smpl2smplx", "smplx2smplh", "smplx2smpl",
+                                 "smplh2smpl", "smpl2smplh"])
+    parser.add_argument("--iterations", type=int, nargs="+",
+                        default=[FRAME_FIT.max_iterations],
+                        help="steps per frame of the sequence path, a row each (default: "
+                             "the product's)")
+    parser.add_argument("--no-real", action="store_true", help="skip the real sequence")
     return parser.parse_args()
 
 
-def kit_files(kit_dir):
-    paths = kit_paths(kit_dir)
-    if not paths["mask"].is_file():
-        start = time.perf_counter()
-        write_synthetic_kit(kit_dir, 0)
-        print(f"synthetic kit written to {kit_dir} ({time.perf_counter() - start:.0f} s)")
-    return paths
-
-
-def timed(function):
-    """(result, wall seconds, CPU seconds) of function()."""
-    wall, cpu = time.perf_counter(), time.process_time()
+def cpu_timed(function):
+    """(result, CPU seconds) of function()."""
+    start = time.process_time()
     result = function()
-    return result, time.perf_counter() - wall, time.process_time() - cpu
+    return result, time.process_time() - start
 
 
-def per_pose(models, deformation, sequence, fps, settings, mask_ids, smplx_data):
-    """Every frame fitted on its own (free betas), as stage 2 does; quality arrays."""
-    fitter = BodyFitter(smplx_data, mask_ids, replace(settings, num_betas=10)).to(
-        models.device)
-    source = SourceFrames(sequence, frame_step(sequence.framerate, fps, sequence.path),
-                          models, deformation)
-    rate = sequence.framerate / frame_step(sequence.framerate, fps, sequence.path)
-
-    def run():
-        poses, betas, transl, errors, source_joints = [], [], [], [], []
-        for start in range(0, len(source), PER_POSE_BATCH):
-            frames = np.arange(start, min(start + PER_POSE_BATCH, len(source)))
-            targets, joints = source.targets(frames)
-            result = fitter.fit(targets, map_pose(source.poses[frames], "smplh", "smplx").float())
-            poses.append(result.pose)
-            betas.append(result.betas)
-            transl.append(result.transl)
-            errors.append(result.v2v_mean_mm)
-            source_joints.append(joints.cpu())
-        return [torch.cat(items) for items in (poses, betas, transl, errors, source_joints)]
-
-    (pose, betas, transl, errors, source_joints), wall, cpu = timed(run)
-    body = models.smplx
-    with torch.no_grad():
-        joints = body_joints(body, pose.to(body.v_template), betas.to(body.v_template),
-                             transl.to(body.v_template)).cpu().numpy()
-    return dict(frames=len(errors), wall=wall, cpu=cpu, v2v=errors.numpy(),
-                jitter=mean_acceleration(joints, rate).mean(),
-                source_jitter=mean_acceleration(source_joints.numpy(), rate).mean())
+def per_pose(models, target_data, source, settings):
+    """Every frame fitted on its own (free betas) from its source pose: (pose, betas,
+    transl, v2v) over all frames."""
+    fitter = BodyFitter(target_data, models.mask_ids.cpu().numpy(),
+                        replace(settings, num_betas=models.target.num_betas))
+    parts = []
+    for start in range(0, len(source), CHUNK):
+        frames = np.arange(start, min(start + CHUNK, len(source)))
+        targets, _ = source.targets(frames)
+        parts.append(fitter.fit(targets, models.map_pose(source.poses[frames]).float()))
+    return [torch.cat([getattr(part, name) for part in parts])
+            for name in ("pose", "betas", "transl", "v2v_mean_mm")]
 
 
-def sequence_row(models, deformation, sequence, fps):
-    result, wall, cpu = timed(lambda: convert_sequence(sequence, models, deformation, fps))
-    return dict(frames=len(result.v2v_mm), wall=wall, cpu=cpu, v2v=result.v2v_mm,
-                jitter=result.acceleration.mean(),
-                source_jitter=result.source_acceleration.mean(),
-                iterations=result.iterations.mean())
+@torch.no_grad()
+def shared_shape_floor(models, target_data, source):
+    """v2v (T,) of the shared-shape floor (see the module's docstring)."""
+    pose, _, _, _ = per_pose(models, target_data, source, FLOOR)
+    masked = models.masked_target
+    num_betas = masked.body.num_betas
+    normal = torch.zeros(num_betas, num_betas, dtype=torch.float64)
+    right = torch.zeros(num_betas, dtype=torch.float64)
+    for start in range(0, len(source), CHUNK):       # normal equations, chunk by chunk
+        frames = np.arange(start, min(start + CHUNK, len(source)))
+        targets, _ = source.targets(frames)
+        base, columns = shape_columns(masked, pose[frames])
+        residual = targets.to(base) - base
+        matrix = (columns - columns.mean(1, keepdim=True)).reshape(-1, num_betas)
+        normal += matrix.T @ matrix
+        right += matrix.T @ (residual - residual.mean(1, keepdim=True)).reshape(-1)
+    betas = torch.linalg.solve(normal + SHAPE_RIDGE * torch.eye(num_betas), right).float()
+    fitter = BodyFitter(target_data, models.mask_ids.cpu().numpy(),
+                        replace(FLOOR, fit_betas=False, num_betas=num_betas))
+    errors = []
+    for start in range(0, len(source), CHUNK):
+        frames = np.arange(start, min(start + CHUNK, len(source)))
+        targets, _ = source.targets(frames)
+        errors.append(fitter.fit(targets, pose[frames], betas.expand(len(frames), -1))
+                      .v2v_mean_mm)
+    return torch.cat(errors).numpy()
+
+
+def measure(label, sequence, source_kind, target_kind, options, fps, iterations):
+    """A printed row per count of steps per frame."""
+    gender = sequence.gender
+    transfer = pair_transfer(options, source_kind, target_kind)
+    options = replace(options, target_model=target_kind)
+    target_data = load_gender_model(options, target_kind, gender)
+    models = GenderModels(options, source_kind, gender, transfer.mask_ids, torch.device("cpu"))
+    step = frame_step(sequence.framerate, fps, sequence.path)
+    rate = sequence.framerate / step
+    source = SourceFrames(sequence, step, models, transfer)
+    _, per_pose_cpu = cpu_timed(lambda: per_pose(models, target_data, source, FitSettings()))
+    floor = shared_shape_floor(models, target_data, source)
+    for count in iterations:
+        models = GenderModels(replace(options, fit=replace(FRAME_FIT, max_iterations=count)),
+                              source_kind, gender, transfer.mask_ids, torch.device("cpu"))
+        result, sequence_cpu = cpu_timed(
+            lambda: convert_sequence(sequence, models, transfer, fps))
+        print_row(label, source_kind, target_kind, rate, result, sequence_cpu, per_pose_cpu,
+                  floor)
+
+
+def print_row(label, source_kind, target_kind, rate, result, sequence_cpu, per_pose_cpu,
+              floor):
+    frames, v2v = len(result.v2v_mm), result.v2v_mm
+    jitter, source_jitter = result.acceleration.mean(), result.source_acceleration.mean()
+    speed, per_pose_speed = frames / sequence_cpu, frames / per_pose_cpu
+    transferred = not same_topology(source_kind, target_kind)
+    print(f"| {label} | {KINDS[source_kind].label} -> {KINDS[target_kind].label} | {rate:g} | "
+          f"{frames} | {v2v.mean():.3f} / {floor.mean():.3f} = "
+          f"{v2v.mean() / floor.mean():.3f}x{'' if transferred else ' (one mesh)'} | "
+          f"{np.percentile(v2v, 95):.3f} / {np.percentile(floor, 95):.3f} | "
+          f"{jitter:.3f} / {source_jitter:.3f} = {jitter / source_jitter:.3f}x | "
+          f"{speed:.1f} / {per_pose_speed:.1f} = {speed / per_pose_speed:.2f}x | "
+          f"{result.iterations.mean():.2f} |", flush=True)
 
 
 def main():
     args = parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if not args.amass.is_file():
-        sys.exit(f"error: {args.amass}: AMASS sequence not found (--amass)")
-    sequence = read_smplh_sequence(args.amass)
-    temporary = tempfile.TemporaryDirectory() if args.kit is None else None
-    paths = kit_files(args.kit or Path(temporary.name))
-    gender = sequence.gender
-    if not (paths["body_models"] / "smplh" / gender / "model.npz").is_file():
-        print(f"the kit has no {gender} model: the neutral one stands in")
-        gender = "neutral"
-    device = resolve_device(args.device)
-    options = SequenceOptions(input_path=args.amass, output_dir=Path("unused"),
-                              smplh_model=paths["body_models"],
-                              smplx_model=paths["body_models"],
-                              deftrafo_path=paths["deftrafo"], mask_path=paths["mask"],
-                              gender=gender)
-    deformation = load_deformation_transfer(paths["deftrafo"], paths["mask"])
-    models = GenderModels(options, gender, deformation.mask_ids, device)
-    smplx_data = load_smplx(model_path(paths["body_models"], "smplx", gender, True))
-    threads = torch.get_num_threads()
-    print(f"{args.amass.name}: {sequence.num_frames} frames at {sequence.framerate:g} fps, "
-          f"{sequence.gender}; device {device}, {threads} torch threads\n")
-    print("| fps | method | frames | frames/s (wall) | frames/s (CPU) | v2v_mm mean | p95 | "
-          "max | vs floor | jitter m/s^2 | source | vs source | steps/frame |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for fps in args.fps:
-        rows = {"sequence": sequence_row(models, deformation, sequence, fps),
-                "per-pose": per_pose(models, deformation, sequence, fps, FitSettings(),
-                                     deformation.mask_ids, smplx_data)}
-        if not args.no_floor:
-            rows["per-pose floor"] = per_pose(models, deformation, sequence, fps, FLOOR,
-                                              deformation.mask_ids, smplx_data)
-        floor = rows.get("per-pose floor", rows["per-pose"])["v2v"].mean()
-        rate = sequence.framerate / frame_step(sequence.framerate, fps, args.amass)
-        for name, row in rows.items():
-            v2v = row["v2v"]
-            steps = f"{row['iterations']:.2f}" if "iterations" in row else ""
-            print(f"| {rate:g} | {name} | {row['frames']} | {row['frames'] / row['wall']:.1f} | "
-                  f"{row['frames'] / (row['cpu'] / threads):.1f} | {v2v.mean():.3f} | "
-                  f"{np.percentile(v2v, 95):.3f} | {v2v.max():.3f} | "
-                  f"{100 * (v2v.mean() / floor - 1):+.2f}% | {row['jitter']:.4f} | "
-                  f"{row['source_jitter']:.4f} | "
-                  f"{100 * (row['jitter'] / row['source_jitter'] - 1):+.1f}% | {steps} |",
-                  flush=True)
-        speedup = (rows["sequence"]["frames"] / rows["sequence"]["cpu"]) / (
-            rows["per-pose"]["frames"] / rows["per-pose"]["cpu"])
-        print(f"|  | speed-up of sequence over per-pose (CPU time) | {speedup:.2f}x |"
-              + " |" * 10)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        kit = write_synthetic_kit(Path(folder), seed=args.kit_seed, n_sequences=1,
+                                  frames_per_sequence=args.kit_frames, variant="realistic")
+        print(f"realistic kit, seed {args.kit_seed}, written in "
+              f"{time.perf_counter() - start:.0f} s; torch on 1 thread\n")
+        options = SequenceOptions(
+            input_path=Path(folder), output_dir=Path("unused"),
+            model_paths={kind: kit.body_models for kind in KINDS},
+            deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask)
+        print("| case | direction | fps | frames | v2v mean / floor | p95 / floor | "
+              "jitter / source (m/s^2) | frames per CPU-s: sequence / per-pose | "
+              "steps/frame |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        if not args.no_real and not args.amass.is_file():
+            print(f"| {args.amass}: not found (--amass), the real sequence is not measured |")
+        elif not args.no_real:
+            real = read_motion(args.amass, "smplh")
+            for fps in args.fps:
+                measure(args.amass.name, real, "smplh", "smplx", options, fps,
+                        args.iterations)
+        trees = {"smpl": kit.smpl_motions, "smplh": kit.amass, "smplx": kit.smplx_motions}
+        for direction in args.directions:
+            source_kind, target_kind = direction.split("2")
+            relative = kit.sequences[0].replace(
+                "_poses.npz", MOTION_LAYOUTS[source_kind].suffix + ".npz")
+            sequence = read_motion(trees[source_kind] / relative, source_kind)
+            measure(f"kit seed {args.kit_seed} {Path(relative).stem}", sequence,
+                    source_kind, target_kind, options, None, args.iterations)
 
 
 if __name__ == "__main__":

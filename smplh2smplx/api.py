@@ -19,7 +19,7 @@ from .family import KINDS, map_pose
 from .fit.fitter import BodyFitter, FitResult, FitSettings
 from .formats.body_models import load_body_model
 from .formats.param_files import build_parameters
-from .formats.sequence_files import read_smplh_sequence
+from .formats.sequence_files import MotionSequence, read_motion
 from .runtime import resolve_device
 from .stages.sequences.convert import (GenderModels, SequenceOptions, SequenceResult,
                                        convert_sequence)
@@ -120,19 +120,32 @@ class Converter:
         return [build_parameters(self.target.name, result.pose[i], result.betas[i],
                                  result.transl[i]) for i in range(len(result.pose))]
 
-    def convert_motion(self, motion_file: PathType, fps: Optional[float] = None) -> SequenceResult:
-        """Convert a whole AMASS motion file of the source model (`*_poses.npz`) with the
-        converter's models and gender (the sequence stage, `convert_sequences.py`).
+    def convert_motion(self, motion: Union[PathType, MotionSequence],
+                       fps: Optional[float] = None) -> SequenceResult:
+        """Convert a whole motion of the source model with the converter's models and
+        gender (the sequence stage of `convert_sequences.py`): one shape for the whole
+        motion, then every frame warm-started from the one before.
 
-        Returns a `SequenceResult`: `.output` holds the target sequence (poses, trans,
-        betas), `.v2v_mm` the per-frame error.
+        Args:
+            motion: a motion file of the source model (AMASS `*_poses.npz`, `*_stageii.npz`
+                or a SMPL motion `.npz`), or a `MotionSequence` made in memory.
+            fps: the output frame rate (must divide the source's); None: the source's.
+        Returns:
+            a `SequenceResult`: `.output` is the target `MotionSequence` (poses, trans,
+            betas: as many as AMASS writes, 16 for SMPL-X and SMPL-H, 10 for SMPL),
+            `.v2v_mm` the per-frame error.
         """
-        sequence = read_smplh_sequence(Path(motion_file))
+        if self.source_body is None:
+            raise InputError("converting a motion needs the source model (source_model=)")
+        sequence = (motion if isinstance(motion, MotionSequence)
+                    else read_motion(Path(motion), self.source.name))
         options = SequenceOptions(
-            input_path=Path(motion_file), output_dir=Path("."),
-            smplh_model=self.paths["source_model"], smplx_model=self.paths["target_model"],
+            input_path=Path("."), output_dir=Path("."),
+            model_paths={self.source.name: self.paths["source_model"],
+                         self.target.name: self.paths["target_model"]},
             deftrafo_path=self.paths["deformation_transfer"], mask_path=self.paths["mask"],
-            gender=self.gender, device=str(self.device),
-            num_betas=self.settings.num_betas)
-        models = GenderModels(options, self.gender, self.deformation.mask_ids, self.device)
+            source_model=self.source.name, target_model=self.target.name,
+            gender=self.gender, device=str(self.device))
+        models = GenderModels(options, self.source.name, self.gender,
+                              self.deformation.mask_ids, self.device)
         return convert_sequence(sequence, models, self.deformation, fps)

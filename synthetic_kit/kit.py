@@ -42,6 +42,8 @@ class SyntheticKit:
     amass: Path                   # AMASS SMPL-H root
     amass_smplx: Path             # one AMASS SMPL-X sequence (*_stageii.npz) in that tree
     amass_shape: Path             # one subject's shape.npz in that tree
+    smpl_motions: Path            # the same motions as SMPL files (poses (T, 72)), same tree
+    smplx_motions: Path           # the same motions as AMASS SMPL-X *_stageii.npz, same tree
     posescript_ids: Path          # posescript/ids_2_dataset_sequence_and_frame_index_100k.json
     posescript_human: Path        # posescript/posescript_human_6293.json
     posefix_human: Path           # posefix/posefix_human_6157.json
@@ -89,6 +91,8 @@ def kit_paths(root):
         amass=root / "amass",
         amass_smplx=root / "amass" / SMPLX_SEQUENCE,
         amass_shape=root / "amass" / SHAPE_FILE,
+        smpl_motions=root / "motions_smpl",
+        smplx_motions=root / "motions_smplx",
         posescript_ids=root / "posescript" / "ids_2_dataset_sequence_and_frame_index_100k.json",
         posescript_human=root / "posescript" / "posescript_human_6293.json",
         posefix_human=root / "posefix" / "posefix_human_6157.json",
@@ -143,6 +147,8 @@ def write_synthetic_kit(root: Path, seed: int = 0, n_sequences: int = 4,
         transfer/ the six deformation transfers and smplx_mask_ids.npy,
         amass/<subset>/<subject>/<name>_poses.npz (n_sequences of frames_per_sequence),
             plus one SMPL-X *_stageii.npz and one shape.npz in that tree,
+        motions_smpl/, motions_smplx/: the same motions as SMPL files and AMASS SMPL-X files
+            (same relative folders; the hands of SMPL and the jaw and eyes of SMPL-X at rest),
         posescript/ids_2_dataset_sequence_and_frame_index_100k.json,
         posescript/posescript_human_6293.json, posefix/posefix_human_6157.json,
         posefix/pair_id_2_pose_ids.json, posefix/ids_2_dataset_sequence_and_frame_index_100k.json

@@ -276,11 +276,23 @@ def write_amass(models, paths, seed, n_sequences, frames_per_sequence,
                     "betas": betas, "gender": np.array(gender),
                     "mocap_framerate": np.array(AMASS_FRAMERATE), "dmpls": dmpls}
         write_npz(paths["amass"] / relative, sequence)
+        write_npz(paths["smpl_motions"] / relative, smpl_counterpart(sequence))
+        write_npz(paths["smplx_motions"] / relative.replace("_poses.npz", "_stageii.npz"),
+                  smplx_counterpart(sequence))
         if index == 0:
             write_npz(paths["amass_smplx"], smplx_counterpart(sequence))
             write_npz(paths["amass_shape"], {"betas": betas, "gender": np.array(gender)})
         written.append((relative, poses))
     return written
+
+
+def smpl_counterpart(sequence):
+    """A SMPL motion file of an SMPL-H sequence's motion: poses (T, 72) (the body's 22
+    joints, SMPL's two hand joints at rest), the first 10 betas, trans, gender, frame rate."""
+    poses = sequence["poses"]
+    smpl_poses = np.concatenate([poses[:, :66], np.zeros((len(poses), 6))], axis=1)
+    return {"poses": smpl_poses, "trans": sequence["trans"], "betas": sequence["betas"][:10],
+            "gender": sequence["gender"], "mocap_framerate": sequence["mocap_framerate"]}
 
 
 def smplx_counterpart(sequence):

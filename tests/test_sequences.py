@@ -20,9 +20,9 @@ from smplh2smplx.errors import InputError
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.safe_pickle import load_pickle
-from smplh2smplx.formats.sequence_files import (OUTPUT_KEYS, SkipFile, SmplxSequence, is_finished,
-                                                read_smplh_sequence, read_smplx_sequence,
-                                                write_smplx_sequence)
+from smplh2smplx.formats.sequence_files import (MOTION_LAYOUTS, MotionSequence, SkipFile,
+                                                is_finished, read_motion, read_motion_file,
+                                                write_motion)
 from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from smplh2smplx.stages.sequences.convert import (MaskedBody, SequenceOptions, frame_step,
                                                   mean_acceleration, solve_shape)
@@ -41,10 +41,16 @@ def user_config(kit, output_dir):
 
 def options(kit, input_path, output_dir, **changes):
     base = SequenceOptions(input_path=input_path, output_dir=output_dir,
-                           smplh_model=kit.body_models, smplx_model=kit.body_models,
+                           model_paths={kind: kit.body_models
+                                        for kind in ("smpl", "smplh", "smplx")},
                            deftrafo_path=kit.deftrafo, mask_path=kit.mask, device="cpu",
                            chunk_frames=8, shape_frames=4, fit=SHORT_FIT)
     return replace(base, **changes)
+
+
+def named(tree, relative):
+    """The run's name of a file of `tree`: the tree folder's own name first."""
+    return f"{Path(tree).name}/{relative}"
 
 
 def short_sequence(kit, relative, frames=10, **changes):
@@ -97,7 +103,7 @@ def converted(kit, tmp_path_factory):
             [str(tree), "--fps", "30", "--shard-size", "2", "--shard-index", str(index),
              "--device", "cpu", "--chunk-frames", "16", "--shape-frames", "6"],
             user_config=config))
-        rows = set(read_sequence_rows(output / SEQUENCES_CSV))
+        rows = {name.split("/", 1)[1] for name in read_sequence_rows(output / SEQUENCES_CSV)}
         converted_by_shard.append(sorted(rows - done))
         done = rows
     return tree, output, (codes, converted_by_shard)
@@ -107,26 +113,28 @@ def test_tree_is_mirrored_with_skips_named(converted, kit, capsys):
     tree, output, (codes, _) = converted
     assert codes == [0, 0]
     files = [relative for relative, _ in list_sequence_files(tree)]
-    assert len(files) == 4
+    assert len(files) == 4 and all(name.startswith(tree.name + "/") for name in files)
     for relative in motions(kit):
-        path = output_path(output, relative)
+        path = output_path(output, named(tree, relative), "smplx")
         assert path.name.endswith("_stageii.npz")
-        assert path.relative_to(output).parent == Path(relative).parent
+        # The input folder keeps its own name under the output root.
+        assert path.relative_to(output).parent == Path(tree.name) / Path(relative).parent
         with np.load(path, allow_pickle=False) as archive:
-            assert tuple(archive.files) == OUTPUT_KEYS
+            assert tuple(archive.files) == MOTION_LAYOUTS["smplx"].keys()
             arrays = {key: archive[key] for key in archive.files}
-        source = read_smplh_sequence(tree / relative)
+        source = read_motion(tree / relative)
         assert arrays["poses"].shape == (30, 165)
         assert float(arrays["mocap_frame_rate"]) == 30.0
         assert float(arrays["mocap_time_length"]) == pytest.approx(1.0)
         assert str(arrays["gender"]) == source.gender
+        assert arrays["gender"].dtype.kind == "U" and arrays["betas"].dtype == np.float64
         assert str(arrays["surface_model_type"]) == "smplx"
-        assert arrays["betas"].shape == (10,) and int(arrays["num_betas"]) == 10
+        assert arrays["betas"].shape == (16,) and int(arrays["num_betas"]) == 16
         np.testing.assert_array_equal(arrays["pose_hand"], arrays["poses"][:, 75:])
-        assert quality_path(output, relative).is_file()
+        assert quality_path(output, named(tree, relative), "smplx").is_file()
     assert not list(output.rglob("shape*")) and not list(output.rglob("x_stageii*"))
     rows = read_sequence_rows(output / SEQUENCES_CSV)
-    assert sorted(rows) == sorted(motions(kit))
+    assert sorted(rows) == sorted(named(tree, relative) for relative in motions(kit))
     for row in rows.values():
         assert row.frames == 30 and row.fps == 30.0
         assert row.v2v_mean_mm <= row.v2v_p95_mm <= row.v2v_max_mm
@@ -139,8 +147,8 @@ def test_skipped_files_are_reported_with_reasons(kit, tmp_path):
     write_npz(tree / "S1" / "a_stageii.npz", smplx_file_arrays())
     summary = run_sequences(options(kit, tree, tmp_path / "out"), progress=False)
     reasons = dict(summary.skipped)
-    assert "shape.npz: not a motion file" in reasons["S1/shape.npz"]
-    assert "already a SMPL-X sequence" in reasons["S1/a_stageii.npz"]
+    assert "shape.npz: not a motion file" in reasons["tree/S1/shape.npz"]
+    assert "already a SMPL-X sequence" in reasons["tree/S1/a_stageii.npz"]
     assert summary.failed == 0 and not summary.rows
     assert any("skipped: " in line and "shape.npz" in line for line in summary.lines())
 
@@ -153,8 +161,8 @@ def test_round_trip_with_the_smplx_package(converted, kit):
     only); nothing of the fitter is used."""
     tree, output, _ = converted
     relative = kit.sequences[1]
-    arrays = read_smplx_sequence(output_path(output, relative))
-    source = read_smplh_sequence(tree / relative)
+    arrays = read_motion_file(output_path(output, named(tree, relative), "smplx"), "smplx")
+    source = read_motion(tree / relative)
     gender = str(arrays["gender"])
     layer_x = smplx.create(str(kit.body_models), model_type="smplx", gender=gender, ext="npz",
                            flat_hand_mean=True, use_pca=False,
@@ -187,31 +195,31 @@ def test_round_trip_with_the_smplx_package(converted, kit):
     # Measured: about 4 mm per frame on the kit (the SMPL-X body cannot take the SMPL-H
     # shape exactly); a fit that missed the pose or the translation is off by centimetres.
     assert errors.max() < 8.0
-    row = read_sequence_rows(output / SEQUENCES_CSV)[relative]
+    row = read_sequence_rows(output / SEQUENCES_CSV)[named(tree, relative)]
     assert row.v2v_mean_mm == pytest.approx(errors.mean(), abs=0.05)
     assert row.v2v_max_mm == pytest.approx(errors.max(), abs=0.05)
 
 
 def test_finished_files_are_skipped_and_broken_ones_redone(converted, kit):
     tree, output, _ = converted
-    paths = [output_path(output, relative) for relative in motions(kit)]
+    paths = [output_path(output, named(tree, relative), "smplx") for relative in motions(kit)]
     stamps = [path.stat().st_mtime_ns for path in paths]
     run_options = options(kit, tree, output, fps=30.0, keep_going=True)
     summary = run_sequences(run_options, progress=False)
     assert summary.done_before == 2 and not summary.rows
     assert [path.stat().st_mtime_ns for path in paths] == stamps
     paths[1].write_bytes(paths[1].read_bytes()[:100])          # a broken output
-    assert not is_finished(paths[1])
+    assert not is_finished(paths[1], "smplx")
     summary = run_sequences(run_options, progress=False)
-    assert [row.sequence for row in summary.rows] == [motions(kit)[1]]
-    assert is_finished(paths[1])
+    assert [row.sequence for row in summary.rows] == [named(tree, motions(kit)[1])]
+    assert is_finished(paths[1], "smplx")
     assert paths[0].stat().st_mtime_ns == stamps[0]
 
 
 def test_shards_split_the_sorted_list(converted, kit):
     """The shared conversion ran shard 0 then shard 1 (2 files each of the sorted list)."""
     tree, _output, (_codes, converted_by_shard) = converted
-    files = [relative for relative, _ in list_sequence_files(tree)]
+    files = [relative.split("/", 1)[1] for relative, _ in list_sequence_files(tree)]
     assert files == sorted(files)
     wanted = set(motions(kit))
     assert converted_by_shard == [[name for name in files[:2] if name in wanted],
@@ -232,15 +240,15 @@ def bad_tree(kit, root):
     nan["poses"] = nan["poses"].copy()
     nan["poses"][[3, 7], 10] = np.nan
     write_npz(root / "D" / "nan_poses.npz", nan)
-    write_npz(root / "E" / "smpl_poses.npz", short_sequence(
-        kit, good, poses=np.zeros((10, 72))))
+    write_npz(root / "E" / "wide_poses.npz", short_sequence(
+        kit, good, poses=np.zeros((10, 99))))
     (root / "F").mkdir(parents=True)
     (root / "F" / "broken_poses.npz").write_bytes(b"PK\x03\x04 not really a zip")
     write_npz(root / "G" / "smplx_stageii.npz", smplx_file_arrays())
     return {"B/female_poses.npz": "no female SMPL-H model",
             "C/empty_poses.npz": "zero frames",
             "D/nan_poses.npz": "2 frames hold NaN or infinite values (frames 3, 7)",
-            "E/smpl_poses.npz": "is a SMPL sequence",
+            "E/wide_poses.npz": "poses has shape (10, 99)",
             "F/broken_poses.npz": "not a readable .npz file"}
 
 
@@ -257,22 +265,22 @@ def male_only_models(kit, tmp_path):
 def test_bad_inputs_fail_alone_with_keep_going(kit, male_only_models, tmp_path):
     tree, output = tmp_path / "tree", tmp_path / "out"
     expected = bad_tree(kit, tree)
-    run_options = options(kit, tree, output, smplh_model=male_only_models,
-                          keep_going=True)
+    run_options = options(kit, tree, output, keep_going=True, model_paths={
+        "smplh": male_only_models, "smplx": kit.body_models})
     summary = run_sequences(run_options, progress=False)
-    assert [row.sequence for row in summary.rows] == ["A/good_poses.npz"]
-    failures = dict(summary.failures)
+    assert [row.sequence for row in summary.rows] == ["tree/A/good_poses.npz"]
+    failures = {name.split("/", 1)[1]: message for name, message in summary.failures}
     assert sorted(failures) == sorted(expected)
     for name, text in expected.items():
         assert str(tree / name) in failures[name] and text in failures[name], failures[name]
-    assert [name for name, _ in summary.skipped] == ["G/smplx_stageii.npz"]
+    assert [name for name, _ in summary.skipped] == ["tree/G/smplx_stageii.npz"]
     # Nothing partial: only the good file's output, quality file and the table exist.
     written = sorted(path.relative_to(output).as_posix() for path in output.rglob("*")
                      if path.is_file())
     assert written == [".result_settings.json.lock", ".sequences.csv.lock",
-                       "A/good_stageii.npz", "quality/A/good_stageii_frames.npz",
-                       "result_settings.json", "sequences.csv"]
-    assert list(read_sequence_rows(output / SEQUENCES_CSV)) == ["A/good_poses.npz"]
+                       "quality/tree/A/good_stageii_frames.npz", "result_settings.json",
+                       "sequences.csv", "tree/A/good_stageii.npz"]
+    assert list(read_sequence_rows(output / SEQUENCES_CSV)) == ["tree/A/good_poses.npz"]
 
 
 def test_command_line_exit_codes_and_lines(kit, male_only_models, tmp_path, capsys):
@@ -283,11 +291,11 @@ def test_command_line_exit_codes_and_lines(kit, male_only_models, tmp_path, caps
     assert convert_sequences.main(arguments, user_config=config) == 2     # stops at B/
     out = capsys.readouterr().out
     assert "failed: " in out and "female_poses.npz" in out and "stopped at the first" in out
-    assert not (output / "C").exists()
+    assert not (output / "tree" / "C").exists()
     assert convert_sequences.main(arguments + ["--keep-going"], user_config=config) == 1
     out = capsys.readouterr().out
     failed = [line for line in out.splitlines() if line.startswith("failed: ")]
-    for name in ("female", "empty", "nan", "smpl", "broken"):
+    for name in ("female", "empty", "nan", "wide", "broken"):
         assert any(f"{name}_poses.npz" in line for line in failed), name
     assert "0 converted, 1 already done, 1 skipped, 5 failed, of 7 files" in out
     config["DEFTRAFO_PATH"] = str(tmp_path / "missing.pkl")
@@ -313,10 +321,12 @@ def test_frame_rate_that_does_not_divide_is_refused(kit, tmp_path):
 def test_smplx_file_given_directly_fails(kit, tmp_path):
     path = tmp_path / "x_stageii.npz"
     write_npz(path, smplx_file_arrays())
-    with pytest.raises(SkipFile, match="already a SMPL-X sequence"):
-        read_smplh_sequence(path)
+    with pytest.raises(SkipFile, match="is a SMPL-X sequence"):
+        read_motion(path, "smplh")
     summary = run_sequences(options(kit, path, tmp_path / "out"), progress=False)
-    assert not summary.skipped and summary.failures[0][0] == "x_stageii.npz"
+    assert not summary.skipped
+    assert summary.failures[0][0] == f"{tmp_path.name}/x_stageii.npz"
+    assert "already a SMPL-X sequence" in summary.failures[0][1]
     assert str(path) in summary.failures[0][1]
 
 
@@ -348,20 +358,22 @@ def test_mean_acceleration_of_a_parabola():
 
 def test_output_file_reads_back_and_rejects_inconsistency(tmp_path):
     rng = np.random.default_rng(0)
-    sequence = SmplxSequence(pose=rng.normal(size=(7, 55, 3)), trans=rng.normal(size=(7, 3)),
-                             betas=rng.normal(size=10), gender="female", framerate=30.0)
+    pose = rng.normal(size=(7, 55, 3))
+    sequence = MotionSequence(kind="smplx", poses=pose.reshape(7, 165),
+                              trans=rng.normal(size=(7, 3)), betas=rng.normal(size=10),
+                              gender="female", framerate=30.0)
     path = tmp_path / "a_stageii.npz"
-    write_smplx_sequence(path, sequence)
-    arrays = read_smplx_sequence(path)
-    np.testing.assert_array_equal(arrays["poses"], sequence.pose.reshape(7, 165))
-    np.testing.assert_array_equal(arrays["pose_eye"], sequence.pose[:, 23:25].reshape(7, 6))
+    write_motion(path, sequence)
+    arrays = read_motion_file(path, "smplx")
+    np.testing.assert_array_equal(arrays["poses"], pose.reshape(7, 165))
+    np.testing.assert_array_equal(arrays["pose_eye"], pose[:, 23:25].reshape(7, 6))
     assert float(arrays["mocap_time_length"]) == pytest.approx(7 / 30)
     assert [p.name for p in tmp_path.iterdir()] == ["a_stageii.npz"]     # no temporary left
     arrays = dict(arrays, pose_jaw=np.zeros((7, 3)))
     np.savez(path, **arrays)
     with pytest.raises(InputError, match="pose_jaw does not match"):
-        read_smplx_sequence(path)
-    assert not is_finished(path)
+        read_motion_file(path, "smplx")
+    assert not is_finished(path, "smplx")
 
 
 # ----------------------------------------------------------------- submitit
@@ -376,9 +388,10 @@ def test_submitit_local_executor_runs_the_shards(kit, tmp_path):
                                                    cluster="local", minutes=10, cpus=1))
     assert len(jobs) == 2
     summaries = [job.result() for job in jobs]
+    names = [named(tree, name) for name in names]
     assert [[row.sequence for row in summary.rows] for summary in summaries] == [
         names[:1], names[1:]]
-    assert all(is_finished(output_path(output, name)) for name in names)
+    assert all(is_finished(output_path(output, name, "smplx"), "smplx") for name in names)
 
 
 # ----------------------------------------------------------------- report
@@ -410,8 +423,9 @@ def test_outlier_frames_of_a_chunk_get_the_full_fit(kit):
     from smplh2smplx.family import map_pose
     run_options = options(kit, kit.amass, Path("unused"), fit=FitSettings(max_iterations=1))
     deformation = load_deformation_transfer(kit.deftrafo, kit.mask)
-    models = GenderModels(run_options, "neutral", deformation.mask_ids, torch.device("cpu"))
-    source = SourceFrames(read_smplh_sequence(kit.amass / kit.sequences[0]), 1, models,
+    models = GenderModels(run_options, "smplh", "neutral", deformation.mask_ids,
+                          torch.device("cpu"))
+    source = SourceFrames(read_motion(kit.amass / kit.sequences[0]), 1, models,
                           deformation)
     betas, _, _ = fit_shape(models, source, spread_frames(len(source), 4), 1)
     frames = np.arange(10, 16)

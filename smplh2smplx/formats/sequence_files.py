@@ -1,82 +1,115 @@
-"""Motion-sequence files: reading AMASS SMPL-H `*_poses.npz`, writing AMASS SMPL-X `*_stageii.npz`.
+"""Motion-sequence files of every SMPL-family model, in the layouts AMASS writes them.
 
-Input (AMASS "SMPL+H G"): `poses` (T, 156), `trans` (T, 3), `betas` (16,), `gender`,
-`mocap_framerate`; `dmpls` (soft-tissue coefficients) and marker data are not read. Files
-that are not SMPL-H motion files are told apart so that a tree scan can skip them with a
-reason (`SkipFile`): `shape.npz` (betas and gender only) and AMASS SMPL-X sequences. Anything
-else wrong is an `InputError` naming the file.
-
-Output (AMASS "SMPL-X N / G" layout, see FORMATS.md "Motion sequences"): plain arrays only,
-so `np.load(path, allow_pickle=False)` reads it. A file is written atomically, and counts as
-finished only when it reads back valid (`read_smplx_sequence`).
+One table (`MOTION_LAYOUTS`, keyed by model kind) says what a file of each model holds:
+- SMPL-X: AMASS's "SMPL-X N / G" release, `<name>_stageii.npz`: `poses` (T, 165) and the
+  same split out (`root_orient`, `pose_body`, `pose_jaw`, `pose_eye`, `pose_hand`), `trans`,
+  `betas` (16), `num_betas`, `gender`, `surface_model_type`, `mocap_frame_rate`,
+  `mocap_time_length`;
+- SMPL-H: AMASS's "SMPL+H G" release, `<name>_poses.npz`: `poses` (T, 156), `trans`,
+  `betas` (16), `gender`, `mocap_framerate` (sic), `dmpls` (T, 8) (zero when we write it);
+- SMPL: `<name>_poses.npz` with `poses` (T, 72), `trans`, `betas` (10), `gender`,
+  `mocap_framerate`.
+The model of an input is told by the width of `poses` (and `surface_model_type` where the
+file has one). `shape.npz` (betas and gender only) and files already in the target model
+are skipped with a reason (`SkipFile`); anything else wrong is an `InputError` naming the
+file. Outputs hold plain arrays only (`np.load(path, allow_pickle=False)` reads them),
+float64 and numpy str as AMASS writes them; a file is written atomically and counts as
+finished only when it reads back valid (`read_motion_file`).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..family import KINDS, NUM_BODY_JOINTS
 from .files import atomic_write, check_finite
 from .npz import read_npz
 
-SMPLH_POSE_SIZE = 156        # root, 21 body joints, 15 + 15 hand joints
-SMPLX_POSE_SIZE = 165        # root, 21 body, jaw, two eyes, 15 + 15 hand joints
-SMPL_POSE_SIZE = 72          # root, 21 body joints, 2 hand joints
-MIN_FRAMERATE, MAX_FRAMERATE = 1, 10000      # frames/s any capture could have
 GENDERS = ("neutral", "male", "female")
-INPUT_SUFFIX = "_poses"      # AMASS SMPL-H file names end in _poses.npz
-OUTPUT_SUFFIX = "_stageii"   # AMASS SMPL-X file names end in _stageii.npz
-
-# Where each split-out pose array sits in `poses` (T, 165), in the file's key order.
-SMPLX_POSE_SLICES = {
-    "root_orient": slice(0, 3),
-    "pose_body": slice(3, 66),
-    "pose_jaw": slice(66, 69),
-    "pose_eye": slice(69, 75),
-    "pose_hand": slice(75, 165),
-}
-INPUT_KEYS = ("poses", "trans", "betas", "gender", "mocap_framerate", "surface_model_type")
-OUTPUT_KEYS = ("poses", "root_orient", "pose_body", "pose_hand", "pose_jaw", "pose_eye",
-               "trans", "betas", "num_betas", "gender", "surface_model_type",
-               "mocap_frame_rate", "mocap_time_length")
-
-
-class SkipFile(InputError):
-    """A file of the tree that is not a SMPL-H motion file (shape.npz, a SMPL-X sequence):
-    skipped with this reason, not a failure."""
+RATE_KEYS = ("mocap_framerate", "mocap_frame_rate")   # SMPL+H's spelling, SMPL-X's
+NUM_DMPLS = 8                                         # AMASS's soft-tissue coefficients
+IGNORED_KEYS = ("marker_data", "marker_labels", "dmpls")
+INPUT_KEYS = ("poses", "trans", "betas", "gender", "surface_model_type") + RATE_KEYS
+MIN_FRAMERATE, MAX_FRAMERATE = 1, 10000      # frames/s any capture could have
 
 
 @dataclass(frozen=True)
-class SmplhSequence:
-    """An AMASS SMPL-H motion file, checked.
+class MotionLayout:
+    """What a motion file of one model kind holds.
 
-    poses: (T, 156) float64 axis-angle (flat-hand convention); trans: (T, 3) float64;
-    betas: (S,) float64 (16 in AMASS); gender: neutral, male or female; framerate: frames/s.
+    suffix: of the file name (`<name><suffix>.npz`); rate_key: the frame-rate key;
+    num_betas: betas written by default; parts: split-out pose arrays, name -> (first
+    joint, end joint); model_type: whether `num_betas`, `surface_model_type` and
+    `mocap_time_length` are written; num_dmpls: zero `dmpls` columns written.
     """
-    path: Path
+    kind: str
+    suffix: str
+    rate_key: str
+    num_betas: int
+    parts: dict = field(default_factory=dict)
+    model_type: bool = False
+    num_dmpls: int = 0
+
+    @property
+    def label(self):
+        return KINDS[self.kind].label
+
+    @property
+    def pose_size(self):
+        return KINDS[self.kind].pose_size
+
+    def keys(self):
+        """The keys of a file we write, in order."""
+        return (("poses",) + tuple(self.parts) + ("trans", "betas")
+                + (("num_betas",) if self.model_type else ()) + ("gender",)
+                + (("surface_model_type",) if self.model_type else ()) + (self.rate_key,)
+                + (("mocap_time_length",) if self.model_type else ())
+                + (("dmpls",) if self.num_dmpls else ()))
+
+
+def _smplx_parts():
+    left_hand = KINDS["smplx"].hands[0]
+    return {"root_orient": (0, 1), "pose_body": (1, NUM_BODY_JOINTS),
+            "pose_jaw": (NUM_BODY_JOINTS, NUM_BODY_JOINTS + 1),
+            "pose_eye": (NUM_BODY_JOINTS + 1, left_hand),
+            "pose_hand": (left_hand, KINDS["smplx"].num_joints)}
+
+
+MOTION_LAYOUTS = {
+    "smpl": MotionLayout("smpl", "_poses", "mocap_framerate", num_betas=10),
+    "smplh": MotionLayout("smplh", "_poses", "mocap_framerate", num_betas=16,
+                          num_dmpls=NUM_DMPLS),
+    "smplx": MotionLayout("smplx", "_stageii", "mocap_frame_rate", num_betas=16,
+                          parts=_smplx_parts(), model_type=True),
+}
+KIND_OF_POSE_SIZE = {KINDS[kind].pose_size: kind for kind in MOTION_LAYOUTS}
+
+
+class SkipFile(InputError):
+    """A file of the tree that is not a motion file to convert (shape.npz, a sequence
+    already in the target model): skipped with this reason, not a failure."""
+
+
+@dataclass(frozen=True)
+class MotionSequence:
+    """A motion of one model kind, checked.
+
+    kind: "smpl", "smplh" or "smplx"; poses: (T, 3 J) float64 axis-angle (flat-hand
+    convention); trans: (T, 3) float64; betas: (S,) float64; gender: neutral, male or
+    female; framerate: frames/s; path: the file read (None for one made in memory).
+    """
+    kind: str
     poses: np.ndarray
     trans: np.ndarray
     betas: np.ndarray
     gender: str
     framerate: float
+    path: Path = None
 
     @property
     def num_frames(self):
         return len(self.poses)
-
-
-@dataclass(frozen=True)
-class SmplxSequence:
-    """What one output file holds.
-
-    pose: (T, 55, 3) axis-angle in SMPL-X joint order; trans: (T, 3); betas: (B,);
-    gender: the model fitted; framerate: frames/s of the written frames.
-    """
-    pose: np.ndarray
-    trans: np.ndarray
-    betas: np.ndarray
-    gender: str
-    framerate: float
 
 
 def _text(value):
@@ -88,6 +121,12 @@ def _text(value):
     return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
 
 
+def _listed(items):
+    """Items for a message: ` a` for one, one per line for several."""
+    items = list(items)
+    return f" {items[0]}" if len(items) == 1 else "".join(f"\n  {item}" for item in items)
+
+
 def _load(path, keys):
     """{key: array} of the members `keys` that the .npz file holds (no other member is
     decompressed); InputError naming it when it cannot be read."""
@@ -97,43 +136,59 @@ def _load(path, keys):
         raise InputError(f"{path}: not found") from None
 
 
-def read_smplh_sequence(path):
-    """The checked `SmplhSequence` of an AMASS SMPL-H `*_poses.npz` file.
-
-    Raises:
-        SkipFile: `shape.npz` or another file without `poses`; an AMASS SMPL-X sequence.
-        InputError: missing or unreadable file, a SMPL sequence, zero frames, NaN or
-            infinite values (the frames are named), missing or malformed arrays.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: sequence file not found")
-    arrays = _load(path, INPUT_KEYS)
+def file_kind(path, arrays):
+    """The model kind of a motion file's arrays: from the width of `poses`, checked
+    against `surface_model_type` when there is one. SkipFile for a file without poses."""
     if "poses" not in arrays:
         what = ("a subject shape file" if "betas" in arrays
                 else "keys: " + (", ".join(sorted(arrays)) or "none"))
         raise SkipFile(f"{path}: not a motion file (no `poses` array; {what})")
     poses = arrays["poses"]
-    model_type = _text(arrays.get("surface_model_type", "smplh"))
     width = poses.shape[1] if poses.ndim == 2 else None
-    if model_type == "smplx" or width == SMPLX_POSE_SIZE:
-        raise SkipFile(f"{path}: already a SMPL-X sequence (surface_model_type {model_type}, "
-                       f"poses {poses.shape}); give the AMASS SMPL+H G file")
-    if model_type not in ("smplh", None) or width == SMPL_POSE_SIZE:
-        kind = "SMPL" if width == SMPL_POSE_SIZE else f"{model_type!r}"
-        raise InputError(f"{path}: is a {kind} sequence (poses {poses.shape}), expected "
-                         f"SMPL-H (T, {SMPLH_POSE_SIZE})")
-    if poses.ndim != 2 or width != SMPLH_POSE_SIZE or poses.dtype.kind != "f":
+    kind = KIND_OF_POSE_SIZE.get(width)
+    if kind is None or poses.dtype.kind != "f":
+        sizes = ", ".join(f"{size} ({KINDS[name].label})"
+                          for size, name in KIND_OF_POSE_SIZE.items())
         raise InputError(f"{path}: poses has shape {poses.shape} and type {poses.dtype}, "
-                         f"expected (T, {SMPLH_POSE_SIZE}) floats")
+                         f"expected (T, N) floats with N one of {sizes}")
+    stated = _text(arrays.get("surface_model_type", kind))
+    if stated not in (kind, None):
+        raise InputError(f"{path}: surface_model_type is {stated!r} but poses {poses.shape} "
+                         f"are {KINDS[kind].label} poses")
+    return kind
+
+
+def read_motion(path, expected_kind=None):
+    """The checked `MotionSequence` of a motion file of any kind.
+
+    expected_kind: the model the caller was told the file holds (None: the file's own);
+        a file of another model is a SkipFile naming both (one line).
+    Raises:
+        SkipFile: `shape.npz` or another file without `poses`; a file of another model
+            than `expected_kind`.
+        InputError: missing or unreadable file, zero frames, NaN or infinite values (the
+            frames are named), missing or malformed arrays.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: sequence file not found")
+    arrays = _load(path, INPUT_KEYS)
+    kind = file_kind(path, arrays)
+    if expected_kind is not None and kind != expected_kind:
+        raise SkipFile(f"{path}: is a {KINDS[kind].label} sequence (poses "
+                       f"{arrays['poses'].shape}), not {KINDS[expected_kind].label} as "
+                       "--source-model says")
+    poses = arrays["poses"]
     num_frames = len(poses)
     if num_frames == 0:
         raise InputError(f"{path}: has zero frames")
-    missing = [key for key in ("trans", "betas", "gender", "mocap_framerate")
-               if key not in arrays]
+    rate_key = next((key for key in RATE_KEYS if key in arrays), None)
+    missing = [key for key in ("trans", "betas", "gender") if key not in arrays]
+    missing += [] if rate_key else [MOTION_LAYOUTS[kind].rate_key]
     if missing:
-        raise InputError(f"{path}: lacks {', '.join(missing)} (an AMASS SMPL+H G file has "
-                         "poses, trans, betas, gender and mocap_framerate)")
+        raise InputError(f"{path}: a {KINDS[kind].label} motion file has poses, trans, betas, "
+                         f"gender and {MOTION_LAYOUTS[kind].rate_key}; it lacks"
+                         + _listed(missing))
     trans, betas = arrays["trans"], arrays["betas"]
     if trans.shape != (num_frames, 3) or trans.dtype.kind != "f":
         raise InputError(f"{path}: trans has shape {trans.shape}, expected ({num_frames}, 3)")
@@ -150,92 +205,102 @@ def read_smplh_sequence(path):
     if gender not in GENDERS:
         raise InputError(f"{path}: gender is {arrays['gender']!r}, expected one of "
                          f"{', '.join(GENDERS)}")
-    framerate = arrays["mocap_framerate"]
+    framerate = arrays[rate_key]
     if framerate.size != 1 or framerate.dtype.kind not in "fiu" \
             or not MIN_FRAMERATE <= float(framerate.reshape(-1)[0]) <= MAX_FRAMERATE:
-        raise InputError(f"{path}: mocap_framerate is {framerate!r}, expected a number of "
-                         f"frames per second from {MIN_FRAMERATE} to {MAX_FRAMERATE}")
-    return SmplhSequence(path=path, poses=poses.astype(np.float64),
-                         trans=trans.astype(np.float64), betas=betas.astype(np.float64),
-                         gender=gender, framerate=float(framerate.reshape(-1)[0]))
+        raise InputError(f"{path}: {rate_key} is {framerate!r}, expected a number of frames "
+                         f"per second from {MIN_FRAMERATE} to {MAX_FRAMERATE}")
+    return MotionSequence(kind=kind, poses=poses.astype(np.float64),
+                          trans=trans.astype(np.float64), betas=betas.astype(np.float64),
+                          gender=gender, framerate=float(framerate.reshape(-1)[0]), path=path)
 
 
-def output_name(input_name):
-    """`<name>_poses.npz` -> `<name>_stageii.npz` (other names: `<stem>_stageii.npz`)."""
+def output_name(input_name, target_kind):
+    """The output file name of an input: its stem without a known motion suffix, then the
+    target's (`01_01_poses.npz` -> `01_01_stageii.npz` for SMPL-X)."""
     stem = Path(input_name).stem
-    if stem.endswith(INPUT_SUFFIX):
-        stem = stem[:-len(INPUT_SUFFIX)]
-    return f"{stem}{OUTPUT_SUFFIX}.npz"
+    for suffix in {layout.suffix for layout in MOTION_LAYOUTS.values()}:
+        if stem.endswith(suffix):
+            stem = stem[:-len(suffix)]
+            break
+    return f"{stem}{MOTION_LAYOUTS[target_kind].suffix}.npz"
 
 
-def smplx_arrays(sequence):
-    """{key: array} of an output file, in the order of OUTPUT_KEYS."""
-    pose = np.asarray(sequence.pose, dtype=np.float64)
-    num_frames = len(pose)
-    if pose.shape != (num_frames, 55, 3) or np.shape(sequence.trans) != (num_frames, 3):
-        raise ValueError(f"expected pose (T, 55, 3) and trans (T, 3), got {pose.shape} and "
-                         f"{np.shape(sequence.trans)}")
+def motion_arrays(sequence):
+    """{key: array} of the file of a `MotionSequence`, in its layout's key order."""
+    layout = MOTION_LAYOUTS[sequence.kind]
+    poses = np.asarray(sequence.poses, dtype=np.float64)
+    num_frames = len(poses)
+    poses = poses.reshape(num_frames, -1)
+    if poses.shape[1] != layout.pose_size or np.shape(sequence.trans) != (num_frames, 3):
+        raise ValueError(f"expected poses (T, {layout.pose_size}) and trans (T, 3), got "
+                         f"{poses.shape} and {np.shape(sequence.trans)}")
     if sequence.gender not in GENDERS:
         raise ValueError(f"gender {sequence.gender!r}")
-    poses = pose.reshape(num_frames, SMPLX_POSE_SIZE)
     betas = np.asarray(sequence.betas, dtype=np.float64).reshape(-1)
-    arrays = {"poses": poses}
-    arrays.update({key: poses[:, part] for key, part in SMPLX_POSE_SLICES.items()})
-    arrays.update(trans=np.asarray(sequence.trans, dtype=np.float64),
-                  betas=betas, num_betas=np.array(len(betas)),
-                  gender=np.array(sequence.gender), surface_model_type=np.array("smplx"),
-                  mocap_frame_rate=np.array(float(sequence.framerate)),
-                  mocap_time_length=np.array(num_frames / float(sequence.framerate)))
-    return {key: np.require(arrays[key], requirements="C") for key in OUTPUT_KEYS}
+    rate = float(sequence.framerate)
+    arrays = {"poses": poses, "trans": np.asarray(sequence.trans, dtype=np.float64),
+              "betas": betas, "num_betas": np.array(len(betas)),
+              "gender": np.array(sequence.gender), "surface_model_type": np.array(layout.kind),
+              layout.rate_key: np.array(rate),
+              "mocap_time_length": np.array(num_frames / rate),
+              "dmpls": np.zeros((num_frames, layout.num_dmpls))}
+    arrays.update({name: poses[:, 3 * first:3 * end]
+                   for name, (first, end) in layout.parts.items()})
+    return {key: np.require(arrays[key], requirements="C") for key in layout.keys()}
 
 
-def write_smplx_sequence(path, sequence):
-    """Write a `SmplxSequence` to `path` (an `_stageii.npz`), atomically; InputError
+def write_motion(path, sequence):
+    """Write a `MotionSequence` in its kind's layout to `path`, atomically; InputError
     naming it, and nothing written, when a value is not finite."""
-    arrays = smplx_arrays(sequence)
+    arrays = motion_arrays(sequence)
     check_finite(path, arrays)
     with atomic_write(path) as handle:
         np.savez(handle, **arrays)
 
 
-def read_smplx_sequence(path):
-    """{key: array} of an output file, checked: InputError naming the file when it is not
-    a complete, consistent SMPL-X sequence of this format."""
+def read_motion_file(path, kind):
+    """{key: array} of a file we write for `kind`, checked: InputError naming the file when
+    it is not a complete, consistent file of that layout."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: not found")
-    arrays = _load(path, OUTPUT_KEYS)
-    missing = [key for key in OUTPUT_KEYS if key not in arrays]
+    layout = MOTION_LAYOUTS[kind]
+    arrays = _load(path, layout.keys())
+    missing = [key for key in layout.keys() if key not in arrays and key not in IGNORED_KEYS]
     if missing:
-        raise InputError(f"{path}: lacks {', '.join(missing)}")
+        raise InputError(f"{path}: lacks" + _listed(missing))
     poses = arrays["poses"]
-    if poses.ndim != 2 or poses.shape[1] != SMPLX_POSE_SIZE or len(poses) == 0:
-        raise InputError(f"{path}: poses has shape {poses.shape}, expected (T, 165), T > 0")
+    if poses.ndim != 2 or poses.shape[1] != layout.pose_size or len(poses) == 0:
+        raise InputError(f"{path}: poses has shape {poses.shape}, expected "
+                         f"(T, {layout.pose_size}), T > 0")
     num_frames = len(poses)
-    for key, part in SMPLX_POSE_SLICES.items():
-        if not np.array_equal(arrays[key], poses[:, part]):
-            raise InputError(f"{path}: {key} does not match poses[:, {part.start}:{part.stop}]")
+    for name, (first, end) in layout.parts.items():
+        if not np.array_equal(arrays[name], poses[:, 3 * first:3 * end]):
+            raise InputError(f"{path}: {name} does not match poses[:, {3 * first}:{3 * end}]")
     betas = arrays["betas"]
-    if arrays["trans"].shape != (num_frames, 3) or betas.ndim != 1 \
-            or int(arrays["num_betas"]) != len(betas):
-        raise InputError(f"{path}: trans {arrays['trans'].shape}, betas {betas.shape} and "
-                         f"num_betas {arrays['num_betas']} do not fit {num_frames} frames")
-    if _text(arrays["surface_model_type"]) != "smplx" or _text(arrays["gender"]) not in GENDERS:
-        raise InputError(f"{path}: surface_model_type {arrays['surface_model_type']} and "
-                         f"gender {arrays['gender']}, expected smplx and a gender")
+    if arrays["trans"].shape != (num_frames, 3) or betas.ndim != 1 or (
+            layout.model_type and int(arrays["num_betas"]) != len(betas)):
+        raise InputError(f"{path}: trans {arrays['trans'].shape} and betas {betas.shape} "
+                         f"do not fit {num_frames} frames")
+    if _text(arrays["gender"]) not in GENDERS or (
+            layout.model_type and _text(arrays["surface_model_type"]) != kind):
+        raise InputError(f"{path}: gender {arrays['gender']} (or surface_model_type), "
+                         f"expected a gender of a {layout.label} file")
     if not all(np.isfinite(arrays[key]).all() for key in ("poses", "trans", "betas")):
         raise InputError(f"{path}: holds NaN or infinite values")
-    rate = float(arrays["mocap_frame_rate"])
-    if not rate > 0 or not np.isclose(float(arrays["mocap_time_length"]), num_frames / rate):
-        raise InputError(f"{path}: mocap_frame_rate {rate} and mocap_time_length "
-                         f"{arrays['mocap_time_length']} do not fit {num_frames} frames")
+    rate = float(arrays[layout.rate_key])
+    if not rate > 0 or (layout.model_type and not np.isclose(
+            float(arrays["mocap_time_length"]), num_frames / rate)):
+        raise InputError(f"{path}: {layout.rate_key} {rate} (and mocap_time_length) do not "
+                         f"fit {num_frames} frames")
     return arrays
 
 
-def is_finished(path):
-    """Whether `path` is an output file that reads back valid."""
+def is_finished(path, kind):
+    """Whether `path` is an output file of `kind` that reads back valid."""
     try:
-        read_smplx_sequence(path)
+        read_motion_file(path, kind)
     except InputError:
         return False
     return True

@@ -1,12 +1,13 @@
-"""One AMASS SMPL-H motion sequence -> a SMPL-X sequence in AMASS's SMPL-X format.
+"""One motion sequence of a SMPL-family model -> the same motion in another model.
 
-Subject semantics: each file is posed with the SMPL-H model of its own gender (or the one
+Subject semantics: each file is posed with the source model of its own gender (or the one
 given), its own betas and translation; the target is the deformation transfer of that posed
-mesh onto the SMPL-X topology. One sequence, in order:
+mesh onto the target's topology (the identity between SMPL and SMPL-H, which share a mesh).
+The source and target kinds are data (`GenderModels`); one sequence, in order:
 
 1. subsample to the wanted frame rate (every n-th frame; a rate that does not divide the
    source's is refused, naming the file);
-2. shape: one SMPL-X shape for the whole sequence, fitted jointly on `shape_frames` frames
+2. shape: one target shape for the whole sequence, fitted jointly on `shape_frames` frames
    spread over it. With the joint rotations fixed, the LBS vertices are affine in the betas
    and the translation (joints are linear in the betas, pose correctives depend on the
    rotations only), so the joint fit alternates a per-frame pose fit (betas held) with one
@@ -14,13 +15,13 @@ mesh onto the SMPL-X topology. One sequence, in order:
 3. frames: pose and translation of every frame, betas held fixed, in chunks of
    `chunk_frames` consecutive frames. A chunk is fitted as one batch, each frame started
    from the solution of the frame just before the chunk (the last fitted frame), corrected
-   by the source's own change since then: per joint, R_init(f) = R_src(f) R_src(r)^T R_fit(r)
+   by the source's own change since then: per joint, R_init(f) = R_fit(r) R_src(r)^T R_src(f)
    with r that frame. Chunks bound the memory whatever the sequence's length;
 4. quality: v2v_mm per frame (mean over the masked vertices), and the temporal jitter, the
    mean joint acceleration |second difference| * fps^2 (m/s^2) of the 22 body joints of
-   the fitted SMPL-X sequence, next to the same for the source SMPL-H joints.
+   the fitted sequence, next to the same for the source joints.
 
-`dmpls` (AMASS's soft-tissue coefficients) are ignored: SMPL-X has no such blend shapes.
+`dmpls` (AMASS's soft-tissue coefficients) are ignored: no target has such blend shapes.
 """
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -30,49 +31,60 @@ import numpy as np
 import roma
 import torch
 
+from ...body.deformation import load_pair_transfer
 from ...body.lbs import BodyModel, forward_kinematics, skinning_transforms
 from ...errors import InputError
-from ...family import map_pose
+from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
 from ...fit.fitter import BodyFitter, FitSettings
-from ...formats.body_models import load_smplh, load_smplx
-from ...formats.sequence_files import SmplxSequence
+from ...formats.body_models import load_body_model
+from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
+from ...formats.sequence_files import MOTION_LAYOUTS, MotionSequence
 from ...formats.sequences_csv import SequenceRow
 from ...runtime import torch_threads
-NUM_BODY_JOINTS = 22             # root and 21 body joints, the same in SMPL-H and SMPL-X
 SHAPE_RIDGE = 1e-6               # Tikhonov weight of the betas' least squares (m^2)
 RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 does not
-# Per-frame fit: one Levenberg-Marquardt step from the warm start. On the real sequence
-# (120 fps and 30 fps) it gives the error of the full 20-step fit to 0.01%, at half the
-# cost: the warm start is within a few percent of the minimum, and the tolerance test of
-# a second step only confirms it. The step is on the whole mask (no vertex subset): from so
-# close a start, a subset's own minimum would be a detour.
-FRAME_FIT = FitSettings(max_iterations=1, fit_vertices=0)
+# Per-frame fit: steps from the warm start, on the whole mask (no vertex subset: from so
+# close a start, a subset's own minimum would be a detour). Tuned on the realistic kit of
+# seed 0 (SMPL-H to SMPL-X, 120 frames at 60 fps, against the shared-shape floor): 1 step
+# 1.082x the floor, 2 steps 1.027x, 3 steps 1.017x. Smaller chunks (closer warm starts)
+# did not lower the error of 1 or 2 steps: the steps themselves converge that slowly.
+FRAME_FIT = FitSettings(max_iterations=3, fit_vertices=0)
 # A frame whose error exceeds this times its chunk's median is fitted again in full.
 OUTLIER_FACTOR = 1.2
+MODEL_FLAGS = {kind: f"--{kind}-model" for kind in KINDS}
 
 
 @dataclass(frozen=True)
 class SequenceOptions:
     """Everything a sequence run needs.
 
-    input_path: an AMASS SMPL-H root (or any folder below it) or one `*_poses.npz`.
-    output_dir: the output root; the tree below the input folder is mirrored there.
-    smplh_model: SMPL-H folder holding `{neutral,male,female}/model.npz` (AMASS codebase)
-        or `SMPLH_<GENDER>.npz/.pkl`; a model file is accepted with a fixed `gender`.
-    smplx_model: SMPL-X folder holding `smplx/SMPLX_<GENDER>.npz` (or a file, likewise).
+    input_path: a folder of motion files (any depth) or one motion `.npz`.
+    output_dir: the output root; the input folder (or a single file's parent folder) keeps
+        its own name there, with the tree below it mirrored.
+    source_model: "smpl", "smplh" or "smplx", or None: each file's own (told by its poses).
+    target_model: the model written.
+    model_paths: {kind: folder or file} of the body models (a folder holding the
+        conventional gendered files, e.g. `smplh/{neutral,male,female}/model.npz`,
+        `smplx/SMPLX_<GENDER>.npz`, `smpl/SMPL_<GENDER>.pkl`); a model file is accepted
+        with a fixed `gender`. Only the kinds a run uses must be there.
+    deftrafo_path: the source-to-target deformation transfer, or a folder holding the
+        official files (`smplh2smplx_deftrafo_setup.pkl`, ...); not needed between SMPL
+        and SMPL-H (one mesh). mask_path: SMPL-X's valid vertices (SMPL-X targets only).
     gender: "file" (each file's own) or neutral, male or female for every file.
     fps: output frame rate (None: the source's); must divide the source rate.
     shard_size, shard_index: the slice of the sorted file list (shard_size 0: all).
     chunk_frames: frames fitted as one batch; shape_frames, shape_rounds: the joint shape fit.
+    num_betas: betas written (None: the target layout's, 16 for SMPL-X and SMPL-H, 10 SMPL).
     fit: settings of the per-frame fits (betas are always held, fit_betas is ignored);
         frames whose error stands out in their chunk are fitted again with the defaults.
     """
     input_path: Path
     output_dir: Path
-    smplh_model: Path
-    smplx_model: Path
-    deftrafo_path: Path
-    mask_path: Path
+    model_paths: dict
+    deftrafo_path: Path = None
+    mask_path: Path = None
+    source_model: str = None
+    target_model: str = "smplx"
     gender: str = "file"
     fps: float = None
     shard_size: int = 0
@@ -83,15 +95,28 @@ class SequenceOptions:
     chunk_frames: int = 256
     shape_frames: int = 8
     shape_rounds: int = 1
-    num_betas: int = 10
+    num_betas: int = None
     fit: FitSettings = FRAME_FIT
+
+    @property
+    def betas_written(self):
+        return self.num_betas or MOTION_LAYOUTS[self.target_model].num_betas
 
     def check(self):
         """Raise InputError for values out of range."""
         if self.gender not in ("file", "neutral", "male", "female"):
             raise InputError(f"gender must be file, neutral, male or female, got {self.gender!r}")
+        for name, kind in (("source model", self.source_model),
+                           ("target model", self.target_model)):
+            if kind is not None and kind not in KINDS:
+                raise InputError(f"{name} must be one of {', '.join(KINDS)}, got {kind!r}")
+        if self.source_model == self.target_model:
+            raise InputError(f"source and target are both {KINDS[self.target_model].label}: "
+                             "nothing to convert")
         if self.fps is not None and not self.fps > 0:
             raise InputError(f"fps must be positive, got {self.fps}")
+        if self.num_betas is not None and self.num_betas < 1:
+            raise InputError(f"num_betas must be >= 1, got {self.num_betas}")
         if self.shard_size < 0 or self.shard_index < 0:
             raise InputError("batch_size and batch_index must be >= 0, got "
                              f"{self.shard_size} and {self.shard_index}")
@@ -105,58 +130,70 @@ class SequenceOptions:
 
 # ----------------------------------------------------------------- models
 
-def _model_file(folder, kind, gender):
-    """The `gender` model file in a model folder, or InputError listing what was looked for."""
-    folder = Path(folder)
-    if kind == "smplh":
-        names = [f"{gender}/model.npz", f"SMPLH_{gender.upper()}.npz", f"SMPLH_{gender.upper()}.pkl"]
-    else:
-        names = [f"SMPLX_{gender.upper()}.npz", f"SMPLX_{gender.upper()}.pkl"]
-    candidates = [folder / name for name in names] + [folder / kind / name for name in names]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise InputError(f"{folder}: no {gender} {'SMPL-H' if kind == 'smplh' else 'SMPL-X'} "
-                     f"model; looked for {', '.join(str(c.relative_to(folder)) for c in candidates)}")
-
-
-def model_path(model, kind, gender, fixed_gender):
-    """The model file for `gender`: in a folder, the gendered file; a file is accepted only
-    when the run's gender is fixed (it cannot stand for every subject's gender)."""
-    model = Path(model)
-    if model.is_dir():
-        return _model_file(model, kind, gender)
-    if not fixed_gender:
-        raise InputError(f"{model}: a single model file cannot give each file's own gender; "
+def load_gender_model(options, kind, gender):
+    """The `gender` body model of `kind` from `options.model_paths`: in a folder, the
+    gendered file; a single file only when the run's gender is fixed (it cannot stand for
+    every subject's gender)."""
+    path = options.model_paths.get(kind)
+    if path is None:
+        raise InputError(f"no {KINDS[kind].label} body model given ({MODEL_FLAGS[kind]})")
+    path = Path(path)
+    if path.is_file() and options.gender == "file":
+        raise InputError(f"{path}: a single model file cannot give each file's own gender; "
                          "give the folder holding the neutral, male and female models, or "
                          "--gender neutral")
-    return model
+    return load_body_model(path, kind, gender)
+
+
+def pair_transfer(options, source, target):
+    """The deformation transfer of a pair (a folder of official files, or the file)."""
+    path, pair = options.deftrafo_path, f"{source}2{target}"
+    if path is not None and not same_topology(source, target):
+        path = Path(path)
+        if path.is_dir():
+            path = path / OFFICIAL_TRANSFER_FILES[pair]
+        # An official file name says its pair: a SMPL file must not get the SMPL-H transfer
+        # (both map 6890 vertices, so the sizes cannot tell).
+        named = [name for name, file_name in OFFICIAL_TRANSFER_FILES.items()
+                 if file_name == path.name and name != pair]
+        if named:
+            raise InputError(f"{path}: is the {named[0]} transfer; {KINDS[source].label} to "
+                             f"{KINDS[target].label} needs {OFFICIAL_TRANSFER_FILES[pair]} "
+                             "(--deftrafo: that file, or the folder holding both)")
+    mask = options.mask_path if KINDS[target].uses_mask else None
+    return load_pair_transfer(source, target, path, mask)
 
 
 class GenderModels:
-    """The SMPL-H body, SMPL-X body and fitter of one gender, on the run's device."""
+    """The source body, target body and fitters of one (source kind, gender), on the run's
+    device."""
 
-    def __init__(self, options, gender, mask_ids, device):
-        fixed = options.gender != "file"
-        smplh = load_smplh(model_path(options.smplh_model, "smplh", gender, fixed))
-        smplx = load_smplx(model_path(options.smplx_model, "smplx", gender, fixed))
-        if options.num_betas > smplx.num_shape_coeffs:
-            raise InputError(f"{smplx.path}: has {smplx.num_shape_coeffs} shape coefficients, "
-                             f"{options.num_betas} requested")
-        self.gender = gender
-        self.smplh = BodyModel(smplh, num_betas=smplh.num_shape_coeffs).to(device)
+    def __init__(self, options, source_kind, gender, mask_ids, device):
+        target_kind, num_betas = options.target_model, options.betas_written
+        source_data = load_gender_model(options, source_kind, gender)
+        target_data = load_gender_model(options, target_kind, gender)
+        if num_betas > target_data.num_shape_coeffs:
+            raise InputError(f"{target_data.path}: has {target_data.num_shape_coeffs} shape "
+                             f"coefficients, {num_betas} betas asked for (--num-betas)")
+        self.source_kind, self.target_kind, self.gender = source_kind, target_kind, gender
+        self.source = BodyModel(source_data, num_betas=source_data.num_shape_coeffs).to(device)
         # float64: the least squares of the shape fit and the joints of the jitter.
-        self.smplx = BodyModel(smplx, num_betas=options.num_betas, dtype=torch.float64).to(device)
-        settings = replace(options.fit, fit_betas=False, num_betas=options.num_betas)
-        self.fitter = BodyFitter(smplx, mask_ids, settings).to(device)      # betas held
-        self.refit_fitter = BodyFitter(smplx, mask_ids, FitSettings(
-            fit_betas=False, num_betas=options.num_betas)).to(device)     # outliers: full fit
+        self.target = BodyModel(target_data, num_betas=num_betas,
+                                dtype=torch.float64).to(device)
+        settings = replace(options.fit, fit_betas=False, num_betas=num_betas)
+        self.fitter = BodyFitter(target_data, mask_ids, settings).to(device)      # betas held
+        self.refit_fitter = BodyFitter(target_data, mask_ids, FitSettings(
+            fit_betas=False, num_betas=num_betas)).to(device)     # outliers: full fit
         # The shape's frames are few: they get the default (full) fit, with free betas.
-        self.shape_fitter = BodyFitter(smplx, mask_ids, FitSettings(
-            num_betas=options.num_betas)).to(device)
+        self.shape_fitter = BodyFitter(target_data, mask_ids, FitSettings(
+            num_betas=num_betas)).to(device)
         self.mask_ids = torch.as_tensor(mask_ids, device=device)
-        self.masked_smplx = MaskedBody(self.smplx, self.mask_ids)
+        self.masked_target = MaskedBody(self.target, self.mask_ids)
         self.device = device
+
+    def map_pose(self, poses):
+        """Source poses (B, 3 J_source) as target poses (B, J_target, 3), float64."""
+        return map_pose(torch.as_tensor(poses).double(), self.source_kind, self.target_kind)
 
 
 # ----------------------------------------------------------------- one sequence
@@ -211,7 +248,7 @@ class SourceFrames:
         self.trans = sequence.trans[::step]
         self.models = models
         self.deformation = deformation
-        count = models.smplh.num_betas
+        count = models.source.num_betas
         betas = np.zeros(count)
         betas[:min(count, len(sequence.betas))] = sequence.betas[:count]
         self.betas = torch.as_tensor(betas, dtype=torch.float32, device=models.device)
@@ -226,7 +263,7 @@ class SourceFrames:
         pose = torch.as_tensor(self.poses[frames], dtype=torch.float32, device=device)
         trans = torch.as_tensor(self.trans[frames], dtype=torch.float32, device=device)
         with _cpu_single_thread(device):
-            vertices, joints = self.models.smplh(pose.view(-1, 52, 3),
+            vertices, joints = self.models.source(pose.view(len(pose), -1, 3),
                                                  self.betas.expand(len(pose), -1), trans)
             targets = self.deformation.apply(vertices)[:, self.models.mask_ids]
         return targets, joints[:, :NUM_BODY_JOINTS]
@@ -290,7 +327,7 @@ def solve_shape(masked, pose, targets, ridge=SHAPE_RIDGE):
 
     Args:
         masked: the SMPL-X MaskedBody (float64).
-        pose: (K, 55, 3) axis-angle; targets: (K, M, 3).
+        pose: (K, J, 3) of the target axis-angle; targets: (K, M, 3).
     Returns:
         betas (nb,) and translations (K, 3), in the body's dtype.
     """
@@ -318,33 +355,33 @@ def fit_shape(models, source, frames, rounds):
     fit those poses, and each further round refits the poses with the betas held and
     solves again.
 
-    Returns the betas (nb,) float64, the poses (K, 55, 3) of the last pose fit and the
+    Returns the betas (nb,) float64, the poses (K, J, 3) of the last pose fit and the
     translations (K, 3) solved with those betas.
     """
     targets, _ = source.targets(frames)
     result = models.shape_fitter.fit(
-        targets, map_pose(source.poses[frames], "smplh", "smplx").float())
-    betas, transl = solve_shape(models.masked_smplx, result.pose.to(models.device),
+        targets, models.map_pose(source.poses[frames]).float())
+    betas, transl = solve_shape(models.masked_target, result.pose.to(models.device),
                                 targets)
     pose = result.pose
     for _ in range(rounds - 1):
         pose = models.fitter.fit(targets, pose, betas.float().cpu().expand(len(frames), -1),
                                  transl.float().cpu()).pose
-        betas, transl = solve_shape(models.masked_smplx, pose.to(models.device),
+        betas, transl = solve_shape(models.masked_target, pose.to(models.device),
                                     targets)
     return betas.cpu(), pose, transl.cpu()
 
 
-def warm_start(source_poses, reference_source, reference_fit):
-    """Initial SMPL-X poses (B, 55, 3) of frames from a fitted reference frame.
+def warm_start(models, source_poses, reference_source, reference_fit):
+    """Initial target poses (B, J, 3) of frames from a fitted reference frame.
 
     Per joint, R_init = R_fit(ref) R_src(ref)^T R_src: the source's own change since the
     reference frame, applied to the reference's fitted rotation. (Measured on the real
     sequence, 64 frames on: 1.4% above the fitted frame's error, where the correction
     applied on the other side gives 4.5% and the source pose alone 95%.)
     """
-    src = roma.rotvec_to_rotmat(map_pose(source_poses, "smplh", "smplx").double())
-    ref_src = roma.rotvec_to_rotmat(map_pose(reference_source[None], "smplh", "smplx").double())[0]
+    src = roma.rotvec_to_rotmat(models.map_pose(source_poses))
+    ref_src = roma.rotvec_to_rotmat(models.map_pose(reference_source[None]))[0]
     ref_fit = roma.rotvec_to_rotmat(torch.as_tensor(reference_fit).double())
     return roma.rotmat_to_rotvec(ref_fit @ ref_src.transpose(-1, -2) @ src).float()
 
@@ -374,21 +411,27 @@ def refit_outliers(models, targets, betas, result):
 @dataclass
 class SequenceResult:
     """A converted sequence: the output and its per-frame quality."""
-    output: SmplxSequence
+    output: MotionSequence        # in the target model
     v2v_mm: np.ndarray            # (T,) mean vertex error per frame
     acceleration: np.ndarray      # (T-2,) mean joint acceleration per frame, fitted
     source_acceleration: np.ndarray
     iterations: np.ndarray        # (T,) fitter steps per frame
 
 
-def convert_sequence(sequence, models, deformation, fps=None, chunk_frames=256,
-                     shape_frames=8, shape_rounds=1, warm=True):
-    """Convert one checked `SmplhSequence` with the models of its gender.
+def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation,
+                     fps: float = None, chunk_frames: int = 256, shape_frames: int = 8,
+                     shape_rounds: int = 1, warm: bool = True,
+                     on_frames=None) -> SequenceResult:
+    """Convert one checked `MotionSequence` with the models of its kind and gender.
 
-    warm: start each chunk from the previous chunk's last frame (False: every frame from
-    its own source pose, as per-pose conversion does; kept for the benchmark).
-    Returns a `SequenceResult`.
+    The source and target kinds are those of `models` (`sequence.kind` must be the source);
+    `deformation` maps the source mesh onto the target's (the identity between SMPL and
+    SMPL-H). warm: start each chunk from the previous chunk's last frame (False: every
+    frame from its own source pose, as per-pose conversion does; kept for the benchmark).
+    on_frames: called after each chunk with the source frames it covered (a progress bar).
     """
+    if sequence.kind != models.source_kind:
+        raise ValueError(f"a {sequence.kind} sequence given to {models.source_kind} models")
     step = frame_step(sequence.framerate, fps, sequence.path)
     rate = sequence.framerate / step
     source = SourceFrames(sequence, step, models, deformation)
@@ -406,11 +449,11 @@ def convert_sequence(sequence, models, deformation, fps=None, chunk_frames=256,
         if warm:
             # The last fitted frame's pose correction and translation, carried over with
             # the source's own change since that frame.
-            init = warm_start(source.poses[frames], source.poses[last], reference[0])
+            init = warm_start(models, source.poses[frames], source.poses[last], reference[0])
             moved = torch.as_tensor(source.trans[frames] - source.trans[last]).float()
             init_transl = reference[1] + moved
         else:
-            init, init_transl = map_pose(source.poses[frames], "smplh", "smplx").float(), None
+            init, init_transl = models.map_pose(source.poses[frames]).float(), None
         result = models.fitter.fit(targets, init, fixed_betas.expand(len(frames), -1),
                                    init_transl)
         refit_outliers(models, targets, fixed_betas, result)
@@ -420,6 +463,8 @@ def convert_sequence(sequence, models, deformation, fps=None, chunk_frames=256,
         iterations.append(result.iterations)
         source_joints.append(joints.cpu())
         last, reference = frames[-1], (result.pose[-1], result.transl[-1])
+        if on_frames is not None:
+            on_frames(len(frames) * step)
     pose, transl = torch.cat(poses), torch.cat(transls)
 
     fitted_joints = []
@@ -428,11 +473,13 @@ def convert_sequence(sequence, models, deformation, fps=None, chunk_frames=256,
         count = len(pose[rows])
         with _cpu_single_thread(models.device):
             fitted_joints.append(body_joints(
-                models.smplx, pose[rows].to(models.smplx.v_template),
-                betas.to(models.smplx.v_template).expand(count, -1),
-                transl[rows].to(models.smplx.v_template)).cpu())
-    output = SmplxSequence(pose=pose.double().numpy(), trans=transl.double().numpy(),
-                           betas=betas.numpy(), gender=models.gender, framerate=rate)
+                models.target, pose[rows].to(models.target.v_template),
+                betas.to(models.target.v_template).expand(count, -1),
+                transl[rows].to(models.target.v_template)).cpu())
+    output = MotionSequence(kind=models.target_kind,
+                            poses=pose.double().numpy().reshape(num_frames, -1),
+                            trans=transl.double().numpy(), betas=betas.numpy(),
+                            gender=models.gender, framerate=rate)
     return SequenceResult(
         output=output, v2v_mm=torch.cat(errors).numpy().astype(np.float64),
         acceleration=mean_acceleration(torch.cat(fitted_joints).numpy(), rate),

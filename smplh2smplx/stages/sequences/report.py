@@ -15,10 +15,10 @@ import torch
 
 from ...errors import InputError
 from ...formats.files import atomic_write
-from ...formats.sequence_files import read_smplh_sequence, read_smplx_sequence
+from ...formats.sequence_files import MOTION_LAYOUTS, read_motion, read_motion_file
 from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
-from .convert import GenderModels, frame_step
+from .convert import GenderModels, frame_step, pair_transfer
 from .run import output_path, quality_path, read_quality
 
 REPORT_DIR = "report"
@@ -101,33 +101,38 @@ def animate(source_vertices, source_faces, fitted_vertices, fitted_faces, fps, p
 
 @torch.no_grad()
 def posed_meshes(options, relative, frames):
-    """Source SMPL-H and fitted SMPL-X vertices (N, V, 3) of `frames` of the output's frames,
-    and the two face arrays."""
+    """Source and fitted target vertices (N, V, 3) of `frames` of the output's frames, and
+    the two face arrays."""
     input_root = Path(options.input_path)
-    source_path = input_root / relative if input_root.is_dir() else input_root
-    sequence = read_smplh_sequence(source_path)
-    arrays = read_smplx_sequence(output_path(options.output_dir, relative))
+    # Names start with the input folder's own name (run.list_sequence_files).
+    source_path = input_root.resolve().parent / relative if input_root.is_dir() else input_root
+    target = options.target_model
+    sequence = read_motion(source_path, options.source_model)
+    arrays = read_motion_file(output_path(options.output_dir, relative, target), target)
     gender = str(arrays["gender"])
-    from ...body.deformation import load_deformation_transfer
-    deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
-    models = GenderModels(options, gender, deformation.mask_ids, torch.device("cpu"))
-    step = frame_step(sequence.framerate, float(arrays["mocap_frame_rate"]), source_path)
+    models = GenderModels(options, sequence.kind, gender,
+                          pair_transfer(options, sequence.kind, target).mask_ids,
+                          torch.device("cpu"))
+    rate = float(arrays[MOTION_LAYOUTS[target].rate_key])
+    step = frame_step(sequence.framerate, rate, source_path)
     source_frames = frames * step
-    betas = np.zeros(models.smplh.num_betas)
+    betas = np.zeros(models.source.num_betas)
     count = min(len(betas), len(sequence.betas))
     betas[:count] = sequence.betas[:count]
     as_float = lambda array: torch.as_tensor(np.asarray(array), dtype=torch.float32)  # noqa
-    source = models.smplh(as_float(sequence.poses[source_frames]).view(-1, 52, 3),
-                          as_float(betas)[None].expand(len(frames), -1),
-                          as_float(sequence.trans[source_frames]))[0].numpy()
-    body = models.smplx
-    fitted = body(torch.as_tensor(arrays["poses"][frames]).view(-1, 55, 3).to(body.v_template),
-                  torch.as_tensor(arrays["betas"])[None].expand(len(frames), -1).to(
+    source = models.source(as_float(sequence.poses[source_frames]).view(len(frames), -1, 3),
+                           as_float(betas)[None].expand(len(frames), -1),
+                           as_float(sequence.trans[source_frames]))[0].numpy()
+    body = models.target
+    num_betas = min(body.num_betas, len(arrays["betas"]))
+    fitted = body(torch.as_tensor(arrays["poses"][frames]).view(len(frames), -1, 3).to(
                       body.v_template),
+                  torch.as_tensor(arrays["betas"][:num_betas])[None].expand(
+                      len(frames), -1).to(body.v_template),
                   torch.as_tensor(arrays["trans"][frames]).to(body.v_template))[0].numpy()
     azimuth = facing_azimuth(roma.rotvec_to_rotmat(
         torch.as_tensor(sequence.poses[source_frames[0], :3])).numpy())
-    return source, models.smplh.faces.numpy(), fitted, body.faces.numpy(), azimuth
+    return source, models.source.faces.numpy(), fitted, body.faces.numpy(), azimuth
 
 
 def write_sequence_report(options, num_worst=5, animation_frames=40, log=print):
@@ -137,12 +142,13 @@ def write_sequence_report(options, num_worst=5, animation_frames=40, log=print):
     output_dir = Path(options.output_dir)
     rows = read_sequence_rows(output_dir / SEQUENCES_CSV)
     rows = {name: row for name, row in rows.items()
-            if quality_path(output_dir, name).is_file()
-            and output_path(output_dir, name).is_file()}
+            if quality_path(output_dir, name, options.target_model).is_file()
+            and output_path(output_dir, name, options.target_model).is_file()}
     qualities = {}
     for name, row in list(rows.items()):
         try:
-            qualities[name] = read_quality(quality_path(output_dir, name), row.frames)
+            qualities[name] = read_quality(
+                quality_path(output_dir, name, options.target_model), row.frames)
         except InputError as error:
             log(f"skipped: {error}")
             del rows[name]

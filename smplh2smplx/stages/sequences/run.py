@@ -1,6 +1,9 @@
-"""A sequence-conversion run over a tree of AMASS files: listing, shards, resume, SLURM.
+"""A sequence-conversion run over a tree of motion files: listing, shards, resume, SLURM.
 
 The sorted list of `.npz` files under the input folder (the output folder excluded) is
+named relative to the input folder's parent, so the input folder keeps its own name under
+the output root (`AMASS/CMU` gives `<output>/CMU/...`; a single file keeps its parent
+folder's name: `CMU/01/01_01_poses.npz` gives `<output>/01/01_01_stageii.npz`). It is
 sharded like stage 2 (`shard_size` files from `shard_index * shard_size` of the whole list,
 so shards never depend on what is done). Finished files (an output that reads back valid)
 are skipped; `shape.npz` and SMPL-X files are skipped with a reason; a bad file is one line
@@ -9,41 +12,45 @@ the per-frame quality file are written first, the output `.npz` last, each atomi
 """
 import math
 import os
+import shutil
 import time
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from ...body.deformation import load_deformation_transfer
 from ...body.mask import check_mask_describes_body
 from ...errors import InputError, OutputError, one_line
+from ...family import KINDS
 from ...formats.files import (atomic_write, is_regular_file, name_problem, shown_name,
                               remove_stale_temporaries)
-from ...formats.result_settings import check_result_settings, record_result_settings
 from ...formats.mesh_folder import select_shard
 from ...formats.npz import read_npz
-from ...formats.sequence_files import (SkipFile, is_finished, output_name, read_smplh_sequence,
-                                       write_smplx_sequence)
+from ...formats.result_settings import check_result_settings, record_result_settings
+from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, SkipFile, is_finished,
+                                       output_name, read_motion, write_motion)
 from ...formats.sequences_csv import SEQUENCES_CSV, merge_sequence_rows
 from ...runtime import resolve_device
-from .convert import GenderModels, convert_sequence, sequence_row
+from .convert import GenderModels, convert_sequence, pair_transfer, sequence_row
 
 QUALITY_DIR = "quality"          # <output>/quality/<relative folder>/<name>_frames.npz
 
 def list_sequence_files(input_path, output_dir=None):
     """Sorted (relative name, path) of the `.npz` files to consider.
 
-    A file gives itself (its name); a folder gives every `.npz` below it, folders reached
-    through symbolic links included (hidden names and the output folder, when inside it,
-    left out), sorted by relative path.
+    Names start with the input folder's own name as given (a file: its parent folder's); a
+    folder gives every `.npz` below it, folders reached through symbolic links included
+    (hidden names and the output folder, when inside it, left out), sorted by relative path.
     """
     input_path = Path(input_path)
     if input_path.is_file():
-        return [(input_path.name, input_path)]
+        return [(f"{Path(os.path.abspath(input_path)).parent.name}/{input_path.name}",
+                 input_path)]
     if not input_path.is_dir():
         raise InputError(f"{input_path}: input not found")
+    top = Path(os.path.abspath(input_path)).name
     excluded = Path(output_dir).resolve() if output_dir is not None else None
     found, visited = [], set()
     # Folders reached through symbolic links are listed too (under the link's name); a
@@ -60,7 +67,7 @@ def list_sequence_files(input_path, output_dir=None):
         for name in names:
             if name.endswith(".npz") and not name.startswith("."):
                 relative = relative_folder / name
-                found.append((relative.as_posix(), input_path / relative))
+                found.append((f"{top}/{relative.as_posix()}", input_path / relative))
     return sorted(found)
 
 
@@ -79,52 +86,67 @@ def _is_sequence_output(name):
     return name == SEQUENCES_CSV or name.endswith(".npz")
 
 
-def remove_stale_sequence_temporaries(output_dir, files):
+def remove_stale_sequence_temporaries(output_dir, files, target_kind):
     """Remove what a killed run left of its outputs: the temporaries of the output, quality
     and `sequences.csv` files in the folders of `files` ((relative name, path) pairs)."""
     folders = {Path(output_dir)}
     for relative, _path in files:
-        folders.add(output_path(output_dir, relative).parent)
-        folders.add(quality_path(output_dir, relative).parent)
+        folders.add(output_path(output_dir, relative, target_kind).parent)
+        folders.add(quality_path(output_dir, relative, target_kind).parent)
     for folder in sorted(folders):
         remove_stale_temporaries(folder, _is_sequence_output)
 
 
-def output_path(output_dir, relative):
-    """The output file of the input at `relative` (mirrored tree, `_stageii.npz` name)."""
+def output_path(output_dir, relative, target_kind):
+    """The output file of the input at `relative` (mirrored tree, the target's file name:
+    `_stageii.npz` for SMPL-X, `_poses.npz` for SMPL-H and SMPL)."""
     relative = Path(relative)
-    return Path(output_dir) / relative.parent / output_name(relative.name)
+    return Path(output_dir) / relative.parent / output_name(relative.name, target_kind)
 
 
-def quality_path(output_dir, relative):
+def poses_shape(path):
+    """The shape of a motion file's `poses`, from its header (() when unreadable)."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open("poses.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape = read_header(member)[0]
+        return tuple(shape)
+    except Exception:        # a bad file fails later with its own message
+        return ()
+
+
+def quality_path(output_dir, relative, target_kind):
     """The per-frame quality file of the input at `relative`."""
     relative = Path(relative)
-    name = output_name(relative.name).replace(".npz", "_frames.npz")
+    name = output_name(relative.name, target_kind).replace(".npz", "_frames.npz")
     return Path(output_dir) / QUALITY_DIR / relative.parent / name
 
 
 def result_settings(options):
     """The settings that define a sequence run's outputs (recorded in the output folder)."""
-    return {"target_model": getattr(options, "target_model", "smplx"),
-            "num_betas": options.num_betas, "gender": options.gender,
+    return {"target_model": options.target_model, "num_betas": options.betas_written,
+            "gender": options.gender,
             "fps": "source" if options.fps is None else float(options.fps)}
 
 
 def _existing_outputs(options):
-    """Each output `_stageii.npz` under the output folder with the settings it shows: its
-    model and number of betas, and its gender and frame rate where the run fixes them."""
-    for path in sorted(Path(options.output_dir).rglob("*_stageii.npz")):
-        if not is_regular_file(path):
+    """Each motion file under the output folder with the settings it shows: its model and
+    number of betas, and its gender and frame rate where the run fixes them."""
+    output_dir = Path(options.output_dir)
+    for path in sorted(output_dir.rglob("*.npz")):
+        if QUALITY_DIR in path.relative_to(output_dir).parts[:1] or not is_regular_file(path):
             continue
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                shown = {"target_model": str(archive["surface_model_type"]),
-                         "num_betas": int(archive["num_betas"])}
-                if options.gender != "file":
-                    shown["gender"] = str(archive["gender"])
-                if options.fps is not None:
-                    shown["fps"] = float(archive["mocap_frame_rate"])
-        except Exception:   # unreadable: not a finished output, converted again
+            arrays = read_npz(path, ("poses", "betas", "gender") + RATE_KEYS)
+            shown = {"target_model": KIND_OF_POSE_SIZE[arrays["poses"].shape[1]],
+                     "num_betas": len(arrays["betas"])}
+            if options.gender != "file":
+                shown["gender"] = str(arrays["gender"])
+            if options.fps is not None:
+                shown["fps"] = float(next(arrays[key] for key in RATE_KEYS if key in arrays))
+        except Exception:   # not one of our outputs, or unreadable: converted again
             continue
         yield path, shown
 
@@ -205,52 +227,84 @@ class SequenceSummary:
 
 
 class SequenceRun:
-    """The models of a run (loaded per gender on first use) and the per-file work."""
+    """The deformation transfers and models of a run (loaded on first use per source kind
+    and gender) and the per-file work."""
 
-    def __init__(self, options):
+    def __init__(self, options, source_kinds=()):
+        """source_kinds: the source models of the files to convert, whose transfers are
+        read now: when none of them can be read, nothing can be converted (InputError);
+        otherwise the files of a kind whose transfer failed fail alone, with its line."""
         self.options = options
         self.device = resolve_device(options.device)
-        self.deformation = load_deformation_transfer(options.deftrafo_path, options.mask_path)
+        self._transfers = {}
         self._models = {}
-
-    def models(self, gender):
-        """GenderModels of `gender`; a failure to load is remembered and raised again."""
-        if gender not in self._models:
+        errors = []
+        for kind in source_kinds:
             try:
-                models = GenderModels(self.options, gender, self.deformation.mask_ids,
-                                      self.device)
-                check_mask_describes_body(self.deformation.mask_ids,
-                                          models.smplx.weights.cpu().numpy(),
-                                          self.options.mask_path)
-                self._models[gender] = models
+                self.transfer(kind)
             except InputError as error:
-                self._models[gender] = error
-        models = self._models[gender]
+                errors.append(error)
+        if errors and len(errors) == len(source_kinds):
+            raise errors[0]
+
+    def transfer(self, source_kind):
+        """The deformation transfer from `source_kind` to the target (read once; a failure
+        is remembered and raised again)."""
+        if source_kind not in self._transfers:
+            try:
+                self._transfers[source_kind] = pair_transfer(
+                    self.options, source_kind, self.options.target_model)
+            except InputError as error:
+                self._transfers[source_kind] = error
+        transfer = self._transfers[source_kind]
+        if isinstance(transfer, InputError):
+            raise transfer
+        return transfer
+
+    def models(self, source_kind, gender):
+        """GenderModels of a source kind and gender; a failure to load is remembered and
+        raised again."""
+        key = (source_kind, gender)
+        if key not in self._models:
+            try:
+                mask_ids = self.transfer(source_kind).mask_ids
+                models = GenderModels(self.options, source_kind, gender, mask_ids,
+                                      self.device)
+                if self.options.mask_path is not None and KINDS[models.target_kind].uses_mask:
+                    check_mask_describes_body(mask_ids, models.target.weights.cpu().numpy(),
+                                              self.options.mask_path)
+                self._models[key] = models
+            except InputError as error:
+                self._models[key] = error
+        models = self._models[key]
         if isinstance(models, InputError):
             raise models
         return models
 
-    def convert(self, relative, path):
+    def convert(self, relative, path, on_frames=None):
         """Convert one file and write its row, quality file and output; the row."""
         options = self.options
+        target = options.target_model
         start = time.perf_counter()
         problem = name_problem(relative)
         if problem:
             raise InputError(f"{shown_name(relative)}: the file name {problem} (it could not "
                              "be written into sequences.csv); rename the file")
-        sequence = read_smplh_sequence(path)
+        sequence = read_motion(path, options.source_model)
+        if sequence.kind == target:
+            raise SkipFile(f"{path}: already a {KINDS[target].label} sequence")
         gender = sequence.gender if options.gender == "file" else options.gender
         try:
-            models = self.models(gender)
+            models = self.models(sequence.kind, gender)
         except InputError as error:
             raise InputError(f"{path}: gender {gender}: {error}") from None
-        result = convert_sequence(sequence, models, self.deformation, options.fps,
+        result = convert_sequence(sequence, models, self.transfer(sequence.kind), options.fps,
                                   options.chunk_frames, options.shape_frames,
-                                  options.shape_rounds)
+                                  options.shape_rounds, on_frames=on_frames)
         row = sequence_row(relative, result, time.perf_counter() - start)
         merge_sequence_rows(Path(options.output_dir) / SEQUENCES_CSV, [row])
-        write_quality(quality_path(options.output_dir, relative), result)
-        write_smplx_sequence(output_path(options.output_dir, relative), result.output)
+        write_quality(quality_path(options.output_dir, relative, target), result)
+        write_motion(output_path(options.output_dir, relative, target), result.output)
         return row
 
 
@@ -258,9 +312,11 @@ def run_sequences(options, progress=True, log=print):
     """Convert this shard's sequences with `options`; returns a `SequenceSummary`.
 
     Raises InputError before any fit for bad options, a missing input or a bad deformation
-    transfer; a bad file fails alone (with keep_going the run goes on).
+    transfer; a bad file fails alone (with keep_going the run goes on). The progress bar
+    counts source frames.
     """
     options.check()
+    target = options.target_model
     check_folders(options.input_path, options.output_dir)
     settings = result_settings(options)
     check_result_settings(options.output_dir, settings, options.overwrite,
@@ -269,37 +325,49 @@ def run_sequences(options, progress=True, log=print):
     if not files:
         raise InputError(f"{options.input_path}: no .npz files to convert")
     if options.shard_size == 0 and options.shard_index != 0:
-        log(f"note: batch index {options.shard_index} is ignored: batch size is 0, so the "
+        log(f"note: shard index {options.shard_index} is ignored: shard size is 0, so the "
             "one shard is the whole input")
     shard = select_shard(files, options.shard_size, options.shard_index)
-    remove_stale_sequence_temporaries(options.output_dir, shard)
+    remove_stale_sequence_temporaries(options.output_dir, shard, target)
     if options.shard_size and not shard and files:
         log(f"shard {options.shard_index} of size {options.shard_size} is empty: the input "
             f"holds {len(files)} files ({math.ceil(len(files) / options.shard_size)} shards)")
     summary = SequenceSummary(total=len(shard))
     todo = [(relative, path) for relative, path in shard
-            if options.overwrite or not is_finished(output_path(options.output_dir, relative))]
+            if options.overwrite or not is_finished(
+                output_path(options.output_dir, relative, target), target)]
     summary.done_before = len(shard) - len(todo)
     single_file = Path(options.input_path).is_file()
-    run = SequenceRun(options) if todo else None
+    shapes = [poses_shape(path) for _relative, path in todo]
+    kinds = ({options.source_model} if options.source_model else
+             {KIND_OF_POSE_SIZE.get(shape[1]) for shape in shapes if len(shape) == 2})
+    run = SequenceRun(options, sorted(kinds - {None, target})) if todo else None
     if todo:
         record_result_settings(options.output_dir, settings, options.overwrite)
     start = time.perf_counter()
-    for relative, path in tqdm(todo, unit="file", disable=not progress or not todo):
-        try:
-            summary.rows.append(run.convert(relative, path))
-        except InputError as error:
-            # A file that is not a SMPL-H motion file is skipped in a tree, but fails when it
-            # is the one file asked for.
-            if isinstance(error, SkipFile) and not single_file:
-                summary.skipped.append((relative, str(error)))
-                continue
-            summary.failures.append((relative, str(error)))
-            if progress:
-                tqdm.write(f"failed: {error}")
-            if not options.keep_going:
-                summary.stopped = True
-                break
+    with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), unit="frame",
+              disable=not progress or not todo) as bar:
+        for (relative, path), shape in zip(todo, shapes):
+            done_before, frames = bar.n, shape[0] if shape else 0
+            try:
+                summary.rows.append(run.convert(
+                    relative, path, lambda count: bar.update(
+                        min(count, done_before + frames - bar.n))))
+            except InputError as error:
+                # A file that is not a motion file to convert is skipped in a tree, but
+                # fails when it is the one file asked for.
+                if isinstance(error, SkipFile) and not single_file:
+                    summary.skipped.append((relative, str(error)))
+                    continue
+                summary.failures.append((relative, str(error)))
+                if progress:
+                    tqdm.write(f"failed: {error}")
+                if not options.keep_going:
+                    summary.stopped = True
+                    break
+            finally:
+                # The bar counts the file's source frames whatever the subsampling.
+                bar.update(done_before + frames - bar.n)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -354,6 +422,10 @@ def submit_shards(options, slurm):
 
     options.check()
     check_folders(options.input_path, options.output_dir)
+    if slurm.cluster is None and shutil.which("sbatch") is None:
+        raise InputError("--slurm: sbatch is not on PATH (no SLURM on this machine); run "
+                         "without --slurm to convert here, or add --local to try the array "
+                         "on this machine")
     if slurm.shards < 1:
         raise InputError(f"--shards must be >= 1, got {slurm.shards}")
     files = list_sequence_files(options.input_path, options.output_dir)
@@ -370,7 +442,7 @@ def submit_shards(options, slurm):
             parameters.update(slurm_partition=slurm.partition)
     executor.update_parameters(**parameters)
     # The tasks import this package: make its folder importable wherever they start.
-    repo = str(Path(__file__).resolve().parent.parent)
+    repo = str(Path(__file__).resolve().parents[3])
     paths = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
     if repo not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([repo] + paths)

@@ -1,0 +1,225 @@
+"""Motions between every pair of SMPL-family models, read back the way their users do.
+
+One short sequence of each source model (the kit's same motion as SMPL, AMASS SMPL+H and
+AMASS SMPL-X files) is converted to both other models, once per module. Each output is then
+read as the field's loaders read it, re-written here from their documented behaviour:
+- human_body_prior's `BodyModel(num_betas=16)` (the AMASS notebooks): the model `.npz`'s
+  `shapedirs[:, :, :16]`, the file's `betas[:16]` on every frame, the pose assembled from
+  the part arrays (`root_orient`, `pose_body`, then `pose_jaw`, `pose_eye`, `pose_hand`
+  for SMPL-X; `poses[:, 66:]` as the hands of an SMPL+H file), posed by stock smplx's
+  `lbs` (which that class calls the same way);
+- aitviewer's `SMPLSequence.from_amass` for SMPL+H files (`poses` cut into root, 21 body,
+  15 + 15 hand joints) and the part keys for SMPL-X, posed by the stock smplx layer;
+- the stock smplx layers for SMPL and SMPL-X (`smplx.create`, flat hands, no PCA).
+Each must give the vertices of our own read-back (our LBS on the file's arrays), and lie on
+the deformation transfer of the source mesh.
+"""
+import numpy as np
+import pytest
+import scipy.sparse
+import smplx
+import smplx.lbs
+import torch
+
+from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.family import KINDS
+from smplh2smplx.formats.body_models import load_body_model
+from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
+from smplh2smplx.formats.safe_pickle import load_pickle
+from smplh2smplx.formats.sequence_files import MOTION_LAYOUTS, read_motion, read_motion_file
+from smplh2smplx.stages.sequences.convert import SequenceOptions
+from smplh2smplx.fit.fitter import FitSettings
+from smplh2smplx.stages.sequences.run import output_path, run_sequences
+
+FRAMES = 10
+DIRECTIONS = [(source, target) for source in KINDS for target in KINDS if source != target]
+
+
+def source_tree(kit, kind):
+    """The folder holding the kit's motions as files of `kind`."""
+    return {"smpl": kit.smpl_motions, "smplh": kit.amass, "smplx": kit.smplx_motions}[kind]
+
+
+def source_name(kit, kind):
+    """The relative path of the first sequence (male) as a file of `kind`."""
+    return kit.sequences[0].replace("_poses.npz", MOTION_LAYOUTS[kind].suffix + ".npz")
+
+
+@pytest.fixture(scope="module")
+def converted(kit, tmp_path_factory):
+    """{(source, target): (source file, output file)} of the six directions."""
+    root = tmp_path_factory.mktemp("pairs")
+    results = {}
+    for source in KINDS:
+        relative = source_name(kit, source)
+        tree = root / f"{source}_in" / "CMU"
+        path = tree / relative.split("/", 1)[1]
+        path.parent.mkdir(parents=True)
+        with np.load(source_tree(kit, source) / relative) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        for key in ("poses", "trans", "dmpls", *MOTION_LAYOUTS[source].parts):
+            if key in arrays:
+                arrays[key] = arrays[key][:FRAMES]
+        np.savez(path, **arrays)
+        for target in KINDS:
+            if target == source:
+                continue
+            output = root / f"{source}2{target}"
+            options = SequenceOptions(
+                input_path=tree, output_dir=output,
+                model_paths={kind: kit.body_models for kind in KINDS},
+                deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask,
+                target_model=target, device="cpu", chunk_frames=8, shape_frames=3,
+                fit=FitSettings(max_iterations=3, fit_vertices=0))
+            summary = run_sequences(options, progress=False)
+            assert summary.failed == 0 and len(summary.rows) == 1, summary.lines()
+            name = summary.rows[0].sequence
+            assert name.startswith("CMU/")
+            results[(source, target)] = (path, output_path(output, name, target))
+    return results
+
+
+def t(array):
+    return torch.as_tensor(np.asarray(array), dtype=torch.float32)
+
+
+def hbp_vertices(model_npz, arrays, kind, num_betas=16):
+    """Vertices as human_body_prior's BodyModel(num_betas=16) gives them for a file."""
+    model = np.load(model_npz)
+    count = len(arrays["poses"])
+    betas = np.repeat(arrays["betas"][:num_betas][None], count, axis=0)
+    if kind == "smplx":
+        full_pose = np.concatenate([arrays["root_orient"], arrays["pose_body"],
+                                    arrays["pose_jaw"], arrays["pose_eye"],
+                                    arrays["pose_hand"]], axis=1)
+    else:                                       # AMASS notebook: root, body, then hands
+        poses = arrays["poses"]
+        full_pose = np.concatenate([poses[:, :3], poses[:, 3:66], poses[:, 66:]], axis=1)
+    posedirs = model["posedirs"]
+    with torch.no_grad():
+        vertices, _ = smplx.lbs.lbs(
+            t(betas), t(full_pose), t(model["v_template"])[None].expand(count, -1, -1),
+            t(model["shapedirs"][:, :, :num_betas]),
+            t(posedirs.reshape(posedirs.shape[0] * 3, -1).T), t(model["J_regressor"]),
+            torch.as_tensor(model["kintree_table"][0]).long(), t(model["weights"]))
+    return (vertices + t(arrays["trans"])[:, None]).numpy()
+
+
+def layer_vertices(kit, arrays, kind, gender):
+    """Vertices from the stock smplx layer, the arrays split as aitviewer splits them."""
+    count, poses = len(arrays["poses"]), arrays["poses"]
+    num_betas = len(arrays["betas"])
+    layer = smplx.create(str(kit.body_models), model_type=kind, gender=gender,
+                         ext="npz" if kind == "smplx" else "pkl", num_betas=num_betas,
+                         use_pca=False, flat_hand_mean=True, batch_size=count)
+    assert layer.num_betas == num_betas
+    parts = dict(betas=t(arrays["betas"])[None].expand(count, -1), transl=t(arrays["trans"]),
+                 global_orient=t(poses[:, :3]))
+    if kind == "smplx":
+        parts.update(global_orient=t(arrays["root_orient"]), body_pose=t(arrays["pose_body"]),
+                     jaw_pose=t(arrays["pose_jaw"]), leye_pose=t(arrays["pose_eye"][:, :3]),
+                     reye_pose=t(arrays["pose_eye"][:, 3:]),
+                     left_hand_pose=t(arrays["pose_hand"][:, :45]),
+                     right_hand_pose=t(arrays["pose_hand"][:, 45:]),
+                     expression=torch.zeros(count, 10))
+    else:                                        # SMPL: 23 joints after the root
+        parts.update(body_pose=t(poses[:, 3:72]))
+    with torch.no_grad():
+        return layer(**parts).vertices.numpy()
+
+
+def own_vertices(kit, arrays, kind, gender):
+    """Our read-back: our LBS on the file's arrays."""
+    data = load_body_model(kit.body_models, kind, gender)
+    body = BodyModel(data, num_betas=len(arrays["betas"]), dtype=torch.float64)
+    count = len(arrays["poses"])
+    with torch.no_grad():
+        return body(torch.as_tensor(arrays["poses"]).view(count, -1, 3),
+                    torch.as_tensor(arrays["betas"])[None].expand(count, -1),
+                    torch.as_tensor(arrays["trans"]))[0].numpy()
+
+
+@pytest.mark.parametrize("source,target", DIRECTIONS)
+def test_every_direction_reads_back_in_the_loaders(converted, kit, source, target):
+    source_path, path = converted[(source, target)]
+    arrays = read_motion_file(path, target)
+    layout = MOTION_LAYOUTS[target]
+    with np.load(path, allow_pickle=False) as archive:      # AMASS's keys, types, order
+        assert tuple(archive.files) == layout.keys()
+    assert arrays["poses"].shape == (FRAMES, KINDS[target].pose_size)
+    assert arrays["betas"].shape == (layout.num_betas,) and arrays["betas"].dtype == np.float64
+    assert arrays["gender"].dtype.kind == "U" and str(arrays["gender"]) == "male"
+    assert float(arrays[layout.rate_key]) == 60.0
+    ours = own_vertices(kit, arrays, target, "male")
+    if target != "smplh":        # stock smplx's SMPL-H layer takes 10 betas only
+        np.testing.assert_allclose(layer_vertices(kit, arrays, target, "male"), ours,
+                                   atol=2e-5)
+    if target != "smpl":         # human_body_prior reads AMASS's SMPL+H / SMPL-X .npz models
+        model_npz = (kit.smplh_male_npz if target == "smplh" else kit.smplx_male_npz)
+        np.testing.assert_allclose(hbp_vertices(model_npz, arrays, target), ours, atol=2e-5)
+        with pytest.raises(RuntimeError):       # a file with 10 betas breaks that loader
+            hbp_vertices(model_npz, dict(arrays, betas=arrays["betas"][:10]), target)
+    # The output lies on the deformation transfer of the posed source mesh.
+    sequence = read_motion(source_path)
+    source_vertices = own_vertices(kit, dict(poses=sequence.poses, betas=sequence.betas,
+                                             trans=sequence.trans), source, "male")
+    if {source, target} == {"smpl", "smplh"}:
+        matrix, mask = scipy.sparse.identity(6890, format="csr"), np.arange(6890)
+    else:
+        setup = load_pickle(kit.deftrafo.parent / OFFICIAL_TRANSFER_FILES[f"{source}2{target}"])
+        matrix = scipy.sparse.csr_matrix(setup["mtx"])[:, :KINDS[source].num_vertices]
+        mask = np.load(kit.mask) if target == "smplx" else np.arange(KINDS[target].num_vertices)
+    errors = [np.linalg.norm(ours[f, mask] - (matrix @ source_vertices[f])[mask], axis=1).mean()
+              for f in range(FRAMES)]
+    # Measured on the kit: a few millimetres; a missed pose or translation is centimetres.
+    assert max(errors) * 1000 < 12.0, errors
+
+
+def test_num_betas_above_the_model_is_one_line(kit, tmp_path, capsys):
+    import convert_sequences
+    config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+              "DEFTRAFO_PATH": str(kit.deftrafo.parent), "MASK_IDS_PATH": str(kit.mask),
+              "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out")}
+    path = kit.smplx_motions / source_name(kit, "smplx")
+    code = convert_sequences.main([str(path), "--target-model", "smplh", "--num-betas", "20",
+                                   "--device", "cpu"], user_config=config)
+    assert code == 1
+    out = capsys.readouterr().out
+    assert "has 16 shape coefficients, 20 betas asked for" in out
+
+
+def test_explicit_source_model_that_contradicts_the_file(kit, tmp_path):
+    from smplh2smplx.formats.sequence_files import SkipFile
+    path = kit.smpl_motions / kit.sequences[0]
+    with pytest.raises(SkipFile, match="is a SMPL sequence .* not SMPL-H as --source-model"):
+        read_motion(path, "smplh")
+    assert read_motion(path).kind == "smpl"
+
+
+def test_slurm_without_sbatch_is_an_input_error(kit, tmp_path, capsys, monkeypatch):
+    import convert_sequences
+    monkeypatch.setenv("PATH", str(tmp_path))            # no sbatch anywhere
+    config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+              "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
+              "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out"), "AMASS_DIR": str(kit.amass)}
+    assert convert_sequences.main(["--slurm"], user_config=config) == 2
+    captured = capsys.readouterr()
+    assert "sbatch is not on PATH" in captured.err and "submitted" not in captured.out
+    assert len(captured.err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_arrays_are_listed_one_per_line_and_frames_counted(tmp_path):
+    from smplh2smplx.errors import InputError
+    from smplh2smplx.stages.sequences.run import poses_shape
+    path = tmp_path / "m_poses.npz"
+    np.savez(path, poses=np.zeros((7, 72)), gender=np.array("male"),
+             mocap_framerate=np.array(30.0))
+    with pytest.raises(InputError) as error:
+        read_motion(path)
+    lines = str(error.value).splitlines()
+    assert str(path) in lines[0] and "SMPL motion file" in lines[0]
+    assert lines[1:] == ["  trans", "  betas"]
+    assert poses_shape(path) == (7, 72)              # what the progress bar counts
+    (tmp_path / "broken_poses.npz").write_bytes(b"not a zip")
+    assert poses_shape(tmp_path / "broken_poses.npz") == ()
