@@ -164,19 +164,21 @@ class BodyFitter(torch.nn.Module):
         else:
             transl = transl.to(targets)
 
-        rotmats, betas, transl, spent, done = solve(
+        rotmats, betas, transl, spent, done, residual = solve(
             model, fit_set, fit_targets, rotmats, betas, transl, settings.max_iterations,
             settings.tolerance)
+        last_set = fit_set
         if settings.refine_iterations > 0 and fit_set is not model.mask_set:
             # A pose has converged when its subset phase stopped on the tolerance; the few
             # refining steps on the whole mask then only polish it.
-            rotmats, betas, transl, refine_spent, _ = solve(
+            rotmats, betas, transl, refine_spent, _, residual = solve(
                 model, model.mask_set, mask_targets, rotmats, betas, transl,
                 settings.refine_iterations, settings.tolerance)
-            spent = spent + refine_spent
+            spent, last_set = spent + refine_spent, model.mask_set
 
-        vertices = forward(model, model.mask_set, rotmats, betas, transl)[0]
-        errors = (vertices - mask_targets).square().sum(1).sqrt() * 1000.0   # (M, B)
+        if residual is None or last_set is not model.mask_set:
+            residual = forward(model, model.mask_set, rotmats, betas, transl)[0] - mask_targets
+        errors = residual.square().sum(1).sqrt() * 1000.0                     # (M, B)
         # A pose whose error is not finite has not converged, whatever its last step did.
         converged = done & torch.isfinite(errors).all(0)
         return FitResult(pose=roma.rotmat_to_rotvec(rotmats).cpu(), betas=betas.cpu(),
