@@ -21,7 +21,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import InputError
-from .fit.fitter import FitSettings
+from .fit.fitter import FIT_PRESETS, FitSettings, preset_settings
 from .formats.body_models import GENDERS
 from .family import KINDS, same_topology
 from .formats import smpl_params, smplx_params
@@ -262,9 +262,15 @@ class TransferOptions:
             raise InputError(f"config entries {', '.join(unset)} are not set: write their "
                              "paths in config.py or give --exp-opts KEY=PATH for each")
         num_betas = value(f"body_model.{target}.betas.num", int)
-        fit = FitSettings(num_betas=num_betas, **{
-            entry.name: value(f"fit.{entry.name}", entry.type)
-            for entry in fields(FitSettings) if entry.name != "num_betas"})
+        preset = value("fit.preset", str)
+        if preset not in FIT_PRESETS:
+            raise InputError(f"config entry fit.preset: expected one of "
+                             f"{', '.join(FIT_PRESETS)}, got {preset!r}")
+        # A knob left out or null takes the preset's value.
+        knobs = {entry.name: value(f"fit.{entry.name}", entry.type)
+                 for entry in fields(FitSettings) if entry.name != "num_betas"
+                 and config.get("fit", {}).get(entry.name) is not None}
+        fit = preset_settings(preset, num_betas=num_betas, **knobs)
         from_params = value("fit.from_params", bool)
         options = cls(
             mesh_dir=path("datasets.mesh_folder.data_folder"),
@@ -396,9 +402,13 @@ def _read_yaml(path):
 
 
 def _kind_of(config, key):
-    """The type an entry's value must have: that of the value the shipped file gives it."""
+    """The type an entry's value must have: that of the value the shipped file gives it
+    (a fit knob left null there, to take its preset's value: its `FitSettings` type)."""
     current = OmegaConf.select(config, key, throw_on_missing=False,
                                throw_on_resolution_failure=False)
+    knob_types = {f"fit.{entry.name}": entry.type for entry in fields(FitSettings)}
+    if current is None and key in knob_types:
+        return knob_types[key]
     if isinstance(current, bool):
         return bool
     if isinstance(current, int):

@@ -3,6 +3,7 @@ import pytest
 
 import run_transfer
 from smplh2smplx.errors import InputError
+from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.settings import EXPERIMENT_CONFIG, load_experiment_config, read_user_config
 from smplh2smplx.settings import TransferOptions
 
@@ -121,6 +122,22 @@ def test_pair_options_from_config():
     same_mesh = options(**{"fit.source_model": "smpl", "body_model.model_type": "smplh"})
     assert same_mesh.deftrafo_path is None and same_mesh.mask_path is None
 
+
+
+def test_fit_preset_and_knob_overrides():
+    def fit(*options):
+        config = load_experiment_config(exp_opts=list(options), user_config=USER_CONFIG)
+        return TransferOptions.from_config(config).fit
+
+    assert fit() == FitSettings()                             # the shipped preset: fast
+    floor = fit("fit.preset=floor")
+    assert (floor.max_iterations, floor.tolerance, floor.fit_vertices) == (100, 1e-6, 0)
+    tuned = fit("fit.preset=floor", "fit.max_iterations=7")   # a knob set overrides its preset
+    assert (tuned.max_iterations, tuned.tolerance, tuned.fit_vertices) == (7, 1e-6, 0)
+    with pytest.raises(InputError, match="fit.preset: expected one of fast, floor"):
+        fit("fit.preset=slow")
+    with pytest.raises(InputError, match="--exp-opts fit.fit_vertices: expected"):
+        fit("fit.fit_vertices=1e3")
 
 def test_options_from_config():
     config = load_experiment_config(exp_opts=["datasets.mesh_folder.batch_size=100",
