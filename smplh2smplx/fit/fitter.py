@@ -21,6 +21,9 @@ from .solver import solve
 from .start import rotmats_from_mesh
 from .target import TargetModel
 
+# Poses a fitter with a learned start fits from the given poses alone before it learns the
+# systematic correction from them.
+LEARNING_POSES = 64
 # Poses a CPU thread fits at once: larger slices spill the CPU caches (at 256 poses the fit
 # runs 25% slower than at 64), smaller ones pay more per-operation overhead.
 SLICE_POSES = 64
@@ -42,6 +45,12 @@ class FitSettings:
     num_betas: shape coefficients fitted and written.
     fit_vertices: size of the vertex subset whose loss the first phase follows (0: the
         whole mask from the start).
+    learned_start: start each pose from its given pose corrected by the mean difference
+        between the given and the fitted poses (and from the mean fitted betas) of the
+        poses this fitter has fitted so far: the systematic difference between two body
+        models, learned on the user's own models and poses (a first call fits
+        LEARNING_POSES poses before the others). Off for warm starts, such as the
+        previous frame of a motion, which carry no such difference.
     """
     max_iterations: int = 20
     refine_iterations: int = 1
@@ -49,6 +58,7 @@ class FitSettings:
     fit_betas: bool = True
     num_betas: int = 10
     fit_vertices: int = 2000
+    learned_start: bool = False
 
 
 # Named settings of the fit: "fast", the default, is within 1% of the floor at the most poses
@@ -84,6 +94,13 @@ class FitResult:
     iterations: torch.Tensor
     converged: torch.Tensor
 
+    @staticmethod
+    def cat(results):
+        """The results of consecutive parts of a batch as one."""
+        return FitResult(**{field.name: torch.cat([getattr(result, field.name)
+                                                   for result in results])
+                            for field in fields(FitResult)})
+
 
 class BodyFitter(torch.nn.Module):
     """Fits a body model to batches of target vertices on its masked vertex ids.
@@ -105,6 +122,11 @@ class BodyFitter(torch.nn.Module):
         self.settings = settings
         self.model = TargetModel(data, mask_ids, settings.num_betas, settings.fit_betas,
                                  settings.fit_vertices, gauss_newton_part_vertices, dtype)
+        # The learned start: sums over the converged poses fitted so far of the rotation
+        # vector of R_fit R_given^T per joint, and of the fitted betas.
+        self.learned_poses = 0
+        self.correction_sum = torch.zeros(self.model.num_joints, 3, dtype=torch.float64)
+        self.betas_sum = torch.zeros(settings.num_betas, dtype=torch.float64)
 
     @property
     def device(self):
@@ -141,6 +163,34 @@ class BodyFitter(torch.nn.Module):
         one another, where torch's own threads meet at the end of every operation (on a
         loaded 2-core machine that made the fit 3 times slower).
         """
+        if not self.settings.learned_start or init_pose is None:
+            return self._fit_on_device(targets, init_pose, betas, transl)
+        if self.learned_poses == 0 and len(targets) > LEARNING_POSES:
+            def rows_of(value, rows):
+                return None if value is None else value[rows]
+
+            return FitResult.cat([
+                self.fit(targets[rows], init_pose[rows], rows_of(betas, rows),
+                         rows_of(transl, rows))
+                for rows in (slice(0, LEARNING_POSES), slice(LEARNING_POSES, None))])
+        given = roma.rotvec_to_rotmat(init_pose.double().cpu())
+        if self.learned_poses > 0:
+            mean = roma.rotvec_to_rotmat(self.correction_sum / self.learned_poses)
+            init_pose = roma.rotmat_to_rotvec(mean @ given).to(init_pose.dtype)
+            if betas is None and self.settings.fit_betas:
+                betas = (self.betas_sum / self.learned_poses).expand(len(targets), -1).float()
+        result = self._fit_on_device(targets, init_pose, betas, transl)
+        # Learn from the poses that converged to a finite error.
+        learned = result.converged
+        fitted = roma.rotvec_to_rotmat(result.pose[learned].double())
+        self.correction_sum += roma.rotmat_to_rotvec(
+            fitted @ given[learned].transpose(-1, -2)).sum(0)
+        self.betas_sum += result.betas[learned].double().sum(0)
+        self.learned_poses += int(learned.sum())
+        return result
+
+    def _fit_on_device(self, targets, init_pose, betas, transl):
+        """`fit` from the starts given."""
         if self.device.type != "cpu":
             return self._fit(targets, init_pose, betas, transl)
         batch, threads = targets.shape[0], torch.get_num_threads()
@@ -154,9 +204,7 @@ class BodyFitter(torch.nn.Module):
             results = list(pool.map(lambda rows: self._fit(
                 targets[rows], rows_of(init_pose, rows), rows_of(betas, rows),
                 rows_of(transl, rows)), slices))
-        return FitResult(**{field.name: torch.cat([getattr(result, field.name)
-                                                   for result in results])
-                            for field in fields(FitResult)})
+        return FitResult.cat(results)
 
     @torch.no_grad()
     def _fit(self, targets, init_pose, betas, transl):
