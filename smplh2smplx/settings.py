@@ -219,7 +219,7 @@ class TransferOptions:
     overwrite: bool = False
     poses_per_batch: int = 512
     device: str = "auto"
-    fit: FitSettings = field(default_factory=FitSettings)
+    fit: FitSettings = field(default_factory=lambda: FIT_PRESETS["fast"])
     flag_threshold_mm: float = 15.0
     from_params: bool = False
     smplh_model: Path = None

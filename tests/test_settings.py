@@ -129,7 +129,7 @@ def test_fit_preset_and_knob_overrides():
         config = load_experiment_config(exp_opts=list(options), user_config=USER_CONFIG)
         return TransferOptions.from_config(config).fit
 
-    assert fit() == FitSettings()                             # the shipped preset: fast
+    assert fit() == FitSettings(learned_start=True)           # the shipped preset: fast
     floor = fit("fit.preset=floor")
     assert (floor.max_iterations, floor.tolerance, floor.fit_vertices) == (100, 1e-6, 0)
     tuned = fit("fit.preset=floor", "fit.max_iterations=7")   # a knob set overrides its preset

@@ -31,7 +31,8 @@ MAX_DAMPING = 1e6
 CG_ITERATIONS = 2
 # Steps between rebuilds of the sample's Gauss-Newton matrix (the preconditioner): near the
 # minimum it changes little, and conjugate gradients on the exact products correct for it.
-GAUSS_NEWTON_EVERY = 1
+# Every 3 steps: 1.4 times the poses per second on the realistic kit, 0.2% more error.
+GAUSS_NEWTON_EVERY = 3
 
 
 def damped_step(model, vset, state, chol, scaled, grad):
