@@ -23,7 +23,7 @@ from .target import TargetModel
 
 # Poses a fitter with a learned start fits from the given poses alone before it learns the
 # systematic correction from them.
-LEARNING_POSES = 64
+LEARNING_POSES = 32
 # Poses a CPU thread fits at once: larger slices spill the CPU caches (at 256 poses the fit
 # runs 25% slower than at 64), smaller ones pay more per-operation overhead.
 SLICE_POSES = 64
