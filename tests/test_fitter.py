@@ -220,7 +220,8 @@ def known_targets(fitter, pose, betas):
                                  torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64))
 
 
-@pytest.mark.parametrize("settings", [FitSettings(), FitSettings(fit_vertices=1500)],
+@pytest.mark.parametrize("settings", [FitSettings(fit_vertices=0),
+                                      FitSettings(fit_vertices=900, refine_iterations=1)],
                          ids=["whole mask", "subset then mask"])
 @pytest.mark.parametrize("from_source_pose", [True, False])
 def test_recovers_known_parameters(from_source_pose, settings):

@@ -44,8 +44,8 @@ class FitSettings:
     fit_betas: fit the shape (the SMPL-H zero shape is not the SMPL-X zero shape); when
         False the betas stay at the values given to `fit` (zero by default).
     num_betas: shape coefficients fitted and written.
-    fit_vertices: size of the vertex subset whose loss the first phase follows (0: the
-        whole mask from the start).
+    fit_vertices: size of the vertex subset whose loss the first phase follows (0, or
+        more than a third of the mask (target.MAX_SUBSET_SHARE): the whole mask).
     learned_start: start each pose from its given pose corrected by the mean difference
         between the given and the fitted poses (and from the mean fitted betas) of the
         poses this fitter has fitted so far: the systematic difference between two body
