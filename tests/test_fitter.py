@@ -221,7 +221,7 @@ def known_targets(fitter, pose, betas):
 
 
 @pytest.mark.parametrize("settings", [FitSettings(fit_vertices=0),
-                                      FitSettings(fit_vertices=900, refine_iterations=1)],
+                                      FitSettings(fit_vertices=1000, refine_iterations=1)],
                          ids=["whole mask", "subset then mask"])
 @pytest.mark.parametrize("from_source_pose", [True, False])
 def test_recovers_known_parameters(from_source_pose, settings):
