@@ -40,7 +40,8 @@ from smplh2smplx.stages.transfer import TransferSummary, run_transfer
 PATH_FLAGS = ("mesh_dir", "output_dir", "smpl_model", "smplh_model", "smplx_model",
               "deformation_transfer", "mask")
 FLAGS = (PATH_FLAGS + RUN_FLAGS
-         + ("source_model", "target_model", "gender", "poses_per_batch", "from_params"))
+         + ("source_model", "target_model", "gender", "preset", "poses_per_batch",
+            "from_params"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,15 +4,17 @@
     python -m benchmarks.compare_peers --kit /tmp/w/kit --poses 500 \
         --smplx-repo /path/to/smplx --official-poses 2 --threads 1        # with every peer
     python -m benchmarks.compare_peers --pair smplx2smpl --kit /tmp/w/kit --floor
+    python -m benchmarks.compare_peers --variant default realistic --seed 1 --pair all \
+        --floor --threads 2                 # every pair on both kits, one table each
 
 The official engine needs minutes per pose (tens of minutes on a busy machine), hence its
 few poses. On a machine shared with other jobs, `--threads 1` keeps OpenMP threads from
 spin-waiting on each other, which otherwise slows every engine several times over.
 
-Inputs: the models of the pair (`--pair SRC2DST`, default smplh2smplx), its deformation
-transfer (the official file name, none for SMPL <-> SMPL-H) and, for SMPL-X targets, the mask,
-all from a synthetic kit (`--kit`, or a fresh one written with seed 0 in the `--variant`
-asked for), and real AMASS poses:
+Inputs, for each pair (`--pair SRC2DST ...` or all, default smplh2smplx): the models of
+the pair, its deformation transfer (the official file name, none for SMPL <-> SMPL-H) and,
+for SMPL-X targets, the mask, all from a synthetic kit (`--kit`, or one written with
+`--seed` for each `--variant` asked for), and real AMASS poses:
 `--poses` frames spread evenly over `--amass` (default ../shared/data/amass_sample_smplh.npz),
 mapped onto the source's joints (`family.map_pose`: an SMPL source keeps the body joints, its
 hand joints at rest). The source model is posed with them (neutral, zero shape and
@@ -21,9 +23,10 @@ translation) and written as `.obj` files (with source_params.npz for SMPL-H sour
 deformation-transferred targets, read back from those `.obj` files.
 
 Engines (a peer that cannot run is listed under the table with the reason):
-- ours, at its default `FitSettings()` and at a faster setting (`FAST`), started from the
-  source pose mapped onto the target's joints as `run_transfer.py` does; with `--floor`
-  also at `FLOOR` (100 steps, tolerance 1e-8): the error the fit can reach;
+- ours, at its default (the `fast` preset of `FIT_PRESETS`) and at the `floor` preset,
+  started from the source pose mapped onto the target's joints as `run_transfer.py` does;
+  with `--floor` also at `FLOOR` (100 steps, tolerance 1e-8): the error the fit can reach,
+  and every row's mean over it ("mean / floor");
 - the official `transfer_model` (`--smplx-repo`, a clone of github.com/vchoutas/smplx, run
   unedited through `patches/`, trust-region Newton-CG, 100 iterations per stage, one mesh at
   a time) on `--official-poses` of the poses, which ours also fits on their own so that the
@@ -52,7 +55,7 @@ from smplh2smplx.body.deformation import load_pair_transfer
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.errors import InputError
 from smplh2smplx.family import KINDS, map_pose, same_topology
-from smplh2smplx.fit.fitter import BodyFitter, FitSettings, fit_batch
+from smplh2smplx.fit.fitter import FIT_PRESETS, BodyFitter, FitSettings, fit_batch
 from smplh2smplx.formats.body_models import load_body_model
 from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from smplh2smplx.formats.meshes import read_obj_vertices, write_obj
@@ -63,8 +66,10 @@ from smplh2smplx.runtime import is_installed, resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 AMASS_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "amass_sample_smplh.npz"
-FAST = FitSettings(max_iterations=5, refine_iterations=1, fit_vertices=1000)
 FLOOR = FitSettings(max_iterations=100, tolerance=1e-8, fit_vertices=0)
+# Our rows: the product's default (the "fast" preset), the "floor" preset, and with --floor
+# the 100-step floor every mean is divided by.
+OURS = (("default", FIT_PRESETS["fast"]), ("floor preset", FIT_PRESETS["floor"]))
 NUM_BETAS = 10
 SMPLFITTER_ITERATIONS = 3     # smplfitter's docs: "reasonable values are in the range of 1-4"
 
@@ -144,12 +149,17 @@ def table_rows(runs):
     ("-" when ours was not run on exactly those poses).
     """
     settings = _ours_settings(runs)
+    floors = [run for run in runs if run.ours == "floor"]
     header = ["engine", "settings", "device", "poses", "poses/s", "v2v_mm mean", "median",
-              "p95", "max"] + [f"ours {name}: speed-up" for name in settings]
+              "p95", "max"] + (["mean / floor"] if floors else []) + [
+                  f"ours {name}: speed-up" for name in settings]
     rows = []
     for run in runs:
         row = [run.engine, run.settings, run.device, str(len(run.pose_ids)),
                _number(run.poses_per_second)] + [f"{value:.2f}" for value in error_stats(run.v2v_mm)]
+        if floors:
+            floor = [each for each in floors if sorted(each.pose_ids) == sorted(run.pose_ids)]
+            row.append(f"{np.mean(run.v2v_mm) / np.mean(floor[0].v2v_mm):.4f}" if floor else "-")
         for name in settings:
             same = [ours for ours in runs if ours.ours == name
                     and sorted(ours.pose_ids) == sorted(run.pose_ids)]
@@ -178,7 +188,8 @@ def format_table(runs, skipped=()):
 def describe(settings):
     """A FitSettings in a few words."""
     vertices = "whole mask" if settings.fit_vertices <= 0 else f"{settings.fit_vertices} vertices"
-    return f"LM {settings.max_iterations}+{settings.refine_iterations} it., {vertices}"
+    learned = ", learned start" if settings.learned_start else ""
+    return f"LM {settings.max_iterations}+{settings.refine_iterations} it., {vertices}{learned}"
 
 
 def official_settings(maxiters=None):
@@ -296,7 +307,9 @@ def run_ours(target_data, inputs, indices, settings, device, batch_size):
     mask = torch.as_tensor(inputs.mask_ids)
     init = map_pose(inputs.source_poses[indices], inputs.source, target_data.kind).float()
     targets = inputs.targets[indices][:, mask]
-    fit_batch(fitter, targets[:2], list(init[:2]))           # warm-up, not timed
+    # Warm-up, not timed, on a fitter of its own (a learned start learns from the poses timed).
+    fit_batch(BodyFitter(target_data, inputs.mask_ids, settings).to(device), targets[:2],
+              list(init[:2]))
     results = []
     start = time.perf_counter()
     for first in range(0, len(indices), batch_size):
@@ -410,11 +423,17 @@ def run_official_engine(kit, inputs, indices, smplx_repo, device, work_dir, maxi
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kit", type=Path,
-                        help="synthetic kit folder (default: write one, seed 0, into a temp dir)")
-    parser.add_argument("--variant", default="default", choices=("default", "realistic"),
-                        help="variant of the kit written when --kit is not given (%(default)s)")
-    parser.add_argument("--pair", default="smplh2smplx", metavar="SRC2DST",
-                        help="source and target model, e.g. smplx2smpl (default %(default)s)")
+                        help="synthetic kit folder (default: write one per --variant, of "
+                             "--seed, into the work dir)")
+    parser.add_argument("--variant", nargs="+", default=["default"],
+                        choices=("default", "realistic"),
+                        help="variants of the kits written when --kit is not given "
+                             "(%(default)s); each gets its tables")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the kits written (%(default)s)")
+    parser.add_argument("--pair", nargs="+", default=["smplh2smplx"], metavar="SRC2DST",
+                        help="source and target models, e.g. smplx2smpl, or all: every "
+                             "pair (default %(default)s); one table each")
     parser.add_argument("--floor", action="store_true",
                         help="also run ours at 100 steps, tolerance 1e-8: the error floor")
     parser.add_argument("--amass", type=Path, default=AMASS_SAMPLE,
@@ -440,19 +459,10 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def compare(args, work_dir):
-    """Run every engine that can run; returns (runs, skipped)."""
+def compare(args, work_dir, kit, pair):
+    """Run every engine that can run on one kit and pair; returns (runs, skipped)."""
     device = resolve_device(args.device)
-    source, target = parse_pair(args.pair)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.kit is None:
-        from synthetic_kit import write_synthetic_kit
-        print(f"writing a synthetic kit (seed 0, {args.variant}) ...", flush=True)
-        kit = write_synthetic_kit(work_dir / "kit", seed=0, variant=args.variant).root
-    else:
-        kit = args.kit
-    kit = Path(kit)
+    source, target = parse_pair(pair)
     smplx_npz = kit / "body_models" / "smplx" / "SMPLX_NEUTRAL.npz"
     target_data = load_body_model(kit / "body_models", target)
     deformation = load_pair_transfer(source, target, *pair_files(kit, source, target))
@@ -471,8 +481,7 @@ def compare(args, work_dir):
         print(f"  {engine} ({settings}): {len(indices)} poses in {seconds:.1f} s", flush=True)
 
     def ours(indices, floor=False):
-        settings = [("default", FitSettings()), ("fast", FAST)] + (
-            [("floor", FLOOR)] if floor else [])
+        settings = list(OURS) + ([("floor", FLOOR)] if floor else [])
         for name, setting in settings:
             record("ours", f"{name}: {describe(setting)}", indices,
                    *run_ours(target_data, inputs, indices, setting, device, args.batch_size),
@@ -514,20 +523,48 @@ def compare(args, work_dir):
     return runs, skipped
 
 
+def pairs_of(names):
+    """The pairs asked for: every SRC2DST named, or all of them for "all"."""
+    if "all" in names:
+        return [f"{source}2{target}" for source in KINDS for target in KINDS
+                if source != target]
+    return list(names)
+
+
+def compare_all(args, work_dir):
+    """The tables of every kit and pair asked for, printed as each is done."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    kits = [(str(args.kit), args.kit)] if args.kit is not None else []
+    for variant in ([] if args.kit is not None else args.variant):
+        from synthetic_kit import write_synthetic_kit
+        print(f"writing a synthetic kit (seed {args.seed}, {variant}) ...", flush=True)
+        kits.append((f"{variant} kit, seed {args.seed}", write_synthetic_kit(
+            work_dir / f"kit_{variant}", seed=args.seed, variant=variant).root))
+    tables = []
+    for name, kit in kits:
+        for pair in pairs_of(args.pair):
+            parse_pair(pair)
+            runs, skipped = compare(args, work_dir / name.replace(" ", "_").replace(",", "")
+                                    / pair, Path(kit), pair)
+            tables.append(f"### {pair}, {name}\n\n{format_table(runs, skipped)}")
+            print("\n" + tables[-1] + "\n", flush=True)
+    return tables
+
+
 def main(argv=None):
     args = parse_args(argv)
     try:
         if args.work_dir is not None:
             args.work_dir.mkdir(parents=True, exist_ok=True)
-            runs, skipped = compare(args, args.work_dir)
+            tables = compare_all(args, args.work_dir)
         else:
             with tempfile.TemporaryDirectory(prefix="compare_peers_") as work_dir:
-                runs, skipped = compare(args, Path(work_dir))
+                tables = compare_all(args, Path(work_dir))
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print()
-    print(format_table(runs, skipped))
+    print("\n\n".join(["# All tables"] + tables))
     return 0
 
 

@@ -20,14 +20,14 @@ import ast
 import math
 import re
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import InputError
-from .fit.fitter import FitSettings
+from .fit.fitter import FIT_PRESETS, FitSettings
 from .formats.body_models import GENDERS
 from .family import KINDS, STAGE1_MODEL, same_topology
 
@@ -263,8 +263,14 @@ class TransferOptions:
     from_params: bool = setting(
         False, "pose SMPL-H from source_params.npz instead of reading meshes (SMPL-H "
         "sources; needs smplh_model)")
-    fit: FitSettings = setting(None, "our fitter's knobs (smplh2smplx/fit/fitter.py)",
-                               factory=FitSettings)
+    preset: str = setting(
+        "fast", "named setting of the fit (fit/fitter.py FIT_PRESETS): fast, within 1% of "
+        "the error floor at the most poses per second; floor, the lowest error the fit "
+        "reaches, several times slower. The fit.* keys given override it",
+        choices=tuple(FIT_PRESETS))
+    fit: FitSettings = setting(None, "our fitter's knobs (smplh2smplx/fit/fitter.py); "
+                               "their defaults are the preset's",
+                               factory=lambda: FIT_PRESETS["fast"])
     official: OfficialSettings = setting(None, "the official engine's knobs",
                                          factory=OfficialSettings)
 
@@ -376,14 +382,13 @@ def load_settings(schema, exp_cfg=None, exp_opts=(), flags=None, user_config=Non
     """
     if user_config is None:
         user_config = read_user_config()
-    config = OmegaConf.structured(schema)
     # config.py's "" is a path left out on purpose (POSESCRIPT_DIR), TODO one not set yet.
     from_config_py = {entry.name: _literal(user_config[entry.metadata["config"]]) or None
                       for entry in fields(schema) if "config" in entry.metadata
                       and entry.metadata["config"] in user_config}
-    config = _merge(config, from_config_py, USER_CONFIG.name)
+    layers = [(from_config_py, USER_CONFIG.name)]
     if exp_cfg is not None:
-        config = _merge(config, _read_yaml(exp_cfg), exp_cfg)
+        layers.append((_read_yaml(exp_cfg), exp_cfg))
     types = setting_types(schema)
     typed = {}
     for option in exp_opts:
@@ -406,8 +411,24 @@ def load_settings(schema, exp_cfg=None, exp_opts=(), flags=None, user_config=Non
         for section in sections:
             node = node.setdefault(section, {})
         node[name] = value
-    config = _merge(config, command_line, "the command line")
+    layers.append((command_line, "the command line"))
+    config = _layered(OmegaConf.structured(schema), layers)
+    if "preset" in config:
+        # The preset's fit values lie under every layer: a fit.* key given anywhere wins.
+        if config.preset not in FIT_PRESETS:
+            raise InputError(f"setting preset: expected one of {', '.join(FIT_PRESETS)}, got "
+                             f"{config.preset!r}")
+        base = _merge(OmegaConf.structured(schema),
+                      {"fit": asdict(FIT_PRESETS[config.preset])}, "the preset")
+        config = _layered(base, layers)
     return _to_options(config, user_config)
+
+
+def _layered(config, layers):
+    """`config` with each (values, origin) of `layers` merged on top, in order."""
+    for values, origin in layers:
+        config = _merge(config, values, origin)
+    return config
 
 
 def _literal(value) -> str:

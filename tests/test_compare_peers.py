@@ -86,3 +86,12 @@ def test_poses_are_spread_over_the_sequence():
     assert spread(3, 601) == [0, 300, 600]
     assert spread(5, 3) == [0, 1, 2]
     assert len(spread(500, 601)) == 500 and spread(1, 10) == [0]
+
+
+def test_rows_divide_each_mean_by_the_floor_on_the_same_poses():
+    runs = [run("ours", MANY, 1.0, v2v_mm=[5.0] * 10, ours="floor"),
+            run("ours", MANY, 0.1, v2v_mm=[5.0] * 9 + [5.5], ours="default"),
+            run("smplfitter", MANY, 0.1, v2v_mm=[10.0] * 10), run("official", FEW, 9.0)]
+    header, rows = table_rows(runs)
+    assert header[9] == "mean / floor"
+    assert [row[9] for row in rows] == ["1.0000", "1.0100", "2.0000", "-"]

@@ -10,6 +10,7 @@ import extract_to_obj
 import run_transfer
 from smplh2smplx.cli import RUN_FLAGS, settings_yaml
 from smplh2smplx.errors import InputError
+from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.settings import (EXPERIMENT_CONFIG, ExtractOptions, TransferOptions,
                                   load_settings, read_user_config, setting_defaults,
                                   setting_types)
@@ -255,6 +256,23 @@ def test_pair_options():
     assert str(to_smpl.model_path(to_smpl.target_model)) == "s"
     same_mesh = options("source_model=smpl", "target_model=smplh")
     assert same_mesh.deformation_transfer is None and same_mesh.mask is None
+
+
+def test_fit_preset_and_knob_overrides():
+    def fit(*options):
+        return load(exp_opts=list(options)).fit
+
+    assert fit() == FitSettings(learned_start=True)           # the default preset: fast
+    floor = fit("preset=floor")
+    assert (floor.max_iterations, floor.tolerance, floor.fit_vertices) == (100, 1e-6, 0)
+    tuned = fit("preset=floor", "fit.max_iterations=7")       # a knob set overrides its preset
+    assert (tuned.max_iterations, tuned.tolerance, tuned.fit_vertices) == (7, 1e-6, 0)
+    same = fit("preset=floor", "fit.max_iterations=20")       # even to the default's value
+    assert (same.max_iterations, same.fit_vertices) == (20, 0)
+    with pytest.raises(InputError, match="preset: expected one of fast, floor"):
+        fit("preset=slow")
+    with pytest.raises(InputError, match="--exp-opts fit.fit_vertices: expected"):
+        fit("fit.fit_vertices=1e3")
 
 
 def test_options_from_exp_opts():

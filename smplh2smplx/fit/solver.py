@@ -29,6 +29,10 @@ MAX_DAMPING = 1e6
 # length, the second corrects its direction (the fit then takes as few steps as with the
 # exact J^T J; with the first alone, up to twice as many on hard starts).
 CG_ITERATIONS = 2
+# Steps between rebuilds of the sample's Gauss-Newton matrix (the preconditioner): near the
+# minimum it changes little, and conjugate gradients on the exact products correct for it.
+# Every 3 steps: 1.4 times the poses per second on the realistic kit, 0.2% more error.
+GAUSS_NEWTON_EVERY = 3
 
 
 def damped_step(model, vset, state, chol, scaled, grad):
@@ -69,7 +73,9 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
     """Levenberg-Marquardt following the loss on `vset`; targets (S, 3, B) in its order.
 
     Works on the poses still iterating only; returns the new rotations, betas and
-    translations, the steps spent and whether each pose converged.
+    translations, the steps spent, whether each pose converged and the residual (S, 3, B)
+    at the returned parameters (None when no step was taken), so that the caller need not
+    pose the vertices again to measure the fit.
     """
     batch = rotmats.shape[0]
     device = rotmats.device
@@ -77,14 +83,17 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
     spent = torch.zeros(batch, dtype=torch.int64, device=device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     if iterations <= 0 or batch == 0:
-        return rotmats, betas, transl, spent, done
+        return rotmats, betas, transl, spent, done, None
+    residual = torch.empty_like(targets)
     active = torch.arange(batch, device=device)            # the poses still iterating
     state = evaluate(model, vset, targets, rotmats.clone(), betas.clone(), transl.clone())
     damping = torch.full((batch,), INITIAL_DAMPING, dtype=torch.float64, device=device)
-    for _ in range(iterations):
+    hessian = None
+    for iteration in range(iterations):
         spent[active] += 1
         grad = gradient(model, vset, state).double()
-        hessian = gauss_newton(model, state).double()
+        if hessian is None or iteration % GAUSS_NEWTON_EVERY == 0:
+            hessian = gauss_newton(model, state).double()
         diagonal = torch.diagonal(hessian, dim1=1, dim2=2)
         floor = 1e-6 * diagonal.mean(1, keepdim=True)
         count = len(active)
@@ -125,10 +134,12 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
         done[active[finished]] = True
         rotmats[active], betas[active] = state.rotmats, state.betas
         transl[active] = state.transl
+        residual[..., active[finished]] = state.residual[..., finished]
         keep = torch.nonzero(~finished).squeeze(1)
         if len(keep) == 0:
             break
         if len(keep) < count:
-            active, damping = active[keep], damping[keep]
+            active, damping, hessian = active[keep], damping[keep], hessian[keep]
             targets, state = targets[..., keep], state.rows(keep)
-    return rotmats, betas, transl, spent, done
+    residual[..., active] = state.residual
+    return rotmats, betas, transl, spent, done, residual
