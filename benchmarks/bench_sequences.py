@@ -35,7 +35,7 @@ import torch
 
 from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.fit.fitter import BodyFitter, FitSettings
-from smplh2smplx.formats.sequence_files import MOTION_LAYOUTS, read_motion
+from smplh2smplx.formats.sequence_files import read_motion
 from smplh2smplx.stages.sequences.convert import (FRAME_FIT, SHAPE_RIDGE, GenderModels,
                                                   SequenceOptions, SourceFrames,
                                                   convert_sequence, frame_step,
@@ -181,7 +181,7 @@ def main():
         for direction in args.directions:
             source_kind, target_kind = direction.split("2")
             relative = kit.sequences[0].replace(
-                "_poses.npz", MOTION_LAYOUTS[source_kind].suffix + ".npz")
+                "_poses.npz", KINDS[source_kind].motion.suffix + ".npz")
             sequence = read_motion(trees[source_kind] / relative, source_kind)
             measure(f"kit seed {args.kit_seed} {Path(relative).stem}", sequence,
                     source_kind, target_kind, options, None, args.iterations)

@@ -38,7 +38,7 @@ from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
 from ...fit.fitter import BodyFitter, FitSettings
 from ...formats.body_models import load_body_model
 from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
-from ...formats.sequence_files import MOTION_LAYOUTS, MotionSequence
+from ...formats.sequence_files import MotionSequence
 from ...formats.sequences_csv import SequenceRow
 from ...runtime import torch_threads
 SHAPE_RIDGE = 1e-6               # Tikhonov weight of the betas' least squares (m^2)
@@ -100,7 +100,7 @@ class SequenceOptions:
 
     @property
     def betas_written(self):
-        return self.num_betas or MOTION_LAYOUTS[self.target_model].num_betas
+        return self.num_betas or KINDS[self.target_model].motion.num_betas
 
     def check(self):
         """Raise InputError for values out of range."""

@@ -14,8 +14,9 @@ import roma
 import torch
 
 from ...errors import InputError
+from ...family import KINDS
 from ...formats.files import atomic_write
-from ...formats.sequence_files import MOTION_LAYOUTS, read_motion, read_motion_file
+from ...formats.sequence_files import read_motion, read_motion_file
 from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
 from .convert import GenderModels, frame_step, pair_transfer
@@ -113,7 +114,7 @@ def posed_meshes(options, relative, frames):
     models = GenderModels(options, sequence.kind, gender,
                           pair_transfer(options, sequence.kind, target).mask_ids,
                           torch.device("cpu"))
-    rate = float(arrays[MOTION_LAYOUTS[target].rate_key])
+    rate = float(arrays[KINDS[target].motion.rate_key])
     step = frame_step(sequence.framerate, rate, source_path)
     source_frames = frames * step
     betas = np.zeros(models.source.num_betas)
