@@ -49,7 +49,7 @@ FLOOR = FitSettings(max_iterations=100, tolerance=1e-7, fit_vertices=0)
 CHUNK = 64
 
 
-def parse_args():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kit-seed", type=int, default=1)
     parser.add_argument("--kit-frames", type=int, default=120,
@@ -65,7 +65,11 @@ def parse_args():
                         help="steps per frame of the sequence path, a row each (default: "
                              "the product's)")
     parser.add_argument("--no-real", action="store_true", help="skip the real sequence")
-    return parser.parse_args()
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def cpu_timed(function):
