@@ -64,13 +64,13 @@ def read_smplh_poses(path: str | Path, frames: Optional[Iterable[int]] = None) -
     return poses.astype(np.float64, copy=False)
 
 
-def check_frame(pose_id: str, frame: int, num_frames: int, path: str | Path) -> None:
+def check_frame(pose_id: int, frame: int, num_frames: int, path: str | Path) -> None:
     """Raise InputError naming the pose and the file when `frame` is not in 0..num_frames-1."""
     if not 0 <= frame < num_frames:
         raise InputError(f"pose {pose_id}: frame {frame} is beyond {path} ({num_frames} frames)")
 
 
-def check_frame_values(pose_id: str, frame: int, poses: np.ndarray, path: str | Path) -> None:
+def check_frame_values(pose_id: int, frame: int, poses: np.ndarray, path: str | Path) -> None:
     """Raise InputError naming the pose, the frame and the file when `poses[frame]` holds
     NaN or infinite values (only the frames that are used are checked)."""
     if not np.isfinite(poses[frame]).all():

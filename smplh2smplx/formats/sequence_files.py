@@ -63,7 +63,7 @@ class MotionSequence:
     path: Path = None
 
     @property
-    def num_frames(self):
+    def num_frames(self) -> int:
         return len(self.poses)
 
 
@@ -91,7 +91,7 @@ def _load(path, keys):
         raise InputError(f"{path}: not found") from None
 
 
-def file_kind(path, arrays):
+def file_kind(path: str | Path, arrays: dict) -> str:
     """The model kind of a motion file's arrays: from the width of `poses`, checked
     against `surface_model_type` when there is one. SkipFile for a file without poses."""
     if "poses" not in arrays:
@@ -113,7 +113,7 @@ def file_kind(path, arrays):
     return kind
 
 
-def read_motion(path, expected_kind=None):
+def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSequence:
     """The checked `MotionSequence` of a motion file of any kind.
 
     expected_kind: the model the caller was told the file holds (None: the file's own);
@@ -170,7 +170,7 @@ def read_motion(path, expected_kind=None):
                           gender=gender, framerate=float(framerate.reshape(-1)[0]), path=path)
 
 
-def output_name(input_name, target_kind):
+def output_name(input_name: str, target_kind: str) -> str:
     """The output file name of an input: its stem without a known motion suffix, then the
     target's (`01_01_poses.npz` -> `01_01_stageii.npz` for SMPL-X)."""
     stem = Path(input_name).stem
@@ -181,7 +181,7 @@ def output_name(input_name, target_kind):
     return f"{stem}{KINDS[target_kind].motion.suffix}.npz"
 
 
-def motion_arrays(sequence):
+def motion_arrays(sequence: MotionSequence) -> dict:
     """{key: array} of the file of a `MotionSequence`, in its layout's key order."""
     layout, pose_size = KINDS[sequence.kind].motion, KINDS[sequence.kind].pose_size
     poses = np.asarray(sequence.poses, dtype=np.float64)
@@ -205,7 +205,7 @@ def motion_arrays(sequence):
     return {key: np.require(arrays[key], requirements="C") for key in layout.keys()}
 
 
-def write_motion(path, sequence):
+def write_motion(path: str | Path, sequence: MotionSequence) -> None:
     """Write a `MotionSequence` in its kind's layout to `path`, atomically; InputError
     naming it, and nothing written, when a value is not finite."""
     arrays = motion_arrays(sequence)
@@ -214,7 +214,7 @@ def write_motion(path, sequence):
         np.savez(handle, **arrays)
 
 
-def read_motion_file(path, kind):
+def read_motion_file(path: str | Path, kind: str) -> dict:
     """{key: array} of a file we write for `kind`, checked: InputError naming the file when
     it is not a complete, consistent file of that layout."""
     path = Path(path)
@@ -252,7 +252,7 @@ def read_motion_file(path, kind):
     return arrays
 
 
-def is_finished(path, kind):
+def is_finished(path: str | Path, kind: str) -> bool:
     """Whether `path` is an output file of `kind` that reads back valid."""
     try:
         read_motion_file(path, kind)
