@@ -20,7 +20,7 @@ from smplh2smplx.runtime import torch_threads
 from synthetic_kit import SyntheticKit, kit_paths, write_synthetic_kit
 
 
-def parse_args():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sequences", type=int, default=8, help="AMASS sequences in the kit")
     parser.add_argument("--frames", type=int, default=600, help="frames per sequence")
@@ -29,7 +29,11 @@ def parse_args():
     parser.add_argument("--kit-dir", type=Path,
                         help="write the kit here, or reuse the one already there (it takes "
                              "a minute or two to write); default: a temporary folder")
-    return parser.parse_args()
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def synthetic_kit(kit_dir, args):

@@ -36,7 +36,7 @@ AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
 FLOOR = FitSettings(max_iterations=100, tolerance=1e-8, fit_vertices=0)
 
 
-def parse_args():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variant", nargs="+", default=["default", "realistic"])
     parser.add_argument("--frames", type=int, default=60,
@@ -45,7 +45,11 @@ def parse_args():
     parser.add_argument("--kit-dir", type=Path,
                         help="where to write (or reuse) the kits, one folder per variant")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args()
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def fit_all(fitter, deformation, vertices, poses, batch_size=64):

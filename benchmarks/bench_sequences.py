@@ -35,7 +35,7 @@ import torch
 
 from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.fit.fitter import BodyFitter, FitSettings
-from smplh2smplx.formats.sequence_files import MOTION_LAYOUTS, read_motion
+from smplh2smplx.formats.sequence_files import read_motion
 from smplh2smplx.stages.sequences.convert import (FRAME_FIT, SHAPE_RIDGE, GenderModels,
                                                   SequenceOptions, SourceFrames,
                                                   convert_sequence, frame_step,
@@ -49,7 +49,7 @@ FLOOR = FitSettings(max_iterations=100, tolerance=1e-7, fit_vertices=0)
 CHUNK = 64
 
 
-def parse_args():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kit-seed", type=int, default=1)
     parser.add_argument("--kit-frames", type=int, default=120,
@@ -65,7 +65,11 @@ def parse_args():
                         help="steps per frame of the sequence path, a row each (default: "
                              "the product's)")
     parser.add_argument("--no-real", action="store_true", help="skip the real sequence")
-    return parser.parse_args()
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def cpu_timed(function):
@@ -181,7 +185,7 @@ def main():
         for direction in args.directions:
             source_kind, target_kind = direction.split("2")
             relative = kit.sequences[0].replace(
-                "_poses.npz", MOTION_LAYOUTS[source_kind].suffix + ".npz")
+                "_poses.npz", KINDS[source_kind].motion.suffix + ".npz")
             sequence = read_motion(trees[source_kind] / relative, source_kind)
             measure(f"kit seed {args.kit_seed} {Path(relative).stem}", sequence,
                     source_kind, target_kind, options, None, args.iterations)

@@ -43,7 +43,7 @@ SINGLE_POSES = 16        # poses measured at batch size 1
 FLOOR = FitSettings(max_iterations=100, tolerance=1e-8, fit_vertices=0)
 
 
-def parse_args():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--variants", nargs="+", default=["default", "realistic"],
                         help="kit variants measured (default: %(default)s)")
@@ -62,7 +62,12 @@ def parse_args():
     parser.add_argument("--no-floor", action="store_true",
                         help="skip the 100-step floor (it costs about 10 times the fit)")
     parser.add_argument("--seed", type=int, default=0, help="kit and noise seed")
-    args = parser.parse_args()
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.kits and len(args.kits) != len(args.variants):
         parser.error("--kits needs one folder per --variants entry")
     return args

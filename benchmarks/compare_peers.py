@@ -420,7 +420,7 @@ def run_official_engine(kit, inputs, indices, smplx_repo, device, work_dir, maxi
 
 # ----------------------------------------------------------------- the run
 
-def parse_args(argv):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--kit", type=Path,
                         help="synthetic kit folder (default: write one per --variant, of "
@@ -456,7 +456,11 @@ def parse_args(argv):
                              "avoids OpenMP spin-waits on a machine shared with other jobs")
     parser.add_argument("--work-dir", type=Path,
                         help="where meshes and outputs go (default: a temp dir, removed)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def compare(args, work_dir, kit, pair):

@@ -9,9 +9,13 @@ Exit status: 0 done; 1 some inputs failed (each listed); 2 bad input (an `InputE
 line naming the file or id); 3 an output cannot be written (an `OutputError` or an OS error,
 one line naming the path); 130 interrupted (the same command resumes).
 """
+from __future__ import annotations
+
+import argparse
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
+from typing import Callable, Iterable
 
 from omegaconf import OmegaConf
 
@@ -74,7 +78,8 @@ def setting_flag_values(schema, args, keys) -> dict:
             else parse_value(getattr(args, key), types[key], flag_name(key)) for key in keys}
 
 
-def load_command_settings(schema, args, keys, user_config=None):
+def load_command_settings(schema: type, args: argparse.Namespace, keys: Iterable[str],
+                          user_config: object = None) -> object:
     """The options of a command: the schema's defaults, config.py, --exp-cfg, --exp-opts
     and the flags of `keys` given on the command line (applied last)."""
     flags = {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
@@ -90,7 +95,7 @@ def settings_yaml(options) -> str:
     return OmegaConf.to_yaml(plain(asdict(options)))
 
 
-def run_command(work):
+def run_command(work: Callable[[], object]) -> int:
     """Run `work()` and return the command's exit status.
 
     `work` returns an exit status itself, or a summary whose `lines()` are printed and

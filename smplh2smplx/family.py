@@ -6,8 +6,10 @@ fifteen per hand (22-36 left, 37-51 right); SMPL-X the jaw and the eyes (22-24),
 per hand (25-39 left, 40-54 right). A hand is five fingers of three joints (index, middle,
 pinky, ring, thumb), each finger's first joint a child of the wrist (20 left, 21 right).
 """
+from __future__ import annotations
+
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import numpy as np
@@ -20,6 +22,31 @@ HEAD = 15
 
 
 ANY = None      # a size a parameter file may choose (SMPL-H's number of betas)
+
+
+@dataclass(frozen=True, eq=False)
+class MotionLayout:
+    """What a motion-sequence file of one model holds, as AMASS writes it.
+
+    suffix: of the file name (`<name><suffix>.npz`); rate_key: the frame-rate key;
+    num_betas: betas written by default; parts: pose arrays split out of `poses`, name ->
+    (first joint, end joint); model_type: whether `num_betas`, `surface_model_type` and
+    `mocap_time_length` are written; num_dmpls: zero `dmpls` (soft-tissue) columns written.
+    """
+    suffix: str
+    rate_key: str
+    num_betas: int
+    parts: dict = field(default_factory=dict)
+    model_type: bool = False
+    num_dmpls: int = 0
+
+    def keys(self) -> tuple:
+        """The keys of a file we write, in order."""
+        return (("poses",) + tuple(self.parts) + ("trans", "betas")
+                + (("num_betas",) if self.model_type else ()) + ("gender",)
+                + (("surface_model_type",) if self.model_type else ()) + (self.rate_key,)
+                + (("mocap_time_length",) if self.model_type else ())
+                + (("dmpls",) if self.num_dmpls else ()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +70,7 @@ class ModelKind:
         after the shape ones.
     layer_options: keywords of `smplx.create` that read this model's parameter files as
         written (flat hands without PCA).
+    motion: the layout of this model's motion-sequence files.
     """
     name: str
     label: str
@@ -52,6 +80,7 @@ class ModelKind:
     pose_keys: tuple
     betas: tuple
     model_files: tuple
+    motion: MotionLayout
     hands: tuple = None
     face_joints: int = 0
     uses_mask: bool = False
@@ -89,13 +118,15 @@ SMPL = ModelKind(
     pose_keys=(("global_orient", 0, (1, 3)), ("body_pose", 1, (23, 3))),
     betas=(10, 10),
     model_files=("SMPL_{G}.pkl", "SMPL_{G}.npz", "basicmodel_{g1}_lbs_10_207_0_v1.1.0.pkl",
-                 "basicmodel_{g1}_lbs_10_207_0_v1.0.0.pkl"))
+                 "basicmodel_{g1}_lbs_10_207_0_v1.0.0.pkl"),
+    motion=MotionLayout("_poses", "mocap_framerate", num_betas=10))
 SMPLH = ModelKind(
     "smplh", "SMPL-H", 6890, 52, 13776,
     pose_keys=(("global_orient", 0, (1, 3)), ("body_pose", 1, (21, 3)),
                ("left_hand_pose", 22, (15, 3)), ("right_hand_pose", 37, (15, 3))),
     betas=(0, 16),
     model_files=("{g}/model.npz", "SMPLH_{G}.npz", "SMPLH_{G}.pkl"),
+    motion=MotionLayout("_poses", "mocap_framerate", num_betas=16, num_dmpls=8),
     hands=(22, 37), layer_options=_FLAT_HANDS)
 SMPLX = ModelKind(
     "smplx", "SMPL-X", 10475, 55, 20908,
@@ -105,6 +136,10 @@ SMPLX = ModelKind(
                ("reye_pose", 24, (1, 1, 3))),
     betas=(10, 10),
     model_files=("SMPLX_{G}.npz", "SMPLX_{G}.pkl"),
+    motion=MotionLayout("_stageii", "mocap_frame_rate", num_betas=16, model_type=True,
+                        parts={"root_orient": (0, 1), "pose_body": (1, 22),
+                               "pose_jaw": (22, 23), "pose_eye": (23, 25),
+                               "pose_hand": (25, 55)}),
     hands=(25, 40), face_joints=3, uses_mask=True, expression_in_shapedirs=True,
     layer_options=_FLAT_HANDS)
 KINDS = {kind.name: kind for kind in (SMPL, SMPLH, SMPLX)}

@@ -11,9 +11,12 @@ millimetres). Views are named for a body in the SMPL rest-pose convention (y up,
     render_views([RenderMesh(vertices, faces, values=error_mm, vmax=10)], "error.png",
                  colorbar_label="v2v error (mm)")
 """
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -45,7 +48,7 @@ class RenderMesh:
     vmax: float = None
     alpha: float = 1.0
 
-    def value_range(self):
+    def value_range(self) -> tuple:
         """(vmin, vmax) used to colour the values."""
         values = np.asarray(self.values, float)
         low = float(np.min(values)) if self.vmin is None else float(self.vmin)
@@ -53,7 +56,7 @@ class RenderMesh:
         return low, high
 
 
-def view_rotation(view, up="y"):
+def view_rotation(view: str | float, up: str = "y") -> np.ndarray:
     """(3, 3) rotation taking world coordinates to camera coordinates for a view.
 
     Args:
@@ -74,7 +77,8 @@ def view_rotation(view, up="y"):
     return tilt @ turn @ _UPRIGHT[up]
 
 
-def shade_faces(vertices, faces, light=(0.3, 0.5, 1.0), ambient=0.3):
+def shade_faces(vertices: np.ndarray, faces: np.ndarray, light: Sequence[float] = (0.3, 0.5, 1.0),
+                ambient: float = 0.3) -> tuple:
     """Lambert brightness in [ambient, 1] and unit normals of each face.
 
     Args:
@@ -103,7 +107,7 @@ def _base_colors(mesh):
     return matplotlib.colormaps[mesh.cmap](scaled)[:, :3]
 
 
-def project(meshes, rotation, cull_back_faces):
+def project(meshes: Sequence[RenderMesh], rotation: np.ndarray, cull_back_faces: bool) -> tuple:
     """Depth-sorted 2-d triangles of all meshes in one view.
 
     Returns triangles (N, 3, 2) in camera x, y, far ones first, and their shaded RGBA
@@ -128,8 +132,11 @@ def project(meshes, rotation, cull_back_faces):
     return np.concatenate(triangles)[order], np.concatenate(colors)[order]
 
 
-def render_views(meshes, path, views=("front", "side"), up="y", colorbar_label=None,
-                 title=None, height_inches=5.0, dpi=110, cull_back_faces=True):
+def render_views(meshes: Sequence[RenderMesh], path: str | Path,
+                 views: Sequence[str | float] = ("front", "side"), up: str = "y",
+                 colorbar_label: str | None = None, title: str | None = None,
+                 height_inches: float = 5.0, dpi: int = 110, cull_back_faces: bool = True
+                 ) -> Path:
     """Draw meshes from several viewpoints side by side and save the picture.
 
     Args:
@@ -197,7 +204,7 @@ def render_views(meshes, path, views=("front", "side"), up="y", colorbar_label=N
     return path
 
 
-def facing_azimuth(root_rotation, up="z"):
+def facing_azimuth(root_rotation: np.ndarray, up: str = "z") -> float:
     """Azimuth in degrees (as `render.view_rotation` takes it) of a camera in front of a
     body whose root rotation is `root_rotation` (3, 3); SMPL bodies face +z at rest.
 

@@ -1,13 +1,16 @@
 """What a run runs on: its torch device, torch's thread count for a block, optional modules."""
+from __future__ import annotations
+
 import importlib.util
 from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
 from .errors import InputError
 
 
-def resolve_device(name):
+def resolve_device(name: str | torch.device) -> torch.device:
     """torch.device for "cpu", "cuda", "cuda:N" or "auto" (cuda when available)."""
     name = str(name)
     if name == "auto":
@@ -24,7 +27,7 @@ def resolve_device(name):
 
 
 @contextmanager
-def torch_threads(count):
+def torch_threads(count: int) -> Iterator[None]:
     """Run torch on `count` threads inside the block (a process-wide setting, restored after).
 
     Our own thread pools (the stage-1 mesh writer, the fitter's batch slices) keep the cores
@@ -40,7 +43,7 @@ def torch_threads(count):
         torch.set_num_threads(previous)
 
 
-def is_installed(module):
+def is_installed(module: str) -> bool:
     """Whether `module` can be imported, without importing it (a parent's absence is a no)."""
     try:
         return importlib.util.find_spec(module) is not None

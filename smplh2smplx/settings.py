@@ -22,7 +22,7 @@ import re
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence, Union
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -182,7 +182,7 @@ class ExtractOptions:
         if self.ids is not None:
             self.ids = sorted({int(pose_id) for pose_id in self.ids})
 
-    def check(self):
+    def check(self) -> None:
         """Raise InputError for an unset or missing folder or a value out of range."""
         if self.output_format not in OUTPUT_FORMATS:
             raise InputError(f"output format must be one of {OUTPUT_FORMATS}, got "
@@ -366,7 +366,9 @@ def setting_defaults(schema) -> dict:
     return dict(_walk(OmegaConf.to_container(OmegaConf.structured(schema)), ""))
 
 
-def load_settings(schema, exp_cfg=None, exp_opts=(), flags=None, user_config=None):
+def load_settings(schema: type, exp_cfg: Optional[Union[str, Path]] = None,
+                  exp_opts: Sequence[str] = (), flags: Optional[dict] = None,
+                  user_config: object = None) -> object:
     """An instance of `schema` (`ExtractOptions` or `TransferOptions`), not yet checked.
 
     Args:

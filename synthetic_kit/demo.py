@@ -65,11 +65,15 @@ def run_demo(output, device="auto", report_poses=12, log=print):
     return summary
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", default="demo_output", help="folder (default %(default)s)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     summary = run_demo(args.output, args.device)
     return 1 if summary.failed else 0
 

@@ -26,7 +26,7 @@ from smplh2smplx.family import KINDS
 from smplh2smplx.formats.body_models import load_body_model
 from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from smplh2smplx.formats.safe_pickle import load_pickle
-from smplh2smplx.formats.sequence_files import MOTION_LAYOUTS, read_motion, read_motion_file
+from smplh2smplx.formats.sequence_files import read_motion, read_motion_file
 from smplh2smplx.stages.sequences.convert import SequenceOptions
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.stages.sequences.run import output_path, run_sequences
@@ -42,7 +42,7 @@ def source_tree(kit, kind):
 
 def source_name(kit, kind):
     """The relative path of the first sequence (male) as a file of `kind`."""
-    return kit.sequences[0].replace("_poses.npz", MOTION_LAYOUTS[kind].suffix + ".npz")
+    return kit.sequences[0].replace("_poses.npz", KINDS[kind].motion.suffix + ".npz")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def converted(kit, tmp_path_factory):
         path.parent.mkdir(parents=True)
         with np.load(source_tree(kit, source) / relative) as archive:
             arrays = {key: archive[key] for key in archive.files}
-        for key in ("poses", "trans", "dmpls", *MOTION_LAYOUTS[source].parts):
+        for key in ("poses", "trans", "dmpls", *KINDS[source].motion.parts):
             if key in arrays:
                 arrays[key] = arrays[key][:FRAMES]
         np.savez(path, **arrays)
@@ -143,7 +143,7 @@ def own_vertices(kit, arrays, kind, gender):
 def test_every_direction_reads_back_in_the_loaders(converted, kit, source, target):
     source_path, path = converted[(source, target)]
     arrays = read_motion_file(path, target)
-    layout = MOTION_LAYOUTS[target]
+    layout = KINDS[target].motion
     with np.load(path, allow_pickle=False) as archive:      # AMASS's keys, types, order
         assert tuple(archive.files) == layout.keys()
     assert arrays["poses"].shape == (FRAMES, KINDS[target].pose_size)

@@ -17,10 +17,11 @@ import torch
 import convert_sequences
 from smplh2smplx.formats.body_models import load_smplh, load_smplx
 from smplh2smplx.errors import InputError
+from smplh2smplx.family import KINDS
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.safe_pickle import load_pickle
-from smplh2smplx.formats.sequence_files import (MOTION_LAYOUTS, MotionSequence, SkipFile,
+from smplh2smplx.formats.sequence_files import (MotionSequence, SkipFile,
                                                 is_finished, read_motion, read_motion_file,
                                                 write_motion)
 from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
@@ -120,7 +121,7 @@ def test_tree_is_mirrored_with_skips_named(converted, kit, capsys):
         # The input folder keeps its own name under the output root.
         assert path.relative_to(output).parent == Path(tree.name) / Path(relative).parent
         with np.load(path, allow_pickle=False) as archive:
-            assert tuple(archive.files) == MOTION_LAYOUTS["smplx"].keys()
+            assert tuple(archive.files) == KINDS["smplx"].motion.keys()
             arrays = {key: archive[key] for key in archive.files}
         source = read_motion(tree / relative)
         assert arrays["poses"].shape == (30, 165)

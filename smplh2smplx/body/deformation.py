@@ -5,6 +5,8 @@ with the mask of target vertices that have a valid correspondence: the fitting l
 the error metric use only those. The matrix stays sparse throughout (the SMPL-H to SMPL-X
 one would take about 290 MB dense).
 """
+from __future__ import annotations
+
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +41,8 @@ class DeformationTransfer:
     mask_path: Path | None = None
     _torch_matrices: dict = field(default_factory=dict, init=False, repr=False)
 
-    def torch_matrix(self, device="cpu", dtype=torch.float32):
+    def torch_matrix(self, device: str | torch.device = "cpu",
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The matrix as a torch sparse CSR tensor, built once per (device, dtype)."""
         key = (torch.device(device), dtype)
         if key not in self._torch_matrices:
@@ -54,7 +57,7 @@ class DeformationTransfer:
             self._torch_matrices[key] = tensor.to(key[0])
         return self._torch_matrices[key]
 
-    def apply(self, source_vertices):
+    def apply(self, source_vertices: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Target-topology vertices deformed like the given source vertices.
 
         One sparse product for the whole batch: the input is laid out as (6890, B * 3).
@@ -87,7 +90,9 @@ class DeformationTransfer:
         return np.ascontiguousarray(target.reshape(*batch, num_target, 3), dtype=dtype)
 
 
-def load_deformation_transfer(deftrafo_path, mask_path=None, source="smplh", target="smplx"):
+def load_deformation_transfer(deftrafo_path: str | Path, mask_path: str | Path | None = None,
+                              source: str = "smplh", target: str = "smplx"
+                              ) -> DeformationTransfer:
     """Read a deformation transfer between two model kinds, and its mask.
 
     Args:
@@ -108,7 +113,8 @@ def load_deformation_transfer(deftrafo_path, mask_path=None, source="smplh", tar
                                mask_path=None if mask_path is None else Path(mask_path))
 
 
-def identity_transfer(num_vertices, mask_ids=None):
+def identity_transfer(num_vertices: int, mask_ids: np.ndarray | None = None
+                      ) -> DeformationTransfer:
     """The map between two models of one topology (SMPL and SMPL-H): vertex i is vertex i.
 
     mask_ids: (M,) valid target ids; None: every vertex.
@@ -118,7 +124,8 @@ def identity_transfer(num_vertices, mask_ids=None):
                                mask_ids=mask_ids)
 
 
-def load_pair_transfer(source, target, deftrafo_path=None, mask_path=None):
+def load_pair_transfer(source: str, target: str, deftrafo_path: str | Path | None = None,
+                       mask_path: str | Path | None = None) -> DeformationTransfer:
     """The deformation transfer of a pair of model kinds.
 
     Models of one topology (SMPL and SMPL-H) need no file: the identity map, every vertex

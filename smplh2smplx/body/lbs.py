@@ -4,6 +4,8 @@ Every constant (joint locations as a linear function of the shape, flattened ble
 shapes) is prepared once in `BodyModel.__init__` and registered as a buffer, so that
 `.to(device)` moves everything and a forward pass does only per-call work.
 """
+from __future__ import annotations
+
 import numpy as np
 import roma
 import torch
@@ -11,7 +13,7 @@ import torch
 from ..formats.body_models import BodyModelData
 
 
-def kinematic_levels(parents):
+def kinematic_levels(parents: np.ndarray) -> list:
     """Group joints by depth in the tree: a list of index arrays, root level first.
 
     Joints of one level depend only on joints of earlier levels, so forward kinematics
@@ -23,7 +25,8 @@ def kinematic_levels(parents):
     return [np.flatnonzero(depth == d) for d in range(depth.max() + 1)]
 
 
-def forward_kinematics(rotmats, rest_joints, parents, levels):
+def forward_kinematics(rotmats: torch.Tensor, rest_joints: torch.Tensor, parents: torch.Tensor,
+                       levels: list) -> tuple:
     """World rotations and positions of every joint.
 
     Args:
@@ -49,7 +52,8 @@ def forward_kinematics(rotmats, rest_joints, parents, levels):
     return world_rotmats, world_joints
 
 
-def skinning_transforms(world_rotmats, world_joints, rest_joints):
+def skinning_transforms(world_rotmats: torch.Tensor, world_joints: torch.Tensor,
+                        rest_joints: torch.Tensor) -> tuple:
     """Per-joint rigid transforms (R, t) that map rest-pose points to posed points.
 
     A rest point x attached to joint j moves to R_j x + t_j with
@@ -92,14 +96,15 @@ class BodyModel(torch.nn.Module):
         self.register_buffer("faces", torch.as_tensor(data.faces, dtype=torch.int64))
 
     @property
-    def num_joints(self):
+    def num_joints(self) -> int:
         return len(self.parents)
 
-    def rest_joints(self, betas):
+    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, J, 3) rest-pose joint locations for shape coefficients `betas` (B, num_betas)."""
         return self.joint_template + torch.einsum("jcs,bs->bjc", self.joint_shapedirs, betas)
 
-    def forward(self, pose, betas=None, transl=None):
+    def forward(self, pose: torch.Tensor, betas: torch.Tensor | None = None,
+                transl: torch.Tensor | None = None) -> tuple:
         """Posed vertices (B, V, 3) and joints (B, J, 3).
 
         Args:

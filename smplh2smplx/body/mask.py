@@ -7,6 +7,10 @@ shared by the whole family (root to wrists: head, arms, legs, spine) must keep a
 `MIN_PART_FRACTION` of its vertices in the mask. Hands, face, jaw and eyes are not
 required (the official SMPL-X mask leaves parts of them out).
 """
+from __future__ import annotations
+
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import InputError
@@ -15,7 +19,8 @@ BODY_JOINTS = 22              # root, 21 body joints: the first joints of every 
 MIN_PART_FRACTION = 0.25
 
 
-def check_mask_describes_body(mask_ids, weights, mask_path):
+def check_mask_describes_body(mask_ids: np.ndarray, weights: np.ndarray,
+                              mask_path: str | Path) -> None:
     """InputError naming `mask_path` when the mask leaves out most of a body part.
 
     Args:

@@ -6,9 +6,13 @@ blend shapes put it, so a model's rest mesh is linear in its betas:
 target betas (and a translation, as the two templates need not share an origin) that best
 match the transferred source mesh on the mask are one least-squares solve.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
+from ..formats.body_models import BodyModelData
+from .deformation import DeformationTransfer
 
 
 @dataclass
@@ -20,13 +24,15 @@ class ShapeResult:
     v2v_max_mm: np.ndarray
 
 
-def rest_vertices(data, betas):
+def rest_vertices(data: BodyModelData, betas: np.ndarray) -> np.ndarray:
     """(B, V, 3) rest-pose vertices of a model for betas (B, S), S <= its shape coefficients."""
     betas = np.atleast_2d(np.asarray(betas, np.float64))
     return data.v_template + np.einsum("vcs,bs->bvc", data.shapedirs[:, :, :betas.shape[1]], betas)
 
 
-def convert_betas(source_data, source_betas, target_data, transfer, num_betas=10):
+def convert_betas(source_data: BodyModelData, source_betas: np.ndarray,
+                  target_data: BodyModelData, transfer: DeformationTransfer,
+                  num_betas: int = 10) -> ShapeResult:
     """Target betas whose rest mesh best matches the source's, moved by `transfer`.
 
     Args:

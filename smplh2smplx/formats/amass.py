@@ -1,22 +1,38 @@
-"""Reading AMASS SMPL-H sequences ("SMPL+H G" download), with the format checked.
+"""Reading the AMASS sequences stage 1 poses from (`STAGE1_MODEL`: SMPL-H, the "SMPL+H G"
+download), with the format checked.
 
 Only the `poses` array is read (`read_npz` decompresses no other member, so the marker
-data and other arrays some files carry cost nothing). A SMPL-X sequence is refused rather than
-guessed around: its 165 values per frame are laid out differently (jaw and eyes between
-body and hands), so reading it as SMPL-H would silently give wrong hands.
+data and other arrays some files carry cost nothing). A sequence of another model (AMASS's
+SMPL-X release) is refused rather than guessed around: its values per frame are laid out
+differently (jaw and eyes between body and hands), so reading it as SMPL-H would silently
+give wrong hands.
 """
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Iterable, Optional
 
 import numpy as np
 
 from ..errors import InputError
+from ..family import KINDS, STAGE1_MODEL
 from .npz import read_npz
 
-SMPLH_POSE_SIZE = 156      # 52 joints x 3: root, 21 body joints, 15 + 15 hand joints
-SMPLX_POSE_SIZE = 165      # 55 joints x 3
+# (T, 156) for SMPL-H: root, 21 body joints, 15 + 15 hand joints
+SMPLH_POSE_SIZE = STAGE1_MODEL.pose_size
 
 
-def read_smplh_poses(path, frames=None):
+def _other_model(stated: str, poses: np.ndarray) -> Optional[str]:
+    """The label of the model a sequence holds when it is not stage 1's (told by its
+    `surface_model_type`, or the pose width of another model), else None."""
+    if stated != STAGE1_MODEL.name:
+        return KINDS[stated].label if stated in KINDS else stated
+    width = poses.shape[1] if poses.ndim == 2 else None
+    return next((kind.label for kind in KINDS.values()
+                 if kind.pose_size == width and kind is not STAGE1_MODEL), None)
+
+
+def read_smplh_poses(path: str | Path, frames: Optional[Iterable[int]] = None) -> np.ndarray:
     """(T, 156) float64 axis-angle poses of an AMASS SMPL-H sequence file.
 
     Args:
@@ -32,10 +48,11 @@ def read_smplh_poses(path, frames=None):
     arrays = read_npz(path, ("poses", "surface_model_type"))
     if "poses" not in arrays:
         raise InputError(f"{path}: not an AMASS sequence (no `poses` array)")
-    model_type = str(arrays.get("surface_model_type", "smplh"))
+    model_type = str(arrays.get("surface_model_type", STAGE1_MODEL.name))
     poses = arrays["poses"]
-    if model_type != "smplh" or (poses.ndim == 2 and poses.shape[1] == SMPLX_POSE_SIZE):
-        raise InputError(f"{path}: is an AMASS SMPL-X sequence (surface_model_type "
+    other = _other_model(model_type, poses)
+    if other is not None:
+        raise InputError(f"{path}: is an AMASS {other} sequence (surface_model_type "
                          f"{model_type}, poses {poses.shape}); use the SMPL+H G download")
     if poses.ndim != 2 or poses.shape[1] != SMPLH_POSE_SIZE or poses.dtype.kind != "f":
         raise InputError(f"{path}: poses has shape {poses.shape} and type {poses.dtype}, "
@@ -47,13 +64,13 @@ def read_smplh_poses(path, frames=None):
     return poses.astype(np.float64, copy=False)
 
 
-def check_frame(pose_id, frame, num_frames, path):
+def check_frame(pose_id: int, frame: int, num_frames: int, path: str | Path) -> None:
     """Raise InputError naming the pose and the file when `frame` is not in 0..num_frames-1."""
     if not 0 <= frame < num_frames:
         raise InputError(f"pose {pose_id}: frame {frame} is beyond {path} ({num_frames} frames)")
 
 
-def check_frame_values(pose_id, frame, poses, path):
+def check_frame_values(pose_id: int, frame: int, poses: np.ndarray, path: str | Path) -> None:
     """Raise InputError naming the pose, the frame and the file when `poses[frame]` holds
     NaN or infinite values (only the frames that are used are checked)."""
     if not np.isfinite(poses[frame]).all():

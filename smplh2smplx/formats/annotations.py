@@ -7,11 +7,14 @@ default selection is the human-annotated poses: PoseFix-H (both poses of every p
 of `posescript_human_6293.json`), deduplicated. An explicit id list or every id of the
 mapping can be asked for instead.
 """
+from __future__ import annotations
+
 import json
 import re
 import reprlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import InputError
 from .files import open_regular
@@ -33,7 +36,7 @@ class Selection:
     mapping_path: Path
 
 
-def read_json(path):
+def read_json(path: str | Path) -> object:
     """The parsed contents of a JSON file; InputError naming the file if it cannot be."""
     path = Path(path)
     try:
@@ -58,7 +61,7 @@ def _pose_id(text, path, what="pose id"):
     raise InputError(f"{path}: {reprlib.repr(text)} is not a {what}")
 
 
-def read_id_mapping(path):
+def read_id_mapping(path: str | Path) -> dict:
     """{pose_id: (relative AMASS path, frame)} from the 100k id mapping file."""
     path = Path(path)
     contents = read_json(path)
@@ -78,7 +81,7 @@ def read_id_mapping(path):
     return mapping
 
 
-def find_id_mapping(folders):
+def find_id_mapping(folders: Iterable[str | Path | None]) -> Path | None:
     """Path of the id mapping in the first of `folders` (None ones skipped) that has it."""
     candidates = [Path(folder) / ID_MAPPING for folder in folders if folder]
     for candidate in candidates:
@@ -90,7 +93,7 @@ def find_id_mapping(folders):
                      f"{' and '.join(map(str, candidates))}")
 
 
-def posefix_human_ids(posefix_dir):
+def posefix_human_ids(posefix_dir: str | Path) -> set:
     """PoseFix-H: the set of both pose ids of every annotated pair."""
     annotations_path = Path(posefix_dir) / POSEFIX_HUMAN
     pairs_path = Path(posefix_dir) / POSEFIX_PAIRS
@@ -113,7 +116,7 @@ def posefix_human_ids(posefix_dir):
     return pose_ids
 
 
-def posescript_human_ids(posescript_dir):
+def posescript_human_ids(posescript_dir: str | Path) -> set:
     """PoseScript-H: the set of annotated pose ids."""
     path = Path(posescript_dir) / POSESCRIPT_HUMAN
     annotations = read_json(path)
@@ -122,7 +125,7 @@ def posescript_human_ids(posescript_dir):
     return {_pose_id(key, path) for key in annotations}
 
 
-def parse_pose_ids(tokens, origin):
+def parse_pose_ids(tokens: Iterable[str], origin: str) -> list:
     """Sorted distinct ids from strings like "12,345 678" (at least one); `origin` names
     them in errors."""
     pose_ids = set()
@@ -139,7 +142,7 @@ def parse_pose_ids(tokens, origin):
     return sorted(pose_ids)
 
 
-def read_pose_ids_file(path):
+def read_pose_ids_file(path: str | Path) -> list:
     """Ids listed in a text file (separated by spaces, commas or new lines)."""
     path = Path(path)
     try:
@@ -152,7 +155,8 @@ def read_pose_ids_file(path):
     return parse_pose_ids([text], path)
 
 
-def select_pose_ids(posefix_dir, posescript_dir=None, ids=None, all_poses=False):
+def select_pose_ids(posefix_dir: str | Path, posescript_dir: str | Path | None = None,
+                    ids: Iterable[int] | None = None, all_poses: bool = False) -> Selection:
     """The poses to convert.
 
     Args:

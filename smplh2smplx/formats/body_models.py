@@ -4,6 +4,8 @@ Both the AMASS-codebase SMPL-H (`smplh/neutral/model.npz`, no hand PCA) and the
 smplx-codebase files (`SMPLH_NEUTRAL.pkl`, `SMPLX_NEUTRAL.npz`, ...) are accepted. Hand
 PCA keys are ignored: the tool always uses full axis-angle hand poses with no hand mean.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,15 +53,15 @@ class BodyModelData:
     num_shape_coeffs: int
 
     @property
-    def num_vertices(self):
+    def num_vertices(self) -> int:
         return self.v_template.shape[0]
 
     @property
-    def num_joints(self):
+    def num_joints(self) -> int:
         return self.parents.shape[0]
 
 
-def load_body_model(path, kind, gender="neutral"):
+def load_body_model(path: str | Path, kind: str, gender: str = "neutral") -> BodyModelData:
     """Read a body model of `kind` ("smpl", "smplh" or "smplx"): a `.npz`/`.pkl` file, or a
     folder holding one.
 
@@ -73,12 +75,12 @@ def load_body_model(path, kind, gender="neutral"):
     return _load_body_model(_find_model_file(path, kind, gender), kind)
 
 
-def load_smplh(path, gender="neutral"):
+def load_smplh(path: str | Path, gender: str = "neutral") -> BodyModelData:
     """`load_body_model(path, "smplh", gender)`."""
     return load_body_model(path, "smplh", gender)
 
 
-def load_smplx(path, gender="neutral"):
+def load_smplx(path: str | Path, gender: str = "neutral") -> BodyModelData:
     """`load_body_model(path, "smplx", gender)`."""
     return load_body_model(path, "smplx", gender)
 

@@ -5,6 +5,8 @@ whose `mtx` is a scipy sparse matrix of shape (target vertices, 2 * source verti
 part first (some setups carry a dense `matrix` instead); only the vertex part is used. The
 mask (`smplx_mask_ids.npy`) lists the target vertices that have a valid correspondence.
 """
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,8 @@ OFFICIAL_TRANSFER_FILES = {
 }
 
 
-def read_deformation_matrix(path, num_target, num_source):
+def read_deformation_matrix(path: str | Path, num_target: int, num_source: int
+                            ) -> scipy.sparse.csr_matrix:
     """The vertex part (first `num_source` columns) of a setup's matrix, float64 CSR.
 
     Raises InputError naming the file when it is not a dict with `mtx`/`matrix`, the
@@ -53,7 +56,7 @@ def read_deformation_matrix(path, num_target, num_source):
     return vertex_part
 
 
-def read_mask_ids(path, num_vertices):
+def read_mask_ids(path: str | Path, num_vertices: int) -> np.ndarray:
     """(M,) int64 vertex ids of a mask file, checked to be unique and below `num_vertices`."""
     path = Path(path)
     try:
@@ -83,7 +86,8 @@ def read_mask_ids(path, num_vertices):
 CONVEX_TOLERANCE = 1e-3
 
 
-def check_convex_rows(matrix, mask_ids, path):
+def check_convex_rows(matrix: scipy.sparse.csr_matrix, mask_ids: np.ndarray,
+                      path: str | Path) -> None:
     """Raise InputError unless every masked row holds convex weights (non-negative, summing
     to 1): an all-zero or otherwise degenerate matrix maps bodies onto a collapsed target,
     which the fit would match with a better score than a real body."""

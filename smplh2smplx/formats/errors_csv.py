@@ -7,9 +7,12 @@ run keeps the rows of earlier runs, shards sharing an output folder never lose e
 rows, and the table never depends on the order in which poses finished. Rewriting 10,000
 short rows costs milliseconds, far below a batch's fit.
 """
+from __future__ import annotations
+
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import InputError
 from .files import exclusive_lock, open_regular, write_csv
@@ -28,12 +31,12 @@ class ErrorRow:
     converged: bool
     flagged: bool
 
-    def cells(self):
+    def cells(self) -> list:
         return [str(self.pose_id), f"{self.v2v_mean_mm:.4f}", f"{self.v2v_max_mm:.4f}",
                 str(self.iterations), str(int(self.converged)), str(int(self.flagged))]
 
 
-def read_error_rows(path):
+def read_error_rows(path: str | Path) -> dict:
     """Rows of an errors.csv as {pose_id: ErrorRow}; empty when the file does not exist."""
     path = Path(path)
     if not path.exists():
@@ -62,7 +65,7 @@ def read_error_rows(path):
     return rows
 
 
-def merge_error_rows(path, new_rows):
+def merge_error_rows(path: str | Path, new_rows: Iterable[ErrorRow]) -> None:
     """Merge `new_rows` (iterable of ErrorRow) into errors.csv at `path`, atomically.
 
     A new row replaces the stored row of the same pose id; the file is sorted by pose id.

@@ -9,6 +9,8 @@
 - `check_finite`: nothing non-finite is written as a result.
 OS errors on the write side become `OutputError` naming the path.
 """
+from __future__ import annotations
+
 import contextlib
 import csv
 import errno
@@ -20,6 +22,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -39,14 +42,14 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def output_error(path, error):
+def output_error(path: str | Path, error: OSError) -> OutputError:
     """OutputError for the OSError `error` met while writing `path`."""
     where = error.filename if getattr(error, "filename", None) else path
     return OutputError(f"{where}: cannot write: {error.strerror or error}")
 
 
 @contextmanager
-def atomic_write(path, mode="wb"):
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside `path`; on success rename it onto `path`.
 
     The temporary name starts with '.' and ends with '.tmp', so folder scans that look
@@ -88,7 +91,7 @@ def _kind(mode):
     return "not a regular file"
 
 
-def open_regular(path, mode="rb", **kwargs):
+def open_regular(path: str | Path, mode: str = "rb", **kwargs) -> IO:
     """Open an existing file for reading, refusing anything but a regular file.
 
     Links are followed. The file is opened without blocking, so a FIFO (which would wait
@@ -108,7 +111,7 @@ def open_regular(path, mode="rb", **kwargs):
         raise
 
 
-def is_regular_file(path):
+def is_regular_file(path: str | Path) -> bool:
     """Whether `path` itself (not a link to it) is a regular file."""
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
@@ -117,7 +120,7 @@ def is_regular_file(path):
 
 
 @contextmanager
-def exclusive_lock(path):
+def exclusive_lock(path: str | Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on the hidden file `.<name>.lock` beside `path`.
 
     The lock file is opened without following a link: a link planted in a shared folder
@@ -155,7 +158,8 @@ def exclusive_lock(path):
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
 
 
-def remove_stale_temporaries(folder, is_ours, min_age_s=10.0):
+def remove_stale_temporaries(folder: str | Path, is_ours: Callable[[str], bool],
+                             min_age_s: float = 10.0) -> None:
     """Remove the temporary files that `atomic_write` left in `folder` in a killed run.
 
     Args:
@@ -195,7 +199,7 @@ def remove_stale_temporaries(folder, is_ours, min_age_s=10.0):
     return removed
 
 
-def check_writable_folder(folder):
+def check_writable_folder(folder: str | Path) -> None:
     """Raise OutputError naming `folder` when output files cannot be written into it.
 
     A missing folder is not created here (a run stopped by bad input then leaves nothing
@@ -220,18 +224,18 @@ def check_writable_folder(folder):
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def spreadsheet_text(text):
+def spreadsheet_text(text: str) -> str:
     """A text cell that no spreadsheet runs as a formula: a leading `'` is added before a
     formula character (and before a `'`, so that `text_from_spreadsheet` undoes it)."""
     return f"'{text}" if text.startswith(_FORMULA_STARTS + ("'",)) else text
 
 
-def text_from_spreadsheet(cell):
+def text_from_spreadsheet(cell: str) -> str:
     """The text that `spreadsheet_text` wrote as `cell`."""
     return cell[1:] if cell.startswith("'") else cell
 
 
-def write_csv(path, columns, rows):
+def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[list]) -> None:
     """Write a CSV table atomically: the header `columns`, then `rows` (lists of cells)."""
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
@@ -241,7 +245,7 @@ def write_csv(path, columns, rows):
         handle.write(text.getvalue())
 
 
-def name_problem(name):
+def name_problem(name: str) -> str | None:
     """Why a file name (as os gives it: undecodable bytes as surrogates) cannot be written
     into CSV and HTML files and shown on one line; None when it can."""
     try:
@@ -253,7 +257,7 @@ def name_problem(name):
     return None
 
 
-def shown_name(name):
+def shown_name(name: str | Path) -> str:
     """A file name on one printable line: an undecodable byte as `\\xNN`, a line break or
     another control character as its escape."""
     def shown(char):
@@ -263,7 +267,7 @@ def shown_name(name):
     return "".join(shown(char) for char in str(name))
 
 
-def check_finite(path, arrays):
+def check_finite(path: str | Path, arrays: dict) -> None:
     """Raise InputError naming `path` (and nothing is written) when a numeric array of
     `arrays` ({name: numpy array or torch tensor}) holds NaN or infinite values: nothing
     non-finite is ever written as converted."""

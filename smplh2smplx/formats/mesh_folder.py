@@ -3,6 +3,8 @@
 Sorted by file name, as the official MeshFolder of the PoseScript/PoseFix instructions is, so
 that shards taken over the whole listing never depend on what earlier runs finished.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from .meshes import read_mesh
+from ..family import ModelKind
 
 MESH_SUFFIXES = (".obj", ".ply")
 MAX_COORDINATE_M = 100.0   # |x| of a mesh vertex, metres; AMASS bodies stay within ~10 m
@@ -24,7 +27,7 @@ class PoseInput:
     mesh_path: Path = None
 
 
-def list_mesh_inputs(mesh_dir):
+def list_mesh_inputs(mesh_dir: str | Path) -> list:
     """The mesh folder's `.obj`/`.ply` files sorted by name, as `PoseInput`s.
 
     A name whose stem is not a pose id, or that repeats another file's pose id, keeps its
@@ -46,14 +49,14 @@ def list_mesh_inputs(mesh_dir):
     return inputs
 
 
-def select_shard(inputs, shard_size, shard_index):
+def select_shard(inputs: list, shard_size: int, shard_index: int) -> list:
     """The inputs of shard `shard_index` of size `shard_size` (all of them when size is 0)."""
     if shard_size <= 0:
         return list(inputs)
     return list(inputs[shard_index * shard_size:(shard_index + 1) * shard_size])
 
 
-def read_mesh_vertices(path, kind):
+def read_mesh_vertices(path: str | Path, kind: ModelKind) -> np.ndarray:
     """(V, 3) float32 vertices of a complete mesh of a model `kind` (a `family.ModelKind`):
     its vertex and face counts, finite coordinates within MAX_COORDINATE_M metres (no human
     body reaches beyond, and such values would overflow the fit). InputError naming the

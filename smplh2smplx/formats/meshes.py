@@ -3,6 +3,8 @@
 Vertex order is the contract between the stages (docs/FORMATS.md), so neither side lets a
 mesh library merge, drop or reorder vertices.
 """
+from __future__ import annotations
+
 import io
 import math
 from pathlib import Path
@@ -25,7 +27,7 @@ def _digit_columns(numbers, count):
     return np.concatenate(groups, axis=0)
 
 
-def format_vertex_lines(vertices):
+def format_vertex_lines(vertices: np.ndarray) -> bytes:
     """The `v x y z` lines of `vertices` (V, 3) as bytes, formatted as "%.6f" does.
 
     Vectorised: each coordinate becomes a fixed-width row of characters (space, sign,
@@ -55,18 +57,18 @@ def format_vertex_lines(vertices):
     return np.compress(keep_lines.T.ravel(), lines.T.ravel()).tobytes()
 
 
-def format_face_lines(faces):
+def format_face_lines(faces: np.ndarray) -> bytes:
     """The `f a b c` lines (1-based) of 0-based `faces` (F, 3), as bytes."""
     faces = np.asarray(faces, dtype=np.int64)
     return (("f %d %d %d\n" * len(faces)) % tuple((faces + 1).ravel().tolist())).encode()
 
 
-def format_obj(vertices, faces):
+def format_obj(vertices: np.ndarray, faces: np.ndarray) -> bytes:
     """The bytes of a Wavefront `.obj` with `vertices` (V, 3) and 0-based `faces` (F, 3)."""
     return format_vertex_lines(vertices) + format_face_lines(faces)
 
 
-def write_obj(path, vertices, faces):
+def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
     """Write `path` atomically: an interrupt leaves either the whole file or none."""
     text = format_obj(vertices, faces)
     with atomic_write(path) as stream:
@@ -74,7 +76,7 @@ def write_obj(path, vertices, faces):
     return Path(path)
 
 
-def read_obj_vertices(path, num_faces=None):
+def read_obj_vertices(path: str | Path, num_faces: int | None = None) -> np.ndarray:
     """(V, 3) float64 vertices of an `.obj`, in file order (faces and normals are ignored).
 
     With `num_faces`, the file must be complete: it ends with a new line and holds exactly
@@ -103,7 +105,7 @@ def read_obj_vertices(path, num_faces=None):
     return vertices.reshape(-1, 3)
 
 
-def read_mesh(path, num_faces=None):
+def read_mesh(path: str | Path, num_faces: int | None = None) -> np.ndarray:
     """(V, 3) float64 vertices of an `.obj` or `.ply` file, in file order; with `num_faces`
     the file must hold exactly that many faces (see read_obj_vertices)."""
     path = Path(path)
@@ -127,7 +129,7 @@ def read_mesh(path, num_faces=None):
     raise InputError(f"{path}: not a mesh file (expected .obj or .ply)")
 
 
-def read_mesh_faces(path, num_vertices):
+def read_mesh_faces(path: str | Path, num_vertices: int) -> np.ndarray:
     """(F, 3) int64 0-based triangles of an `.obj` (its `f` lines) or `.ply` mesh whose
     faces must index `num_vertices` vertices."""
     path = Path(path)

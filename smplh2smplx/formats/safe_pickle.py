@@ -11,6 +11,8 @@ a stand-in that only records its pickled state; once the file is loaded, each st
 is replaced by the numpy array it holds (or computes, for the few chumpy operations
 these files use).
 """
+from __future__ import annotations
+
 import _compat_pickle
 import collections
 import functools
@@ -117,7 +119,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         super().__init__(handle, encoding="latin1")
         self.path = path
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> object:
         # Python 2 names (`__builtin__.set`, `copy_reg._reconstructor`) in Python 3 terms,
         # as the standard unpickler translates them.
         if (module, name) in _compat_pickle.NAME_MAPPING:
@@ -191,7 +193,7 @@ def _replace_chumpy(obj, path, done):
     return result
 
 
-def load_pickle(path):
+def load_pickle(path: str | Path) -> object:
     """Load a pickled model or deformation-transfer file, building only safe objects.
 
     Args:
@@ -251,13 +253,13 @@ class _LegacyStorageUnpickler(pickle.Unpickler):
         self.path = path
         self.storages = {}
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> object:
         if module == "torch" and name in _STORAGE_DTYPES:
             return _STORAGE_DTYPES[name]
         raise InputError(f"{self.path}: refused to load: a tensor's storage asks for "
                          f"{module}.{name}")
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: tuple) -> object:
         if not (isinstance(pid, tuple) and len(pid) == 6 and pid[0] == "storage"
                 and pid[1] in _STORAGE_DTYPES.values() and isinstance(pid[2], str)
                 and pid[3] == "cpu" and type(pid[4]) is int and 0 <= pid[4]
@@ -317,7 +319,7 @@ class _TensorUnpickler(pickle.Unpickler):
         super().__init__(handle)
         self.path = path
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> object:
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
             return functools.partial(_rebuild_tensor, self.path)
         if (module, name) == ("torch.storage", "_load_from_bytes"):
@@ -328,7 +330,7 @@ class _TensorUnpickler(pickle.Unpickler):
                          "only CPU torch tensors and plain containers are allowed")
 
 
-def load_tensor_pickle(path):
+def load_tensor_pickle(path: str | Path) -> object:
     """Load a pickle of torch tensors and plain containers (a stage-2 result file) safely.
 
     Nothing named in the file is called: tensors are rebuilt from their checked numbers,

@@ -1,6 +1,7 @@
 """Motion-sequence files of every SMPL-family model, in the layouts AMASS writes them.
 
-One table (`MOTION_LAYOUTS`, keyed by model kind) says what a file of each model holds:
+The model table (`family.KINDS`, each kind's `motion` layout) says what a file of each
+model holds:
 - SMPL-X: AMASS's "SMPL-X N / G" release, `<name>_stageii.npz`: `poses` (T, 165) and the
   same split out (`root_orient`, `pose_body`, `pose_jaw`, `pose_eye`, `pose_hand`), `trans`,
   `betas` (16), `num_betas`, `gender`, `surface_model_type`, `mocap_frame_rate`,
@@ -16,74 +17,28 @@ file. Outputs hold plain arrays only (`np.load(path, allow_pickle=False)` reads 
 float64 and numpy str as AMASS writes them; a file is written atomically and counts as
 finished only when it reads back valid (`read_motion_file`).
 """
-from dataclasses import dataclass, field
+from __future__ import annotations
+
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from ..family import KINDS, NUM_BODY_JOINTS
+from ..family import KINDS
 from .files import atomic_write, check_finite
 from .npz import read_npz
 
 GENDERS = ("neutral", "male", "female")
-RATE_KEYS = ("mocap_framerate", "mocap_frame_rate")   # SMPL+H's spelling, SMPL-X's
-NUM_DMPLS = 8                                         # AMASS's soft-tissue coefficients
+# Every frame-rate spelling of the layouts (SMPL+H's mocap_framerate, SMPL-X's
+# mocap_frame_rate): an input may hold either.
+RATE_KEYS = tuple(dict.fromkeys(kind.motion.rate_key for kind in KINDS.values()))
 IGNORED_KEYS = ("marker_data", "marker_labels", "dmpls")
 INPUT_KEYS = ("poses", "trans", "betas", "gender", "surface_model_type") + RATE_KEYS
 MIN_FRAMERATE, MAX_FRAMERATE = 1, 10000      # frames/s any capture could have
 
 
-@dataclass(frozen=True)
-class MotionLayout:
-    """What a motion file of one model kind holds.
-
-    suffix: of the file name (`<name><suffix>.npz`); rate_key: the frame-rate key;
-    num_betas: betas written by default; parts: split-out pose arrays, name -> (first
-    joint, end joint); model_type: whether `num_betas`, `surface_model_type` and
-    `mocap_time_length` are written; num_dmpls: zero `dmpls` columns written.
-    """
-    kind: str
-    suffix: str
-    rate_key: str
-    num_betas: int
-    parts: dict = field(default_factory=dict)
-    model_type: bool = False
-    num_dmpls: int = 0
-
-    @property
-    def label(self):
-        return KINDS[self.kind].label
-
-    @property
-    def pose_size(self):
-        return KINDS[self.kind].pose_size
-
-    def keys(self):
-        """The keys of a file we write, in order."""
-        return (("poses",) + tuple(self.parts) + ("trans", "betas")
-                + (("num_betas",) if self.model_type else ()) + ("gender",)
-                + (("surface_model_type",) if self.model_type else ()) + (self.rate_key,)
-                + (("mocap_time_length",) if self.model_type else ())
-                + (("dmpls",) if self.num_dmpls else ()))
-
-
-def _smplx_parts():
-    left_hand = KINDS["smplx"].hands[0]
-    return {"root_orient": (0, 1), "pose_body": (1, NUM_BODY_JOINTS),
-            "pose_jaw": (NUM_BODY_JOINTS, NUM_BODY_JOINTS + 1),
-            "pose_eye": (NUM_BODY_JOINTS + 1, left_hand),
-            "pose_hand": (left_hand, KINDS["smplx"].num_joints)}
-
-
-MOTION_LAYOUTS = {
-    "smpl": MotionLayout("smpl", "_poses", "mocap_framerate", num_betas=10),
-    "smplh": MotionLayout("smplh", "_poses", "mocap_framerate", num_betas=16,
-                          num_dmpls=NUM_DMPLS),
-    "smplx": MotionLayout("smplx", "_stageii", "mocap_frame_rate", num_betas=16,
-                          parts=_smplx_parts(), model_type=True),
-}
-KIND_OF_POSE_SIZE = {KINDS[kind].pose_size: kind for kind in MOTION_LAYOUTS}
+KIND_OF_POSE_SIZE = {kind.pose_size: name for name, kind in KINDS.items()}
 
 
 class SkipFile(InputError):
@@ -108,7 +63,7 @@ class MotionSequence:
     path: Path = None
 
     @property
-    def num_frames(self):
+    def num_frames(self) -> int:
         return len(self.poses)
 
 
@@ -136,7 +91,7 @@ def _load(path, keys):
         raise InputError(f"{path}: not found") from None
 
 
-def file_kind(path, arrays):
+def file_kind(path: str | Path, arrays: dict) -> str:
     """The model kind of a motion file's arrays: from the width of `poses`, checked
     against `surface_model_type` when there is one. SkipFile for a file without poses."""
     if "poses" not in arrays:
@@ -158,7 +113,7 @@ def file_kind(path, arrays):
     return kind
 
 
-def read_motion(path, expected_kind=None):
+def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSequence:
     """The checked `MotionSequence` of a motion file of any kind.
 
     expected_kind: the model the caller was told the file holds (None: the file's own);
@@ -184,10 +139,10 @@ def read_motion(path, expected_kind=None):
         raise InputError(f"{path}: has zero frames")
     rate_key = next((key for key in RATE_KEYS if key in arrays), None)
     missing = [key for key in ("trans", "betas", "gender") if key not in arrays]
-    missing += [] if rate_key else [MOTION_LAYOUTS[kind].rate_key]
+    missing += [] if rate_key else [KINDS[kind].motion.rate_key]
     if missing:
         raise InputError(f"{path}: a {KINDS[kind].label} motion file has poses, trans, betas, "
-                         f"gender and {MOTION_LAYOUTS[kind].rate_key}; it lacks"
+                         f"gender and {KINDS[kind].motion.rate_key}; it lacks"
                          + _listed(missing))
     trans, betas = arrays["trans"], arrays["betas"]
     if trans.shape != (num_frames, 3) or trans.dtype.kind != "f":
@@ -215,25 +170,25 @@ def read_motion(path, expected_kind=None):
                           gender=gender, framerate=float(framerate.reshape(-1)[0]), path=path)
 
 
-def output_name(input_name, target_kind):
+def output_name(input_name: str, target_kind: str) -> str:
     """The output file name of an input: its stem without a known motion suffix, then the
     target's (`01_01_poses.npz` -> `01_01_stageii.npz` for SMPL-X)."""
     stem = Path(input_name).stem
-    for suffix in {layout.suffix for layout in MOTION_LAYOUTS.values()}:
+    for suffix in {kind.motion.suffix for kind in KINDS.values()}:
         if stem.endswith(suffix):
             stem = stem[:-len(suffix)]
             break
-    return f"{stem}{MOTION_LAYOUTS[target_kind].suffix}.npz"
+    return f"{stem}{KINDS[target_kind].motion.suffix}.npz"
 
 
-def motion_arrays(sequence):
+def motion_arrays(sequence: MotionSequence) -> dict:
     """{key: array} of the file of a `MotionSequence`, in its layout's key order."""
-    layout = MOTION_LAYOUTS[sequence.kind]
+    layout, pose_size = KINDS[sequence.kind].motion, KINDS[sequence.kind].pose_size
     poses = np.asarray(sequence.poses, dtype=np.float64)
     num_frames = len(poses)
     poses = poses.reshape(num_frames, -1)
-    if poses.shape[1] != layout.pose_size or np.shape(sequence.trans) != (num_frames, 3):
-        raise ValueError(f"expected poses (T, {layout.pose_size}) and trans (T, 3), got "
+    if poses.shape[1] != pose_size or np.shape(sequence.trans) != (num_frames, 3):
+        raise ValueError(f"expected poses (T, {pose_size}) and trans (T, 3), got "
                          f"{poses.shape} and {np.shape(sequence.trans)}")
     if sequence.gender not in GENDERS:
         raise ValueError(f"gender {sequence.gender!r}")
@@ -241,7 +196,7 @@ def motion_arrays(sequence):
     rate = float(sequence.framerate)
     arrays = {"poses": poses, "trans": np.asarray(sequence.trans, dtype=np.float64),
               "betas": betas, "num_betas": np.array(len(betas)),
-              "gender": np.array(sequence.gender), "surface_model_type": np.array(layout.kind),
+              "gender": np.array(sequence.gender), "surface_model_type": np.array(sequence.kind),
               layout.rate_key: np.array(rate),
               "mocap_time_length": np.array(num_frames / rate),
               "dmpls": np.zeros((num_frames, layout.num_dmpls))}
@@ -250,7 +205,7 @@ def motion_arrays(sequence):
     return {key: np.require(arrays[key], requirements="C") for key in layout.keys()}
 
 
-def write_motion(path, sequence):
+def write_motion(path: str | Path, sequence: MotionSequence) -> None:
     """Write a `MotionSequence` in its kind's layout to `path`, atomically; InputError
     naming it, and nothing written, when a value is not finite."""
     arrays = motion_arrays(sequence)
@@ -259,21 +214,21 @@ def write_motion(path, sequence):
         np.savez(handle, **arrays)
 
 
-def read_motion_file(path, kind):
+def read_motion_file(path: str | Path, kind: str) -> dict:
     """{key: array} of a file we write for `kind`, checked: InputError naming the file when
     it is not a complete, consistent file of that layout."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: not found")
-    layout = MOTION_LAYOUTS[kind]
+    layout, pose_size = KINDS[kind].motion, KINDS[kind].pose_size
     arrays = _load(path, layout.keys())
     missing = [key for key in layout.keys() if key not in arrays and key not in IGNORED_KEYS]
     if missing:
         raise InputError(f"{path}: lacks" + _listed(missing))
     poses = arrays["poses"]
-    if poses.ndim != 2 or poses.shape[1] != layout.pose_size or len(poses) == 0:
+    if poses.ndim != 2 or poses.shape[1] != pose_size or len(poses) == 0:
         raise InputError(f"{path}: poses has shape {poses.shape}, expected "
-                         f"(T, {layout.pose_size}), T > 0")
+                         f"(T, {pose_size}), T > 0")
     num_frames = len(poses)
     for name, (first, end) in layout.parts.items():
         if not np.array_equal(arrays[name], poses[:, 3 * first:3 * end]):
@@ -286,7 +241,7 @@ def read_motion_file(path, kind):
     if _text(arrays["gender"]) not in GENDERS or (
             layout.model_type and _text(arrays["surface_model_type"]) != kind):
         raise InputError(f"{path}: gender {arrays['gender']} (or surface_model_type), "
-                         f"expected a gender of a {layout.label} file")
+                         f"expected a gender of a {KINDS[kind].label} file")
     if not all(np.isfinite(arrays[key]).all() for key in ("poses", "trans", "betas")):
         raise InputError(f"{path}: holds NaN or infinite values")
     rate = float(arrays[layout.rate_key])
@@ -297,7 +252,7 @@ def read_motion_file(path, kind):
     return arrays
 
 
-def is_finished(path, kind):
+def is_finished(path: str | Path, kind: str) -> bool:
     """Whether `path` is an output file of `kind` that reads back valid."""
     try:
         read_motion_file(path, kind)

@@ -5,9 +5,12 @@ sharing an output folder keep each other's rows. Accelerations are in m/s^2. A s
 name is data: one that a spreadsheet would take for a formula (`=`, `+`, `-`, `@`...) is
 written behind a `'` (`spreadsheet_text`) and read back as it was.
 """
+from __future__ import annotations
+
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from ..errors import InputError
 from .files import (exclusive_lock, open_regular, spreadsheet_text, text_from_spreadsheet,
@@ -31,11 +34,11 @@ class SequenceRow:
     seconds: float
 
     @property
-    def jitter_excess(self):
+    def jitter_excess(self) -> float:
         """Fitted minus source mean joint acceleration."""
         return self.jitter - self.source_jitter
 
-    def cells(self):
+    def cells(self) -> list:
         return [spreadsheet_text(self.sequence), str(self.frames), f"{self.fps:g}", self.gender,
                 f"{self.v2v_mean_mm:.4f}", f"{self.v2v_p95_mm:.4f}", f"{self.v2v_max_mm:.4f}",
                 f"{self.jitter:.4f}", f"{self.source_jitter:.4f}", f"{self.jitter_excess:.4f}",
@@ -47,7 +50,7 @@ CSV_COLUMNS = ("sequence", "frames", "fps", "gender", "v2v_mean_mm", "v2v_p95_mm
                "seconds")
 
 
-def read_sequence_rows(path):
+def read_sequence_rows(path: str | Path) -> dict:
     """{sequence: SequenceRow} of a sequences.csv; empty when the file does not exist."""
     path = Path(path)
     if not path.exists():
@@ -72,7 +75,7 @@ def read_sequence_rows(path):
     return rows
 
 
-def merge_sequence_rows(path, new_rows):
+def merge_sequence_rows(path: str | Path, new_rows: Iterable[SequenceRow]) -> None:
     """Merge rows into sequences.csv under an exclusive lock; a new row replaces the stored
     row of the same sequence; the file is sorted by sequence and replaced atomically."""
     new_rows = list(new_rows)

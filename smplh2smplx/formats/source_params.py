@@ -4,6 +4,8 @@ Written by stage 1 beside its meshes, read by stage 2 (to start each fit from th
 pose, or to pose SMPL-H itself with `from_params`) and by the report. Two plain arrays:
 `pose_ids` (N,) int64, sorted, and `poses` (N, 156) float32 SMPL-H axis-angle poses.
 """
+from __future__ import annotations
+
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from .npz import read_npz
 SOURCE_PARAMS = "source_params.npz"
 
 
-def read_source_params(path):
+def read_source_params(path: str | Path) -> dict:
     """{pose_id: (156,) float32 SMPL-H pose} from a source_params.npz; {} if it is absent."""
     path = Path(path)
     if not path.exists():
@@ -38,7 +40,7 @@ def read_source_params(path):
     return {int(pose_id): pose for pose_id, pose in zip(pose_ids, poses.astype(np.float32))}
 
 
-def write_source_params(path, params):
+def write_source_params(path: str | Path, params: dict) -> None:
     """Write {pose_id: (156,) pose} atomically, as `read_source_params` reads it."""
     pose_ids = np.array(sorted(params), dtype=np.int64)
     poses = np.array([params[pose_id] for pose_id in pose_ids], np.float32)
@@ -47,7 +49,7 @@ def write_source_params(path, params):
         np.savez(handle, pose_ids=pose_ids, poses=poses.reshape(-1, SMPLH_POSE_SIZE))
 
 
-def merge_source_params(path, params):
+def merge_source_params(path: str | Path, params: dict) -> None:
     """Add {pose_id: (156,) pose} to the source_params.npz at `path` (created if absent).
 
     Two stage-1 runs may write into one folder at once (disjoint --ids): the file is

@@ -15,6 +15,8 @@ The source poses are recorded before the meshes because they come straight from 
 a run interrupted while writing meshes leaves a complete `source_params.npz` and whole
 `.obj` files only (`atomic_write`), and running it again writes the missing meshes.
 """
+from __future__ import annotations
+
 import contextlib
 import io
 import os
@@ -23,6 +25,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -40,6 +43,8 @@ from ..formats.meshes import format_face_lines, format_vertex_lines
 from ..formats.safe_pickle import load_pickle
 from ..formats.source_params import SOURCE_PARAMS, merge_source_params, read_source_params
 from ..runtime import torch_threads
+from ..formats.annotations import Selection
+from ..settings import ExtractOptions
 
 AMASS_NUM_BETAS = 16          # the AMASS body model's shape space (all zero here)
 _HAND_KEYS = ("hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr")
@@ -56,18 +61,18 @@ class ExtractSummary:
     seconds: float = 0.0
 
     @property
-    def failed(self):
+    def failed(self) -> int:
         return len(self.failures)
 
     @property
-    def skipped(self):
+    def skipped(self) -> int:
         return self.selected - self.written - self.failed
 
     @property
-    def bad_ids(self):
+    def bad_ids(self) -> list:
         return [pose_id for pose_id, _ in self.failures]
 
-    def lines(self):
+    def lines(self) -> list:
         """The summary printed at the end of a run."""
         what = "meshes" if self.output_format == "obj" else "source poses"
         lines = [f"poses: {self.written} written, {self.skipped} skipped (already written), "
@@ -102,7 +107,7 @@ class SmplhPoser:
             self.model = _smplx_codebase_smplh(self.data)
 
     @property
-    def faces(self):
+    def faces(self) -> np.ndarray:
         """(F, 3) int64 triangles, as in the model file."""
         return self.data.faces
 
@@ -122,8 +127,8 @@ class SmplhPoser:
 
 
 def _smplx_codebase_smplh(data):
-    """smplx.create(..., model_type="smplh", use_pca=False, flat_hand_mean=True) on the file
-    behind `data`, read by our safe loaders (downloaded .pkl files hold chumpy objects,
+    """smplx.create(...) with the stage-1 model's options (SMPL-H: use_pca=False,
+    flat_hand_mean=True) on the file behind `data`, read by our safe loaders (downloaded .pkl files hold chumpy objects,
     which plain pickle cannot load, and a pickle may run code)."""
     import smplx
     from smplx.utils import Struct
@@ -142,14 +147,15 @@ def _smplx_codebase_smplh(data):
     # with data_struct given, nothing is read from it. Its printed warning about the
     # number of shape coefficients does not matter here: every beta is zero.
     with contextlib.redirect_stdout(io.StringIO()):
-        return smplx.create(str(data.path.parent), model_type="smplh",
-                            data_struct=Struct(**contents), use_pca=False,
-                            flat_hand_mean=True, num_betas=min(10, data.num_shape_coeffs))
+        return smplx.create(str(data.path.parent), data_struct=Struct(**contents),
+                            num_betas=min(10, data.num_shape_coeffs),
+                            **STAGE1_MODEL.smplx_create_options())
 
 
 # ----------------------------------------------------------------- reading the poses
 
-def read_source_poses(pose_ids, selection, amass_dir, progress=True):
+def read_source_poses(pose_ids: Sequence[int], selection: Selection, amass_dir: str | Path,
+                      progress: bool = True) -> tuple:
     """Source poses of `pose_ids`, reading each AMASS sequence once.
 
     Returns (ids, poses, failures): the ids read (sorted), their (N, 156) float32 poses,
@@ -188,7 +194,7 @@ def read_source_poses(pose_ids, selection, amass_dir, progress=True):
 
 # ----------------------------------------------------------------- writing meshes
 
-def obj_path(output_dir, pose_id):
+def obj_path(output_dir: str | Path, pose_id: int) -> Path:
     return Path(output_dir) / f"{pose_id:06d}.obj"
 
 
@@ -199,7 +205,8 @@ def _write_batch(face_lines, output_dir, pose_ids, vertices):
             stream.write(format_vertex_lines(mesh) + face_lines)
 
 
-def write_meshes(poser, pose_ids, poses, output_dir, poses_per_batch, bar):
+def write_meshes(poser: SmplhPoser, pose_ids: Sequence[int], poses: np.ndarray,
+                 output_dir: str | Path, poses_per_batch: int, bar: object) -> None:
     """Pose `poses` (N, 156) in batches and write one `.obj` per id.
 
     One writer thread formats and writes a batch while the next is posed (torch releases
@@ -254,7 +261,8 @@ def _stop_message(failures):
             "others and lists them all)")
 
 
-def run_extract(options, progress=True, log=print):
+def run_extract(options: ExtractOptions, progress: bool = True,
+                log: Callable[[str], None] = print) -> ExtractSummary:
     """Run stage 1 with `options` (an ExtractOptions); returns an ExtractSummary.
 
     Raises InputError, before writing anything, for a bad model, folder, annotation file

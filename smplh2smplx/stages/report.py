@@ -18,11 +18,13 @@ which needs no GPU, OpenGL context or display: the report runs the same on a lap
 headless cluster node and CI, where pyrender or open3d would need a working OpenGL/EGL or
 OSMesa stack.
 """
+from __future__ import annotations
+
 import html
 import math
 from dataclasses import dataclass
-from typing import Optional
 from pathlib import Path
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import roma
@@ -42,6 +44,7 @@ from ..formats.param_files import parameter_path, pose_from_parameters, read_par
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..render import RenderMesh, facing_azimuth, render_views
 from ..settings import TransferOptions, is_unset
+from ..formats.errors_csv import ErrorRow
 
 REPORT_DIR = "report"
 INDEX = "index.html"
@@ -63,7 +66,7 @@ class RunStatistics:
     not_converged: int
 
     @classmethod
-    def from_rows(cls, rows):
+    def from_rows(cls, rows: Sequence[ErrorRow]) -> RunStatistics:
         """Statistics of a non-empty list of `ErrorRow`.
 
         A row whose error is not finite (an old run's `inf`, a damaged table) is counted
@@ -79,7 +82,7 @@ class RunStatistics:
                                      for row in rows))
 
 
-def finite_errors(rows):
+def finite_errors(rows: Iterable[ErrorRow]) -> np.ndarray:
     """(N,) the finite v2v_mean_mm of `rows`."""
     errors = np.array([row.v2v_mean_mm for row in rows], dtype=np.float64)
     return errors[np.isfinite(errors)]
@@ -106,13 +109,13 @@ class PoseView:
     labels: tuple = ("source", "target")
 
     @property
-    def mean_error_mm(self):
+    def mean_error_mm(self) -> float:
         return float(np.nanmean(self.vertex_error_mm))
 
 
 # ----------------------------------------------------------------- choosing what to show
 
-def converted_rows(output_dir):
+def converted_rows(output_dir: str | Path) -> tuple:
     """The rows of errors.csv whose .pkl exists, sorted by pose id, and how many lack one.
 
     Raises InputError naming the folder when it is missing or holds no converted pose.
@@ -130,7 +133,7 @@ def converted_rows(output_dir):
     return kept, len(rows) - len(kept)
 
 
-def worst_rows(rows, count):
+def worst_rows(rows: Iterable[ErrorRow], count: int) -> list:
     """The `count` rows of largest v2v_mean_mm, worst first (ties: smaller pose id first);
     an error that is not a number (NaN) counts as the worst."""
     def badness(row):
@@ -139,7 +142,7 @@ def worst_rows(rows, count):
     return sorted(rows, key=badness)[:count]
 
 
-def choose_poses(rows, count, seed=0):
+def choose_poses(rows: Sequence[ErrorRow], count: int, seed: int = 0) -> tuple:
     """The poses to draw: the worst ceil(count / 2), then the rest at random among the others.
 
     Returns (worst rows, worst first; random rows, by pose id); the random pick depends
@@ -179,7 +182,7 @@ class PoseMeshes:
         self._smplh = None
         self._source_params = None
 
-    def source_mesh(self, pose_id):
+    def source_mesh(self, pose_id: int) -> tuple:
         """(V, 3) vertices and (F, 3) faces of the pose's source mesh: the mesh file, else
         (stage-1 model sources) that model posed from source_params.npz."""
         mesh_dir = Path(self.options.mesh_dir)
@@ -206,7 +209,7 @@ class PoseMeshes:
             vertices = self._smplh(pose)[0][0].numpy()
         return vertices, self._smplh.faces.numpy()
 
-    def pose_view(self, pose_id):
+    def pose_view(self, pose_id: int) -> PoseView:
         """The `PoseView` of one converted pose."""
         source, faces = self.source_mesh(pose_id)
         params = read_parameters(parameter_path(self.options.output_dir, pose_id),
@@ -228,13 +231,13 @@ class PoseMeshes:
 
 # ----------------------------------------------------------------- figures
 
-def nice_ceiling(value):
+def nice_ceiling(value: float) -> float:
     """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= value (> 0)."""
     power = 10.0 ** math.floor(math.log10(value))
     return next(step * power for step in (1.0, 2.0, 2.5, 5.0, 10.0) if step * power >= value)
 
 
-def render_pose(view, folder, pose_id, error_max_mm):
+def render_pose(view: PoseView, folder: Path, pose_id: int, error_max_mm: float) -> tuple:
     """Write the overlay and the error picture of one pose, each in front and side view.
 
     Args:
@@ -263,7 +266,8 @@ def render_pose(view, folder, pose_id, error_max_mm):
     return overlay, error
 
 
-def plot_histogram(errors, statistics, path, flag_threshold_mm):
+def plot_histogram(errors: np.ndarray, statistics: RunStatistics, path: Path,
+                   flag_threshold_mm: float) -> Path:
     """Histogram of per-pose v2v_mm (N,) with the mean, median, 95th percentile and the
     flag threshold marked; written to `path`."""
     import matplotlib
@@ -327,7 +331,7 @@ def _yes_no(value):
     return "yes" if value else "no"
 
 
-def summary_table(statistics, flag_threshold_mm):
+def summary_table(statistics: RunStatistics, flag_threshold_mm: float) -> str:
     """HTML table of `RunStatistics`; each value cell has an id (v2v-mean, ...) for tools."""
     flagged = (f"flagged in {ERRORS_CSV} (v2v_mm above flag_threshold_mm, "
                f"{flag_threshold_mm:g} mm in this config)")
@@ -344,7 +348,7 @@ def summary_table(statistics, flag_threshold_mm):
     return '<table id="summary">\n' + "\n".join(lines) + "\n</table>"
 
 
-def worst_table(rows, shown_ids):
+def worst_table(rows: Sequence[ErrorRow], shown_ids: Iterable[int]) -> str:
     """HTML table of the worst rows; a pose with pictures links to them."""
     header = ("<tr><th>rank</th><th>pose id</th><th>v2v_mm mean</th><th>v2v_mm max</th>"
               "<th>iterations</th><th>converged</th><th>flagged</th></tr>")
@@ -359,7 +363,7 @@ def worst_table(rows, shown_ids):
     return '<table id="worst">\n' + header + "\n" + "\n".join(lines) + "\n</table>"
 
 
-def pose_section(row, label, view, files):
+def pose_section(row: ErrorRow, label: str, view: PoseView, files: Sequence[Path]) -> str:
     """HTML of one pose's pictures; `label` says why it is shown (e.g. "worst #1")."""
     name = f"{row.pose_id:06d}"
     overlay, error = (html.escape(file) for file in files)
@@ -378,8 +382,9 @@ mean {view.mean_error_mm:.2f} mm, max {np.nanmax(view.vertex_error_mm):.2f} mm.<
 </div>"""
 
 
-def page(output_dir, statistics, flag_threshold_mm, worst, shown, views, files, without_pkl,
-         error_max_mm, labels=("SMPL-H", "SMPL-X")):
+def page(output_dir: Path, statistics: RunStatistics, flag_threshold_mm: float,
+         worst: Sequence[ErrorRow], shown: Sequence[ErrorRow], views: dict, files: dict,
+         without_pkl: int, error_max_mm: float, labels: tuple = ("SMPL-H", "SMPL-X")) -> str:
     """The text of index.html.
 
     Args:
@@ -492,7 +497,8 @@ def write_report(options: TransferOptions, report_dir: Optional[Path] = None,
     return index
 
 
-def report_from_options(options, report_dir=None, num_poses=12, progress=True):
+def report_from_options(options: TransferOptions, report_dir: str | Path | None = None,
+                        num_poses: int = 12, progress: bool = True) -> Path:
     """`write_report` for the run `options` (a `TransferOptions`) describes.
 
     The SMPL-H model (smplh_model) is used only for poses without a mesh file, so an unset

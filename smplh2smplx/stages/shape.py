@@ -2,12 +2,16 @@
 
 Loads the two models and their deformation transfer and solves `body.shape.convert_betas`.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from ..body.deformation import load_pair_transfer
 from ..body.shape import convert_betas
 from ..errors import InputError
 from ..formats.body_models import load_body_model
+from ..body.shape import ShapeResult
+from ..settings import TransferOptions
 
 
 # Betas are in standard deviations of the training bodies: real bodies lie within a few;
@@ -15,7 +19,7 @@ from ..formats.body_models import load_body_model
 MAX_ABS_BETA = 100.0
 
 
-def check_source_betas(source_betas):
+def check_source_betas(source_betas: np.ndarray) -> None:
     """InputError when a source beta is not finite or beyond +-MAX_ABS_BETA."""
     values = np.asarray(source_betas, dtype=np.float64).reshape(-1)
     bad = [float(value) for value in values if not abs(value) <= MAX_ABS_BETA]
@@ -24,7 +28,7 @@ def check_source_betas(source_betas):
                          "standard deviations of body shape; real bodies lie within a few)")
 
 
-def convert_shape(options, source_betas):
+def convert_shape(options: TransferOptions, source_betas: np.ndarray) -> ShapeResult:
     """Target betas for source betas, in the rest pose.
 
     Args:

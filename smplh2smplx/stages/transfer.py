@@ -28,6 +28,8 @@ Batches are fixed slices of the shard's list, fitted whole while any of their po
 so every pose is fitted with the same batch mates whatever was done before: a killed run
 started again yields files with the same content as an uninterrupted run, to the last bit.
 """
+from __future__ import annotations
+
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -66,14 +68,14 @@ class TransferSummary:
     seconds: float = 0.0
 
     @property
-    def done(self):
+    def done(self) -> int:
         return len(self.rows)
 
     @property
-    def failed(self):
+    def failed(self) -> int:
         return len(self.failures)
 
-    def lines(self):
+    def lines(self) -> list:
         """The summary printed at the end of a run."""
         lines = [f"poses: {self.done} done, {self.skipped} skipped (already converted), "
                  f"{self.failed} failed, of {self.total} in this shard"]
@@ -90,7 +92,7 @@ class TransferSummary:
         return lines
 
 
-def param_inputs(source_params):
+def param_inputs(source_params: str | Path) -> list:
     """Inputs of the from_params mode, in the order of the file names stage 1 writes."""
     return [PoseInput(f"{pose_id:06d}", pose_id)
             for pose_id in sorted(source_params, key=lambda pose_id: f"{pose_id:06d}")]
@@ -225,7 +227,7 @@ def is_complete_result(path: Path, target: str) -> bool:
     return True
 
 
-def result_settings(options):
+def result_settings(options: TransferOptions) -> dict:
     """The settings that define stage 2's results (recorded in the output folder)."""
     return {"target_model": options.target_model, "num_betas": options.fit.num_betas,
             "gender": options.gender}

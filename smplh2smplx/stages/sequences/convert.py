@@ -23,6 +23,8 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
 
 `dmpls` (AMASS's soft-tissue coefficients) are ignored: no target has such blend shapes.
 """
+from __future__ import annotations
+
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,9 +40,12 @@ from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
 from ...fit.fitter import BodyFitter, FitSettings
 from ...formats.body_models import load_body_model
 from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
-from ...formats.sequence_files import MOTION_LAYOUTS, MotionSequence
+from ...formats.sequence_files import MotionSequence
 from ...formats.sequences_csv import SequenceRow
 from ...runtime import torch_threads
+from ...body.deformation import DeformationTransfer
+from ...formats.body_models import BodyModelData
+from ...fit.fitter import FitResult
 SHAPE_RIDGE = 1e-6               # Tikhonov weight of the betas' least squares (m^2)
 RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 does not
 # Per-frame fit: steps from the warm start, on the whole mask (no vertex subset: from so
@@ -99,10 +104,10 @@ class SequenceOptions:
     fit: FitSettings = FRAME_FIT
 
     @property
-    def betas_written(self):
-        return self.num_betas or MOTION_LAYOUTS[self.target_model].num_betas
+    def betas_written(self) -> int:
+        return self.num_betas or KINDS[self.target_model].motion.num_betas
 
-    def check(self):
+    def check(self) -> None:
         """Raise InputError for values out of range."""
         if self.gender not in ("file", "neutral", "male", "female"):
             raise InputError(f"gender must be file, neutral, male or female, got {self.gender!r}")
@@ -130,7 +135,7 @@ class SequenceOptions:
 
 # ----------------------------------------------------------------- models
 
-def load_gender_model(options, kind, gender):
+def load_gender_model(options: SequenceOptions, kind: str, gender: str) -> BodyModelData:
     """The `gender` body model of `kind` from `options.model_paths`: in a folder, the
     gendered file; a single file only when the run's gender is fixed (it cannot stand for
     every subject's gender)."""
@@ -145,7 +150,7 @@ def load_gender_model(options, kind, gender):
     return load_body_model(path, kind, gender)
 
 
-def pair_transfer(options, source, target):
+def pair_transfer(options: SequenceOptions, source: str, target: str) -> DeformationTransfer:
     """The deformation transfer of a pair (a folder of official files, or the file)."""
     path, pair = options.deftrafo_path, f"{source}2{target}"
     if path is not None and not same_topology(source, target):
@@ -191,14 +196,14 @@ class GenderModels:
         self.masked_target = MaskedBody(self.target, self.mask_ids)
         self.device = device
 
-    def map_pose(self, poses):
+    def map_pose(self, poses: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Source poses (B, 3 J_source) as target poses (B, J_target, 3), float64."""
         return map_pose(torch.as_tensor(poses).double(), self.source_kind, self.target_kind)
 
 
 # ----------------------------------------------------------------- one sequence
 
-def frame_step(source_rate, wanted_rate, path):
+def frame_step(source_rate: float, wanted_rate: float | None, path: str | Path | None) -> int:
     """The subsampling step n (every n-th frame) from `source_rate` to `wanted_rate`."""
     if wanted_rate is None:
         return 1
@@ -210,12 +215,12 @@ def frame_step(source_rate, wanted_rate, path):
     return step
 
 
-def spread_frames(num_frames, count):
+def spread_frames(num_frames: int, count: int) -> np.ndarray:
     """`count` frame indices spread evenly over 0..num_frames-1, first and last included."""
     return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).round().astype(int))
 
 
-def mean_acceleration(joints, fps):
+def mean_acceleration(joints: np.ndarray, fps: float) -> np.ndarray:
     """Per-frame mean joint acceleration (T-2,) in m/s^2 of joints (T, J, 3) (empty if T < 3)."""
     joints = np.asarray(joints, dtype=np.float64)
     if len(joints) < 3:
@@ -224,7 +229,8 @@ def mean_acceleration(joints, fps):
     return np.linalg.norm(second, axis=-1).mean(-1) * fps ** 2
 
 
-def body_joints(body, pose, betas, transl):
+def body_joints(body: BodyModel, pose: torch.Tensor, betas: torch.Tensor,
+                transl: torch.Tensor) -> torch.Tensor:
     """(B, 22, 3) posed body joints of a BodyModel: forward kinematics only, no vertices."""
     rotmats = roma.rotvec_to_rotmat(pose)
     rest = body.rest_joints(betas)
@@ -257,7 +263,7 @@ class SourceFrames:
         return len(self.poses)
 
     @torch.no_grad()
-    def targets(self, frames):
+    def targets(self, frames: np.ndarray) -> tuple:
         """(B, M, 3) float32 SMPL-X targets on the mask and (B, 22, 3) source body joints."""
         device = self.models.device
         pose = torch.as_tensor(self.poses[frames], dtype=torch.float32, device=device)
@@ -287,7 +293,7 @@ class MaskedBody:
 
 
 @torch.no_grad()
-def shape_columns(masked, pose):
+def shape_columns(masked: MaskedBody, pose: torch.Tensor) -> tuple:
     """The masked vertices as an affine function of the betas for fixed rotations.
 
     v_i = sum_j w_ij (R_j x_i + t_j), with x_i = T_i + S_i betas + P_i(rotations) and the
@@ -322,7 +328,8 @@ def shape_columns(masked, pose):
 
 
 @torch.no_grad()
-def solve_shape(masked, pose, targets, ridge=SHAPE_RIDGE):
+def solve_shape(masked: MaskedBody, pose: torch.Tensor, targets: torch.Tensor,
+                ridge: float = SHAPE_RIDGE) -> tuple:
     """Shared betas and per-frame translations for fixed rotations, by linear least squares.
 
     Args:
@@ -346,7 +353,8 @@ def solve_shape(masked, pose, targets, ridge=SHAPE_RIDGE):
     return betas, transl
 
 
-def fit_shape(models, source, frames, rounds):
+def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray, rounds: int
+              ) -> tuple:
     """Joint shape fit on `frames`.
 
     First every frame is fitted on its own with free betas (pose and shape together: an
@@ -372,7 +380,8 @@ def fit_shape(models, source, frames, rounds):
     return betas.cpu(), pose, transl.cpu()
 
 
-def warm_start(models, source_poses, reference_source, reference_fit):
+def warm_start(models: GenderModels, source_poses: np.ndarray, reference_source: np.ndarray,
+               reference_fit: torch.Tensor) -> torch.Tensor:
     """Initial target poses (B, J, 3) of frames from a fitted reference frame.
 
     Per joint, R_init = R_fit(ref) R_src(ref)^T R_src: the source's own change since the
@@ -386,7 +395,8 @@ def warm_start(models, source_poses, reference_source, reference_fit):
     return roma.rotmat_to_rotvec(ref_fit @ ref_src.transpose(-1, -2) @ src).float()
 
 
-def refit_outliers(models, targets, betas, result):
+def refit_outliers(models: GenderModels, targets: torch.Tensor, betas: torch.Tensor,
+                   result: FitResult) -> int:
     """Fit again, with the full settings, the frames of a chunk whose error stands out.
 
     The per-frame fit is short (a warm start is a step away from the minimum); a frame
@@ -487,7 +497,7 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         iterations=torch.cat(iterations).numpy())
 
 
-def sequence_row(name, result, seconds):
+def sequence_row(name: str, result: SequenceResult, seconds: float) -> SequenceRow:
     """The sequences.csv row of a converted sequence."""
     errors = result.v2v_mm
     return SequenceRow(

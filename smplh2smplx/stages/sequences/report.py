@@ -6,20 +6,25 @@ Reads `sequences.csv` and the per-frame quality files of an output folder; write
 backend and `render.project`; Pillow writes the GIF). Only the worst sequence is posed
 again, and only the frames of its animation.
 """
+from __future__ import annotations
+
 import html
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import roma
 import torch
 
 from ...errors import InputError
+from ...family import KINDS
 from ...formats.files import atomic_write
-from ...formats.sequence_files import MOTION_LAYOUTS, read_motion, read_motion_file
+from ...formats.sequence_files import read_motion, read_motion_file
 from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
 from .convert import GenderModels, frame_step, pair_transfer
 from .run import output_path, quality_path, read_quality
+from .convert import SequenceOptions
 
 REPORT_DIR = "report"
 SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X
@@ -35,7 +40,7 @@ def _figure(width, height):
     return figure
 
 
-def plot_sequence(quality, title, path):
+def plot_sequence(quality: dict, title: str, path: Path) -> Path:
     """Per-frame v2v_mm and joint acceleration (fitted and source) of one sequence."""
     figure = _figure(8, 4.5)
     top, bottom = figure.subplots(2, 1, sharex=True)
@@ -70,8 +75,9 @@ def _mesh_panel(axes, vertices, faces, color, bounds, rotation):
     axes.set_axis_off()
 
 
-def animate(source_vertices, source_faces, fitted_vertices, fitted_faces, fps, path,
-            azimuth=0.0, titles=("source SMPL-H", "fitted SMPL-X")):
+def animate(source_vertices: np.ndarray, source_faces: np.ndarray, fitted_vertices: np.ndarray,
+            fitted_faces: np.ndarray, fps: float, path: Path, azimuth: float = 0.0,
+            titles: tuple = ("source SMPL-H", "fitted SMPL-X")) -> Path:
     """A GIF of two meshes side by side, frame by frame (vertices (T, V, 3), z up), seen
     from a fixed camera at `azimuth` degrees."""
     from PIL import Image
@@ -100,7 +106,7 @@ def animate(source_vertices, source_faces, fitted_vertices, fitted_faces, fps, p
 
 
 @torch.no_grad()
-def posed_meshes(options, relative, frames):
+def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) -> tuple:
     """Source and fitted target vertices (N, V, 3) of `frames` of the output's frames, and
     the two face arrays."""
     input_root = Path(options.input_path)
@@ -113,7 +119,7 @@ def posed_meshes(options, relative, frames):
     models = GenderModels(options, sequence.kind, gender,
                           pair_transfer(options, sequence.kind, target).mask_ids,
                           torch.device("cpu"))
-    rate = float(arrays[MOTION_LAYOUTS[target].rate_key])
+    rate = float(arrays[KINDS[target].motion.rate_key])
     step = frame_step(sequence.framerate, rate, source_path)
     source_frames = frames * step
     betas = np.zeros(models.source.num_betas)
@@ -135,7 +141,9 @@ def posed_meshes(options, relative, frames):
     return source, models.source.faces.numpy(), fitted, body.faces.numpy(), azimuth
 
 
-def write_sequence_report(options, num_worst=5, animation_frames=40, log=print):
+def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
+                          animation_frames: int = 40,
+                          log: Callable[[str], None] = print) -> Path:
     """Write the report of `options.output_dir`; returns the path of its index.html.
 
     A sequence whose quality file is damaged is left out with one line (`log`)."""

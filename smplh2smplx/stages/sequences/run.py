@@ -10,6 +10,8 @@ are skipped; `shape.npz` and SMPL-X files are skipped with a reason; a bad file 
 naming it, and with `keep_going` the run goes on. Per file, the row of `sequences.csv` and
 the per-frame quality file are written first, the output `.npz` last, each atomically.
 """
+from __future__ import annotations
+
 import math
 import os
 import shutil
@@ -17,6 +19,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -34,10 +37,13 @@ from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, SkipFile, i
 from ...formats.sequences_csv import SEQUENCES_CSV, merge_sequence_rows
 from ...runtime import resolve_device
 from .convert import GenderModels, convert_sequence, pair_transfer, sequence_row
+from ...body.deformation import DeformationTransfer
+from ...formats.sequences_csv import SequenceRow
+from .convert import SequenceOptions, SequenceResult
 
 QUALITY_DIR = "quality"          # <output>/quality/<relative folder>/<name>_frames.npz
 
-def list_sequence_files(input_path, output_dir=None):
+def list_sequence_files(input_path: str | Path, output_dir: str | Path | None = None) -> list:
     """Sorted (relative name, path) of the `.npz` files to consider.
 
     Names start with the input folder's own name as given (a file: its parent folder's); a
@@ -71,7 +77,7 @@ def list_sequence_files(input_path, output_dir=None):
     return sorted(found)
 
 
-def check_folders(input_path, output_dir):
+def check_folders(input_path: str | Path, output_dir: str | Path) -> None:
     """InputError when the output folder is the input folder or lies above it (the outputs
     would be read as inputs, or mixed into the input tree)."""
     source, target = Path(input_path).resolve(), Path(output_dir).resolve()
@@ -86,7 +92,8 @@ def _is_sequence_output(name):
     return name == SEQUENCES_CSV or name.endswith(".npz")
 
 
-def remove_stale_sequence_temporaries(output_dir, files, target_kind):
+def remove_stale_sequence_temporaries(output_dir: str | Path, files: Sequence[tuple],
+                                      target_kind: str) -> None:
     """Remove what a killed run left of its outputs: the temporaries of the output, quality
     and `sequences.csv` files in the folders of `files` ((relative name, path) pairs)."""
     folders = {Path(output_dir)}
@@ -97,14 +104,14 @@ def remove_stale_sequence_temporaries(output_dir, files, target_kind):
         remove_stale_temporaries(folder, _is_sequence_output)
 
 
-def output_path(output_dir, relative, target_kind):
+def output_path(output_dir: str | Path, relative: str | Path, target_kind: str) -> Path:
     """The output file of the input at `relative` (mirrored tree, the target's file name:
     `_stageii.npz` for SMPL-X, `_poses.npz` for SMPL-H and SMPL)."""
     relative = Path(relative)
     return Path(output_dir) / relative.parent / output_name(relative.name, target_kind)
 
 
-def poses_shape(path):
+def poses_shape(path: str | Path) -> tuple:
     """The shape of a motion file's `poses`, from its header (() when unreadable)."""
     try:
         with zipfile.ZipFile(path) as archive, archive.open("poses.npy") as member:
@@ -117,14 +124,14 @@ def poses_shape(path):
         return ()
 
 
-def quality_path(output_dir, relative, target_kind):
+def quality_path(output_dir: str | Path, relative: str | Path, target_kind: str) -> Path:
     """The per-frame quality file of the input at `relative`."""
     relative = Path(relative)
     name = output_name(relative.name, target_kind).replace(".npz", "_frames.npz")
     return Path(output_dir) / QUALITY_DIR / relative.parent / name
 
 
-def result_settings(options):
+def result_settings(options: SequenceOptions) -> dict:
     """The settings that define a sequence run's outputs (recorded in the output folder)."""
     return {"target_model": options.target_model, "num_betas": options.betas_written,
             "gender": options.gender,
@@ -151,7 +158,7 @@ def _existing_outputs(options):
         yield path, shown
 
 
-def write_quality(path, result):
+def write_quality(path: str | Path, result: SequenceResult) -> None:
     """Per-frame v2v_mm, accelerations and fitter steps of a sequence (for the report)."""
     with atomic_write(path) as handle:
         np.savez(handle, v2v_mm=result.v2v_mm, acceleration=result.acceleration,
@@ -162,7 +169,7 @@ def write_quality(path, result):
 QUALITY_KEYS = ("v2v_mm", "acceleration", "source_acceleration", "iterations", "fps")
 
 
-def read_quality(path, frames):
+def read_quality(path: str | Path, frames: int) -> dict:
     """{key: array} of the quality file of a sequence of `frames` output frames, checked:
     InputError naming the file when it is unreadable or does not fit (the report skips it)."""
     try:
@@ -198,10 +205,10 @@ class SequenceSummary:
     stopped: bool = False                             # stopped at a failure (no keep_going)
 
     @property
-    def failed(self):
+    def failed(self) -> int:
         return len(self.failures)
 
-    def lines(self):
+    def lines(self) -> list:
         """The summary printed at the end of a run."""
         lines = [f"sequences: {len(self.rows)} converted, {self.done_before} already done, "
                  f"{len(self.skipped)} skipped, {self.failed} failed, of {self.total} files "
@@ -247,7 +254,7 @@ class SequenceRun:
         if errors and len(errors) == len(source_kinds):
             raise errors[0]
 
-    def transfer(self, source_kind):
+    def transfer(self, source_kind: str) -> DeformationTransfer:
         """The deformation transfer from `source_kind` to the target (read once; a failure
         is remembered and raised again)."""
         if source_kind not in self._transfers:
@@ -261,7 +268,7 @@ class SequenceRun:
             raise transfer
         return transfer
 
-    def models(self, source_kind, gender):
+    def models(self, source_kind: str, gender: str) -> GenderModels:
         """GenderModels of a source kind and gender; a failure to load is remembered and
         raised again."""
         key = (source_kind, gender)
@@ -281,7 +288,8 @@ class SequenceRun:
             raise models
         return models
 
-    def convert(self, relative, path, on_frames=None):
+    def convert(self, relative: str, path: Path,
+                on_frames: Callable[[int], None] | None = None) -> SequenceRow:
         """Convert one file and write its row, quality file and output; the row."""
         options = self.options
         target = options.target_model
@@ -308,7 +316,8 @@ class SequenceRun:
         return row
 
 
-def run_sequences(options, progress=True, log=print):
+def run_sequences(options: SequenceOptions, progress: bool = True,
+                  log: Callable[[str], None] = print) -> SequenceSummary:
     """Convert this shard's sequences with `options`; returns a `SequenceSummary`.
 
     Raises InputError before any fit for bad options, a missing input or a bad deformation
@@ -400,7 +409,7 @@ class ShardError:
     message: str
 
 
-def run_shard(options):
+def run_shard(options: SequenceOptions) -> SequenceSummary | ShardError:
     """One array task: run a shard without a progress bar; its summary, or a ShardError
     (a task's error comes back as data, not as submitit's traceback)."""
     try:
@@ -411,7 +420,7 @@ def run_shard(options):
         return ShardError(3, one_line(error))
 
 
-def submit_shards(options, slurm):
+def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
     """Submit the shards of `options`' file list as one array job; returns the jobs.
 
     The file list is split into `slurm.shards` shards of equal size (the last shorter);
