@@ -41,8 +41,9 @@ from smplh2smplx.formats.mesh_folder import MAX_COORDINATE_M, read_mesh_vertices
 from smplh2smplx.formats.meshes import format_obj
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.param_files import build_parameters, read_parameters
-from smplh2smplx.formats.sequence_files import (OUTPUT_KEYS, SmplxSequence, read_smplh_sequence,
-                                                read_smplx_sequence, smplx_arrays)
+from smplh2smplx.family import KINDS
+from smplh2smplx.formats import sequence_files
+from smplh2smplx.formats.sequence_files import MotionSequence, read_motion, read_motion_file
 from smplh2smplx.formats.source_params import read_source_params
 from smplh2smplx.stages.sequences.run import read_quality
 from smplh2smplx.cli import settings_yaml
@@ -498,29 +499,34 @@ MOTION_KEYS = ["poses", "trans", "betas", "gender", "mocap_framerate", "surface_
 @given(data=st.one_of(*[npz_files(MOTION_KEYS, motion_arrays(width, kind)) for width, kind
                         in ((156, "smplh"), (165, "smplx"), (72, "smpl"))]))
 def test_motion_file_reader_of_every_model(data):
-    """SMPL-H, SMPL-X and SMPL motion files, damaged or random: read (SMPL-H) or refused
-    with a line naming the file (SMPL-X and shape files are skipped the same way)."""
+    """SMPL-H, SMPL-X and SMPL motion files, damaged or random: read as the model their
+    poses tell, or refused with a line naming the file (shape files are skipped the same
+    way)."""
     with tempfile.TemporaryDirectory() as folder:
-        sequence = read_safely(read_smplh_sequence, written(folder, "seq_poses.npz", data))
-        assert sequence is None or (sequence.poses.shape[1] == 156
-                                    and np.isfinite(sequence.poses).all())
+        sequence = read_safely(read_motion, written(folder, "seq_poses.npz", data))
+        assert sequence is None or (
+            sequence.poses.shape[1] == KINDS[sequence.kind].pose_size
+            and np.isfinite(sequence.poses).all() and np.isfinite(sequence.trans).all())
+
+
+def smplx_output_arrays():
+    """The arrays of a SMPL-X motion file as we write it."""
+    return sequence_files.motion_arrays(MotionSequence(
+        kind="smplx", poses=RNG.normal(size=(4, 165)), trans=np.zeros((4, 3)),
+        betas=np.zeros(16), gender="male", framerate=30.0))
 
 
 def smplx_output_bytes():
-    stream = io.BytesIO()
-    pose = RNG.normal(size=(4, 55, 3))
-    np.savez(stream, **smplx_arrays(SmplxSequence(pose=pose, trans=np.zeros((4, 3)),
-                                                  betas=np.zeros(10), gender="male",
-                                                  framerate=30.0)))
-    return stream.getvalue()
+    return npz_bytes(smplx_output_arrays())
 
 
 @fuzz(60)
 @given(data=st.one_of(mutated(smplx_output_bytes()),
-                      npz_files(list(OUTPUT_KEYS), motion_arrays(165, "smplx"))))
+                      npz_files(list(smplx_output_arrays()), motion_arrays(165, "smplx"))))
 def test_converted_sequence_reader(data):
     with tempfile.TemporaryDirectory() as folder:
-        arrays = read_safely(read_smplx_sequence, written(folder, "seq_stageii.npz", data))
+        arrays = read_safely(lambda path: read_motion_file(path, "smplx"),
+                             written(folder, "seq_stageii.npz", data))
         assert arrays is None or arrays["poses"].shape[1] == 165
 
 
@@ -541,8 +547,10 @@ def test_sequence_quality_reader(data):
 
 def test_unmutated_motion_files_read():
     with tempfile.TemporaryDirectory() as folder:
-        assert read_smplh_sequence(written(folder, "a_poses.npz", npz_bytes(
-            motion_arrays(156, "smplh")))).num_frames == 4
-        assert read_smplx_sequence(written(folder, "a_stageii.npz",
-                                           smplx_output_bytes()))["poses"].shape == (4, 165)
+        for width, kind in ((156, "smplh"), (165, "smplx"), (72, "smpl")):
+            sequence = read_motion(written(folder, f"{kind}_poses.npz", npz_bytes(
+                motion_arrays(width, kind))))
+            assert (sequence.kind, sequence.num_frames) == (kind, 4)
+        assert read_motion_file(written(folder, "a_stageii.npz", smplx_output_bytes()),
+                                "smplx")["poses"].shape == (4, 165)
         assert read_quality(written(folder, "q.npz", npz_bytes(QUALITY)), 6)["fps"] == 30.0

@@ -30,8 +30,8 @@ from smplh2smplx.formats.amass import read_smplh_poses
 from smplh2smplx.formats.body_models import load_smplh, load_smplx
 from smplh2smplx.formats.meshes import write_obj
 from smplh2smplx.formats.result_settings import RESULT_SETTINGS
-from smplh2smplx.formats.sequence_files import (SmplxSequence, read_smplh_sequence,
-                                                read_smplx_sequence, write_smplx_sequence)
+from smplh2smplx.formats.sequence_files import (MotionSequence, read_motion, read_motion_file,
+                                                write_motion)
 from smplh2smplx.formats.sequences_csv import (SEQUENCES_CSV, merge_sequence_rows,
                                                read_sequence_rows)
 from smplh2smplx.formats.param_files import read_parameters
@@ -72,7 +72,8 @@ def stage2_argv(kit, mesh_dir, output_dir, *extra):
 
 def sequence_options(kit, input_path, output_dir, **changes):
     base = SequenceOptions(input_path=input_path, output_dir=output_dir,
-                           smplh_model=kit.body_models, smplx_model=kit.body_models,
+                           model_paths={"smplh": kit.body_models,
+                                        "smplx": kit.body_models},
                            deftrafo_path=kit.deftrafo, mask_path=kit.mask, device="cpu",
                            chunk_frames=8, shape_frames=4, fit=SHORT_FIT)
     return replace(base, **changes)
@@ -152,12 +153,12 @@ def one_converted(kit, tmp_path_factory):
 
 
 @pytest.mark.parametrize("change", [dict(fps=30.0), dict(gender="neutral"),
-                                    dict(num_betas=16)])
+                                    dict(num_betas=10)])     # the default: 16
 def test_row12_sequences_refuse_outputs_of_other_settings(kit, one_converted, tmp_path,
                                                           change):
     source, output = one_converted[0], tmp_path / "out"
     shutil.copytree(one_converted[1], output)
-    written = output_path(output, "a/one_poses.npz")
+    written = output_path(output, "amass/a/one_poses.npz", "smplx")
     before = written.read_bytes()
     with pytest.raises(InputError) as error:
         run_sequences(sequence_options(kit, source, output, **change), progress=False)
@@ -183,16 +184,16 @@ def test_row12_sequences_command_line_refuses_another_fps_with_exit_2(kit, tmp_p
     argv = [str(source), "--device", "cpu", "--max-iterations", "2", "--chunk-frames", "8",
             "--shape-frames", "4"]
     assert convert_sequences.main(argv, user_config=config) == 0
-    written = output_path(output, "a/one_poses.npz")
-    rate = float(read_smplx_sequence(written)["mocap_frame_rate"])
+    written = output_path(output, "amass/a/one_poses.npz", "smplx")
+    rate = float(read_motion_file(written, "smplx")["mocap_frame_rate"])
     capsys.readouterr()
     assert convert_sequences.main(argv + ["--fps", str(rate / 2)], user_config=config) == 2
     line = capsys.readouterr().err.strip()
     assert "fps source (this run:" in line and "\n" not in line
-    assert float(read_smplx_sequence(written)["mocap_frame_rate"]) == rate
+    assert float(read_motion_file(written, "smplx")["mocap_frame_rate"]) == rate
     assert convert_sequences.main(argv + ["--fps", str(rate / 2), "--overwrite"],
                                   user_config=config) == 0
-    assert float(read_smplx_sequence(written)["mocap_frame_rate"]) == rate / 2
+    assert float(read_motion_file(written, "smplx")["mocap_frame_rate"]) == rate / 2
 
 
 # ------------------------------------------------------------------ one keep-going tree run
@@ -242,7 +243,7 @@ def test_row1_raw_npz_member_fails_its_file_alone(tree_run):
     lines = [line for line in printed.splitlines() if "raw_poses.npz" in line]
     assert lines and all("member poses is stored as raw bytes" in line for line in lines)
     assert "Traceback" not in printed and "AttributeError" not in printed
-    assert output_path(output, "a/ok_poses.npz").is_file()
+    assert output_path(output, "amass/a/ok_poses.npz", "smplx").is_file()
 
 
 def test_row1_raw_npz_member_in_stage1_and_source_params(kit, tmp_path):
@@ -260,20 +261,20 @@ def test_row4_a_file_name_not_valid_utf8_fails_alone(tree_run):
     tree, output, code, printed = tree_run
     assert code == 1
     lines = [line for line in printed.splitlines() if "not valid UTF-8" in line]
-    assert lines and "a/bad\\xff_poses.npz" in lines[0]
+    assert lines and "amass/a/bad\\xff_poses.npz" in lines[0]
     assert "Traceback" not in printed and "UnicodeEncodeError" not in printed
     rows = read_sequence_rows(output / SEQUENCES_CSV)
-    assert sorted(rows) == ["a/=1+2_poses.npz", "a/ok_poses.npz"]
+    assert sorted(rows) == ["amass/a/=1+2_poses.npz", "amass/a/ok_poses.npz"]
 
 
 def test_row11_a_name_like_a_formula_is_neutralised_in_sequences_csv(tree_run):
     _tree, output, _code, _printed = tree_run
     with open(output / SEQUENCES_CSV, newline="", encoding="utf-8") as handle:
         cells = [row[0] for row in csv.reader(handle)][1:]
-    assert "'a/=1+2_poses.npz" not in cells              # a/ comes first: no formula
-    assert sorted(cells) == ["a/=1+2_poses.npz", "a/ok_poses.npz"]
+    assert "'amass/a/=1+2_poses.npz" not in cells        # amass/ comes first: no formula
+    assert sorted(cells) == ["amass/a/=1+2_poses.npz", "amass/a/ok_poses.npz"]
     # A name that starts with a formula character gets the quote, and reads back as it was.
-    row = read_sequence_rows(output / SEQUENCES_CSV)["a/ok_poses.npz"]
+    row = read_sequence_rows(output / SEQUENCES_CSV)["amass/a/ok_poses.npz"]
     table = output / "other.csv"
     for name in ("=HYPERLINK(\"x\")", "+1", "-1", "@SUM(A1)", "\tx", "'quoted"):
         merge_sequence_rows(table, [replace(row, sequence=name)])
@@ -304,8 +305,8 @@ def test_row7_report_skips_a_damaged_quality_file_with_one_line(kit, tree_run, t
     tree, output, _code, _printed = tree_run
     copy = tmp_path / "out"
     shutil.copytree(output, copy)
-    damaged = quality_path(copy, "a/ok_poses.npz")
-    frames = read_sequence_rows(copy / SEQUENCES_CSV)["a/ok_poses.npz"].frames
+    damaged = quality_path(copy, "amass/a/ok_poses.npz", "smplx")
+    frames = read_sequence_rows(copy / SEQUENCES_CSV)["amass/a/ok_poses.npz"].frames
     damages = quality_damages(damaged)
     for name, write in damages:                     # each damage is named by the reader
         damaged.unlink()
@@ -331,7 +332,7 @@ def test_row2_absurd_mocap_framerate_is_refused_up_front(kit, tmp_path, rate):
         arrays = {key: archive[key] for key in archive.files}
     np.savez(path, **{**arrays, "mocap_framerate": np.array(rate)})
     with pytest.raises(InputError, match=r"one_poses.npz: mocap_framerate .* from 1 to 10000"):
-        read_smplh_sequence(path)
+        read_motion(path)
 
 
 def test_row3_members_not_read_are_never_decompressed(kit, tmp_path):
@@ -344,7 +345,7 @@ def test_row3_members_not_read_are_never_decompressed(kit, tmp_path):
     start = data.index(b"huge_extra.npy") + len("huge_extra.npy")
     data[start + 100:start + 300] = os.urandom(200)          # inside its deflated data
     path.write_bytes(bytes(data))
-    assert read_smplh_sequence(path).num_frames == 8
+    assert read_motion(path).num_frames == 8
     assert read_smplh_poses(path).shape == (8, 156)
 
 
@@ -353,7 +354,7 @@ def test_row3_a_member_declaring_too_many_bytes_is_refused_before_reading(
     path, = short_tree(kit, tmp_path)
     monkeypatch.setattr(npz_module, "MAX_MEMBER_BYTES", 1000)    # poses: 8 x 156 x 8 bytes
     with pytest.raises(InputError, match=r"member poses declares \d+ bytes, more than"):
-        read_smplh_sequence(path)
+        read_motion(path)
     # A .npy header claiming more than its member holds is refused without allocating.
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
@@ -361,7 +362,7 @@ def test_row3_a_member_declaring_too_many_bytes_is_refused_before_reading(
     with zipfile.ZipFile(tmp_path / "claim_poses.npz", "w") as archive:
         archive.writestr("poses.npy", header.getvalue() + bytes(64))
     with pytest.raises(InputError, match=r"member poses declares shape \(1000000000, 156\)"):
-        read_smplh_sequence(tmp_path / "claim_poses.npz")
+        read_motion(tmp_path / "claim_poses.npz")
 
 
 # ------------------------------------------------------------------ rows 5, 6, 8, 9, 10
@@ -402,10 +403,10 @@ def test_row5_stage1_empty_ids_is_an_error(kit, tmp_path, capsys):
 def test_row6_temporaries_of_a_killed_sequence_write_are_removed_on_rerun(kit, tmp_path):
     tree, output = tmp_path / "amass", tmp_path / "out"
     short_tree(kit, tree)
-    stale = [output / "a" / ".one_stageii.npz.k1ll3d0a.tmp",
-             output / "quality" / "a" / ".one_stageii_frames.npz.k1ll3d0b.tmp",
+    stale = [output / "amass" / "a" / ".one_stageii.npz.k1ll3d0a.tmp",
+             output / "quality" / "amass" / "a" / ".one_stageii_frames.npz.k1ll3d0b.tmp",
              output / ".sequences.csv.k1ll3d0c.tmp"]
-    foreign = output / "a" / ".notes.txt.k1ll3d0d.tmp"            # not ours: kept
+    foreign = output / "amass" / "a" / ".notes.txt.k1ll3d0d.tmp"  # not ours: kept
     for path in stale + [foreign]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half")
@@ -441,7 +442,7 @@ def test_row9_sequences_refuse_negative_iterations_and_note_a_lone_batch_index(
     lines = []
     run_sequences(sequence_options(kit, tree, output, shard_index=3), progress=False,
                   log=lines.append)
-    assert any("batch index 3 is ignored" in line for line in lines)
+    assert any("shard index 3 is ignored" in line for line in lines)
 
 
 @pytest.mark.parametrize("extra, expected", [
@@ -479,12 +480,12 @@ def test_principle_nothing_non_finite_is_written_by_stage2(kit, smplh_mesh, tmp_
 
 
 def test_principle_nothing_non_finite_is_written_by_sequences_and_stage1(tmp_path):
-    pose = np.zeros((3, 55, 3))
-    pose[1, 2, 0] = np.inf
-    sequence = SmplxSequence(pose=pose, trans=np.zeros((3, 3)), betas=np.zeros(10),
-                             gender="male", framerate=30.0)
+    poses = np.zeros((3, 165))
+    poses[1, 6] = np.inf
+    sequence = MotionSequence(kind="smplx", poses=poses, trans=np.zeros((3, 3)),
+                              betas=np.zeros(16), gender="male", framerate=30.0)
     with pytest.raises(InputError, match=r"x_stageii.npz: not written: poses"):
-        write_smplx_sequence(tmp_path / "x_stageii.npz", sequence)
+        write_motion(tmp_path / "x_stageii.npz", sequence)
     with pytest.raises(InputError, match=r"source_params.npz: not written: poses"):
         write_source_params(tmp_path / SOURCE_PARAMS, {1: np.full(156, np.nan)})
     assert list(tmp_path.iterdir()) == []
@@ -529,19 +530,20 @@ def test_principle_file_names_are_data_in_plots_and_html(kit, tree_run, tmp_path
     copy = tmp_path / "out"
     shutil.copytree(output, copy)
     rows = read_sequence_rows(copy / SEQUENCES_CSV)
-    row = rows["a/ok_poses.npz"]
-    hostile = "a/<img src=x onerror=alert(1)>$_poses.npz"
-    quality_path(copy, hostile).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(quality_path(copy, row.sequence), quality_path(copy, hostile))
-    shutil.copy(output_path(copy, row.sequence), output_path(copy, hostile))
-    shutil.copy(tree / row.sequence, tree / hostile)
+    row = rows["amass/a/ok_poses.npz"]
+    hostile = "amass/a/<img src=x onerror=alert(1)>$_poses.npz"
+    quality_path(copy, hostile, "smplx").parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(quality_path(copy, row.sequence, "smplx"),
+                quality_path(copy, hostile, "smplx"))
+    shutil.copy(output_path(copy, row.sequence, "smplx"), output_path(copy, hostile, "smplx"))
+    shutil.copy(tree.parent / row.sequence, tree.parent / hostile)
     merge_sequence_rows(copy / SEQUENCES_CSV, [replace(row, sequence=hostile,
                                                        v2v_mean_mm=1e6)])
     try:
         index = write_sequence_report(sequence_options(kit, tree, copy), num_worst=3,
                                       animation_frames=2, log=lambda _line: None)
     finally:
-        (tree / hostile).unlink()
+        (tree.parent / hostile).unlink()
     text = index.read_text()
     assert "<img src=x" not in text and "&lt;img src=x onerror=alert(1)&gt;$_poses.npz" in text
 
@@ -553,7 +555,7 @@ def test_principle_folders_reached_through_links_are_converted(kit, tmp_path):
     (tree / "CMU").symlink_to(real / "CMU", target_is_directory=True)
     (real / "CMU" / "01" / "loop").symlink_to(real, target_is_directory=True)   # a loop
     names = [name for name, _path in list_sequence_files(tree)]
-    assert names == ["CMU/01/one_poses.npz", "KIT/two_poses.npz"]
+    assert names == ["amass/CMU/01/one_poses.npz", "amass/KIT/two_poses.npz"]
 
 
 def test_row12_a_damaged_settings_record_is_named_and_overwrite_replaces_it(tmp_path):
