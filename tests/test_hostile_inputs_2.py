@@ -123,6 +123,14 @@ def test_row12_stage2_refuses_a_folder_of_another_target_model_or_betas(
     assert json.loads((output / RESULT_SETTINGS).read_text())["num_betas"] == 16
 
 
+def test_row5_stage2_refuses_the_mesh_folder_as_output_folder(kit, smplh_mesh, capsys):
+    before = sorted(path.name for path in smplh_mesh.iterdir())
+    assert run_transfer.main(stage2_argv(kit, smplh_mesh, smplh_mesh)) == 2
+    line = capsys.readouterr().err.strip()
+    assert "the output folder is the mesh folder" in line and str(smplh_mesh) in line
+    assert sorted(path.name for path in smplh_mesh.iterdir()) == before
+
+
 def test_row12_stage2_checks_results_of_a_folder_without_a_record(kit, smplh_mesh, tmp_path,
                                                                    capsys):
     """Results written before settings were recorded are compared file by file."""

@@ -273,6 +273,11 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
     """
     options.check()
     output_dir = Path(options.output_dir)
+    if output_dir.resolve() == Path(options.mesh_dir).resolve():
+        # A .pkl beside a mesh is read as that pose's source parameters (its start).
+        raise InputError(f"{output_dir}: the output folder is the mesh folder; the results "
+                         "would be read as source parameters by the next run: give another "
+                         "--output-dir")
     check_writable_folder(output_dir)            # before the models are loaded, not after
     settings = result_settings(options)
     check_result_settings(output_dir, settings, options.overwrite,
