@@ -22,13 +22,12 @@ written.
 """
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from smplh2smplx.cli import RUN_FLAGS, add_setting_flags, run_command, setting_flag_values
 from smplh2smplx.errors import InputError
 from smplh2smplx.family import KINDS, same_topology
-from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.stages.sequences.convert import FRAME_FIT, MODEL_FLAGS, SequenceOptions
 from smplh2smplx.stages.sequences.run import (ShardError, SlurmOptions, run_sequences,
                                               submit_shards)
@@ -158,7 +157,7 @@ def options_from_args(args, user_config):
                            num_betas=args.num_betas, gender=args.gender, fps=args.fps,
                            **setting_flag_values(TransferOptions, args, SHARED_FLAGS),
                            chunk_frames=args.chunk_frames, shape_frames=args.shape_frames,
-                           fit=FitSettings(max_iterations=args.max_iterations, fit_vertices=0))
+                           fit=replace(FRAME_FIT, max_iterations=args.max_iterations))
 
 
 def submit(options, args):

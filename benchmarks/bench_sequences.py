@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_sequences.py [--kit-seed 1] [--amass FILE]
         [--fps 30] [--kit-frames 120] [--directions smplh2smplx smpl2smplx ...]
-        [--iterations 1 2 3]
+        [--iterations 1 2 3] [--fit-vertices 0]
 
 Cases: the real AMASS SMPL+H sequence (../shared/data/amass_sample_smplh.npz) SMPL-H to SMPL-X
 at each --fps, posed with the realistic kit's models of its gender; and the realistic kit's
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                         default=[FRAME_FIT.max_iterations],
                         help="steps per frame of the sequence path, a row each (default: "
                              "the product's)")
+    parser.add_argument("--fit-vertices", type=int, default=FRAME_FIT.fit_vertices,
+                        help="loss subset of the per-frame fit (0: the whole mask; default: "
+                             "the product's)")
     parser.add_argument("--no-real", action="store_true", help="skip the real sequence")
     return parser
 
@@ -121,7 +124,7 @@ def shared_shape_floor(models, target_data, source):
     return torch.cat(errors).numpy()
 
 
-def measure(label, sequence, source_kind, target_kind, options, fps, iterations):
+def measure(label, sequence, source_kind, target_kind, options, fps, iterations, fit_vertices):
     """A printed row per count of steps per frame."""
     gender = sequence.gender
     transfer = pair_transfer(options, source_kind, target_kind)
@@ -134,7 +137,8 @@ def measure(label, sequence, source_kind, target_kind, options, fps, iterations)
     _, per_pose_cpu = cpu_timed(lambda: per_pose(models, target_data, source, FitSettings()))
     floor = shared_shape_floor(models, target_data, source)
     for count in iterations:
-        models = GenderModels(replace(options, fit=replace(FRAME_FIT, max_iterations=count)),
+        models = GenderModels(replace(options, fit=replace(FRAME_FIT, max_iterations=count,
+                                                           fit_vertices=fit_vertices)),
                               source_kind, gender, transfer.mask_ids, torch.device("cpu"))
         result, sequence_cpu = cpu_timed(
             lambda: convert_sequence(sequence, models, transfer, fps))
@@ -180,7 +184,7 @@ def main():
             real = read_motion(args.amass, "smplh")
             for fps in args.fps:
                 measure(args.amass.name, real, "smplh", "smplx", options, fps,
-                        args.iterations)
+                        args.iterations, args.fit_vertices)
         trees = {"smpl": kit.smpl_motions, "smplh": kit.amass, "smplx": kit.smplx_motions}
         for direction in args.directions:
             source_kind, target_kind = direction.split("2")
@@ -188,7 +192,8 @@ def main():
                 "_poses.npz", KINDS[source_kind].motion.suffix + ".npz")
             sequence = read_motion(trees[source_kind] / relative, source_kind)
             measure(f"kit seed {args.kit_seed} {Path(relative).stem}", sequence,
-                    source_kind, target_kind, options, None, args.iterations)
+                    source_kind, target_kind, options, None, args.iterations,
+                    args.fit_vertices)
 
 
 if __name__ == "__main__":

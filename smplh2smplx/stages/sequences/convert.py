@@ -48,12 +48,14 @@ from ...formats.body_models import BodyModelData
 from ...fit.fitter import FitResult
 SHAPE_RIDGE = 1e-6               # Tikhonov weight of the betas' least squares (m^2)
 RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 does not
-# Per-frame fit: steps from the warm start, on the whole mask (no vertex subset: from so
-# close a start, a subset's own minimum would be a detour). Tuned on the realistic kit of
-# seed 0 (SMPL-H to SMPL-X, 120 frames at 60 fps, against the shared-shape floor): 1 step
-# 1.082x the floor, 2 steps 1.027x, 3 steps 1.017x. Smaller chunks (closer warm starts)
-# did not lower the error of 1 or 2 steps: the steps themselves converge that slowly.
-FRAME_FIT = FitSettings(max_iterations=3, fit_vertices=0)
+# Per-frame fit: up to 5 steps from the warm start on the per-pose fit's 3000-vertex subset
+# (a step there costs about a third of one on the whole mask), the Gauss-Newton matrix
+# rebuilt every 3 steps as in per-pose fits. Tuned on the realistic kit of seed 0 (SMPL-H to
+# SMPL-X, 120 frames at 60 fps, against the shared-shape floor): the whole mask with 3 steps
+# 1.032x the floor at 1.5x the per-pose speed, 10 steps 1.004x at 0.6x; the subset with 5
+# steps 1.015x at 1.7x, 8 steps 1.008x at 1.4x. Rebuilding the matrix every step, or sharing
+# one between neighbouring frames, did not pay (see docs/SEQUENCES.md).
+FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
 # A frame whose error exceeds this times its chunk's median is fitted again in full.
 OUTLIER_FACTOR = 1.2
 MODEL_FLAGS = {kind: f"--{kind}-model" for kind in KINDS}
