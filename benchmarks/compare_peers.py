@@ -5,7 +5,7 @@
         --smplx-repo /path/to/smplx --official-poses 2 --threads 1        # with every peer
     python -m benchmarks.compare_peers --pair smplx2smpl --kit /tmp/w/kit --floor
     python -m benchmarks.compare_peers --variant default realistic --seed 1 --pair all \
-        --floor --threads 2                 # every pair on both kits, one table each
+        --floor --threads 2 --poses 300 --kit-sequences   # every pair on both kits
 
 The official engine needs minutes per pose (tens of minutes on a busy machine), hence its
 few poses. On a machine shared with other jobs, `--threads 1` keeps OpenMP threads from
@@ -15,8 +15,10 @@ Inputs, for each pair (`--pair SRC2DST ...` or all, default smplh2smplx): the mo
 the pair, its deformation transfer (the official file name, none for SMPL <-> SMPL-H) and,
 for SMPL-X targets, the mask, all from a synthetic kit (`--kit`, or one written with
 `--seed` for each `--variant` asked for), and real AMASS poses:
-`--poses` frames spread evenly over `--amass` (default ../shared/data/amass_sample_smplh.npz),
-mapped onto the source's joints (`family.map_pose`: an SMPL source keeps the body joints, its
+`--poses` frames spread evenly over the frames of the `--amass` files (default
+../shared/data/amass_sample_smplh.npz) one after the other, and with `--kit-sequences` of the
+kit's own AMASS sequences after them (varied motions, so that a learned start is not judged on
+one held pose alone), mapped onto the source's joints (`family.map_pose`: an SMPL source keeps the body joints, its
 hand joints at rest). The source model is posed with them (neutral, zero shape and
 translation) and written as `.obj` files (with source_params.npz for SMPL-H sources, as
 `extract_to_obj.py` does); every engine then fits the target to the same
@@ -226,7 +228,7 @@ def smplfitter_skip_reason(installed=is_installed):
 @dataclass
 class Inputs:
     """The poses and what every engine fits: stage-1 meshes and their targets."""
-    pose_ids: list            # AMASS frame indices, used as pose ids
+    pose_ids: list            # frame indices into the sequences read, used as pose ids
     source_poses: np.ndarray  # (N, 156) SMPL-H axis-angle
     mesh_dir: Path            # <pose_id:06d>.obj and source_params.npz
     targets: torch.Tensor     # (N, 10475, 3) float32 deformation-transferred vertices
@@ -257,10 +259,11 @@ def pair_files(kit, source, target):
 
 
 def write_inputs(kit, amass, num_poses, mesh_dir, deformation, source="smplh"):
-    """The source meshes of `num_poses` frames of `amass` (mapped onto the source's joints),
-    then the targets read back from the .obj files."""
+    """The source meshes of `num_poses` frames spread over the AMASS SMPL-H files `amass` (a
+    list, read one after the other; mapped onto the source's joints), then the targets read
+    back from the .obj files."""
     from smplh2smplx.formats.amass import read_smplh_poses
-    sequence = read_smplh_poses(amass)
+    sequence = np.concatenate([read_smplh_poses(path) for path in amass])
     pose_ids = spread(num_poses, len(sequence))
     poses = map_pose(sequence[pose_ids], "smplh", source).float()
     data = load_body_model(kit / "body_models", source)
@@ -436,8 +439,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "pair (default %(default)s); one table each")
     parser.add_argument("--floor", action="store_true",
                         help="also run ours at 100 steps, tolerance 1e-8: the error floor")
-    parser.add_argument("--amass", type=Path, default=AMASS_SAMPLE,
-                        help="AMASS SMPL-H sequence whose frames are the poses (%(default)s)")
+    parser.add_argument("--amass", type=Path, nargs="+", default=[AMASS_SAMPLE],
+                        help="AMASS SMPL-H sequences whose frames are the poses (%(default)s)")
+    parser.add_argument("--kit-sequences", action="store_true",
+                        help="also draw the poses from the kit's own AMASS sequences (varied "
+                             "motions)")
     parser.add_argument("--poses", type=int, default=500,
                         help="poses for ours and smplfitter (default %(default)s)")
     parser.add_argument("--official-poses", type=int, default=3,
@@ -470,7 +476,9 @@ def compare(args, work_dir, kit, pair):
     smplx_npz = kit / "body_models" / "smplx" / "SMPLX_NEUTRAL.npz"
     target_data = load_body_model(kit / "body_models", target)
     deformation = load_pair_transfer(source, target, *pair_files(kit, source, target))
-    inputs = write_inputs(kit, args.amass, args.poses, work_dir / "meshes", deformation, source)
+    sequences = list(args.amass) + (sorted((kit / "amass").rglob("*_poses.npz"))
+                                    if args.kit_sequences else [])
+    inputs = write_inputs(kit, sequences, args.poses, work_dir / "meshes", deformation, source)
     body_model = BodyModel(target_data, num_betas=NUM_BETAS)
     everything = list(range(len(inputs.pose_ids)))
     few = [everything[i] for i in spread(args.official_poses, len(everything))]
@@ -491,7 +499,8 @@ def compare(args, work_dir, kit, pair):
                    *run_ours(target_data, inputs, indices, setting, device, args.batch_size),
                    ours=name)
 
-    print(f"{source} -> {target}: {len(everything)} poses of {args.amass.name}, kit {kit}, "
+    names = ", ".join(path.name for path in sequences)
+    print(f"{source} -> {target}: {len(everything)} poses of {names}, kit {kit}, "
           f"device {device}, {torch.get_num_threads()} threads", flush=True)
     ours(everything, args.floor)
 

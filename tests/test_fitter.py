@@ -14,7 +14,7 @@ from smplh2smplx.fit.problem import (apply_step, forward, gauss_newton, gradient
                                      jacobian_product, posed_vertices)
 from smplh2smplx.fit.sampling import gauss_newton_sample, stratified_subset
 from smplh2smplx.fit.solver import damped_step
-from smplh2smplx.fit.target import TargetModel
+from smplh2smplx.fit.target import TargetModel, subset_size
 from smplh2smplx.formats.body_models import BodyModelData
 
 def random_smplx(num_vertices=600, seed=0, dense_correctives=True, blended=True):
@@ -240,6 +240,37 @@ def test_recovers_known_parameters(from_source_pose, settings):
     assert result.v2v_max_mm.max() < 0.01
     assert torch.allclose(result.betas, betas, atol=1e-4)
     assert result.converged.all()
+
+
+def test_subset_is_at_most_a_third_of_the_mask():
+    assert subset_size(3000, 6890) == 6890 // 3                  # SMPL's mesh: cut
+    assert subset_size(3000, 9322) == 3000                       # SMPL-X's mask: kept
+    assert subset_size(0, 6890) == 0                             # the whole mask
+
+
+def test_a_cut_subset_ends_with_a_whole_mask_step():
+    """A subset cut to a third of the mask is followed by one whole-mask step even at
+    refine_iterations 0 (one more step per pose than a subset asked for at that size);
+    the error reported is the whole mask's, recomputed here from the pose returned."""
+    data = random_smplx(num_vertices=900, seed=3, dense_correctives=False)
+    mask = np.arange(data.num_vertices)
+    torch.manual_seed(5)
+    pose = torch.randn(2, 55, 3, dtype=torch.float64) * 0.3
+    betas = torch.randn(2, 10, dtype=torch.float64) * 0.5
+    init = pose + torch.randn_like(pose) * 0.1
+    steps = {}
+    for asked in (300, 600):
+        fitter = BodyFitter(data, mask, FitSettings(max_iterations=1, fit_vertices=asked),
+                            dtype=torch.float64)
+        assert fitter.model.subset_cut == (asked == 600)
+        targets = known_targets(fitter, pose, betas)
+        result = fitter.fit(targets, init)
+        steps[asked] = result.iterations.tolist()
+        posed = posed_vertices(fitter.model, roma.rotvec_to_rotmat(result.pose), result.betas,
+                               result.transl)
+        expected = (posed - targets).norm(dim=-1).mean(1) * 1000
+        assert torch.allclose(result.v2v_mean_mm, expected, rtol=1e-9)
+    assert steps == {300: [1, 1], 600: [2, 2]}
 
 
 def test_poses_are_independent():

@@ -8,10 +8,19 @@ from .sampling import (GAUSS_NEWTON_BLOCKS, GAUSS_NEWTON_PART_VERTICES, GAUSS_NE
                        gauss_newton_sample, moving_joints, part_labels, stratified_subset,
                        subtree_matrix)
 
-# A loss subset larger than this share of the mask is not used (the whole mask is): on SMPL's
-# 6890 vertices a 3000-vertex subset fitted 1.5 times faster than the whole mask but 2.4%
-# above the floor (the whole mask: at it); on SMPL-X's mask of about 9300, 0.75% above it.
+# A loss subset is at most this share of the mask, and a fit whose subset was cut to it ends
+# with a step on the whole mask (`TargetModel.subset_cut`). On SMPL's 6890 vertices a
+# 3000-vertex subset alone ended 1.3 to 2.4% above the floor (SMPL-X's mask of about 9300:
+# 0.75%); the whole mask alone reached it at 0.85 times the speed of ac20042's 2000 vertices
+# plus one whole-mask step, and a third of the mask plus that step (2296 + 1) at 1.1 times it,
+# 0.3% above the whole mask (realistic kit, seed 0, SMPL-H to SMPL).
 MAX_SUBSET_SHARE = 1 / 3
+
+
+def subset_size(fit_vertices: int, num_masked: int) -> int:
+    """Vertices of the loss subset asked for as `fit_vertices` on a mask of `num_masked`
+    (0: the whole mask): at most MAX_SUBSET_SHARE of the mask."""
+    return min(fit_vertices, int(MAX_SUBSET_SHARE * num_masked))
 
 
 class VertexSet(torch.nn.Module):
@@ -141,13 +150,15 @@ class TargetModel(torch.nn.Module):
         num_betas: shape coefficients fitted (or held).
         fit_betas: whether the betas are unknowns of the fit.
         fit_vertices: size of a vertex subset whose loss the first phase follows (0: the
-            whole mask from the start).
+            whole mask from the start), cut to MAX_SUBSET_SHARE of the mask.
         gauss_newton_part_vertices: vertices of each body part on which the Gauss-Newton
             matrix is built (0: every masked vertex).
         dtype: floating type of the buffers and the Jacobian (steps are solved in float64).
 
     Attributes (besides the buffers): parents (J,), levels (see `lbs.kinematic_levels`),
-    joint_slots: the joints that move masked vertices (the unknowns' rotation part; the
+    subset_cut: whether the subset asked for was cut to MAX_SUBSET_SHARE of the mask (the
+    fit then ends with a step on the whole mask), joint_slots: the joints that move masked
+    vertices (the unknowns' rotation part; the
     others, such as SMPL-X's eyes, keep their start), num_unknowns: P =
     3 * len(joint_slots) + (num_betas if fit_betas) + 3.
     """
@@ -177,8 +188,9 @@ class TargetModel(torch.nn.Module):
         num_masked = len(mask_ids)
         self.mask_set = VertexSet(data, mask_ids, np.arange(num_masked), np.ones(num_masked),
                                    nb, dtype)
-        subset = fit_vertices
-        if 0 < subset <= MAX_SUBSET_SHARE * num_masked:
+        subset = subset_size(fit_vertices, num_masked)
+        self.subset_cut = 0 < subset < fit_vertices
+        if subset > 0:
             positions, loss_weights = stratified_subset(
                 part_labels(data.weights[mask_ids]), subset, rng)
             self.fit_set = VertexSet(data, mask_ids, positions, loss_weights, nb, dtype)
