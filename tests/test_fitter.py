@@ -9,7 +9,7 @@ import torch
 
 from smplh2smplx import family
 from smplh2smplx.body.lbs import BodyModel
-from smplh2smplx.fit.fitter import BodyFitter, FitSettings
+from smplh2smplx.fit.fitter import SIGNIFICANCE, BodyFitter, FitSettings, significant_mean
 from smplh2smplx.fit.problem import (apply_step, forward, gauss_newton, gradient,
                                      jacobian_product, posed_vertices)
 from smplh2smplx.fit.sampling import gauss_newton_sample, stratified_subset
@@ -348,3 +348,19 @@ def test_learned_start_carries_a_systematic_offset():
     ours, reference = learning.fit(targets[6:], given[6:]), plain.fit(targets[6:], given[6:])
     assert ours.iterations.sum() < reference.iterations.sum()
     assert ours.v2v_max_mm.max() < 0.01 and reference.v2v_max_mm.max() < 0.01
+
+
+def test_significant_mean_keeps_systematic_joints_and_drops_noise():
+    """A joint whose corrections share an offset keeps their mean; a joint whose corrections
+    are noise around zero (models that agree there) gets none."""
+    generator = torch.Generator().manual_seed(3)
+    noise = torch.randn(40, 4, 3, generator=generator, dtype=torch.float64) * 0.02
+    offset = torch.tensor([[0.0, 0.0, 0.0], [0.05, -0.02, 0.01], [0.0, 0.0, 0.0],
+                           [0.0, 0.1, 0.0]], dtype=torch.float64)
+    corrections = noise + offset
+    mean = significant_mean(corrections.sum(0), corrections.square().sum(0), 40)
+    direct = corrections.mean(0)
+    standard_error = corrections.std(0).norm(dim=-1) / 40 ** 0.5
+    kept = direct.norm(dim=-1) > SIGNIFICANCE * standard_error
+    assert kept.tolist() == [False, True, False, True]
+    assert torch.allclose(mean[kept], direct[kept]) and (mean[~kept] == 0).all()

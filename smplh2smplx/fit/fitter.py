@@ -25,6 +25,10 @@ from .target import TargetModel
 # systematic correction from them: 16 took 6.75 steps a pose where 32 took 7.02 (150 varied
 # poses, realistic kit seed 0, SMPL-H to SMPL-X), at the same error.
 LEARNING_POSES = 16
+# A joint's learned correction is used only when its mean exceeds this many standard errors:
+# between models that agree on a joint (SMPL and SMPL-H bodies) the corrections are noise,
+# and a noisy start costs steps.
+SIGNIFICANCE = 3.0
 # Poses a CPU thread fits at once: larger slices spill the CPU caches (at 256 poses the fit
 # runs 25% slower than at 64), smaller ones pay more per-operation overhead.
 SLICE_POSES = 64
@@ -73,6 +77,23 @@ FIT_PRESETS = {
     "floor": FitSettings(max_iterations=100, refine_iterations=0, tolerance=1e-6,
                          fit_vertices=0),
 }
+
+
+def significant_mean(total: torch.Tensor, square_total: torch.Tensor,
+                     count: int) -> torch.Tensor:
+    """The mean of `count` per-joint rotation vectors from their sums, with the joints whose
+    mean is within SIGNIFICANCE standard errors of zero set to zero.
+
+    Args:
+        total, square_total: (J, 3) sums of the vectors and of their squares.
+    Returns:
+        (J, 3) mean rotation vectors.
+    """
+    mean = total / count
+    variance = (square_total / count - mean.square()).clamp(min=0).sum(-1)     # (J,)
+    standard_error = (variance / max(count - 1, 1)).sqrt()
+    keep = mean.norm(dim=-1) > SIGNIFICANCE * standard_error
+    return mean * keep[:, None]
 
 
 def preset_settings(name: str, **overrides) -> FitSettings:
@@ -130,6 +151,7 @@ class BodyFitter(torch.nn.Module):
         # vector of R_fit R_given^T per joint, and of the fitted betas.
         self.learned_poses = 0
         self.correction_sum = torch.zeros(self.model.num_joints, 3, dtype=torch.float64)
+        self.correction_square_sum = torch.zeros(self.model.num_joints, 3, dtype=torch.float64)
         self.betas_sum = torch.zeros(settings.num_betas, dtype=torch.float64)
 
     @property
@@ -179,7 +201,8 @@ class BodyFitter(torch.nn.Module):
                 for rows in (slice(0, LEARNING_POSES), slice(LEARNING_POSES, None))])
         given = roma.rotvec_to_rotmat(init_pose.double().cpu())
         if self.learned_poses > 0:
-            mean = roma.rotvec_to_rotmat(self.correction_sum / self.learned_poses)
+            mean = roma.rotvec_to_rotmat(significant_mean(
+                self.correction_sum, self.correction_square_sum, self.learned_poses))
             init_pose = roma.rotmat_to_rotvec(mean @ given).to(init_pose.dtype)
             if betas is None and self.settings.fit_betas:
                 betas = (self.betas_sum / self.learned_poses).expand(len(targets), -1).float()
@@ -187,8 +210,9 @@ class BodyFitter(torch.nn.Module):
         # Learn from the poses that converged to a finite error.
         learned = result.converged
         fitted = roma.rotvec_to_rotmat(result.pose[learned].double())
-        self.correction_sum += roma.rotmat_to_rotvec(
-            fitted @ given[learned].transpose(-1, -2)).sum(0)
+        corrections = roma.rotmat_to_rotvec(fitted @ given[learned].transpose(-1, -2))
+        self.correction_sum += corrections.sum(0)
+        self.correction_square_sum += corrections.square().sum(0)
         self.betas_sum += result.betas[learned].double().sum(0)
         self.learned_poses += int(learned.sum())
         return result
