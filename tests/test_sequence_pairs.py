@@ -14,6 +14,8 @@ read as the field's loaders read it, re-written here from their documented behav
 Each must give the vertices of our own read-back (our LBS on the file's arrays), and lie on
 the deformation transfer of the source mesh.
 """
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse
@@ -211,7 +213,7 @@ def test_slurm_without_sbatch_is_an_input_error(kit, tmp_path, capsys, monkeypat
 
 def test_missing_arrays_are_listed_one_per_line_and_frames_counted(tmp_path):
     from smplh2smplx.errors import InputError
-    from smplh2smplx.stages.sequences.run import poses_shape
+    from smplh2smplx.formats.npz import member_shape
     path = tmp_path / "m_poses.npz"
     np.savez(path, poses=np.zeros((7, 72)), gender=np.array("male"),
              mocap_framerate=np.array(30.0))
@@ -220,6 +222,8 @@ def test_missing_arrays_are_listed_one_per_line_and_frames_counted(tmp_path):
     lines = str(error.value).splitlines()
     assert str(path) in lines[0] and "SMPL motion file" in lines[0]
     assert lines[1:] == ["  trans", "  betas"]
-    assert poses_shape(path) == (7, 72)              # what the progress bar counts
+    assert member_shape(path, "poses") == (7, 72)    # what the progress bar counts
     (tmp_path / "broken_poses.npz").write_bytes(b"not a zip")
-    assert poses_shape(tmp_path / "broken_poses.npz") == ()
+    assert member_shape(tmp_path / "broken_poses.npz", "poses") == ()
+    os.mkfifo(tmp_path / "fifo_poses.npz")           # never opened for reading: no hang
+    assert member_shape(tmp_path / "fifo_poses.npz", "poses") == ()

@@ -49,6 +49,18 @@ def _read_exactly(member, size):
     return buffer, filled
 
 
+def member_shape(path: Path, key: str) -> tuple:
+    """The shape a member of the .npz at `path` declares in its `.npy` header, read without
+    decompressing the array; () when the file or the member cannot be read (the reader of
+    the file says why, later)."""
+    try:
+        with open_regular(Path(path)) as handle, zipfile.ZipFile(handle) as archive, \
+                archive.open(f"{key}.npy") as member:
+            return tuple(_header(member, path, key)[0])
+    except Exception:   # any unreadable file or member: no shape
+        return ()
+
+
 def read_npz(path: Path, keys: Iterable[str]) -> dict:
     """{key: array} of the members `keys` of the .npz at `path` that it holds.
 

@@ -16,7 +16,6 @@ import math
 import os
 import shutil
 import time
-import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -30,7 +29,7 @@ from ...family import KINDS
 from ...formats.files import (atomic_write, is_regular_file, name_problem, shown_name,
                               remove_stale_temporaries)
 from ...formats.mesh_folder import select_shard
-from ...formats.npz import read_npz
+from ...formats.npz import member_shape, read_npz
 from ...formats.result_settings import check_result_settings, record_result_settings
 from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, SkipFile, is_finished,
                                        output_name, read_motion, write_motion)
@@ -109,19 +108,6 @@ def output_path(output_dir: str | Path, relative: str | Path, target_kind: str) 
     `_stageii.npz` for SMPL-X, `_poses.npz` for SMPL-H and SMPL)."""
     relative = Path(relative)
     return Path(output_dir) / relative.parent / output_name(relative.name, target_kind)
-
-
-def poses_shape(path: str | Path) -> tuple:
-    """The shape of a motion file's `poses`, from its header (() when unreadable)."""
-    try:
-        with zipfile.ZipFile(path) as archive, archive.open("poses.npy") as member:
-            version = np.lib.format.read_magic(member)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape = read_header(member)[0]
-        return tuple(shape)
-    except Exception:        # a bad file fails later with its own message
-        return ()
 
 
 def quality_path(output_dir: str | Path, relative: str | Path, target_kind: str) -> Path:
@@ -233,6 +219,19 @@ class SequenceSummary:
         return lines
 
 
+def _remembered(cache: dict, key, load: Callable[[], object]):
+    """`cache[key]`, loaded by `load()` on first use; an InputError of the load is remembered
+    and raised again, so that every file needing it fails with the same line."""
+    if key not in cache:
+        try:
+            cache[key] = load()
+        except InputError as error:
+            cache[key] = error
+    if isinstance(cache[key], InputError):
+        raise cache[key]
+    return cache[key]
+
+
 class SequenceRun:
     """The deformation transfers and models of a run (loaded on first use per source kind
     and gender) and the per-file work."""
@@ -257,36 +256,21 @@ class SequenceRun:
     def transfer(self, source_kind: str) -> DeformationTransfer:
         """The deformation transfer from `source_kind` to the target (read once; a failure
         is remembered and raised again)."""
-        if source_kind not in self._transfers:
-            try:
-                self._transfers[source_kind] = pair_transfer(
-                    self.options, source_kind, self.options.target_model)
-            except InputError as error:
-                self._transfers[source_kind] = error
-        transfer = self._transfers[source_kind]
-        if isinstance(transfer, InputError):
-            raise transfer
-        return transfer
+        return _remembered(self._transfers, source_kind, lambda: pair_transfer(
+            self.options, source_kind, self.options.target_model))
 
     def models(self, source_kind: str, gender: str) -> GenderModels:
         """GenderModels of a source kind and gender; a failure to load is remembered and
         raised again."""
-        key = (source_kind, gender)
-        if key not in self._models:
-            try:
-                mask_ids = self.transfer(source_kind).mask_ids
-                models = GenderModels(self.options, source_kind, gender, mask_ids,
-                                      self.device)
-                if self.options.mask_path is not None and KINDS[models.target_kind].uses_mask:
-                    check_mask_describes_body(mask_ids, models.target.weights.cpu().numpy(),
-                                              self.options.mask_path)
-                self._models[key] = models
-            except InputError as error:
-                self._models[key] = error
-        models = self._models[key]
-        if isinstance(models, InputError):
-            raise models
-        return models
+        def load():
+            mask_ids = self.transfer(source_kind).mask_ids
+            models = GenderModels(self.options, source_kind, gender, mask_ids, self.device)
+            if self.options.mask_path is not None and KINDS[models.target_kind].uses_mask:
+                check_mask_describes_body(mask_ids, models.target.weights.cpu().numpy(),
+                                          self.options.mask_path)
+            return models
+
+        return _remembered(self._models, (source_kind, gender), load)
 
     def convert(self, relative: str, path: Path,
                 on_frames: Callable[[int], None] | None = None) -> SequenceRow:
@@ -347,7 +331,7 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
                 output_path(options.output_dir, relative, target), target)]
     summary.done_before = len(shard) - len(todo)
     single_file = Path(options.input_path).is_file()
-    shapes = [poses_shape(path) for _relative, path in todo]
+    shapes = [member_shape(path, "poses") for _relative, path in todo]
     kinds = ({options.source_model} if options.source_model else
              {KIND_OF_POSE_SIZE.get(shape[1]) for shape in shapes if len(shape) == 2})
     run = SequenceRun(options, sorted(kinds - {None, target})) if todo else None
