@@ -7,7 +7,7 @@ loss follows a weighted subset of `fit_vertices` vertices of the mask, then take
 Errors are always reported on the whole mask.
 """
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import numpy as np
 import roma
@@ -94,12 +94,6 @@ def significant_mean(total: torch.Tensor, square_total: torch.Tensor,
     standard_error = (variance / max(count - 1, 1)).sqrt()
     keep = mean.norm(dim=-1) > SIGNIFICANCE * standard_error
     return mean * keep[:, None]
-
-
-def preset_settings(name: str, **overrides) -> FitSettings:
-    """The `FIT_PRESETS` entry `name` (KeyError for an unknown one), with `overrides` of its
-    fields."""
-    return replace(FIT_PRESETS[name], **overrides)
 
 
 @dataclass
