@@ -294,10 +294,12 @@ def block_gauss_newton(model, block, state, dfeat, per_joint):
         num_parts, rows, 3, batch)
     points = torch.einsum("bgwxy,gnyb->bgnwx", turned, rest) + shifted[:, :, None]
     joints = (turn[:, :, None] @ state.world_joints[:, block.moving, :, None]).squeeze(-1)
-    levers = (torch.einsum("gnwk,bgnwx->bgkxn", block.mix, points)
-              - block.reach[:, :, None] * joints[..., None])                # (B, G, K, 3, N)
+    # Levers a'_ik and axes t_kc, laid out part, moving joint, pose first.
+    levers = (torch.einsum("gnwk,bgnwx->gkbxn", block.mix, points)
+              - block.reach[:, :, None, None] * joints.permute(1, 2, 0, 3)[..., None])
     parent_rot = parent_rotations(model, world_rot)[:, block.moving]
-    axes = parent_rot.transpose(-1, -2) @ turn.transpose(-1, -2)[:, :, None]  # rows t_kc
+    axes = (parent_rot.transpose(-1, -2) @ turn.transpose(-1, -2)[:, :, None]
+            ).permute(1, 2, 0, 3, 4)                                       # (G, K, B, c, 3)
 
     # J^T of each part, its rows (J's columns) ordered [rotations | betas | translation]
     # and its columns (J's rows) coordinate-major, x then n.
@@ -307,12 +309,16 @@ def block_gauss_newton(model, block, state, dfeat, per_joint):
     corrective = torch.bmm(
         dfeat[:, block.moving].permute(1, 2, 0, 3, 4).reshape(-1, batch * 3, 9),
         block.part_posedirs)                                           # (G*K, 3B, 3N)
-    rot.copy_(corrective.view(num_parts, num_moving, batch, 3, 3, rows)
+    # t_kc x a'_ik = sum_y t_kc,y cross[y] a'_ik: the cross products of all columns and
+    # rows are one batched product of the axes with `cross` (G, K, B, y, x, N).
+    cross = levers.new_zeros(*levers.shape[:3], 3, 3, rows)
+    for y, x, z, sign in ((0, 1, 2, -1), (0, 2, 1, 1), (1, 0, 2, 1), (1, 2, 0, -1),
+                          (2, 0, 1, -1), (2, 1, 0, 1)):
+        cross[:, :, :, y, x] = levers[:, :, :, z] if sign > 0 else -levers[:, :, :, z]
+    turned_columns = torch.baddbmm(corrective.view(-1, 3, 3 * rows), axes.reshape(-1, 3, 3),
+                                   cross.view(-1, 3, 3 * rows))
+    rot.copy_(turned_columns.view(num_parts, num_moving, batch, 3, 3, rows)
               .permute(2, 0, 1, 3, 4, 5))
-    # (t x a)_x = t_y a_z - t_z a_y, for the three x at once.
-    after, before = [1, 2, 0], [2, 0, 1]
-    rot.addcmul_(axes[..., after, None], levers[:, :, :, None, before])
-    rot.addcmul_(axes[..., before, None], levers[:, :, :, None, after], value=-1.0)
     if per_joint is not None:
         # U^T (B_i shapedirs_i + sum_j w_ij dt_j/dbetas), B_i = sum_j w_ij R_j.
         blended = torch.einsum("gnw,bgwxy->bgxyn", block.skin, turned)
