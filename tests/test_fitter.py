@@ -242,6 +242,22 @@ def test_recovers_known_parameters(from_source_pose, settings):
     assert result.converged.all()
 
 
+def test_an_exact_start_stops_at_once():
+    """A start the model already fits to float precision (SMPL -> SMPL-H share a mesh)
+    stops after its first gradient, without a step: its loss can only fall by rounding."""
+    data = random_smplx(num_vertices=900, seed=3, dense_correctives=False)
+    fitter = BodyFitter(data, np.arange(data.num_vertices), FitSettings(fit_vertices=0))
+    torch.manual_seed(4)
+    pose = torch.randn(3, 55, 3) * 0.3
+    betas = torch.randn(3, 10) * 0.5
+    transl = torch.tensor([[0.1, -0.2, 0.3]]).expand(3, -1)
+    targets = posed_vertices(fitter.model, roma.rotvec_to_rotmat(pose), betas, transl)
+    result = fitter.fit(targets, pose, betas, transl)
+    assert result.iterations.tolist() == [1, 1, 1]
+    assert result.converged.all()
+    assert result.v2v_max_mm.max() < 1e-3
+
+
 def test_subset_is_at_most_a_third_of_the_mask():
     assert subset_size(3000, 6890) == 6890 // 3                  # SMPL's mesh: cut
     assert subset_size(3000, 9322) == 3000                       # SMPL-X's mask: kept

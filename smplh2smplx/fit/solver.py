@@ -25,6 +25,11 @@ INITIAL_DAMPING = 1e-4
 DAMPING_DOWN, DAMPING_UP = 1.0, 10.0
 MAX_ATTEMPTS = 4
 MAX_DAMPING = 1e6
+# A pose whose root-mean-square vertex error is below this (metres, a few float32 roundings
+# of a coordinate) has converged, whatever its steps still gain: targets a model reproduces
+# exactly (SMPL and SMPL-H share a mesh) otherwise iterate until float precision ends the
+# decrease (SMPL -> SMPL-H, realistic kit: 3.3 steps a pose before, 2 now).
+EXACT_FIT_RMS = 2e-7
 # Conjugate-gradient iterations per step: the first scales the sample's step to its best
 # length, the second corrects its direction (the fit then takes as few steps as with the
 # exact J^T J; with the first alone, up to twice as many on hard starts).
@@ -89,6 +94,7 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
     state = evaluate(model, vset, targets, rotmats.clone(), betas.clone(), transl.clone())
     damping = torch.full((batch,), INITIAL_DAMPING, dtype=torch.float64, device=device)
     hessian = None
+    exact_loss = EXACT_FIT_RMS ** 2 * float(vset.loss_weights.sum())
     for iteration in range(iterations):
         spent[active] += 1
         grad = gradient(model, vset, state).double()
@@ -99,18 +105,31 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
         count = len(active)
         accepted = torch.zeros(count, dtype=torch.bool, device=device)
         small = torch.zeros(count, dtype=torch.bool, device=device)
-        pending = torch.arange(count, device=device)
+        scaled = damping[:, None] * (diagonal + floor)
+        chol, info = torch.linalg.cholesky_ex(hessian + torch.diag_embed(scaled))
+        # A pose whose next step the sample's model predicts to gain less than the tolerance,
+        # g^T (H + lambda D)^-1 g / 2 < tolerance * loss, stops before the step: the step that
+        # would only confirm convergence costs a gradient instead of a whole step (13% fewer
+        # steps on the realistic kit, 0.01% more error).
+        predicted = 0.5 * (grad * torch.cholesky_solve(grad[..., None], chol).squeeze(-1)).sum(1)
+        quiet = (info == 0) & ((predicted < tolerance * state.loss.double())
+                               | (state.loss < exact_loss))
+        small[quiet] = True
+        pending = torch.nonzero(~quiet).squeeze(1)
         # Retry rejected steps with more damping, reusing the same derivatives.
-        for _attempt in range(MAX_ATTEMPTS):
-            scaled = damping[pending, None] * (diagonal[pending] + floor[pending])
-            chol, info = torch.linalg.cholesky_ex(hessian[pending] + torch.diag_embed(scaled))
+        for attempt in range(MAX_ATTEMPTS if len(pending) else 0):
+            if attempt > 0:
+                scaled = damping[pending, None] * (diagonal[pending] + floor[pending])
+                chol, info = torch.linalg.cholesky_ex(
+                    hessian[pending] + torch.diag_embed(scaled))
+            elif len(pending) < count:
+                scaled, chol, info = scaled[pending], chol[pending], info[pending]
             rows_state = state if len(pending) == count else state.rows(pending)
             step = damped_step(model, vset, rows_state, chol, scaled, grad[pending])
             solvable = (info == 0) & torch.isfinite(step).all(1)
             step = torch.where(solvable[:, None], step, torch.zeros_like(step))
             trial = evaluate(model, vset, targets[..., pending], *apply_step(
-                    model, 
-                state.rotmats[pending], state.betas[pending], state.transl[pending],
+                model, state.rotmats[pending], state.betas[pending], state.transl[pending],
                 step.to(rotmats.dtype)))
             old_loss = state.loss[pending]
             better = (trial.loss < old_loss) & solvable
