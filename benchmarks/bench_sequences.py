@@ -13,7 +13,7 @@ on another one). Per case and rate, on the same frames:
 - sequence: `convert_sequence` at its defaults (a row per --iterations steps per frame),
   timed whole (posing the source, the transfer, the shape, the frames, the joints);
 - per-pose: every frame fitted on its own from its source pose with free betas, as stage 2
-  does (default settings), timed the same way;
+  does (its default setting, the "fast" preset with its learned start), timed the same way;
 - floor: the shared-shape floor: every frame fitted with free betas in 100 steps, the one
   shape that best fits all those poses solved on every frame, then every frame fitted again
   in 100 steps with that shape held (one shape per sequence is what the file holds).
@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from smplh2smplx.family import KINDS, same_topology
-from smplh2smplx.fit.fitter import BodyFitter, FitSettings
+from smplh2smplx.fit.fitter import FIT_PRESETS, BodyFitter, FitSettings
 from smplh2smplx.formats.sequence_files import read_motion
 from smplh2smplx.stages.sequences.convert import (FRAME_FIT, SHAPE_RIDGE, GenderModels,
                                                   SequenceOptions, SourceFrames,
@@ -134,7 +134,8 @@ def measure(label, sequence, source_kind, target_kind, options, fps, iterations,
     step = frame_step(sequence.framerate, fps, sequence.path)
     rate = sequence.framerate / step
     source = SourceFrames(sequence, step, models, transfer)
-    _, per_pose_cpu = cpu_timed(lambda: per_pose(models, target_data, source, FitSettings()))
+    _, per_pose_cpu = cpu_timed(lambda: per_pose(models, target_data, source,
+                                                       FIT_PRESETS["fast"]))
     floor = shared_shape_floor(models, target_data, source)
     for count in iterations:
         models = GenderModels(replace(options, fit=replace(FRAME_FIT, max_iterations=count,
