@@ -74,6 +74,15 @@ def damped_step(model, vset, state, chol, scaled, grad):
     return step
 
 
+def damped_factor(hessian, damping):
+    """(lambda D, Cholesky factor, info) of the damped matrices H + lambda D, D = diag(H) plus
+    a floor of 1e-6 times its mean (so that a column without curvature stays solvable)."""
+    diagonal = torch.diagonal(hessian, dim1=1, dim2=2)
+    scaled = damping[:, None] * (diagonal + 1e-6 * diagonal.mean(1, keepdim=True))
+    chol, info = torch.linalg.cholesky_ex(hessian + torch.diag_embed(scaled))
+    return scaled, chol, info
+
+
 def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
     """Levenberg-Marquardt following the loss on `vset`; targets (S, 3, B) in its order.
 
@@ -98,15 +107,12 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
     for iteration in range(iterations):
         spent[active] += 1
         grad = gradient(model, vset, state).double()
-        if hessian is None or iteration % GAUSS_NEWTON_EVERY == 0:
+        if hessian is None:
             hessian = gauss_newton(model, state).double()
-        diagonal = torch.diagonal(hessian, dim1=1, dim2=2)
-        floor = 1e-6 * diagonal.mean(1, keepdim=True)
         count = len(active)
         accepted = torch.zeros(count, dtype=torch.bool, device=device)
         small = torch.zeros(count, dtype=torch.bool, device=device)
-        scaled = damping[:, None] * (diagonal + floor)
-        chol, info = torch.linalg.cholesky_ex(hessian + torch.diag_embed(scaled))
+        scaled, chol, info = damped_factor(hessian, damping)
         # A pose whose next step the sample's model predicts to gain less than the tolerance,
         # g^T (H + lambda D)^-1 g / 2 < tolerance * loss, stops before the step: the step that
         # would only confirm convergence costs a gradient instead of a whole step (13% fewer
@@ -116,12 +122,17 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
                                | (state.loss < exact_loss))
         small[quiet] = True
         pending = torch.nonzero(~quiet).squeeze(1)
+        if len(pending) and iteration % GAUSS_NEWTON_EVERY == 0 and iteration > 0:
+            # The matrix is rebuilt for the poses that go on only: a stale one predicts
+            # well enough which poses stop.
+            hessian[pending] = gauss_newton(
+                model, state if len(pending) == count else state.rows(pending)).double()
+            scaled[pending], chol[pending], info[pending] = damped_factor(hessian[pending],
+                                                                          damping[pending])
         # Retry rejected steps with more damping, reusing the same derivatives.
         for attempt in range(MAX_ATTEMPTS if len(pending) else 0):
             if attempt > 0:
-                scaled = damping[pending, None] * (diagonal[pending] + floor[pending])
-                chol, info = torch.linalg.cholesky_ex(
-                    hessian[pending] + torch.diag_embed(scaled))
+                scaled, chol, info = damped_factor(hessian[pending], damping[pending])
             elif len(pending) < count:
                 scaled, chol, info = scaled[pending], chol[pending], info[pending]
             rows_state = state if len(pending) == count else state.rows(pending)
