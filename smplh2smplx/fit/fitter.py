@@ -45,7 +45,8 @@ class FitSettings:
     The default follows a subset of 3000 vertices (every body part represented) alone: on
     the realistic kit a step on the whole mask after it cost as much as the subset's steps
     together, for under 0.3% of error (1.0049x the floor with 2000 + 1, 1.0075x with 3000).
-    tolerance: a pose has converged when a step lowers its loss by less than this fraction.
+    tolerance: a pose has converged when a step lowers its loss by less than this fraction,
+        or when the next step is predicted to (or its error is at float precision).
     fit_betas: fit the shape (the SMPL-H zero shape is not the SMPL-X zero shape); when
         False the betas stay at the values given to `fit` (zero by default).
     num_betas: shape coefficients fitted and written.

@@ -5,9 +5,9 @@ gradients on the exact J^T J (its products are J^T (J v)), preconditioned by J^T
 the Gauss-Newton sample: a step costs a few passes over the mask plus a fixed cost, and
 where the sample stands badly for the mask the fit needs no more steps.
 
-Each pose keeps its own damping, accepts or rejects its own steps and stops on its own;
-poses that have stopped leave the batch, so one badly converging pose neither slows nor
-spoils the others.
+Each pose keeps its own damping, accepts or rejects its own steps and stops on its own (on a
+small decrease, or before a step predicted to gain little); poses that have stopped leave
+the batch, so one badly converging pose neither slows nor spoils the others.
 """
 from dataclasses import replace
 
