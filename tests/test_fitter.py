@@ -13,6 +13,7 @@ from smplh2smplx.fit.fitter import SIGNIFICANCE, BodyFitter, FitSettings, signif
 from smplh2smplx.fit.problem import (apply_step, forward, gauss_newton, gradient,
                                      jacobian_product, posed_vertices)
 from smplh2smplx.fit.sampling import gauss_newton_sample, stratified_subset
+from smplh2smplx.fit.solver import EXACT_FIT_RMS
 from smplh2smplx.fit.solver import damped_step
 from smplh2smplx.fit.target import TargetModel, subset_size
 from smplh2smplx.formats.body_models import BodyModelData
@@ -237,7 +238,9 @@ def test_recovers_known_parameters(from_source_pose, settings):
         pose[:, 1:] *= 0.3  # the mesh-only start needs a pose not too far from rest
         init = None
     result = fitter.fit(known_targets(fitter, pose, betas), init)
-    assert result.v2v_max_mm.max() < 0.01
+    # An exact target stops at EXACT_FIT_RMS: every pose's mean error is below it.
+    assert result.v2v_mean_mm.max() < EXACT_FIT_RMS * 1000
+    assert result.v2v_max_mm.max() < 0.02
     assert torch.allclose(result.betas, betas, atol=1e-4)
     assert result.converged.all()
 
