@@ -15,6 +15,7 @@ from synthetic_kit.models import VARIANTS, build_models
 from synthetic_kit.motions import body_rotvecs
 
 NEAR_FLOOR = FitSettings(max_iterations=40, tolerance=1e-8, fit_vertices=0)
+TIGHT = FitSettings(max_iterations=40, tolerance=1e-4, fit_vertices=0)
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +62,14 @@ def test_the_floor_grows_with_the_pose(realistic_kit, kit):
     assert np.all(floor > default.v2v_mean_mm.numpy() + 0.3)
 
 
-def test_the_default_fit_needs_more_steps(realistic_kit, kit):
+def test_the_fit_needs_more_steps(realistic_kit, kit):
+    """Fitted to a fixed tight tolerance on the whole mask (not the product's default, whose
+    stopping rules change with its tuning), the realistic kit takes more steps: 11 a pose
+    against 5 when written."""
     poses = probe_poses()
-    realistic = fit(realistic_kit, poses, FitSettings())
-    default = fit(kit, poses, FitSettings())
-    assert realistic.iterations.float().mean() > 3
-    assert realistic.iterations.float().mean() > default.iterations.float().mean() + 1
+    realistic = fit(realistic_kit, poses, TIGHT)
+    default = fit(kit, poses, TIGHT)
+    assert realistic.iterations.float().mean() > default.iterations.float().mean() + 3
 
 
 def test_realistic_smplx_joints_sit_1_to_3_cm_from_smplh():
