@@ -116,7 +116,7 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
         scaled, chol, info = damped_factor(hessian, damping)
         # A pose whose next step the sample's model predicts to gain less than the tolerance,
         # g^T (H + lambda D)^-1 g / 2 < tolerance * loss, stops before the step: the step that
-        # would only confirm convergence costs a gradient instead of a whole step (13% fewer
+        # would only confirm convergence costs a gradient instead of a whole step (8% fewer
         # steps on the realistic kit, 0.01% more error).
         predicted = 0.5 * (grad * torch.cholesky_solve(grad[..., None], chol).squeeze(-1)).sum(1)
         quiet = (info == 0) & ((predicted < tolerance * state.loss.double())
