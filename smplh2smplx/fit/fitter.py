@@ -82,6 +82,11 @@ FIT_PRESETS = {
 }
 
 
+def rows_of(value, rows):
+    """Rows `rows` of an optional per-pose tensor (None stays None)."""
+    return None if value is None else value[rows]
+
+
 def significant_mean(total: torch.Tensor, square_total: torch.Tensor,
                      count: int) -> torch.Tensor:
     """The mean of `count` per-joint rotation vectors from their sums, with the joints whose
@@ -189,9 +194,6 @@ class BodyFitter(torch.nn.Module):
         if not self.settings.learned_start or init_pose is None:
             return self._fit_on_device(targets, init_pose, betas, transl)
         if self.learned_poses == 0 and len(targets) > LEARNING_POSES:
-            def rows_of(value, rows):
-                return None if value is None else value[rows]
-
             return FitResult.cat([
                 self.fit(targets[rows], init_pose[rows], rows_of(betas, rows),
                          rows_of(transl, rows))
@@ -225,10 +227,6 @@ class BodyFitter(torch.nn.Module):
         needed = -(-batch // SLICE_POSES)
         count = max(1, min(batch, threads * -(-needed // threads)))
         slices = np.array_split(np.arange(batch), count)
-
-        def rows_of(value, rows):
-            return None if value is None else value[rows]
-
         with torch_threads(1), ThreadPoolExecutor(min(threads, count)) as pool:
             results = list(pool.map(lambda rows: self._fit(
                 targets[rows], rows_of(init_pose, rows), rows_of(betas, rows),

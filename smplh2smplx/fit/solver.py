@@ -123,20 +123,20 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
                                | (state.loss < exact_loss))
         small[quiet] = True
         pending = torch.nonzero(~quiet).squeeze(1)
+        rows_state = state if len(pending) == count else state.rows(pending)
         if len(pending) and iteration % GAUSS_NEWTON_EVERY == 0 and iteration > 0:
             # The matrix is rebuilt for the poses that go on only: a stale one predicts
             # well enough which poses stop.
-            hessian[pending] = gauss_newton(
-                model, state if len(pending) == count else state.rows(pending)).double()
+            hessian[pending] = gauss_newton(model, rows_state).double()
             scaled[pending], chol[pending], info[pending] = damped_factor(hessian[pending],
                                                                           damping[pending])
         # Retry rejected steps with more damping, reusing the same derivatives.
         for attempt in range(MAX_ATTEMPTS if len(pending) else 0):
             if attempt > 0:
+                rows_state = state if len(pending) == count else state.rows(pending)
                 scaled, chol, info = damped_factor(hessian[pending], damping[pending])
             elif len(pending) < count:
                 scaled, chol, info = scaled[pending], chol[pending], info[pending]
-            rows_state = state if len(pending) == count else state.rows(pending)
             step = damped_step(model, vset, rows_state, chol, scaled, grad[pending])
             solvable = (info == 0) & torch.isfinite(step).all(1)
             step = torch.where(solvable[:, None], step, torch.zeros_like(step))
