@@ -64,6 +64,7 @@ class Converter:
         target_data = load_body_model(target_model, target, gender)
         self.fitter = BodyFitter(target_data, self.deformation.mask_ids, settings).to(self.device)
         self.source_body = None
+        self._sequence_models = None
         if source_model is not None:
             source_data = load_body_model(source_model, source, gender)
             self.source_body = BodyModel(source_data, num_betas=source_data.num_shape_coeffs)
@@ -139,6 +140,12 @@ class Converter:
             raise InputError("converting a motion needs the source model (source_model=)")
         sequence = (motion if isinstance(motion, MotionSequence)
                     else read_motion(Path(motion), self.source.name))
+        return convert_sequence(sequence, self._motion_models(), self.deformation, fps)
+
+    def _motion_models(self) -> GenderModels:
+        """The models of the sequence stage, loaded on the first motion and kept."""
+        if self._sequence_models is not None:
+            return self._sequence_models
         options = SequenceOptions(
             input_path=Path("."), output_dir=Path("."),
             model_paths={self.source.name: self.paths["source_model"],
@@ -146,6 +153,6 @@ class Converter:
             deftrafo_path=self.paths["deformation_transfer"], mask_path=self.paths["mask"],
             source_model=self.source.name, target_model=self.target.name,
             gender=self.gender, device=str(self.device))
-        models = GenderModels(options, self.source.name, self.gender,
-                              self.deformation.mask_ids, self.device)
-        return convert_sequence(sequence, models, self.deformation, fps)
+        self._sequence_models = GenderModels(options, self.source.name, self.gender,
+                                             self.deformation.mask_ids, self.device)
+        return self._sequence_models
