@@ -11,10 +11,9 @@ from smplh2smplx import family
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.fit.fitter import SIGNIFICANCE, BodyFitter, FitSettings, significant_mean
 from smplh2smplx.fit.problem import (apply_step, forward, gauss_newton, gradient,
-                                     jacobian_product, posed_vertices)
+                                     jacobian_product, posed_vertices, skew)
 from smplh2smplx.fit.sampling import gauss_newton_sample, stratified_subset
-from smplh2smplx.fit.solver import EXACT_FIT_RMS
-from smplh2smplx.fit.solver import damped_step
+from smplh2smplx.fit.solver import EXACT_FIT_RMS, damped_step
 from smplh2smplx.fit.target import TargetModel, subset_size
 from smplh2smplx.formats.body_models import BodyModelData
 
@@ -156,10 +155,52 @@ def test_step_improves_on_the_sample():
         difference = step[..., None] - exact
         return (difference.transpose(1, 2) @ system @ difference).squeeze()
 
-    ours = damped_step(model, model.mask_set, state, chol, scaled, grad)
+    no_curvature = grad.new_zeros(len(grad), len(model.joint_slots), 3, 3)
+    ours = damped_step(model, model.mask_set, state, chol, scaled, grad, no_curvature)
     sample_step = -torch.cholesky_solve(grad[..., None], chol).squeeze(-1)
     # Measured: 8 and 10% of the sample step's error.
     assert (error(ours) < 0.3 * error(sample_step)).all(), (error(ours), error(sample_step))
+
+
+@pytest.mark.parametrize("corrective_scale, relative", [(0.0, 1e-9), (0.1, 0.05)])
+def test_curvature_blocks_match_autograd(corrective_scale, relative):
+    """The residual's curvature within each joint's rotation, on a weighted subset: the
+    loss's second derivative (autograd) less J^T W J. Exact without pose correctives; with
+    correctives of 1 mm per unit of feature, within 5% (measured 3.5%: the correctives'
+    turn with the skinning, left out, grows with them: 29% of the largest block at 10 mm)."""
+    data = random_smplx()
+    data.posedirs[:] *= corrective_scale
+    model = target_model(data)
+    vset = model.fit_set
+    assert vset.weighted
+    rotmats, betas, transl = random_state(model)
+    vertices, state = forward(model, vset, rotmats, betas, transl)
+    state.residual = torch.randn(vertices.shape, generator=torch.Generator().manual_seed(5),
+                                 dtype=torch.float64) * 0.01
+    targets = vertices - state.residual
+    batch, unknowns, slots = len(rotmats), model.num_unknowns, len(model.joint_slots)
+
+    def loss(step):                # apply_step, with an exponential autograd can differentiate twice
+        step = step.view(batch, -1)
+        turned = rotmats.clone()
+        increments = torch.linalg.matrix_exp(skew(step[:, :3 * slots].reshape(batch, -1, 3)))
+        turned[:, model.joint_slots] = increments @ rotmats[:, model.joint_slots]
+        posed = forward(model, vset, turned, betas + step[:, 3 * slots:-3],
+                        transl + step[:, -3:])[0]
+        return 0.5 * (vset.loss_weights[:, None, None] * (posed - targets) ** 2).sum()
+
+    full = torch.autograd.functional.hessian(loss, torch.zeros(batch * unknowns,
+                                                               dtype=torch.float64))
+    jac = autograd_jacobian(model, vset, rotmats, betas, transl)
+    weights = vset.loss_weights.repeat_interleave(3)
+    expected = torch.stack([
+        full.view(batch, unknowns, batch, unknowns)[b, :, b]
+        - jac[b].T @ (weights[:, None] * jac[b]) for b in range(batch)])
+    expected = torch.stack([expected[:, 3 * k:3 * k + 3, 3 * k:3 * k + 3]
+                            for k in range(slots)], 1)
+    grad, blocks = gradient(model, vset, state, curvature=True)
+    assert_close(grad, gradient(model, vset, state))
+    assert_close(blocks, expected, relative)
 
 
 @pytest.mark.parametrize("kind", ["blended, no correctives", "correctives, one joint each"])
@@ -332,7 +373,8 @@ def test_held_betas_and_initial_translation():
     targets = known_targets(held, pose, betas)
     result = held.fit(targets, pose + torch.randn_like(pose) * 0.1, betas=betas)
     assert torch.equal(result.betas, betas)
-    assert result.v2v_max_mm.max() < 0.01
+    assert result.v2v_mean_mm.max() < EXACT_FIT_RMS * 1000        # where an exact fit stops
+    assert result.v2v_max_mm.max() < 0.02
     frozen = BodyFitter(data, mask, FitSettings(max_iterations=0), dtype=torch.float64)
     start = torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64).expand(3, -1)
     assert torch.equal(frozen.fit(targets, pose, betas, start).transl, start)
@@ -366,7 +408,9 @@ def test_learned_start_carries_a_systematic_offset():
     assert torch.allclose(learning.betas_sum / 6, betas[0], atol=1e-4)
     ours, reference = learning.fit(targets[6:], given[6:]), plain.fit(targets[6:], given[6:])
     assert ours.iterations.sum() < reference.iterations.sum()
-    assert ours.v2v_max_mm.max() < 0.01 and reference.v2v_max_mm.max() < 0.01
+    for result in (ours, reference):                        # both at an exact fit's stop
+        assert result.v2v_mean_mm.max() < EXACT_FIT_RMS * 1000
+        assert result.v2v_max_mm.max() < 0.02
 
 
 def test_significant_mean_keeps_systematic_joints_and_drops_noise():

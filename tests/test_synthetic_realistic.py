@@ -64,12 +64,13 @@ def test_the_floor_grows_with_the_pose(realistic_kit, kit):
 
 def test_the_fit_needs_more_steps(realistic_kit, kit):
     """Fitted to a fixed tight tolerance on the whole mask (not the product's default, whose
-    stopping rules change with its tuning), the realistic kit takes more steps: 11 a pose
-    against 5 when written."""
+    stopping rules change with its tuning), the realistic kit takes more steps: 9.3 a pose
+    against 7.7 (11 against 5 before the solver took in the residual's curvature, which is
+    largest on such far-apart models)."""
     poses = probe_poses()
     realistic = fit(realistic_kit, poses, TIGHT)
     default = fit(kit, poses, TIGHT)
-    assert realistic.iterations.float().mean() > default.iterations.float().mean() + 3
+    assert realistic.iterations.float().mean() > default.iterations.float().mean() + 1
 
 
 def test_realistic_smplx_joints_sit_1_to_3_cm_from_smplh():

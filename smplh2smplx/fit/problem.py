@@ -164,9 +164,10 @@ def parent_rotations(model, world_rot):
     return torch.cat([eye.expand(batch, 1, 3, 3), world_rot[:, model.parents[1:]]], 1)
 
 
-def gradient(model, vset, state):
+def gradient(model, vset, state, curvature=False):
     """J^T W r (B, P) for the vertices of `vset`, W their loss weights, r the state's
-    residual (S, 3, B).
+    residual (S, 3, B); with `curvature`, also the residual's curvature blocks (see
+    `curvature_blocks`), from the same per-joint sums.
 
     Rotation k: sum_i a_ik x r_i = sum over k's subtree of the joint torques
     sum_i w_ij G_j(x_i) x r_i, less p_k x the subtree's force sum_i w_ij r_i; the
@@ -184,6 +185,10 @@ def gradient(model, vset, state):
     moments = (weights_t @ outer.view(num_vertices, -1)).view(-1, 3, 3, batch)
     forces, moments = forces.permute(2, 0, 1), moments.permute(3, 0, 1, 2)
     turned = world_rot @ moments                                           # sum w (R x) r^T
+    if curvature:
+        # sum_i w_ij G_j(x_i) r_i^T per joint, then over each subtree, about its joint.
+        posed_moments = torch.einsum("jk,bjxy->bkxy", model.in_subtree,
+                                     turned + state.trans[..., None] * forces[..., None, :])
     torques = torch.stack([turned[..., 1, 2] - turned[..., 2, 1],
                            turned[..., 2, 0] - turned[..., 0, 2],
                            turned[..., 0, 1] - turned[..., 1, 0]], dim=-1)
@@ -207,7 +212,35 @@ def gradient(model, vset, state):
         per_joint = shape_joint_jacobian(model, world_rot)
         parts.append(blend_grad[:, :nb] + torch.einsum("bjcs,bjc->bs", per_joint, forces))
     parts.append(forces.sum(1))
-    return torch.cat(parts, dim=1)
+    grad = torch.cat(parts, dim=1)
+    if not curvature:
+        return grad
+    levers = posed_moments - world_joints[..., None] * subtree_forces[..., None, :]
+    return grad, curvature_blocks(model, state, levers, parent_rot,
+                                  blend_grad[:, nb:].reshape(batch, -1, 3, 3))
+
+
+def curvature_blocks(model, state, levers, parent_rot, feature_grad):
+    """(B, slots, 3, 3): the residual's part of the loss's second derivative within each
+    joint's rotation, sum_i w_i r_i . d2 x_i / de_k^2, which Gauss-Newton leaves out.
+
+    Turning joint k's subtree by a world vector w moves a point by [w]x a + [w]x^2 a / 2
+    (a: its lever from p_k), so the block is sym(M) - tr(M) I in the world, M the subtree's
+    sum_i w_i a_i r_i^T (`levers`), seen from the parent's frame; a pose corrective adds its
+    feature gradient (`feature_grad`, (B, J-1, 3, 3)) against d2 vec(R_k) / de_a de_b. (The
+    correctives' turn with the skinning is left out: a few percent of a block.)
+    Where the residual is large against a short lever (fingers) this term is comparable to
+    Gauss-Newton's, which alone then converges slowly.
+    """
+    eye = torch.eye(3, dtype=levers.dtype, device=levers.device)
+    trace = levers.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+    world = 0.5 * (levers + levers.transpose(-1, -2)) - trace * eye
+    blocks = parent_rot.transpose(-1, -2) @ world @ parent_rot
+    generators = skew(eye)                                               # [e_a]x
+    pairs = 0.5 * (generators[:, None] @ generators[None] + generators[None] @ generators[:, None])
+    blocks[:, 1:] += torch.einsum("acxy,bjyz,bjxz->bjac", pairs, state.rotmats[:, 1:],
+                                  feature_grad)
+    return blocks[:, model.joint_slots]
 
 
 def jacobian_product(model, vset, state, step):
