@@ -180,7 +180,7 @@ def test_curvature_blocks_match_autograd(corrective_scale, relative):
     targets = vertices - state.residual
     batch, unknowns, slots = len(rotmats), model.num_unknowns, len(model.joint_slots)
 
-    def loss(step):                # apply_step, with an exponential autograd can differentiate twice
+    def loss(step):          # apply_step, with an exponential that autograd differentiates twice
         step = step.view(batch, -1)
         turned = rotmats.clone()
         increments = torch.linalg.matrix_exp(skew(step[:, :3 * slots].reshape(batch, -1, 3)))

@@ -10,7 +10,7 @@ within each joint's rotation and made positive semi-definite (`positive_part`): 
 large residual meets a short lever (the fingers) it is as large as J^T J, and without it
 those rotations converged slowly (on the realistic kit, exact Gauss-Newton on 16 poses was
 still 1.0164x the floor after 4 steps, 1.002x with C; the fit takes 6.3 steps a pose, was
-7.0, and runs about 1.5x faster, at the same error).
+7.0, and runs 1.2 to 1.5x faster, at the same error).
 
 Each pose keeps its own damping, accepts or rejects its own steps and stops on its own (on a
 small decrease, or before a step predicted to gain little); poses that have stopped leave
