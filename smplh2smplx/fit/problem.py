@@ -215,26 +215,27 @@ def gradient(model, vset, state, curvature=False):
     grad = torch.cat(parts, dim=1)
     if not curvature:
         return grad
-    levers = posed_moments - world_joints[..., None] * subtree_forces[..., None, :]
-    return grad, curvature_blocks(model, state, levers, parent_rot,
+    lever_moments = posed_moments - world_joints[..., None] * subtree_forces[..., None, :]
+    return grad, curvature_blocks(model, state, lever_moments, parent_rot,
                                   blend_grad[:, nb:].reshape(batch, -1, 3, 3))
 
 
-def curvature_blocks(model, state, levers, parent_rot, feature_grad):
+def curvature_blocks(model, state, lever_moments, parent_rot, feature_grad):
     """(B, slots, 3, 3): the residual's part of the loss's second derivative within each
     joint's rotation, sum_i w_i r_i . d2 x_i / de_k^2, which Gauss-Newton leaves out.
 
     Turning joint k's subtree by a world vector w moves a point by [w]x a + [w]x^2 a / 2
     (a: its lever from p_k), so the block is sym(M) - tr(M) I in the world, M the subtree's
-    sum_i w_i a_i r_i^T (`levers`), seen from the parent's frame; a pose corrective adds its
-    feature gradient (`feature_grad`, (B, J-1, 3, 3)) against d2 vec(R_k) / de_a de_b. (The
-    correctives' turn with the skinning is left out: a few percent of a block.)
+    sum_i w_i a_i r_i^T (`lever_moments`, (B, J, 3, 3)), seen from the parent's frame; a pose
+    corrective adds its feature gradient (`feature_grad`, (B, J-1, 3, 3)) against
+    d2 vec(R_k) / de_a de_b. (The correctives' turn with the skinning is left out: 3.5% of a
+    block for correctives of 1 mm per unit of feature.)
     Where the residual is large against a short lever (fingers) this term is comparable to
     Gauss-Newton's, which alone then converges slowly.
     """
-    eye = torch.eye(3, dtype=levers.dtype, device=levers.device)
-    trace = levers.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
-    world = 0.5 * (levers + levers.transpose(-1, -2)) - trace * eye
+    eye = torch.eye(3, dtype=lever_moments.dtype, device=lever_moments.device)
+    trace = lever_moments.diagonal(dim1=-2, dim2=-1).sum(-1)[..., None, None]
+    world = 0.5 * (lever_moments + lever_moments.transpose(-1, -2)) - trace * eye
     blocks = parent_rot.transpose(-1, -2) @ world @ parent_rot
     generators = skew(eye)                                               # [e_a]x
     pairs = 0.5 * (generators[:, None] @ generators[None] + generators[None] @ generators[:, None])

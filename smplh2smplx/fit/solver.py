@@ -153,7 +153,8 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
         count = len(active)
         accepted = torch.zeros(count, dtype=torch.bool, device=device)
         small = torch.zeros(count, dtype=torch.bool, device=device)
-        scaled, chol, info = damped_factor(with_blocks(hessian, curvature), damping)
+        system = with_blocks(hessian, curvature)
+        scaled, chol, info = damped_factor(system, damping)
         # A pose whose next step the sample's model predicts to gain less than the tolerance,
         # g^T (H + lambda D)^-1 g / 2 < tolerance * loss, stops before the step: the step that
         # would only confirm convergence costs a gradient instead of a whole step (8% fewer
@@ -168,14 +169,14 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
             # The matrix is rebuilt for the poses that go on only: a stale one predicts
             # well enough which poses stop.
             hessian[pending] = gauss_newton(model, rows_state).double()
-            scaled[pending], chol[pending], info[pending] = damped_factor(
-                with_blocks(hessian[pending], curvature[pending]), damping[pending])
+            system[pending] = with_blocks(hessian[pending], curvature[pending])
+            scaled[pending], chol[pending], info[pending] = damped_factor(system[pending],
+                                                                          damping[pending])
         # Retry rejected steps with more damping, reusing the same derivatives.
         for attempt in range(MAX_ATTEMPTS if len(pending) else 0):
             if attempt > 0:
                 rows_state = state if len(pending) == count else state.rows(pending)
-                scaled, chol, info = damped_factor(
-                    with_blocks(hessian[pending], curvature[pending]), damping[pending])
+                scaled, chol, info = damped_factor(system[pending], damping[pending])
             elif len(pending) < count:
                 scaled, chol, info = scaled[pending], chol[pending], info[pending]
             step = damped_step(model, vset, rows_state, chol, scaled, grad[pending],
