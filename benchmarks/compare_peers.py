@@ -41,6 +41,9 @@ betas and translation, posed by our `BodyModel`, against the target, averaged ov
 ids, per pose; the table gives its mean, median, 95th percentile and max over the poses.
 Time: the fits only (models loaded and one warm-up batch done before the clock starts; the
 official engine: its `run_fitting` and writing per mesh, as `run_official` reports it).
+Ours at its default and smplfitter take turns `--rounds` times and each keeps its median
+time, so that the machine's drifting speed (2x within minutes on a shared machine) does not
+favour whichever ran in a fast moment; the `--floor` fits and the official engine run once.
 """
 import argparse
 import shutil
@@ -325,6 +328,12 @@ def run_ours(target_data, inputs, indices, settings, device, batch_size):
             torch.cat([r.transl for r in results]))
 
 
+def median_run(runs):
+    """The run of median time among repeated runs of one engine (seconds, pose, betas,
+    transl each); their fits are the same, only the times differ."""
+    return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
+
+
 def smplfitter_model_root(smplx_npz, folder):
     """A folder smplfitter's `BodyModel("smplx", "neutral", model_root=...)` can load.
 
@@ -446,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "motions)")
     parser.add_argument("--poses", type=int, default=500,
                         help="poses for ours and smplfitter (default %(default)s)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times ours and smplfitter are timed, taking turns; each "
+                             "keeps its median (default %(default)s)")
     parser.add_argument("--official-poses", type=int, default=3,
                         help="poses for the official engine, a few minutes each (%(default)s)")
     parser.add_argument("--smplx-repo", type=Path,
@@ -466,7 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv=None):
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    return args
 
 
 def compare(args, work_dir, kit, pair):
@@ -492,8 +508,7 @@ def compare(args, work_dir, kit, pair):
                               tuple(errors), ours))
         print(f"  {engine} ({settings}): {len(indices)} poses in {seconds:.1f} s", flush=True)
 
-    def ours(indices, floor=False):
-        settings = list(OURS) + ([("floor", FLOOR)] if floor else [])
+    def ours(indices, settings):
         for name, setting in settings:
             record("ours", f"{name}: {describe(setting)}", indices,
                    *run_ours(target_data, inputs, indices, setting, device, args.batch_size),
@@ -502,23 +517,43 @@ def compare(args, work_dir, kit, pair):
     names = ", ".join(path.name for path in sequences)
     print(f"{source} -> {target}: {len(everything)} poses of {names}, kit {kit}, "
           f"device {device}, {torch.get_num_threads()} threads", flush=True)
-    ours(everything, args.floor)
-
+    # Ours at its default and smplfitter take turns, `--rounds` times, and each keeps its
+    # median time: the machine's speed drifts (by 2x within minutes on a shared machine),
+    # and engines timed once, one after the other, would be timed at different speeds.
+    default_name, default = OURS[0]
+    turns = {"ours": lambda: run_ours(target_data, inputs, everything, default, device,
+                                      args.batch_size)}
     reason = smplfitter_skip_reason() if target == "smplx" else "run for SMPL-X targets only"
     if reason is None:
-        try:
-            root = smplfitter_model_root(smplx_npz, work_dir / "smplfitter_models" / "smplx")
-            record("smplfitter BodyFitter",
-                   f"{SMPLFITTER_ITERATIONS} it., batch {args.batch_size}", everything,
-                   *run_smplfitter(root, inputs, everything, device, args.batch_size))
-        except Exception as error:           # a peer's failure must not lose the table
-            reason = f"could not fit with the kit's SMPL-X model: {type(error).__name__}: {error}"
+        root = smplfitter_model_root(smplx_npz, work_dir / "smplfitter_models" / "smplx")
+        turns["smplfitter"] = lambda: run_smplfitter(root, inputs, everything, device,
+                                                     args.batch_size)
+    timed = {engine: [] for engine in turns}
+    for _ in range(args.rounds):
+        for engine in list(turns):
+            try:
+                timed[engine].append(turns[engine]())
+            except Exception as error:           # a peer's failure must not lose the table
+                if engine == "ours":
+                    raise
+                reason = ("could not fit with the kit's SMPL-X model: "
+                          f"{type(error).__name__}: {error}")
+                del turns[engine]
+    for engine, turns_taken in timed.items():
+        print(f"  {engine}: {len(turns_taken)} turns of {len(everything)} poses in "
+              f"{', '.join(f'{turn[0]:.2f}' for turn in turns_taken)} s", flush=True)
+    record("ours", f"{default_name}: {describe(default)}", everything,
+           *median_run(timed["ours"]), ours=default_name)
+    ours(everything, list(OURS[1:]) + ([("floor", FLOOR)] if args.floor else []))
+    if "smplfitter" in turns:
+        record("smplfitter BodyFitter", f"{SMPLFITTER_ITERATIONS} it., batch {args.batch_size}",
+               everything, *median_run(timed["smplfitter"]))
     if reason is not None:
         skipped.append(Skipped("smplfitter BodyFitter", reason))
 
     reason = official_skip_reason(args.smplx_repo)
     if reason is None and few:
-        ours(few)
+        ours(few, OURS)
         try:
             seconds, done, pose, betas, transl, failures = run_official_engine(
                 kit, inputs, few, args.smplx_repo, device, work_dir, args.official_maxiters,

@@ -95,3 +95,22 @@ def test_rows_divide_each_mean_by_the_floor_on_the_same_poses():
     header, rows = table_rows(runs)
     assert header[9] == "mean / floor"
     assert [row[9] for row in rows] == ["1.0000", "1.0100", "2.0000", "-"]
+
+
+def test_a_pair_end_to_end_takes_turns(kit, tmp_path, capsys):
+    """One pair end to end on the kit, timed in 2 turns: ours at both presets and at the
+    floor in the table, at the floor's error, and the peers that cannot run listed."""
+    from benchmarks.compare_peers import compare, parse_args
+    args = parse_args(["--kit", str(kit.root), "--pair", "smpl2smplh", "--poses", "6",
+                       "--rounds", "2", "--floor", "--amass",
+                       str(kit.amass / kit.sequences[0])])
+    runs, skipped = compare(args, tmp_path, kit.root, "smpl2smplh")
+    assert [run.ours for run in runs] == ["default", "floor preset", "floor"]
+    assert all(len(run.pose_ids) == 6 and run.seconds > 0 for run in runs)
+    default, floor = np.mean(runs[0].v2v_mm), np.mean(runs[2].v2v_mm)
+    assert floor <= default < floor + 0.01            # one mesh: both at about zero
+    assert [entry.engine for entry in skipped] == ["smplfitter BodyFitter",
+                                                   "official transfer_model"]
+    assert "ours: 2 turns of 6 poses" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        parse_args(["--rounds", "0"])
