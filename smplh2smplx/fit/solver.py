@@ -116,7 +116,9 @@ def damped_factor(hessian, damping):
     a floor of 1e-6 times its mean (so that a column without curvature stays solvable)."""
     diagonal = torch.diagonal(hessian, dim1=1, dim2=2)
     scaled = damping[:, None] * (diagonal + 1e-6 * diagonal.mean(1, keepdim=True))
-    chol, info = torch.linalg.cholesky_ex(hessian + torch.diag_embed(scaled))
+    damped = hessian.clone()
+    damped.diagonal(dim1=1, dim2=2).add_(scaled)
+    chol, info = torch.linalg.cholesky_ex(damped)
     return scaled, chol, info
 
 
