@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_sequences.py [--kit-seed 1] [--amass FILE]
         [--fps 30] [--kit-frames 120] [--directions smplh2smplx smpl2smplx ...]
-        [--iterations 1 2 3] [--fit-vertices 0]
+        [--iterations 1 2 3] [--fit-vertices 0] [--rounds 3]
 
 Cases: the real AMASS SMPL+H sequence (../shared/data/amass_sample_smplh.npz) SMPL-H to SMPL-X
 at each --fps, posed with the realistic kit's models of its gender; and the realistic kit's
@@ -20,7 +20,8 @@ on another one). Per case and rate, on the same frames:
 
 Printed: v2v_mm mean and p95 beside the floor's and their ratio; jitter (mean joint
 acceleration of the 22 body joints, m/s^2) against the source's; frames per CPU-second of
-the sequence and per-pose paths (torch on one thread: the machine is shared) and the ratio.
+the sequence and per-pose paths (torch on one thread: the machine is shared) and the ratio,
+each path's the median of `--rounds` turns taken in alternation (the machine's speed drifts).
 Goals (issue 18): v2v mean <= 1.02x the floor where there is a deformation transfer; jitter
 <= 1.05x the source's; >= 3x the per-pose frames per CPU-second.
 """
@@ -68,11 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="loss subset of the per-frame fit (0: the whole mask; default: "
                              "the product's)")
     parser.add_argument("--no-real", action="store_true", help="skip the real sequence")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="times the two paths are timed, taking turns; each keeps its "
+                             "median (default %(default)s)")
     return parser
 
 
 def parse_args(argv=None):
-    return build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    return args
 
 
 def cpu_timed(function):
@@ -124,8 +132,10 @@ def shared_shape_floor(models, target_data, source):
     return torch.cat(errors).numpy()
 
 
-def measure(label, sequence, source_kind, target_kind, options, fps, iterations, fit_vertices):
-    """A printed row per count of steps per frame."""
+def measure(label, sequence, source_kind, target_kind, options, fps, iterations, fit_vertices,
+            rounds):
+    """A printed row per count of steps per frame; the sequence and per-pose paths take
+    turns `rounds` times and each keeps its median CPU time (the machine's speed drifts)."""
     gender = sequence.gender
     transfer = pair_transfer(options, source_kind, target_kind)
     options = replace(options, target_model=target_kind)
@@ -134,17 +144,21 @@ def measure(label, sequence, source_kind, target_kind, options, fps, iterations,
     step = frame_step(sequence.framerate, fps, sequence.path)
     rate = sequence.framerate / step
     source = SourceFrames(sequence, step, models, transfer)
-    _, per_pose_cpu = cpu_timed(lambda: per_pose(models, target_data, source,
-                                                       FIT_PRESETS["fast"]))
     floor = shared_shape_floor(models, target_data, source)
     for count in iterations:
-        models = GenderModels(replace(options, fit=replace(FRAME_FIT, max_iterations=count,
-                                                           fit_vertices=fit_vertices)),
-                              source_kind, gender, transfer.mask_ids, torch.device("cpu"))
-        result, sequence_cpu = cpu_timed(
-            lambda: convert_sequence(sequence, models, transfer, fps))
-        print_row(label, source_kind, target_kind, rate, result, sequence_cpu, per_pose_cpu,
-                  floor)
+        frame_models = GenderModels(
+            replace(options, fit=replace(FRAME_FIT, max_iterations=count,
+                                         fit_vertices=fit_vertices)),
+            source_kind, gender, transfer.mask_ids, torch.device("cpu"))
+        per_pose_cpu, sequence_cpu = [], []
+        for _ in range(rounds):
+            per_pose_cpu.append(cpu_timed(lambda: per_pose(models, target_data, source,
+                                                           FIT_PRESETS["fast"]))[1])
+            result, seconds = cpu_timed(
+                lambda: convert_sequence(sequence, frame_models, transfer, fps))
+            sequence_cpu.append(seconds)
+        print_row(label, source_kind, target_kind, rate, result, np.median(sequence_cpu),
+                  np.median(per_pose_cpu), floor)
 
 
 def print_row(label, source_kind, target_kind, rate, result, sequence_cpu, per_pose_cpu,
@@ -185,7 +199,7 @@ def main():
             real = read_motion(args.amass, "smplh")
             for fps in args.fps:
                 measure(args.amass.name, real, "smplh", "smplx", options, fps,
-                        args.iterations, args.fit_vertices)
+                        args.iterations, args.fit_vertices, args.rounds)
         trees = {"smpl": kit.smpl_motions, "smplh": kit.amass, "smplx": kit.smplx_motions}
         for direction in args.directions:
             source_kind, target_kind = direction.split("2")
@@ -194,7 +208,7 @@ def main():
             sequence = read_motion(trees[source_kind] / relative, source_kind)
             measure(f"kit seed {args.kit_seed} {Path(relative).stem}", sequence,
                     source_kind, target_kind, options, None, args.iterations,
-                    args.fit_vertices)
+                    args.fit_vertices, args.rounds)
 
 
 if __name__ == "__main__":
