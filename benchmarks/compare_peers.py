@@ -562,6 +562,8 @@ def compare(args, work_dir, kit, pair):
             if done:
                 record("official transfer_model", official_settings(args.official_maxiters),
                        indices, seconds, pose, betas, transl)
+                for line in pose_by_pose(runs[-1], runs[-1 - len(OURS):-1]):
+                    print("  " + line, flush=True)
             if failures:
                 reason = "; ".join(failures)
         except InputError as error:
@@ -569,6 +571,21 @@ def compare(args, work_dir, kit, pair):
     if reason is not None:
         skipped.append(Skipped("official transfer_model", reason))
     return runs, skipped
+
+
+def pose_by_pose(peer, ours_runs):
+    """Lines comparing each of ours runs with a peer's run on the peer's poses, pose by
+    pose: the v2v_mm of both and on how many poses ours is at or below the peer."""
+    lines = []
+    for run in ours_runs:
+        ours_by_id = dict(zip(run.pose_ids, run.v2v_mm))
+        pairs = [(peer_error, ours_by_id[pose_id])
+                 for pose_id, peer_error in zip(peer.pose_ids, peer.v2v_mm)]
+        at_or_below = sum(ours <= peer_error for peer_error, ours in pairs)
+        lines.append(f"{peer.engine} / ours {run.ours}, v2v_mm per pose: "
+                     + ", ".join(f"{peer_error:.3f} / {ours:.3f}" for peer_error, ours in pairs)
+                     + f" (ours at or below on {at_or_below} of {len(pairs)})")
+    return lines
 
 
 def pairs_of(names):

@@ -114,3 +114,11 @@ def test_a_pair_end_to_end_takes_turns(kit, tmp_path, capsys):
     assert "ours: 2 turns of 6 poses" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         parse_args(["--rounds", "0"])
+
+
+def test_pose_by_pose_counts_the_poses_ours_is_at_or_below():
+    from benchmarks.compare_peers import pose_by_pose
+    peer = run("official", (3, 7), 100.0, v2v_mm=[6.0, 7.0])
+    ours = run("ours", (7, 3, 9), 1.0, v2v_mm=[7.5, 5.9, 1.0], ours="floor preset")
+    (line,) = pose_by_pose(peer, [ours])
+    assert "6.000 / 5.900, 7.000 / 7.500" in line and "at or below on 1 of 2" in line
