@@ -540,7 +540,8 @@ def compare(args, work_dir, kit, pair):
                           f"{type(error).__name__}: {error}")
                 del turns[engine]
     for engine, turns_taken in timed.items():
-        print(f"  {engine}: {len(turns_taken)} turns of {len(everything)} poses in "
+        print(f"  {engine}: {len(turns_taken)} turn{'s' * (len(turns_taken) > 1)} of "
+              f"{len(everything)} poses in "
               f"{', '.join(f'{turn[0]:.2f}' for turn in turns_taken)} s", flush=True)
     record("ours", f"{default_name}: {describe(default)}", everything,
            *median_run(timed["ours"]), ours=default_name)
