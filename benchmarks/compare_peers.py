@@ -525,9 +525,9 @@ def compare(args, work_dir, kit, pair):
                                       args.batch_size)}
     reason = smplfitter_skip_reason() if target == "smplx" else "run for SMPL-X targets only"
     if reason is None:
-        root = smplfitter_model_root(smplx_npz, work_dir / "smplfitter_models" / "smplx")
-        turns["smplfitter"] = lambda: run_smplfitter(root, inputs, everything, device,
-                                                     args.batch_size)
+        turns["smplfitter"] = lambda: run_smplfitter(
+            smplfitter_model_root(smplx_npz, work_dir / "smplfitter_models" / "smplx"),
+            inputs, everything, device, args.batch_size)
     timed = {engine: [] for engine in turns}
     for _ in range(args.rounds):
         for engine in list(turns):
