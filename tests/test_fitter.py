@@ -427,3 +427,27 @@ def test_significant_mean_keeps_systematic_joints_and_drops_noise():
     kept = direct.norm(dim=-1) > SIGNIFICANCE * standard_error
     assert kept.tolist() == [False, True, False, True]
     assert torch.allclose(mean[kept], direct[kept]) and (mean[~kept] == 0).all()
+
+
+def test_a_small_first_call_is_fitted_whole(monkeypatch):
+    """A fitter with a learned start splits its first call (learning from a few poses
+    first) only when the call is large enough for that to pay; otherwise it fits the call
+    in one go and learns from all of it."""
+    from smplh2smplx.fit import fitter as fitter_module
+    monkeypatch.setattr(fitter_module, "LEARNING_POSES", 4)
+    monkeypatch.setattr(fitter_module, "LEARNING_CALL_POSES", 10)
+    data = random_smplx(num_vertices=1000, seed=2, dense_correctives=False)
+    mask = np.arange(data.num_vertices)
+    settings = FitSettings(fit_vertices=0, learned_start=True, max_iterations=3)
+    pose = torch.randn(12, 55, 3, generator=torch.Generator().manual_seed(1)) * 0.2
+    targets = known_targets(BodyFitter(data, mask, settings), pose,
+                            torch.zeros(12, 10))
+    for count, expected in ((8, [8]), (12, [4, 8])):
+        fitter = BodyFitter(data, mask, settings)
+        sizes = []
+        fit_on_device = fitter._fit_on_device
+        fitter._fit_on_device = lambda targets, *rest: (sizes.append(len(targets)),
+                                                        fit_on_device(targets, *rest))[1]
+        result = fitter.fit(targets[:count], pose[:count])
+        assert sizes == expected and len(result.pose) == count
+        assert fitter.learned_poses == int(result.converged.sum())
