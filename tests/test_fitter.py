@@ -435,7 +435,8 @@ def test_a_small_first_call_is_fitted_whole(monkeypatch):
     in one go and learns from all of it."""
     from smplh2smplx.fit import fitter as fitter_module
     monkeypatch.setattr(fitter_module, "LEARNING_POSES", 4)
-    monkeypatch.setattr(fitter_module, "LEARNING_CALL_POSES", 10)
+    monkeypatch.setattr(fitter_module, "LEARNING_CALL_POSES", 5)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)       # 10 poses on 2 threads
     data = random_smplx(num_vertices=1000, seed=2, dense_correctives=False)
     mask = np.arange(data.num_vertices)
     settings = FitSettings(fit_vertices=0, learned_start=True, max_iterations=3)

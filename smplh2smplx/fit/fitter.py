@@ -26,11 +26,13 @@ from .target import TargetModel
 # poses, realistic kit seed 0, SMPL-H to SMPL-X), at the same error.
 LEARNING_POSES = 16
 # A first call splits off those poses to learn from them first only when it has at least
-# this many poses: fitted alone, in small batches, they cost about what the learned start
-# then saves on 150 poses (realistic kit seed 0, SMPL-H to SMPL-X, 2 threads, best of 3:
-# 50 poses 0.54 s fitted whole against 0.69 s split; 100: 0.98 against 1.05; 150: 1.46
-# against 1.43). A smaller first call is fitted whole, and the fitter learns from it.
-LEARNING_CALL_POSES = 10 * LEARNING_POSES
+# this many poses per CPU thread (a GPU counts as one): fitted alone, in small batches (a
+# slice per thread), they cost about what the learned start then saves on the others
+# (realistic kit seed 0, SMPL-H to SMPL-X, best of 3, whole against split: 1 thread, 64
+# poses 1.17 against 1.12 s, 100 poses 1.89 against 1.67; 2 threads, 50 poses 0.54 against
+# 0.69 s, 100 poses 0.98 against 1.05, 150 poses 1.46 against 1.43). A smaller first call
+# is fitted whole, and the fitter learns from it.
+LEARNING_CALL_POSES = 64
 # A joint's learned correction is used only when its mean exceeds this many standard errors:
 # between models that agree on a joint (SMPL and SMPL-H bodies) the corrections are noise,
 # and a noisy start costs steps.
@@ -66,7 +68,7 @@ class FitSettings:
         between the given and the fitted poses (and from the mean fitted betas) of the
         poses this fitter has fitted so far: the systematic difference between two body
         models, learned on the user's own models and poses (a first call fits
-        LEARNING_POSES poses before the others when it has at least LEARNING_CALL_POSES).
+        LEARNING_POSES poses before the others when it has LEARNING_CALL_POSES a thread).
         Off for warm starts, such as the previous frame of a motion, which carry no such
         difference.
     """
@@ -200,7 +202,8 @@ class BodyFitter(torch.nn.Module):
         """
         if not self.settings.learned_start or init_pose is None:
             return self._fit_on_device(targets, init_pose, betas, transl)
-        if self.learned_poses == 0 and len(targets) >= LEARNING_CALL_POSES:
+        threads = torch.get_num_threads() if self.device.type == "cpu" else 1
+        if self.learned_poses == 0 and len(targets) >= LEARNING_CALL_POSES * threads:
             return FitResult.cat([
                 self.fit(targets[rows], init_pose[rows], rows_of(betas, rows),
                          rows_of(transl, rows))
