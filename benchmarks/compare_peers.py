@@ -555,6 +555,7 @@ def compare(args, work_dir, kit, pair):
     reason = official_skip_reason(args.smplx_repo)
     if reason is None and few:
         ours(few, OURS)
+        ours_on_few = runs[-len(OURS):]
         try:
             seconds, done, pose, betas, transl, failures = run_official_engine(
                 kit, inputs, few, args.smplx_repo, device, work_dir, args.official_maxiters,
@@ -563,7 +564,7 @@ def compare(args, work_dir, kit, pair):
             if done:
                 record("official transfer_model", official_settings(args.official_maxiters),
                        indices, seconds, pose, betas, transl)
-                for line in pose_by_pose(runs[-1], runs[-1 - len(OURS):-1]):
+                for line in pose_by_pose(runs[-1], ours_on_few):
                     print("  " + line, flush=True)
             if failures:
                 reason = "; ".join(failures)
