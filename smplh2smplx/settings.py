@@ -27,9 +27,9 @@ from typing import Any, List, Optional, Sequence, Union
 from omegaconf import DictConfig, OmegaConf
 
 from .errors import InputError
+from .family import KINDS, STAGE1_MODEL, same_topology
 from .fit.fitter import FIT_PRESETS, FitSettings
 from .formats.body_models import GENDERS
-from .family import KINDS, STAGE1_MODEL, same_topology
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 USER_CONFIG = REPO_ROOT / "config.py"

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .meshes import read_mesh
 from ..family import ModelKind
+from .meshes import read_mesh
 
 MESH_SUFFIXES = (".obj", ".ply")
 MAX_COORDINATE_M = 100.0   # |x| of a mesh vertex, metres; AMASS bodies stay within ~10 m

@@ -35,7 +35,7 @@ from ..body.lbs import BodyModel
 from ..errors import InputError
 from ..family import STAGE1_MODEL
 from ..formats.amass import SMPLH_POSE_SIZE, check_frame, check_frame_values, read_smplh_poses
-from ..formats.annotations import select_pose_ids
+from ..formats.annotations import Selection, select_pose_ids
 from ..formats.body_models import load_smplh
 from ..formats.files import (atomic_write, check_finite, check_writable_folder,
                              remove_stale_temporaries)
@@ -43,7 +43,6 @@ from ..formats.meshes import format_face_lines, format_vertex_lines
 from ..formats.safe_pickle import load_pickle
 from ..formats.source_params import SOURCE_PARAMS, merge_source_params, read_source_params
 from ..runtime import torch_threads
-from ..formats.annotations import Selection
 from ..settings import ExtractOptions
 
 AMASS_NUM_BETAS = 16          # the AMASS body model's shape space (all zero here)

@@ -36,7 +36,7 @@ from ..body.lbs import BodyModel
 from ..errors import InputError
 from ..family import KINDS, STAGE1_MODEL
 from ..formats.body_models import load_body_model
-from ..formats.errors_csv import ERRORS_CSV, read_error_rows
+from ..formats.errors_csv import ERRORS_CSV, ErrorRow, read_error_rows
 from ..formats.files import atomic_write
 from ..formats.mesh_folder import MESH_SUFFIXES, read_mesh_vertices
 from ..formats.meshes import read_mesh_faces
@@ -44,7 +44,6 @@ from ..formats.param_files import parameter_path, pose_from_parameters, read_par
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
 from ..render import RenderMesh, facing_azimuth, render_views
 from ..settings import TransferOptions, is_unset
-from ..formats.errors_csv import ErrorRow
 
 REPORT_DIR = "report"
 INDEX = "index.html"

@@ -7,10 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..body.deformation import load_pair_transfer
-from ..body.shape import convert_betas
+from ..body.shape import ShapeResult, convert_betas
 from ..errors import InputError
 from ..formats.body_models import load_body_model
-from ..body.shape import ShapeResult
 from ..settings import TransferOptions
 
 

@@ -33,19 +33,17 @@ import numpy as np
 import roma
 import torch
 
-from ...body.deformation import load_pair_transfer
+from ...body.deformation import DeformationTransfer, load_pair_transfer
 from ...body.lbs import BodyModel, forward_kinematics, skinning_transforms
 from ...errors import InputError
 from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
-from ...fit.fitter import BodyFitter, FitSettings
-from ...formats.body_models import load_body_model
+from ...fit.fitter import BodyFitter, FitResult, FitSettings
+from ...formats.body_models import BodyModelData, load_body_model
 from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from ...formats.sequence_files import MotionSequence
 from ...formats.sequences_csv import SequenceRow
 from ...runtime import torch_threads
-from ...body.deformation import DeformationTransfer
-from ...formats.body_models import BodyModelData
-from ...fit.fitter import FitResult
+
 SHAPE_RIDGE = 1e-6               # Tikhonov weight of the betas' least squares (m^2)
 RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 does not
 # Per-frame fit: up to 5 steps from the warm start on the per-pose fit's 3000-vertex subset

@@ -22,9 +22,8 @@ from ...formats.files import atomic_write
 from ...formats.sequence_files import read_motion, read_motion_file
 from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
-from .convert import GenderModels, frame_step, pair_transfer
+from .convert import GenderModels, SequenceOptions, frame_step, pair_transfer
 from .run import output_path, quality_path, read_quality
-from .convert import SequenceOptions
 
 REPORT_DIR = "report"
 SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
 from ...errors import InputError, OutputError, one_line
 from ...family import KINDS
@@ -33,12 +34,10 @@ from ...formats.npz import member_shape, read_npz
 from ...formats.result_settings import check_result_settings, record_result_settings
 from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, SkipFile, is_finished,
                                        output_name, read_motion, write_motion)
-from ...formats.sequences_csv import SEQUENCES_CSV, merge_sequence_rows
+from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_rows
 from ...runtime import resolve_device
-from .convert import GenderModels, convert_sequence, pair_transfer, sequence_row
-from ...body.deformation import DeformationTransfer
-from ...formats.sequences_csv import SequenceRow
-from .convert import SequenceOptions, SequenceResult
+from .convert import (GenderModels, SequenceOptions, SequenceResult, convert_sequence,
+                      pair_transfer, sequence_row)
 
 QUALITY_DIR = "quality"          # <output>/quality/<relative folder>/<name>_frames.npz
 
