@@ -28,7 +28,8 @@ from pathlib import Path
 from smplh2smplx.cli import RUN_FLAGS, add_setting_flags, run_command, setting_flag_values
 from smplh2smplx.errors import InputError
 from smplh2smplx.family import KINDS, same_topology
-from smplh2smplx.stages.sequences.convert import FRAME_FIT, MODEL_FLAGS, SequenceOptions
+from smplh2smplx.stages.sequences.convert import (FRAME_FIT, MODEL_FLAGS, SMOOTHING_SECONDS,
+                                                  SequenceOptions)
 from smplh2smplx.stages.sequences.run import (ShardError, SlurmOptions, run_sequences,
                                               submit_shards)
 from smplh2smplx.settings import UNSET, USER_CONFIG, TransferOptions, read_user_config
@@ -93,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frames fitted at once (default: %(default)s)")
     parser.add_argument("--shape-frames", type=int, default=8,
                         help="frames the sequence's shape is fitted on (default: %(default)s)")
+    parser.add_argument("--smoothing", type=float, default=SMOOTHING_SECONDS, metavar="SECONDS",
+                        help="standard deviation of the low-pass over time of the fits' "
+                             "corrections of the source motion; 0: every frame as fitted "
+                             "(default: %(default)s)")
     parser.add_argument("--max-iterations", type=int, default=FRAME_FIT.max_iterations,
                         help="fitter steps per frame from its warm start; frames whose error "
                              "stands out get the full fit (default: %(default)s)")
@@ -157,7 +162,7 @@ def options_from_args(args, user_config):
                            num_betas=args.num_betas, gender=args.gender, fps=args.fps,
                            **setting_flag_values(TransferOptions, args, SHARED_FLAGS),
                            chunk_frames=args.chunk_frames, shape_frames=args.shape_frames,
-                           fit=replace(FRAME_FIT, max_iterations=args.max_iterations))
+                           smoothing=args.smoothing, fit=replace(FRAME_FIT, max_iterations=args.max_iterations))
 
 
 def submit(options, args):

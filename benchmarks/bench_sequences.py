@@ -1,11 +1,11 @@
 """Sequence conversion against its shared-shape floor and the per-pose path, in one run.
 
     PYTHONPATH=. python benchmarks/bench_sequences.py [--kit-seed 1] [--amass FILE]
-        [--fps 30] [--kit-frames 120] [--directions smplh2smplx smpl2smplx ...]
+        [--fps 30 0] [--kit-frames 120] [--directions smplh2smplx smpl2smplx ...]
         [--iterations 1 2 3] [--fit-vertices 0] [--rounds 3]
 
 Cases: the real AMASS SMPL+H sequence (../shared/data/amass_sample_smplh.npz) SMPL-H to SMPL-X
-at each --fps, posed with the realistic kit's models of its gender; and the realistic kit's
+at each --fps (0: its own 120 fps), posed with the realistic kit's models of its gender; and the realistic kit's
 first motion (its SMPL, SMPL+H and SMPL-X files) in every direction of --directions, at the
 kit's 60 fps. The kit is written with --kit-seed (the defaults were tuned on seed 0: measure
 on another one). Per case and rate, on the same frames:
@@ -56,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kit-frames", type=int, default=120,
                         help="frames of the kit's motions (at 60 fps)")
     parser.add_argument("--amass", type=Path, default=AMASS_SAMPLE)
-    parser.add_argument("--fps", type=float, nargs="+", default=[30.0],
-                        help="rates of the real sequence (default: 30)")
+    parser.add_argument("--fps", type=float, nargs="+", default=[30.0, 0.0],
+                        help="rates of the real sequence, 0 for its own (default: 30 0; "
+                             "the jitter of a fit shows most at the source's own rate)")
     parser.add_argument("--directions", nargs="*",
                         default=["smplh2smplx", "smpl2smplx", "smplx2smplh", "smplx2smpl",
                                  "smplh2smpl", "smpl2smplh"])
@@ -198,7 +199,7 @@ def main():
         elif not args.no_real:
             real = read_motion(args.amass, "smplh")
             for fps in args.fps:
-                measure(args.amass.name, real, "smplh", "smplx", options, fps,
+                measure(args.amass.name, real, "smplh", "smplx", options, fps or None,
                         args.iterations, args.fit_vertices, args.rounds)
         trees = {"smpl": kit.smpl_motions, "smplh": kit.amass, "smplx": kit.smplx_motions}
         for direction in args.directions:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import roma
 import scipy.sparse
 import smplx
 import torch
@@ -26,7 +27,8 @@ from smplh2smplx.formats.sequence_files import (MotionSequence, SkipFile,
                                                 write_motion)
 from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from smplh2smplx.stages.sequences.convert import (MaskedBody, SequenceOptions, frame_step,
-                                                  mean_acceleration, solve_shape)
+                                                  low_pass, mean_acceleration,
+                                                  smoothing_weights, solve_shape)
 from smplh2smplx.stages.sequences.run import (SlurmOptions, list_sequence_files, output_path,
                                               quality_path, run_sequences, submit_shards)
 
@@ -355,6 +357,97 @@ def test_mean_acceleration_of_a_parabola():
     joints[:, :, 2] = 0.5 * 9.81 * times[:, None] ** 2      # free fall
     np.testing.assert_allclose(mean_acceleration(joints, 30.0), 9.81)
     assert len(mean_acceleration(joints[:2], 30.0)) == 0
+
+
+def test_low_pass_of_turns_about_one_axis_filters_their_angles():
+    """Rotations about one axis are low-passed as their angles are: a weighted mean of the
+    neighbours' angles, the weights renormalised where the sequence ends."""
+    rng = np.random.default_rng(4)
+    count, rate, seconds = 40, 60.0, 0.03
+    angles = np.cumsum(rng.normal(0, 0.05, (count, 2)), axis=0)       # two joints
+    axes = np.array([[0.0, 0.6, 0.8], [1.0, 0.0, 0.0]])
+    corrections = roma.rotvec_to_rotmat(torch.as_tensor(angles[..., None] * axes))
+    offsets = torch.as_tensor(rng.normal(0, 0.01, (count, 3)))
+    weights = smoothing_weights(rate, seconds)
+    width = seconds * rate
+    assert len(weights) == 2 * int(np.ceil(3 * width)) + 1
+    frames = np.arange(count)
+    filtered, shifted = low_pass(corrections, offsets, weights, frames, count)
+    kernel = np.exp(-0.5 * (np.arange(-6, 7) / width) ** 2)
+    norm = np.convolve(np.ones(count), kernel, mode="same")
+    expected_angles = np.stack([np.convolve(angles[:, j], kernel, mode="same") / norm
+                                for j in range(2)], axis=1)
+    np.testing.assert_allclose(roma.rotmat_to_rotvec(filtered).numpy(),
+                               expected_angles[..., None] * axes, atol=1e-9)
+    expected_offsets = np.stack([np.convolve(offsets[:, c].numpy(), kernel, mode="same") / norm
+                                 for c in range(3)], axis=1)
+    np.testing.assert_allclose(shifted.numpy(), expected_offsets, atol=1e-12)
+    # Frames whose neighbours are not fitted yet use those that are.
+    partial, _ = low_pass(corrections, offsets, weights, np.array([20]), 22)
+    head = np.convolve(np.ones(22), kernel, mode="same")[20]
+    kept = sum(kernel[6 + k] * angles[20 + k] for k in range(-6, 2)) / head
+    np.testing.assert_allclose(roma.rotmat_to_rotvec(partial)[0].numpy(),
+                               kept[:, None] * axes, atol=1e-9)
+    np.testing.assert_array_equal(smoothing_weights(rate, 0.0), [1.0])
+
+
+def test_smoothing_filters_the_fitted_corrections_of_the_source(kit):
+    """With smoothing, each frame's pose is the source's rotation turned by the low-passed
+    corrections R_fit R_src^T of the unsmoothed conversion (and likewise the translation),
+    computed here with scipy; the errors reported are those of the frames written."""
+    from scipy.spatial.transform import Rotation
+
+    from smplh2smplx.body.deformation import load_deformation_transfer
+    from smplh2smplx.family import map_pose
+    from smplh2smplx.stages.sequences.convert import GenderModels, convert_sequence
+    deformation = load_deformation_transfer(kit.deftrafo, kit.mask)
+    models = GenderModels(options(kit, kit.amass, Path("unused")), "smplh", "neutral",
+                          deformation.mask_ids, torch.device("cpu"))
+    sequence = read_motion(kit.amass / kit.sequences[0])
+    seconds, rate = 0.05, sequence.framerate
+    raw, smoothed = (convert_sequence(sequence, models, deformation, chunk_frames=8,
+                                      shape_frames=4, smoothing=value)
+                     for value in (0.0, seconds))
+    count = len(sequence.poses)
+    source = map_pose(sequence.poses, "smplh", "smplx").numpy()
+    fitted = raw.output.poses.reshape(count, -1, 3)
+    width = seconds * rate
+    radius = int(np.ceil(3 * width))
+    expected = np.empty_like(fitted)
+    for joint in range(fitted.shape[1]):
+        corrections = (Rotation.from_rotvec(fitted[:, joint])
+                       * Rotation.from_rotvec(source[:, joint]).inv())
+        for frame in range(count):
+            near = np.arange(max(0, frame - radius), min(count, frame + radius + 1))
+            weights = np.exp(-0.5 * ((near - frame) / width) ** 2)
+            tangent = (corrections[frame].inv() * corrections[near]).as_rotvec()
+            mean = (weights[:, None] * tangent).sum(0) / weights.sum()
+            expected[frame, joint] = (corrections[frame] * Rotation.from_rotvec(mean)
+                                      * Rotation.from_rotvec(source[frame, joint])).as_rotvec()
+    got = Rotation.from_rotvec(smoothed.output.poses.reshape(-1, 3))
+    angle = (got * Rotation.from_rotvec(expected.reshape(-1, 3)).inv()).magnitude()
+    assert angle.max() < 1e-5
+    offsets = raw.output.trans - sequence.trans
+    for frame in (0, count // 2, count - 1):
+        near = np.arange(max(0, frame - radius), min(count, frame + radius + 1))
+        weights = np.exp(-0.5 * ((near - frame) / width) ** 2)
+        np.testing.assert_allclose(
+            smoothed.output.trans[frame],
+            sequence.trans[frame] + weights @ offsets[near] / weights.sum(), atol=1e-6)
+    assert not np.allclose(smoothed.output.poses, raw.output.poses, atol=1e-4)
+    np.testing.assert_allclose(smoothed.output.betas, raw.output.betas)
+    # The errors are those of the smoothed frames: the unsmoothed fit's, plus a little.
+    assert abs(smoothed.v2v_mm.mean() / raw.v2v_mm.mean() - 1.0) < 0.02
+    assert not np.allclose(smoothed.v2v_mm, raw.v2v_mm)
+
+
+@pytest.mark.parametrize("seconds", ["-0.01", "5", "nan"])
+def test_smoothing_out_of_range_is_one_line_and_exit_2(kit, tmp_path, capsys, seconds):
+    code = convert_sequences.main([str(kit.amass), "--smoothing", seconds, "--device", "cpu"],
+                                  user_config=user_config(kit, tmp_path / "out"))
+    printed = capsys.readouterr()
+    assert code == 2 and "smoothing must be from 0 to 1.0 seconds" in printed.err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.npz"))
 
 
 def test_output_file_reads_back_and_rejects_inconsistency(tmp_path):

@@ -38,6 +38,7 @@ from ...body.lbs import BodyModel, forward_kinematics, skinning_transforms
 from ...errors import InputError
 from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
 from ...fit.fitter import BodyFitter, FitResult, FitSettings
+from ...fit.problem import forward
 from ...formats.body_models import BodyModelData, load_body_model
 from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from ...formats.sequence_files import MotionSequence
@@ -56,6 +57,16 @@ RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 do
 FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
 # A frame whose error exceeds this times its chunk's median is fitted again in full.
 OUTLIER_FACTOR = 1.2
+# The per-frame fits' corrections of the source motion (per joint R_fit R_src^T, and the
+# translation's offset) are low-passed over time by a Gaussian of this standard deviation
+# (seconds; 0: off). Each frame's fit stops somewhere in a small valley of the loss, and at
+# 120 fps those small differences between neighbouring frames are accelerations: the real
+# AMASS sample at 120 fps moved its joints 1.20-1.30 times as much as the source (30 fps:
+# 1.04-1.13), 1.03-1.06 times with this filter, for 0.005% more v2v. Tuned on the realistic
+# kit of seed 0 (wave motion at 60 fps: jitter 1.09x -> 1.045x the source's, v2v +0.02%;
+# 0.04 s gave 0.25% more v2v on another of its motions).
+SMOOTHING_SECONDS = 0.02
+MAX_SMOOTHING_SECONDS = 1.0     # beyond, the filter would blur the motion's own changes
 MODEL_FLAGS = {kind: f"--{kind}-model" for kind in KINDS}
 
 
@@ -79,6 +90,8 @@ class SequenceOptions:
     fps: output frame rate (None: the source's); must divide the source rate.
     shard_size, shard_index: the slice of the sorted file list (shard_size 0: all).
     chunk_frames: frames fitted as one batch; shape_frames, shape_rounds: the joint shape fit.
+    smoothing: standard deviation (seconds) of the low-pass of the fits' corrections over
+        time (0: each frame as fitted).
     num_betas: betas written (None: the target layout's, 16 for SMPL-X and SMPL-H, 10 SMPL).
     fit: settings of the per-frame fits (betas are always held, fit_betas is ignored);
         frames whose error stands out in their chunk are fitted again with the defaults.
@@ -100,6 +113,7 @@ class SequenceOptions:
     chunk_frames: int = 256
     shape_frames: int = 8
     shape_rounds: int = 1
+    smoothing: float = SMOOTHING_SECONDS
     num_betas: int = None
     fit: FitSettings = FRAME_FIT
 
@@ -127,6 +141,9 @@ class SequenceOptions:
                              f"{self.shard_size} and {self.shard_index}")
         if self.chunk_frames < 1 or self.shape_frames < 1 or self.shape_rounds < 1:
             raise InputError("chunk_frames, shape_frames and shape_rounds must be >= 1")
+        if not 0 <= self.smoothing <= MAX_SMOOTHING_SECONDS:
+            raise InputError(f"smoothing must be from 0 to {MAX_SMOOTHING_SECONDS} seconds, "
+                             f"got {self.smoothing}")
         if self.fit.max_iterations < 0:
             raise InputError(f"max_iterations must be >= 0, got {self.fit.max_iterations}")
         if not Path(self.input_path).exists():
@@ -418,6 +435,44 @@ def refit_outliers(models: GenderModels, targets: torch.Tensor, betas: torch.Ten
     return len(outliers)
 
 
+def smoothing_weights(rate: float, seconds: float) -> np.ndarray:
+    """The Gaussian filter (2r+1,) of standard deviation `seconds` at `rate` frames/s, cut at
+    three standard deviations ([1] for 0 seconds)."""
+    width = seconds * rate
+    radius = int(np.ceil(3.0 * width)) if width > 0 else 0
+    offsets = np.arange(-radius, radius + 1)
+    return np.exp(-0.5 * (offsets / width) ** 2) if radius else np.ones(1)
+
+
+def low_pass(corrections: torch.Tensor, offsets: torch.Tensor, weights: np.ndarray,
+             frames: np.ndarray, available: int) -> tuple:
+    """Filtered corrections of `frames` from those of frames 0..available-1.
+
+    A rotation is averaged in the tangent space at itself: R exp(sum_k w_k log(R^T R_k)),
+    with the weights of the neighbours that exist renormalised at the sequence's ends.
+
+    Args:
+        corrections: (T, J, 3, 3) per-joint rotations; offsets: (T, 3); weights: (2r+1,).
+    Returns:
+        the corrections (F, J, 3, 3) and offsets (F, 3) of the F frames.
+    """
+    radius = len(weights) // 2
+    centre = corrections[frames]
+    tangent = torch.zeros(centre.shape[:-1], dtype=centre.dtype)
+    shift = torch.zeros(len(frames), 3, dtype=offsets.dtype)
+    total = torch.zeros(len(frames), dtype=centre.dtype)
+    for offset, weight in zip(range(-radius, radius + 1), weights):
+        neighbours = frames + offset
+        rows = np.flatnonzero((neighbours >= 0) & (neighbours < available))
+        near = neighbours[rows]
+        tangent[rows] += weight * roma.rotmat_to_rotvec(
+            centre[rows].transpose(-1, -2) @ corrections[near])
+        shift[rows] += weight * offsets[near]
+        total[rows] += weight
+    return (centre @ roma.rotvec_to_rotmat(tangent / total[:, None, None]),
+            shift / total[:, None])
+
+
 @dataclass
 class SequenceResult:
     """A converted sequence: the output and its per-frame quality."""
@@ -430,15 +485,20 @@ class SequenceResult:
 
 def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation,
                      fps: float = None, chunk_frames: int = 256, shape_frames: int = 8,
-                     shape_rounds: int = 1, warm: bool = True,
-                     on_frames=None) -> SequenceResult:
+                     shape_rounds: int = 1, smoothing: float = SMOOTHING_SECONDS,
+                     warm: bool = True, on_frames=None) -> SequenceResult:
     """Convert one checked `MotionSequence` with the models of its kind and gender.
 
     The source and target kinds are those of `models` (`sequence.kind` must be the source);
     `deformation` maps the source mesh onto the target's (the identity between SMPL and
-    SMPL-H). warm: start each chunk from the previous chunk's last frame (False: every
-    frame from its own source pose, as per-pose conversion does; kept for the benchmark).
-    on_frames: called after each chunk with the source frames it covered (a progress bar).
+    SMPL-H). smoothing: see SMOOTHING_SECONDS. warm: start each chunk from the previous
+    chunk's last frame (False: every frame from its own source pose, as per-pose conversion
+    does; kept for the benchmark). on_frames: called after each chunk with the source
+    frames it covered (a progress bar).
+
+    A chunk's frames are finished (filtered, their errors and joints measured against the
+    targets posed for the fit) once the frames the filter reaches past them are fitted, so
+    at most a few chunks of targets are held at once.
     """
     if sequence.kind != models.source_kind:
         raise ValueError(f"a {sequence.kind} sequence given to {models.source_kind} models")
@@ -449,10 +509,41 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     anchors = spread_frames(num_frames, shape_frames)
     betas, anchor_poses, anchor_transl = fit_shape(models, source, anchors, shape_rounds)
     fixed_betas = betas.float()
+    weights = smoothing_weights(rate, smoothing)
+    source_trans = torch.as_tensor(source.trans)
+    num_joints = models.fitter.model.num_joints
+    corrections = torch.empty(num_frames, num_joints, 3, 3, dtype=torch.float64)
+    offsets = torch.empty(num_frames, 3, dtype=torch.float64)
 
-    poses, transls, errors, iterations, source_joints = [], [], [], [], []
+    def source_rotations(frames):
+        return roma.rotvec_to_rotmat(models.map_pose(source.poses[frames]))
+
+    outputs = {name: [] for name in ("pose", "transl", "v2v", "joints", "source_joints")}
+
+    def finish(frames, targets, joints, available):
+        correction, offset = low_pass(corrections, offsets, weights, frames, available)
+        pose = roma.rotmat_to_rotvec(correction @ source_rotations(frames))
+        transl = offset + source_trans[frames]
+        model = models.fitter.model
+        fitted = model.mask_set.v_template                       # device and dtype
+        with _cpu_single_thread(models.device):
+            # Vertex-major (M, 3, B), as the fitter measures its errors.
+            residual = forward(model, model.mask_set, roma.rotvec_to_rotmat(pose).to(fitted),
+                               fixed_betas.expand(len(frames), -1).to(fitted),
+                               transl.to(fitted))[0] - targets.to(fitted).permute(1, 2, 0)
+            outputs["v2v"].append((residual.square().sum(1).sqrt().mean(0) * 1000.0).cpu())
+            target = models.target.v_template
+            outputs["joints"].append(body_joints(
+                models.target, pose.to(target), betas.to(target).expand(len(frames), -1),
+                transl.to(target)).cpu())
+        outputs["pose"].append(pose)
+        outputs["transl"].append(transl)
+        outputs["source_joints"].append(joints.cpu())
+
+    iterations, waiting = [], []
     last = anchors[0]                                       # frame 0, fitted with the shape
     reference = (anchor_poses[0], anchor_transl[0].float())
+    reach = len(weights) // 2
     for start in range(0, num_frames, chunk_frames):
         frames = np.arange(start, min(start + chunk_frames, num_frames))
         targets, joints = source.targets(frames)
@@ -467,33 +558,28 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         result = models.fitter.fit(targets, init, fixed_betas.expand(len(frames), -1),
                                    init_transl)
         refit_outliers(models, targets, fixed_betas, result)
-        poses.append(result.pose)
-        transls.append(result.transl)
-        errors.append(result.v2v_mean_mm)
+        corrections[frames] = (roma.rotvec_to_rotmat(result.pose.double())
+                               @ source_rotations(frames).transpose(-1, -2))
+        offsets[frames] = result.transl.double() - source_trans[frames]
         iterations.append(result.iterations)
-        source_joints.append(joints.cpu())
+        waiting.append((frames, targets, joints))
+        available = frames[-1] + 1
+        while waiting and (waiting[0][0][-1] + reach < available or available == num_frames):
+            finish(*waiting.pop(0), available)
         last, reference = frames[-1], (result.pose[-1], result.transl[-1])
         if on_frames is not None:
             on_frames(len(frames) * step)
-    pose, transl = torch.cat(poses), torch.cat(transls)
 
-    fitted_joints = []
-    for start in range(0, num_frames, chunk_frames):
-        rows = slice(start, start + chunk_frames)
-        count = len(pose[rows])
-        with _cpu_single_thread(models.device):
-            fitted_joints.append(body_joints(
-                models.target, pose[rows].to(models.target.v_template),
-                betas.to(models.target.v_template).expand(count, -1),
-                transl[rows].to(models.target.v_template)).cpu())
+    pose, transl = torch.cat(outputs["pose"]), torch.cat(outputs["transl"])
     output = MotionSequence(kind=models.target_kind,
                             poses=pose.double().numpy().reshape(num_frames, -1),
                             trans=transl.double().numpy(), betas=betas.numpy(),
                             gender=models.gender, framerate=rate)
     return SequenceResult(
-        output=output, v2v_mm=torch.cat(errors).numpy().astype(np.float64),
-        acceleration=mean_acceleration(torch.cat(fitted_joints).numpy(), rate),
-        source_acceleration=mean_acceleration(torch.cat(source_joints).numpy(), rate),
+        output=output, v2v_mm=torch.cat(outputs["v2v"]).numpy().astype(np.float64),
+        acceleration=mean_acceleration(torch.cat(outputs["joints"]).numpy(), rate),
+        source_acceleration=mean_acceleration(torch.cat(outputs["source_joints"]).numpy(),
+                                              rate),
         iterations=torch.cat(iterations).numpy())
 
 

@@ -291,7 +291,8 @@ class SequenceRun:
             raise InputError(f"{path}: gender {gender}: {error}") from None
         result = convert_sequence(sequence, models, self.transfer(sequence.kind), options.fps,
                                   options.chunk_frames, options.shape_frames,
-                                  options.shape_rounds, on_frames=on_frames)
+                                  options.shape_rounds, options.smoothing,
+                                  on_frames=on_frames)
         row = sequence_row(relative, result, time.perf_counter() - start)
         merge_sequence_rows(Path(options.output_dir) / SEQUENCES_CSV, [row])
         write_quality(quality_path(options.output_dir, relative, target), result)
