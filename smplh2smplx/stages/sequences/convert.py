@@ -17,9 +17,12 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
    from the solution of the frame just before the chunk (the last fitted frame), corrected
    by the source's own change since then: per joint, R_init(f) = R_fit(r) R_src(r)^T R_src(f)
    with r that frame. Chunks bound the memory whatever the sequence's length;
-4. quality: v2v_mm per frame (mean over the masked vertices), and the temporal jitter, the
-   mean joint acceleration |second difference| * fps^2 (m/s^2) of the 22 body joints of
-   the fitted sequence, next to the same for the source joints.
+4. smoothing: the fits' corrections of the source motion, R_fit R_src^T per joint and the
+   translation's offset, low-passed over time (`SMOOTHING_SECONDS`); each frame written is
+   its source pose turned by its filtered correction;
+5. quality, of the frames written: v2v_mm per frame (mean over the masked vertices), and the
+   temporal jitter, the mean joint acceleration |second difference| * fps^2 (m/s^2) of the
+   22 body joints of the fitted sequence, next to the same for the source joints.
 
 `dmpls` (AMASS's soft-tissue coefficients) are ignored: no target has such blend shapes.
 """
