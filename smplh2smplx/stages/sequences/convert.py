@@ -13,10 +13,12 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
    rotations only), so the joint fit alternates a per-frame pose fit (betas held) with one
    linear least-squares solve for the shared betas and the per-frame translations;
 3. frames: pose and translation of every frame, betas held fixed, in chunks of
-   `chunk_frames` consecutive frames. A chunk is fitted as one batch, each frame started
-   from the solution of the frame just before the chunk (the last fitted frame), corrected
-   by the source's own change since then: per joint, R_init(f) = R_fit(r) R_src(r)^T R_src(f)
-   with r that frame. Chunks bound the memory whatever the sequence's length;
+   `chunk_frames` consecutive frames, each fitted in levels (`LEVEL_STRIDES`), a batch
+   each: every 16th frame first, started from the last fitted frame r before the chunk with
+   the source's own change since then (per joint, R_init(f) = R_fit(r) R_src(r)^T R_src(f)),
+   then every 4th and then the rest, started from the corrections R_fit R_src^T of the
+   fitted frames around them, interpolated. Chunks bound the memory whatever the sequence's
+   length;
 4. smoothing: the fits' corrections of the source motion, R_fit R_src^T per joint and the
    translation's offset, low-passed over time (`SMOOTHING_SECONDS`); each frame written is
    its source pose turned by its filtered correction;
@@ -58,17 +60,24 @@ RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 do
 # steps 1.015x at 1.7x, 8 steps 1.008x at 1.4x. Rebuilding the matrix every step, or sharing
 # one between neighbouring frames, did not pay (see docs/SEQUENCES.md).
 FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
-# A frame whose error exceeds this times its chunk's median is fitted again in full.
+# The frames of a chunk are fitted in levels: every 16th (and the last) from the last
+# fitted frame before the chunk, then every 4th, then the others, each from the
+# interpolation of the fitted frames around it, whose starts are closer (1.2-1.9 steps a
+# frame where one start for the whole chunk took 2.7-4.9). On the four 480-frame motions of
+# the realistic kit of seed 0 (60 fps), 1.9-2.1x the frames per CPU-s at the same v2v
+# (0.998-1.000x) and jitter (within 0.004 of the source's ratio), each with its low-pass.
+LEVEL_STRIDES = (16, 4, 1)
+# A frame whose error exceeds this times its level's median is fitted again in full.
 OUTLIER_FACTOR = 1.2
 # The per-frame fits' corrections of the source motion (per joint R_fit R_src^T, and the
 # translation's offset) are low-passed over time by a Gaussian of this standard deviation
 # (seconds; 0: off). Each frame's fit stops somewhere in a small valley of the loss, and at
-# 120 fps those small differences between neighbouring frames are accelerations: the real
-# AMASS sample at 120 fps moved its joints 1.20-1.30 times as much as the source (30 fps:
-# 1.04-1.13), 1.03-1.06 times with this filter, for 0.005% more v2v. Tuned on the realistic
-# kit of seed 0 (wave motion at 60 fps: jitter 1.09x -> 1.045x the source's, v2v +0.02%;
-# 0.04 s gave 0.25% more v2v on another of its motions).
-SMOOTHING_SECONDS = 0.02
+# high frame rates those small differences between neighbouring frames are accelerations.
+# Tuned with the realistic kit of seed 0: its wave motion (60 fps) moved its joints 1.080
+# times as much as the source's unfiltered, 1.043 times with 0.03 s (0.02 s: 1.046); the real
+# AMASS sample posed with that kit's models 1.157 -> 1.083 at 30 fps and 1.274 -> 1.068 at
+# 120 fps (0.02 s: 1.099 and 1.074), for 0.02-0.1% more v2v.
+SMOOTHING_SECONDS = 0.03
 MAX_SMOOTHING_SECONDS = 1.0     # beyond, the filter would blur the motion's own changes
 MODEL_FLAGS = {kind: f"--{kind}-model" for kind in KINDS}
 
@@ -400,19 +409,50 @@ def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray, ro
     return betas.cpu(), pose, transl.cpu()
 
 
-def warm_start(models: GenderModels, source_poses: np.ndarray, reference_source: np.ndarray,
-               reference_fit: torch.Tensor) -> torch.Tensor:
-    """Initial target poses (B, J, 3) of frames from a fitted reference frame.
+def carried_start(frames: np.ndarray, known: np.ndarray, corrections: torch.Tensor,
+                  offsets: torch.Tensor) -> tuple:
+    """Corrections of `frames` carried from the frames whose corrections are `known`.
 
-    Per joint, R_init = R_fit(ref) R_src(ref)^T R_src: the source's own change since the
-    reference frame, applied to the reference's fitted rotation. (Measured on the real
-    sequence, 64 frames on: 1.4% above the fitted frame's error, where the correction
-    applied on the other side gives 4.5% and the source pose alone 95%.)
+    A frame between two known frames a < f < b gets their correction interpolated, per
+    joint C_a exp(w log(C_a^T C_b)) with w = (f - a) / (b - a), and the offset likewise;
+    a frame with none known after it gets that of the last known frame before it (the
+    source's own change since that frame carried over: measured on the real sequence, 64
+    frames on, 1.4% above the fitted frame's error, where the source pose alone is 95%);
+    a known frame keeps its own. Every frame must have a known frame at or before it.
+
+    Args:
+        frames: (F,); known: (T,) bool; corrections: (T, J, 3, 3); offsets: (T, 3).
+    Returns:
+        the corrections (F, J, 3, 3) and offsets (F, 3) to start the frames from.
     """
-    src = roma.rotvec_to_rotmat(models.map_pose(source_poses))
-    ref_src = roma.rotvec_to_rotmat(models.map_pose(reference_source[None]))[0]
-    ref_fit = roma.rotvec_to_rotmat(torch.as_tensor(reference_fit).double())
-    return roma.rotmat_to_rotvec(ref_fit @ ref_src.transpose(-1, -2) @ src).float()
+    known_frames = np.flatnonzero(known)
+    before = known_frames[np.searchsorted(known_frames, frames, side="right") - 1]
+    after_index = np.searchsorted(known_frames, frames)
+    after = np.where(after_index < len(known_frames),
+                     known_frames[np.minimum(after_index, len(known_frames) - 1)], before)
+    span = np.maximum(after - before, 1)
+    weight = torch.as_tensor((frames - before) / span)
+    first, second = corrections[before], corrections[after]
+    turn = roma.rotmat_to_rotvec(first.transpose(-1, -2) @ second) * weight[:, None, None]
+    shift = offsets[before] + weight[:, None] * (offsets[after] - offsets[before])
+    return first @ roma.rotvec_to_rotmat(turn), shift
+
+
+def level_rows(count: int, strides=LEVEL_STRIDES) -> list:
+    """The positions of a chunk of `count` frames, fitted level by level: every
+    strides[0]-th and the last first, then every strides[1]-th of the others, ..."""
+    positions, done, levels = np.arange(count), np.zeros(count, dtype=bool), []
+    for level, stride in enumerate(strides):
+        wanted = positions % stride == 0
+        if level == 0:
+            wanted[-1] = True
+        rows = np.flatnonzero(wanted & ~done)
+        if len(rows):
+            levels.append(rows)
+            done[rows] = True
+    if not done.all():
+        levels.append(np.flatnonzero(~done))
+    return levels
 
 
 def refit_outliers(models: GenderModels, targets: torch.Tensor, betas: torch.Tensor,
@@ -489,19 +529,19 @@ class SequenceResult:
 def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation,
                      fps: float = None, chunk_frames: int = 256, shape_frames: int = 8,
                      shape_rounds: int = 1, smoothing: float = SMOOTHING_SECONDS,
-                     warm: bool = True, on_frames=None) -> SequenceResult:
+                     on_frames=None) -> SequenceResult:
     """Convert one checked `MotionSequence` with the models of its kind and gender.
 
     The source and target kinds are those of `models` (`sequence.kind` must be the source);
     `deformation` maps the source mesh onto the target's (the identity between SMPL and
-    SMPL-H). smoothing: see SMOOTHING_SECONDS. warm: start each chunk from the previous
-    chunk's last frame (False: every frame from its own source pose, as per-pose conversion
-    does; kept for the benchmark). on_frames: called after each chunk with the source
-    frames it covered (a progress bar).
+    SMPL-H). smoothing: see SMOOTHING_SECONDS. on_frames: called after each chunk with the
+    source frames it covered (a progress bar).
 
-    A chunk's frames are finished (filtered, their errors and joints measured against the
-    targets posed for the fit) once the frames the filter reaches past them are fitted, so
-    at most a few chunks of targets are held at once.
+    Each frame is fitted from a start carried from fitted frames (`carried_start`), a
+    chunk in levels (`level_rows`). The corrections R_fit R_src^T and translation offsets
+    of every frame are kept; a chunk's frames are finished (filtered, their errors and
+    joints measured against the targets posed for the fit) once the frames the filter
+    reaches past them are fitted, so at most a few chunks of targets are held at once.
     """
     if sequence.kind != models.source_kind:
         raise ValueError(f"a {sequence.kind} sequence given to {models.source_kind} models")
@@ -517,9 +557,26 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     num_joints = models.fitter.model.num_joints
     corrections = torch.empty(num_frames, num_joints, 3, 3, dtype=torch.float64)
     offsets = torch.empty(num_frames, 3, dtype=torch.float64)
+    known = np.zeros(num_frames, dtype=bool)                # corrections known
+    iterations = torch.zeros(num_frames, dtype=torch.int64)
 
     def source_rotations(frames):
         return roma.rotvec_to_rotmat(models.map_pose(source.poses[frames]))
+
+    def keep_fit(frames, pose, transl):
+        corrections[frames] = (roma.rotvec_to_rotmat(pose.double())
+                               @ source_rotations(frames).transpose(-1, -2))
+        offsets[frames] = transl.double() - source_trans[frames]
+        known[frames] = True
+
+    def fit_frames(frames, targets):
+        correction, offset = carried_start(frames, known, corrections, offsets)
+        init = roma.rotmat_to_rotvec(correction @ source_rotations(frames)).float()
+        result = models.fitter.fit(targets, init, fixed_betas.expand(len(frames), -1),
+                                   (offset + source_trans[frames]).float())
+        refit_outliers(models, targets, fixed_betas, result)
+        keep_fit(frames, result.pose, result.transl)
+        iterations[frames] = result.iterations
 
     outputs = {name: [] for name in ("pose", "transl", "v2v", "joints", "source_joints")}
 
@@ -543,33 +600,18 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         outputs["transl"].append(transl)
         outputs["source_joints"].append(joints.cpu())
 
-    iterations, waiting = [], []
-    last = anchors[0]                                       # frame 0, fitted with the shape
-    reference = (anchor_poses[0], anchor_transl[0].float())
-    reach = len(weights) // 2
+    # Frame 0 (the first anchor) starts from its fit with the shape.
+    keep_fit(anchors[:1], anchor_poses[:1], anchor_transl[:1])
+    waiting, reach = [], len(weights) // 2
     for start in range(0, num_frames, chunk_frames):
         frames = np.arange(start, min(start + chunk_frames, num_frames))
         targets, joints = source.targets(frames)
-        if warm:
-            # The last fitted frame's pose correction and translation, carried over with
-            # the source's own change since that frame.
-            init = warm_start(models, source.poses[frames], source.poses[last], reference[0])
-            moved = torch.as_tensor(source.trans[frames] - source.trans[last]).float()
-            init_transl = reference[1] + moved
-        else:
-            init, init_transl = models.map_pose(source.poses[frames]).float(), None
-        result = models.fitter.fit(targets, init, fixed_betas.expand(len(frames), -1),
-                                   init_transl)
-        refit_outliers(models, targets, fixed_betas, result)
-        corrections[frames] = (roma.rotvec_to_rotmat(result.pose.double())
-                               @ source_rotations(frames).transpose(-1, -2))
-        offsets[frames] = result.transl.double() - source_trans[frames]
-        iterations.append(result.iterations)
+        for rows in level_rows(len(frames)):
+            fit_frames(frames[rows], targets[torch.as_tensor(rows, device=targets.device)])
         waiting.append((frames, targets, joints))
         available = frames[-1] + 1
         while waiting and (waiting[0][0][-1] + reach < available or available == num_frames):
             finish(*waiting.pop(0), available)
-        last, reference = frames[-1], (result.pose[-1], result.transl[-1])
         if on_frames is not None:
             on_frames(len(frames) * step)
 
@@ -583,7 +625,7 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         acceleration=mean_acceleration(torch.cat(outputs["joints"]).numpy(), rate),
         source_acceleration=mean_acceleration(torch.cat(outputs["source_joints"]).numpy(),
                                               rate),
-        iterations=torch.cat(iterations).numpy())
+        iterations=iterations.numpy())
 
 
 def sequence_row(name: str, result: SequenceResult, seconds: float) -> SequenceRow:
