@@ -162,7 +162,8 @@ def options_from_args(args, user_config):
                            num_betas=args.num_betas, gender=args.gender, fps=args.fps,
                            **setting_flag_values(TransferOptions, args, SHARED_FLAGS),
                            chunk_frames=args.chunk_frames, shape_frames=args.shape_frames,
-                           smoothing=args.smoothing, fit=replace(FRAME_FIT, max_iterations=args.max_iterations))
+                           smoothing=args.smoothing,
+                           fit=replace(FRAME_FIT, max_iterations=args.max_iterations))
 
 
 def submit(options, args):

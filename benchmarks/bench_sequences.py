@@ -5,10 +5,10 @@
         [--iterations 1 2 3] [--fit-vertices 0] [--rounds 3]
 
 Cases: the real AMASS SMPL+H sequence (../shared/data/amass_sample_smplh.npz) SMPL-H to SMPL-X
-at each --fps (0: its own 120 fps), posed with the realistic kit's models of its gender; and the realistic kit's
-first motion (its SMPL, SMPL+H and SMPL-X files) in every direction of --directions, at the
-kit's 60 fps. The kit is written with --kit-seed (the defaults were tuned on seed 0: measure
-on another one). Per case and rate, on the same frames:
+at each --fps (0: its own 120 fps), posed with the realistic kit's models of its gender; and
+the realistic kit's first motion (its SMPL, SMPL+H and SMPL-X files) in every direction of
+--directions, at the kit's 60 fps. The kit is written with --kit-seed (the defaults were
+tuned on seed 0: measure on another one). Per case and rate, on the same frames:
 
 - sequence: `convert_sequence` at its defaults (a row per --iterations steps per frame),
   timed whole (posing the source, the transfer, the shape, the frames, the joints);

@@ -106,7 +106,7 @@ class SequenceOptions:
         time (0: each frame as fitted).
     num_betas: betas written (None: the target layout's, 16 for SMPL-X and SMPL-H, 10 SMPL).
     fit: settings of the per-frame fits (betas are always held, fit_betas is ignored);
-        frames whose error stands out in their chunk are fitted again with the defaults.
+        frames whose error stands out in their level are fitted again with the defaults.
     """
     input_path: Path
     output_dir: Path
