@@ -482,6 +482,46 @@ def test_carried_start_interpolates_the_known_corrections():
                                    + weight * offsets[after].numpy(), atol=1e-12)
 
 
+def test_kept_starts_are_interpolated_and_as_good_as_the_frames_around_them(kit):
+    """Unsmoothed, a frame kept as started (no step) is the slerp (scipy's) of the
+    corrections of the frames of the coarser levels around it, and its error is within
+    KEPT_START_MARGIN of theirs, interpolated."""
+    from scipy.spatial.transform import Rotation, Slerp
+
+    from smplh2smplx.body.deformation import load_deformation_transfer
+    from smplh2smplx.family import map_pose
+    from smplh2smplx.stages.sequences.convert import (FRAME_FIT, KEPT_START_MARGIN,
+                                                      GenderModels, convert_sequence)
+    deformation = load_deformation_transfer(kit.deftrafo, kit.mask)
+    models = GenderModels(options(kit, kit.amass, Path("unused"), fit=FRAME_FIT), "smplh",
+                          "neutral", deformation.mask_ids, torch.device("cpu"))
+    sequence = read_motion(kit.amass / kit.sequences[0])
+    chunk = 40
+    result = convert_sequence(sequence, models, deformation, chunk_frames=chunk,
+                              smoothing=0.0)
+    kept = np.flatnonzero(result.iterations == 0)
+    assert 0 < len(kept) < len(result.iterations)
+    source = Rotation.from_rotvec(map_pose(sequence.poses, "smplh", "smplx").numpy()
+                                  .reshape(-1, 3))
+    fitted = Rotation.from_rotvec(result.output.poses.reshape(-1, 3))
+    corrections = (fitted * source.inv()).as_rotvec().reshape(len(sequence.poses), -1, 3)
+    errors = result.v2v_mm
+    for start in range(0, len(errors), chunk):
+        levels = level_rows(min(chunk, len(errors) - start))
+        for level, rows in enumerate(levels[1:], 1):
+            coarser = np.concatenate(levels[:level]) + start
+            for frame in set(rows + start) & set(kept):
+                before, after = coarser[coarser < frame].max(), coarser[coarser > frame].min()
+                weight = (frame - before) / (after - before)
+                reference = (1 - weight) * errors[before] + weight * errors[after]
+                assert errors[frame] <= (1 + KEPT_START_MARGIN) * reference + 1e-5
+                for joint in range(corrections.shape[1]):
+                    expected = Slerp([before, after], Rotation.from_rotvec(
+                        corrections[[before, after], joint]))([frame])[0]
+                    turn = Rotation.from_rotvec(corrections[frame, joint]) * expected.inv()
+                    assert turn.magnitude() < 1e-5
+
+
 def test_sequence_frames_reach_their_own_long_fits(kit):
     """With the default frame fit, levels and filter, every frame's error is that of a long
     fit of the frame alone (from its source pose, same betas) within 2%."""

@@ -17,8 +17,9 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
    each: every 16th frame first, started from the last fitted frame r before the chunk with
    the source's own change since then (per joint, R_init(f) = R_fit(r) R_src(r)^T R_src(f)),
    then every 4th and then the rest, started from the corrections R_fit R_src^T of the
-   fitted frames around them, interpolated. Chunks bound the memory whatever the sequence's
-   length;
+   fitted frames around them, interpolated; such a start that is already as good as those
+   frames (`KEPT_START_MARGIN`) is kept without a fit. Chunks bound the memory whatever the
+   sequence's length;
 4. smoothing: the fits' corrections of the source motion, R_fit R_src^T per joint and the
    translation's offset, low-passed over time (`SMOOTHING_SECONDS`); each frame written is
    its source pose turned by its filtered correction;
@@ -67,6 +68,14 @@ FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
 # the realistic kit of seed 0 (60 fps), 1.9-2.1x the frames per CPU-s at the same v2v
 # (0.998-1.000x) and jitter (within 0.004 of the source's ratio), each with its low-pass.
 LEVEL_STRIDES = (16, 4, 1)
+# A frame between two fitted frames whose interpolated start is already within this fraction
+# of their errors (interpolated likewise) is kept as started, not fitted: measuring a start
+# costs about a fifth of a step. Tuned on the realistic kit of seed 0: on its four 480-frame
+# motions (60 fps) 0.003 gave 1.5-1.7x the frames per CPU-s for 0.05-0.26% more v2v and the
+# same jitter (within 0.004 of the source's); 0.01 5-13% more speed for about twice the added
+# error. The real sample posed with its models kept 2 in 3 of the starts measured at 30 fps,
+# 19 in 20 at 120 fps.
+KEPT_START_MARGIN = 0.003
 # A frame whose error exceeds this times its level's median is fitted again in full.
 OUTLIER_FACTOR = 1.2
 # The per-frame fits' corrections of the source motion (per joint R_fit R_src^T, and the
@@ -76,7 +85,9 @@ OUTLIER_FACTOR = 1.2
 # Tuned with the realistic kit of seed 0: its wave motion (60 fps) moved its joints 1.080
 # times as much as the source's unfiltered, 1.043 times with 0.03 s (0.02 s: 1.046); the real
 # AMASS sample posed with that kit's models 1.157 -> 1.083 at 30 fps and 1.274 -> 1.068 at
-# 120 fps (0.02 s: 1.099 and 1.074), for 0.02-0.1% more v2v.
+# 120 fps (0.02 s: 1.099 and 1.074), for 0.02-0.1% more v2v. (0.04 s, tried with the kept
+# starts: 1.085 -> 1.076 at 30 fps, but the one-sided filter at a sequence's ends then pulled
+# the first frame of a synthetic motion 3.3% above its own fit, where 0.03 s stays within 2%.)
 SMOOTHING_SECONDS = 0.03
 MAX_SMOOTHING_SECONDS = 1.0     # beyond, the filter would blur the motion's own changes
 MODEL_FLAGS = {kind: f"--{kind}-model" for kind in KINDS}
@@ -409,6 +420,18 @@ def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray, ro
     return betas.cpu(), pose, transl.cpu()
 
 
+def known_around(frames: np.ndarray, known: np.ndarray) -> tuple:
+    """For each of `frames` (F,), the last known frame at or before it, the first known frame
+    after it (the one before when there is none) and its weight (f - a) / (b - a) between
+    them, as numpy arrays (F,). Every frame must have a known frame at or before it."""
+    known_frames = np.flatnonzero(known)
+    before = known_frames[np.searchsorted(known_frames, frames, side="right") - 1]
+    after_index = np.searchsorted(known_frames, frames)
+    after = np.where(after_index < len(known_frames),
+                     known_frames[np.minimum(after_index, len(known_frames) - 1)], before)
+    return before, after, (frames - before) / np.maximum(after - before, 1)
+
+
 def carried_start(frames: np.ndarray, known: np.ndarray, corrections: torch.Tensor,
                   offsets: torch.Tensor) -> tuple:
     """Corrections of `frames` carried from the frames whose corrections are `known`.
@@ -425,13 +448,8 @@ def carried_start(frames: np.ndarray, known: np.ndarray, corrections: torch.Tens
     Returns:
         the corrections (F, J, 3, 3) and offsets (F, 3) to start the frames from.
     """
-    known_frames = np.flatnonzero(known)
-    before = known_frames[np.searchsorted(known_frames, frames, side="right") - 1]
-    after_index = np.searchsorted(known_frames, frames)
-    after = np.where(after_index < len(known_frames),
-                     known_frames[np.minimum(after_index, len(known_frames) - 1)], before)
-    span = np.maximum(after - before, 1)
-    weight = torch.as_tensor((frames - before) / span)
+    before, after, weight = known_around(frames, known)
+    weight = torch.as_tensor(weight)
     first, second = corrections[before], corrections[after]
     turn = roma.rotmat_to_rotvec(first.transpose(-1, -2) @ second) * weight[:, None, None]
     shift = offsets[before] + weight[:, None] * (offsets[after] - offsets[before])
@@ -564,9 +582,21 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     offsets = torch.empty(num_frames, 3, dtype=torch.float64)
     known = np.zeros(num_frames, dtype=bool)                # corrections known
     iterations = torch.zeros(num_frames, dtype=torch.int64)
+    errors = torch.full((num_frames,), float("nan"), dtype=torch.float64)   # v2v, as fitted
 
     def source_rotations(frames):
         return roma.rotvec_to_rotmat(models.map_pose(source.poses[frames]))
+
+    def frame_errors(rotations, transl, targets):
+        """(B,) v2v mean (mm, CPU) on the mask of frames posed with the shared betas."""
+        model = models.fitter.model
+        fitted = model.mask_set.v_template                       # device and dtype
+        with _cpu_single_thread(models.device):
+            # Vertex-major (M, 3, B), as the fitter measures its errors.
+            residual = forward(model, model.mask_set, rotations.to(fitted),
+                               fixed_betas.expand(len(transl), -1).to(fitted),
+                               transl.to(fitted))[0] - targets.to(fitted).permute(1, 2, 0)
+        return (residual.square().sum(1).sqrt().mean(0) * 1000.0).cpu()
 
     def keep_fit(frames, pose, transl):
         corrections[frames] = (roma.rotvec_to_rotmat(pose.double())
@@ -574,29 +604,45 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         offsets[frames] = transl.double() - source_trans[frames]
         known[frames] = True
 
+    def keep_good_starts(frames, rotations, transl, targets):
+        """Keep the frames between two fitted frames whose interpolated start is within
+        KEPT_START_MARGIN of their errors; returns the others' positions in `frames`."""
+        before, after, weight = known_around(frames, known)
+        rows = np.flatnonzero(after > before)
+        if len(rows) == 0:
+            return np.arange(len(frames))
+        reference = errors[before] + torch.as_tensor(weight) * (errors[after] - errors[before])
+        started = frame_errors(rotations[rows], transl[rows],
+                               targets[torch.as_tensor(rows, device=targets.device)]).double()
+        good = (started <= (1.0 + KEPT_START_MARGIN) * reference[rows]).numpy()
+        kept = rows[good]
+        keep_fit(frames[kept], roma.rotmat_to_rotvec(rotations[kept]), transl[kept])
+        errors[frames[kept]] = started[good]
+        return np.setdiff1d(np.arange(len(frames)), kept)
+
     def fit_frames(frames, targets):
         correction, offset = carried_start(frames, known, corrections, offsets)
-        init = roma.rotmat_to_rotvec(correction @ source_rotations(frames)).float()
-        result = models.fitter.fit(targets, init, fixed_betas.expand(len(frames), -1),
-                                   (offset + source_trans[frames]).float())
+        rotations = correction @ source_rotations(frames)
+        transl = offset + source_trans[frames]
+        rows = keep_good_starts(frames, rotations, transl, targets)
+        if len(rows) == 0:
+            return
+        frames, targets = frames[rows], targets[torch.as_tensor(rows, device=targets.device)]
+        result = models.fitter.fit(targets, roma.rotmat_to_rotvec(rotations[rows]).float(),
+                                   fixed_betas.expand(len(frames), -1), transl[rows].float())
         refit_outliers(models, targets, fixed_betas, result)
         keep_fit(frames, result.pose, result.transl)
         iterations[frames] = result.iterations
+        errors[frames] = result.v2v_mean_mm.double()
 
     outputs = {name: [] for name in ("pose", "transl", "v2v", "joints", "source_joints")}
 
     def finish(frames, targets, joints, available):
         correction, offset = low_pass(corrections, offsets, weights, frames, available)
-        pose = roma.rotmat_to_rotvec(correction @ source_rotations(frames))
-        transl = offset + source_trans[frames]
-        model = models.fitter.model
-        fitted = model.mask_set.v_template                       # device and dtype
+        rotations = correction @ source_rotations(frames)
+        pose, transl = roma.rotmat_to_rotvec(rotations), offset + source_trans[frames]
+        outputs["v2v"].append(frame_errors(rotations, transl, targets))
         with _cpu_single_thread(models.device):
-            # Vertex-major (M, 3, B), as the fitter measures its errors.
-            residual = forward(model, model.mask_set, roma.rotvec_to_rotmat(pose).to(fitted),
-                               fixed_betas.expand(len(frames), -1).to(fitted),
-                               transl.to(fitted))[0] - targets.to(fitted).permute(1, 2, 0)
-            outputs["v2v"].append((residual.square().sum(1).sqrt().mean(0) * 1000.0).cpu())
             target = models.target.v_template
             outputs["joints"].append(body_joints(
                 models.target, pose.to(target), betas.to(target).expand(len(frames), -1),
