@@ -37,11 +37,10 @@ import torch
 from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.fit.fitter import FIT_PRESETS, BodyFitter, FitSettings
 from smplh2smplx.formats.sequence_files import read_motion
-from smplh2smplx.stages.sequences.convert import (FRAME_FIT, SHAPE_RIDGE, GenderModels,
-                                                  SequenceOptions, SourceFrames,
-                                                  convert_sequence, frame_step,
-                                                  load_gender_model, pair_transfer,
-                                                  shape_columns)
+from smplh2smplx.stages.sequences.convert import (FRAME_FIT, GenderModels, SequenceOptions,
+                                                  SourceFrames, convert_sequence, frame_step,
+                                                  load_gender_model, pair_transfer)
+from smplh2smplx.stages.sequences.shared_shape import SHAPE_RIDGE, shape_columns
 from synthetic_kit import write_synthetic_kit
 
 REPO = Path(__file__).resolve().parents[1]

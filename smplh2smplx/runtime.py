@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Iterator
 
 import torch
@@ -41,6 +41,14 @@ def torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def cpu_single_thread(device: str | torch.device):
+    """torch on one thread for the work between fits, on the CPU: its threads spin while
+    they wait, and on a shared machine the posing and transfer of a chunk then cost three
+    times the CPU time (and more wall time) than on one thread. (The fitter runs its own
+    pool of single-threaded workers.)"""
+    return torch_threads(1) if torch.device(device).type == "cpu" else nullcontext()
 
 
 def is_installed(module: str) -> bool:

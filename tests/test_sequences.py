@@ -26,10 +26,10 @@ from smplh2smplx.formats.sequence_files import (MotionSequence, SkipFile,
                                                 is_finished, read_motion, read_motion_file,
                                                 write_motion)
 from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
-from smplh2smplx.stages.sequences.convert import (MaskedBody, SequenceOptions,
-                                                  carried_start, frame_step, level_rows,
-                                                  low_pass, mean_acceleration,
-                                                  smoothing_weights, solve_shape)
+from smplh2smplx.stages.sequences.convert import SequenceOptions, frame_step
+from smplh2smplx.stages.sequences.shared_shape import MaskedBody, solve_shape
+from smplh2smplx.stages.sequences.timeline import (carried_start, level_rows, low_pass,
+                                                   mean_acceleration, smoothing_weights)
 from smplh2smplx.stages.sequences.run import (SlurmOptions, list_sequence_files, output_path,
                                               quality_path, run_sequences, submit_shards)
 

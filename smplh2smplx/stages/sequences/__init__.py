@@ -1,1 +1,2 @@
-"""Stage: whole AMASS motion sequences to SMPL-X (convert one, run a tree, report)."""
+"""Stage: whole motion files of one SMPL-family model to another (convert one, run a
+tree, report)."""

@@ -11,9 +11,10 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
    spread over it. With the joint rotations fixed, the LBS vertices are affine in the betas
    and the translation (joints are linear in the betas, pose correctives depend on the
    rotations only), so the joint fit alternates a per-frame pose fit (betas held) with one
-   linear least-squares solve for the shared betas and the per-frame translations;
+   linear least-squares solve for the shared betas and the per-frame translations
+   (`shared_shape.py`);
 3. frames: pose and translation of every frame, betas held fixed, in chunks of
-   `chunk_frames` consecutive frames, each fitted in levels (`LEVEL_STRIDES`), a batch
+   `chunk_frames` consecutive frames, each fitted in levels (`timeline.level_rows`), a batch
    each: every 16th frame first, started from the last fitted frame r before the chunk with
    the source's own change since then (per joint, R_init(f) = R_fit(r) R_src(r)^T R_src(f)),
    then every 4th and then the rest, started from the corrections R_fit R_src^T of the
@@ -21,8 +22,8 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
    frames (`KEPT_START_MARGIN`) is kept without a fit. Chunks bound the memory whatever the
    sequence's length;
 4. smoothing: the fits' corrections of the source motion, R_fit R_src^T per joint and the
-   translation's offset, low-passed over time (`SMOOTHING_SECONDS`); each frame written is
-   its source pose turned by its filtered correction;
+   translation's offset, low-passed over time (`SMOOTHING_SECONDS`, `timeline.low_pass`);
+   each frame written is its source pose turned by its filtered correction;
 5. quality, of the frames written: v2v_mm per frame (mean over the masked vertices), and the
    temporal jitter, the mean joint acceleration |second difference| * fps^2 (m/s^2) of the
    22 body joints of the fitted sequence, next to the same for the source joints.
@@ -31,7 +32,6 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,7 +40,7 @@ import roma
 import torch
 
 from ...body.deformation import DeformationTransfer, load_pair_transfer
-from ...body.lbs import BodyModel, forward_kinematics, skinning_transforms
+from ...body.lbs import BodyModel, forward_kinematics
 from ...errors import InputError
 from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
 from ...fit.fitter import BodyFitter, FitResult, FitSettings
@@ -49,9 +49,11 @@ from ...formats.body_models import BodyModelData, load_body_model
 from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from ...formats.sequence_files import MotionSequence
 from ...formats.sequences_csv import SequenceRow
-from ...runtime import torch_threads
+from ...runtime import cpu_single_thread
+from .shared_shape import MaskedBody, solve_shape
+from .timeline import (carried_start, known_around, level_rows, low_pass, mean_acceleration,
+                       smoothing_weights)
 
-SHAPE_RIDGE = 1e-6               # Tikhonov weight of the betas' least squares (m^2)
 RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 does not
 # Per-frame fit: up to 5 steps from the warm start on the per-pose fit's 3000-vertex subset
 # (a step there costs about a third of one on the whole mask), the Gauss-Newton matrix
@@ -61,13 +63,6 @@ RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 do
 # steps 1.015x at 1.7x, 8 steps 1.008x at 1.4x. Rebuilding the matrix every step, or sharing
 # one between neighbouring frames, did not pay (see docs/SEQUENCES.md).
 FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
-# The frames of a chunk are fitted in levels: every 16th (and the last) from the last
-# fitted frame before the chunk, then every 4th, then the others, each from the
-# interpolation of the fitted frames around it, whose starts are closer (1.2-1.9 steps a
-# frame where one start for the whole chunk took 2.7-4.9). On the four 480-frame motions of
-# the realistic kit of seed 0 (60 fps), 1.9-2.1x the frames per CPU-s at the same v2v
-# (0.998-1.000x) and jitter (within 0.004 of the source's ratio), each with its low-pass.
-LEVEL_STRIDES = (16, 4, 1)
 # A frame between two fitted frames whose interpolated start is already within this fraction
 # of their errors (interpolated likewise) is kept as started, not fitted: measuring a start
 # costs about a fifth of a step. Tuned on the realistic kit of seed 0: on its four 480-frame
@@ -264,15 +259,6 @@ def spread_frames(num_frames: int, count: int) -> np.ndarray:
     return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).round().astype(int))
 
 
-def mean_acceleration(joints: np.ndarray, fps: float) -> np.ndarray:
-    """Per-frame mean joint acceleration (T-2,) in m/s^2 of joints (T, J, 3) (empty if T < 3)."""
-    joints = np.asarray(joints, dtype=np.float64)
-    if len(joints) < 3:
-        return np.zeros(0)
-    second = joints[2:] - 2.0 * joints[1:-1] + joints[:-2]
-    return np.linalg.norm(second, axis=-1).mean(-1) * fps ** 2
-
-
 def body_joints(body: BodyModel, pose: torch.Tensor, betas: torch.Tensor,
                 transl: torch.Tensor) -> torch.Tensor:
     """(B, 22, 3) posed body joints of a BodyModel: forward kinematics only, no vertices."""
@@ -280,14 +266,6 @@ def body_joints(body: BodyModel, pose: torch.Tensor, betas: torch.Tensor,
     rest = body.rest_joints(betas)
     joints = forward_kinematics(rotmats, rest, body.parents, body.levels)[1]
     return (joints + transl[:, None])[:, :NUM_BODY_JOINTS]
-
-
-def _cpu_single_thread(device):
-    """torch on one thread for the work between fits, on the CPU: its threads spin while
-    they wait, and on a shared machine the posing and transfer of a chunk then cost three
-    times the CPU time (and more wall time) than on one thread. (The fitter runs its own
-    pool of single-threaded workers.)"""
-    return torch_threads(1) if torch.device(device).type == "cpu" else nullcontext()
 
 
 class SourceFrames:
@@ -312,89 +290,11 @@ class SourceFrames:
         device = self.models.device
         pose = torch.as_tensor(self.poses[frames], dtype=torch.float32, device=device)
         trans = torch.as_tensor(self.trans[frames], dtype=torch.float32, device=device)
-        with _cpu_single_thread(device):
+        with cpu_single_thread(device):
             vertices, joints = self.models.source(pose.view(len(pose), -1, 3),
                                                  self.betas.expand(len(pose), -1), trans)
             targets = self.deformation.apply(vertices)[:, self.models.mask_ids]
         return targets, joints[:, :NUM_BODY_JOINTS]
-
-
-class MaskedBody:
-    """A BodyModel's per-vertex constants on the masked vertices, gathered once.
-
-    body: the BodyModel (its joints and kinematic tree are used whole); mask_ids: (M,).
-    """
-
-    def __init__(self, body, mask_ids):
-        self.body = body
-        mask_ids = torch.as_tensor(mask_ids, device=body.v_template.device)
-        num_features = len(body.posedirs)
-        self.v_template = body.v_template[mask_ids]
-        self.weights = body.weights[mask_ids]                                 # (M, J)
-        self.shapedirs = body.shapedirs[mask_ids]                             # (M, 3, nb)
-        self.posedirs = body.posedirs.view(num_features, -1, 3)[:, mask_ids].reshape(
-            num_features, -1)                                                 # (P, M*3)
-
-
-@torch.no_grad()
-def shape_columns(masked: MaskedBody, pose: torch.Tensor) -> tuple:
-    """The masked vertices as an affine function of the betas for fixed rotations.
-
-    v_i = sum_j w_ij (R_j x_i + t_j), with x_i = T_i + S_i betas + P_i(rotations) and the
-    skinning translations t_j = p_j - R_j J_j, where the joints J and their posed places p
-    are linear in the betas: so v = base + columns @ betas, computed here from one forward
-    kinematics per unit beta (joints only) and the blended rotations of the mask.
-
-    Args:
-        masked: a MaskedBody; pose: (K, J, 3) axis-angle.
-    Returns:
-        base (K, M, 3) and columns (K, M, 3, nb), in the body's dtype.
-    """
-    body = masked.body
-    dtype, device = body.v_template.dtype, body.v_template.device
-    rotmats = roma.rotvec_to_rotmat(pose.to(device, dtype))
-    count, num_joints, num_betas = len(pose), body.num_joints, body.num_betas
-    units = torch.cat([torch.zeros(1, num_betas), torch.eye(num_betas)]).to(device, dtype)
-    rest = body.rest_joints(units).repeat_interleave(count, 0)         # ((nb+1) K, J, 3)
-    world_rot, world_joints = forward_kinematics(
-        rotmats.repeat(num_betas + 1, 1, 1, 1), rest, body.parents, body.levels)
-    trans = skinning_transforms(world_rot, world_joints, rest)[1].view(
-        num_betas + 1, count, num_joints, 3)
-    blended = torch.einsum("mj,kjab->kmab", masked.weights, world_rot[:count])  # (K, M, 3, 3)
-    identity = torch.eye(3, dtype=dtype, device=device)
-    features = (rotmats[:, 1:] - identity).reshape(count, -1)
-    rest_vertices = masked.v_template + (features @ masked.posedirs).view(count, -1, 3)
-    shifts = torch.einsum("mj,nkjc->nkmc", masked.weights, trans)       # (nb+1, K, M, 3)
-    base = (blended @ rest_vertices[..., None]).squeeze(-1) + shifts[0]
-    columns = (torch.einsum("kmab,mbs->kmas", blended, masked.shapedirs)
-               + (shifts[1:] - shifts[:1]).permute(1, 2, 3, 0))
-    return base, columns
-
-
-@torch.no_grad()
-def solve_shape(masked: MaskedBody, pose: torch.Tensor, targets: torch.Tensor,
-                ridge: float = SHAPE_RIDGE) -> tuple:
-    """Shared betas and per-frame translations for fixed rotations, by linear least squares.
-
-    Args:
-        masked: the SMPL-X MaskedBody (float64).
-        pose: (K, J, 3) of the target axis-angle; targets: (K, M, 3).
-    Returns:
-        betas (nb,) and translations (K, 3), in the body's dtype.
-    """
-    num_betas = masked.body.num_betas
-    with _cpu_single_thread(masked.body.v_template.device):
-        base, columns = shape_columns(masked, pose)
-    residual = targets.to(base) - base                            # (K, M, 3)
-    # The best translation of a frame is its mean residual: take it out of both sides.
-    centred_columns = columns - columns.mean(1, keepdim=True)     # (K, M, 3, nb)
-    centred_residual = residual - residual.mean(1, keepdim=True)
-    matrix = centred_columns.reshape(-1, num_betas)
-    normal = matrix.T @ matrix + ridge * torch.eye(num_betas, dtype=matrix.dtype,
-                                                   device=matrix.device)
-    betas = torch.linalg.solve(normal, matrix.T @ centred_residual.reshape(-1))
-    transl = (residual - columns @ betas).mean(1)
-    return betas, transl
 
 
 def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray, rounds: int
@@ -424,59 +324,6 @@ def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray, ro
     return betas.cpu(), pose, transl.cpu()
 
 
-def known_around(frames: np.ndarray, known: np.ndarray) -> tuple:
-    """For each of `frames` (F,), the last known frame at or before it, the first known frame
-    after it (the one before when there is none) and its weight (f - a) / (b - a) between
-    them, as numpy arrays (F,). Every frame must have a known frame at or before it."""
-    known_frames = np.flatnonzero(known)
-    before = known_frames[np.searchsorted(known_frames, frames, side="right") - 1]
-    after_index = np.searchsorted(known_frames, frames)
-    after = np.where(after_index < len(known_frames),
-                     known_frames[np.minimum(after_index, len(known_frames) - 1)], before)
-    return before, after, (frames - before) / np.maximum(after - before, 1)
-
-
-def carried_start(frames: np.ndarray, known: np.ndarray, corrections: torch.Tensor,
-                  offsets: torch.Tensor) -> tuple:
-    """Corrections of `frames` carried from the frames whose corrections are `known`.
-
-    A frame between two known frames a < f < b gets their correction interpolated, per
-    joint C_a exp(w log(C_a^T C_b)) with w = (f - a) / (b - a), and the offset likewise;
-    a frame with none known after it gets that of the last known frame before it (the
-    source's own change since that frame carried over: measured on the real sequence, 64
-    frames on, 1.4% above the fitted frame's error, where the source pose alone is 95%);
-    a known frame keeps its own. Every frame must have a known frame at or before it.
-
-    Args:
-        frames: (F,); known: (T,) bool; corrections: (T, J, 3, 3); offsets: (T, 3).
-    Returns:
-        the corrections (F, J, 3, 3) and offsets (F, 3) to start the frames from.
-    """
-    before, after, weight = known_around(frames, known)
-    weight = torch.as_tensor(weight)
-    first, second = corrections[before], corrections[after]
-    turn = roma.rotmat_to_rotvec(first.transpose(-1, -2) @ second) * weight[:, None, None]
-    shift = offsets[before] + weight[:, None] * (offsets[after] - offsets[before])
-    return first @ roma.rotvec_to_rotmat(turn), shift
-
-
-def level_rows(count: int, strides=LEVEL_STRIDES) -> list:
-    """The positions of a chunk of `count` frames, fitted level by level: every
-    strides[0]-th and the last first, then every strides[1]-th of the others, ..."""
-    positions, done, levels = np.arange(count), np.zeros(count, dtype=bool), []
-    for level, stride in enumerate(strides):
-        wanted = positions % stride == 0
-        if level == 0:
-            wanted[-1] = True
-        rows = np.flatnonzero(wanted & ~done)
-        if len(rows):
-            levels.append(rows)
-            done[rows] = True
-    if not done.all():
-        levels.append(np.flatnonzero(~done))
-    return levels
-
-
 def refit_outliers(models: GenderModels, targets: torch.Tensor, betas: torch.Tensor,
                    result: FitResult) -> int:
     """Fit again, with the full settings, the frames of a chunk whose error stands out.
@@ -498,49 +345,6 @@ def refit_outliers(models: GenderModels, targets: torch.Tensor, betas: torch.Ten
         getattr(result, name)[rows] = getattr(again, name)[better]
     result.iterations[outliers] += again.iterations
     return len(outliers)
-
-
-def smoothing_weights(rate: float, seconds: float) -> np.ndarray:
-    """The Gaussian filter (2r+1,) of standard deviation `seconds` at `rate` frames/s, cut at
-    three standard deviations ([1] for 0 seconds)."""
-    width = seconds * rate
-    radius = int(np.ceil(3.0 * width)) if width > 0 else 0
-    offsets = np.arange(-radius, radius + 1)
-    return np.exp(-0.5 * (offsets / width) ** 2) if radius else np.ones(1)
-
-
-def low_pass(corrections: torch.Tensor, offsets: torch.Tensor, weights: np.ndarray,
-             frames: np.ndarray, available: int) -> tuple:
-    """Filtered corrections of `frames` from those of frames 0..available-1.
-
-    A rotation is averaged in the tangent space at itself: R exp(sum_k w_k log(R^T R_k)),
-    with the weights of the neighbours that exist renormalised at the sequence's ends. The
-    logarithms are taken of quaternion products (each rotation made a quaternion once, not
-    once per neighbour: a third of the filter's time at 120 fps).
-
-    Args:
-        corrections: (T, J, 3, 3) per-joint rotations; offsets: (T, 3); weights: (2r+1,).
-    Returns:
-        the corrections (F, J, 3, 3) and offsets (F, 3) of the F frames.
-    """
-    radius = len(weights) // 2
-    first = max(int(frames.min()) - radius, 0)
-    last = min(int(frames.max()) + radius + 1, available)
-    quaternions = roma.rotmat_to_unitquat(corrections[first:last])
-    inverse = roma.quat_conjugation(quaternions[frames - first])
-    tangent = torch.zeros(*inverse.shape[:-1], 3, dtype=corrections.dtype)
-    shift = torch.zeros(len(frames), 3, dtype=offsets.dtype)
-    total = torch.zeros(len(frames), dtype=corrections.dtype)
-    for offset, weight in zip(range(-radius, radius + 1), weights):
-        neighbours = frames + offset
-        rows = np.flatnonzero((neighbours >= 0) & (neighbours < available))
-        near = neighbours[rows]
-        tangent[rows] += weight * roma.unitquat_to_rotvec(
-            roma.quat_product(inverse[rows], quaternions[near - first]))
-        shift[rows] += weight * offsets[near]
-        total[rows] += weight
-    return (corrections[frames] @ roma.rotvec_to_rotmat(tangent / total[:, None, None]),
-            shift / total[:, None])
 
 
 @dataclass
@@ -595,7 +399,7 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         """(B,) v2v mean (mm, CPU) on the mask of frames posed with the shared betas."""
         model = models.fitter.model
         fitted = model.mask_set.v_template                       # device and dtype
-        with _cpu_single_thread(models.device):
+        with cpu_single_thread(models.device):
             # Vertex-major (M, 3, B), as the fitter measures its errors.
             residual = forward(model, model.mask_set, rotations.to(fitted),
                                fixed_betas.expand(len(transl), -1).to(fitted),
@@ -646,7 +450,7 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         rotations = correction @ source_rotations(frames)
         pose, transl = roma.rotmat_to_rotvec(rotations), offset + source_trans[frames]
         outputs["v2v"].append(frame_errors(rotations, transl, targets))
-        with _cpu_single_thread(models.device):
+        with cpu_single_thread(models.device):
             target = models.target.v_template
             outputs["joints"].append(body_joints(
                 models.target, pose.to(target), betas.to(target).expand(len(frames), -1),
