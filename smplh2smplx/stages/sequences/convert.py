@@ -347,6 +347,92 @@ def refit_outliers(models: GenderModels, targets: torch.Tensor, betas: torch.Ten
     return len(outliers)
 
 
+class FrameFits:
+    """The fitted frames of one sequence: each frame's correction of its source pose (per
+    joint R_fit R_src^T, and the translation's offset trans_fit - trans_src), whether it is
+    known yet, its error as fitted (v2v mean, mm) and its steps.
+
+    models: the GenderModels; source: the SourceFrames; betas: the shared betas (nb,).
+    """
+
+    def __init__(self, models: GenderModels, source: SourceFrames, betas: torch.Tensor):
+        self.models, self.source, self.betas = models, source, betas.float()
+        count, num_joints = len(source), models.fitter.model.num_joints
+        self.source_trans = torch.as_tensor(source.trans)
+        self.corrections = torch.empty(count, num_joints, 3, 3, dtype=torch.float64)
+        self.offsets = torch.empty(count, 3, dtype=torch.float64)
+        self.known = np.zeros(count, dtype=bool)
+        self.errors = torch.full((count,), float("nan"), dtype=torch.float64)
+        self.iterations = torch.zeros(count, dtype=torch.int64)
+
+    def source_rotations(self, frames: np.ndarray) -> torch.Tensor:
+        """(F, J, 3, 3) float64 source rotations of `frames` on the target's joints."""
+        return roma.rotvec_to_rotmat(self.models.map_pose(self.source.poses[frames]))
+
+    def errors_of(self, rotations: torch.Tensor, transl: torch.Tensor,
+                  targets: torch.Tensor) -> torch.Tensor:
+        """(B,) v2v mean (mm, CPU) on the mask of frames posed with the shared betas."""
+        model = self.models.fitter.model
+        fitted = model.mask_set.v_template                       # device and dtype
+        with cpu_single_thread(self.models.device):
+            # Vertex-major (M, 3, B), as the fitter measures its errors.
+            residual = forward(model, model.mask_set, rotations.to(fitted),
+                               self.betas.expand(len(transl), -1).to(fitted),
+                               transl.to(fitted))[0] - targets.to(fitted).permute(1, 2, 0)
+        return (residual.square().sum(1).sqrt().mean(0) * 1000.0).cpu()
+
+    def keep(self, frames: np.ndarray, pose: torch.Tensor, transl: torch.Tensor) -> None:
+        """Frames `frames` are known with this pose (F, J, 3) and translation (F, 3)."""
+        self.corrections[frames] = (roma.rotvec_to_rotmat(pose.double())
+                                    @ self.source_rotations(frames).transpose(-1, -2))
+        self.offsets[frames] = transl.double() - self.source_trans[frames]
+        self.known[frames] = True
+
+    def fit(self, frames: np.ndarray, targets: torch.Tensor) -> None:
+        """Fit `frames` (targets (F, M, 3)) from starts carried from the known frames;
+        a start as good as the fitted frames around it is kept as it is."""
+        correction, offset = carried_start(frames, self.known, self.corrections, self.offsets)
+        rotations = correction @ self.source_rotations(frames)
+        transl = offset + self.source_trans[frames]
+        rows = self.keep_good_starts(frames, rotations, transl, targets)
+        if len(rows) == 0:
+            return
+        frames, targets = frames[rows], targets[torch.as_tensor(rows, device=targets.device)]
+        betas = self.betas.expand(len(frames), -1)
+        result = self.models.fitter.fit(targets, roma.rotmat_to_rotvec(rotations[rows]).float(),
+                                        betas, transl[rows].float())
+        refit_outliers(self.models, targets, self.betas, result)
+        self.keep(frames, result.pose, result.transl)
+        self.iterations[frames] = result.iterations
+        self.errors[frames] = result.v2v_mean_mm.double()
+
+    def keep_good_starts(self, frames, rotations, transl, targets) -> np.ndarray:
+        """Keep the frames between two known frames whose interpolated start is within
+        KEPT_START_MARGIN of their errors (interpolated likewise); returns the positions in
+        `frames` of the others."""
+        before, after, weight = known_around(frames, self.known)
+        rows = np.flatnonzero(after > before)
+        if len(rows) == 0:
+            return np.arange(len(frames))
+        errors = self.errors
+        reference = errors[before] + torch.as_tensor(weight) * (errors[after] - errors[before])
+        started = self.errors_of(rotations[rows], transl[rows],
+                                 targets[torch.as_tensor(rows, device=targets.device)]).double()
+        good = (started <= (1.0 + KEPT_START_MARGIN) * reference[rows]).numpy()
+        kept = rows[good]
+        self.keep(frames[kept], roma.rotmat_to_rotvec(rotations[kept]), transl[kept])
+        errors[frames[kept]] = started[good]
+        return np.setdiff1d(np.arange(len(frames)), kept)
+
+    def filtered(self, frames: np.ndarray, weights: np.ndarray, available: int) -> tuple:
+        """The rotations (F, J, 3, 3) and translations (F, 3) written for `frames`: their
+        source poses turned by the corrections low-passed with `weights` over the known
+        frames 0..available-1."""
+        correction, offset = low_pass(self.corrections, self.offsets, weights, frames,
+                                      available)
+        return correction @ self.source_rotations(frames), offset + self.source_trans[frames]
+
+
 @dataclass
 class SequenceResult:
     """A converted sequence: the output and its per-frame quality."""
@@ -368,10 +454,9 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     SMPL-H). smoothing: see SMOOTHING_SECONDS. on_frames: called after each chunk with the
     source frames it covered (a progress bar).
 
-    Each frame is fitted from a start carried from fitted frames (`carried_start`), a
-    chunk in levels (`level_rows`). The corrections R_fit R_src^T and translation offsets
-    of every frame are kept; a chunk's frames are finished (filtered, their errors and
-    joints measured against the targets posed for the fit) once the frames the filter
+    Each frame is fitted from a start carried from fitted frames (`FrameFits.fit`), a
+    chunk in levels (`level_rows`). A chunk's frames are finished (filtered, their errors
+    and joints measured against the targets posed for the fit) once the frames the filter
     reaches past them are fitted, so at most a few chunks of targets are held at once.
     """
     if sequence.kind != models.source_kind:
@@ -382,74 +467,14 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     num_frames = len(source)
     anchors = spread_frames(num_frames, shape_frames)
     betas, anchor_poses, anchor_transl = fit_shape(models, source, anchors, shape_rounds)
-    fixed_betas = betas.float()
+    fits = FrameFits(models, source, betas)
     weights = smoothing_weights(rate, smoothing)
-    source_trans = torch.as_tensor(source.trans)
-    num_joints = models.fitter.model.num_joints
-    corrections = torch.empty(num_frames, num_joints, 3, 3, dtype=torch.float64)
-    offsets = torch.empty(num_frames, 3, dtype=torch.float64)
-    known = np.zeros(num_frames, dtype=bool)                # corrections known
-    iterations = torch.zeros(num_frames, dtype=torch.int64)
-    errors = torch.full((num_frames,), float("nan"), dtype=torch.float64)   # v2v, as fitted
-
-    def source_rotations(frames):
-        return roma.rotvec_to_rotmat(models.map_pose(source.poses[frames]))
-
-    def frame_errors(rotations, transl, targets):
-        """(B,) v2v mean (mm, CPU) on the mask of frames posed with the shared betas."""
-        model = models.fitter.model
-        fitted = model.mask_set.v_template                       # device and dtype
-        with cpu_single_thread(models.device):
-            # Vertex-major (M, 3, B), as the fitter measures its errors.
-            residual = forward(model, model.mask_set, rotations.to(fitted),
-                               fixed_betas.expand(len(transl), -1).to(fitted),
-                               transl.to(fitted))[0] - targets.to(fitted).permute(1, 2, 0)
-        return (residual.square().sum(1).sqrt().mean(0) * 1000.0).cpu()
-
-    def keep_fit(frames, pose, transl):
-        corrections[frames] = (roma.rotvec_to_rotmat(pose.double())
-                               @ source_rotations(frames).transpose(-1, -2))
-        offsets[frames] = transl.double() - source_trans[frames]
-        known[frames] = True
-
-    def keep_good_starts(frames, rotations, transl, targets):
-        """Keep the frames between two fitted frames whose interpolated start is within
-        KEPT_START_MARGIN of their errors; returns the others' positions in `frames`."""
-        before, after, weight = known_around(frames, known)
-        rows = np.flatnonzero(after > before)
-        if len(rows) == 0:
-            return np.arange(len(frames))
-        reference = errors[before] + torch.as_tensor(weight) * (errors[after] - errors[before])
-        started = frame_errors(rotations[rows], transl[rows],
-                               targets[torch.as_tensor(rows, device=targets.device)]).double()
-        good = (started <= (1.0 + KEPT_START_MARGIN) * reference[rows]).numpy()
-        kept = rows[good]
-        keep_fit(frames[kept], roma.rotmat_to_rotvec(rotations[kept]), transl[kept])
-        errors[frames[kept]] = started[good]
-        return np.setdiff1d(np.arange(len(frames)), kept)
-
-    def fit_frames(frames, targets):
-        correction, offset = carried_start(frames, known, corrections, offsets)
-        rotations = correction @ source_rotations(frames)
-        transl = offset + source_trans[frames]
-        rows = keep_good_starts(frames, rotations, transl, targets)
-        if len(rows) == 0:
-            return
-        frames, targets = frames[rows], targets[torch.as_tensor(rows, device=targets.device)]
-        result = models.fitter.fit(targets, roma.rotmat_to_rotvec(rotations[rows]).float(),
-                                   fixed_betas.expand(len(frames), -1), transl[rows].float())
-        refit_outliers(models, targets, fixed_betas, result)
-        keep_fit(frames, result.pose, result.transl)
-        iterations[frames] = result.iterations
-        errors[frames] = result.v2v_mean_mm.double()
-
     outputs = {name: [] for name in ("pose", "transl", "v2v", "joints", "source_joints")}
 
     def finish(frames, targets, joints, available):
-        correction, offset = low_pass(corrections, offsets, weights, frames, available)
-        rotations = correction @ source_rotations(frames)
-        pose, transl = roma.rotmat_to_rotvec(rotations), offset + source_trans[frames]
-        outputs["v2v"].append(frame_errors(rotations, transl, targets))
+        rotations, transl = fits.filtered(frames, weights, available)
+        pose = roma.rotmat_to_rotvec(rotations)
+        outputs["v2v"].append(fits.errors_of(rotations, transl, targets))
         with cpu_single_thread(models.device):
             target = models.target.v_template
             outputs["joints"].append(body_joints(
@@ -460,13 +485,13 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         outputs["source_joints"].append(joints.cpu())
 
     # Frame 0 (the first anchor) starts from its fit with the shape.
-    keep_fit(anchors[:1], anchor_poses[:1], anchor_transl[:1])
+    fits.keep(anchors[:1], anchor_poses[:1], anchor_transl[:1])
     waiting, reach = [], len(weights) // 2
     for start in range(0, num_frames, chunk_frames):
         frames = np.arange(start, min(start + chunk_frames, num_frames))
         targets, joints = source.targets(frames)
         for rows in level_rows(len(frames)):
-            fit_frames(frames[rows], targets[torch.as_tensor(rows, device=targets.device)])
+            fits.fit(frames[rows], targets[torch.as_tensor(rows, device=targets.device)])
         waiting.append((frames, targets, joints))
         available = frames[-1] + 1
         while waiting and (waiting[0][0][-1] + reach < available or available == num_frames):
@@ -484,7 +509,7 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         acceleration=mean_acceleration(torch.cat(outputs["joints"]).numpy(), rate),
         source_acceleration=mean_acceleration(torch.cat(outputs["source_joints"]).numpy(),
                                               rate),
-        iterations=iterations.numpy())
+        iterations=fits.iterations.numpy())
 
 
 def sequence_row(name: str, result: SequenceResult, seconds: float) -> SequenceRow:
