@@ -71,6 +71,14 @@ FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
 # error. The real sample posed with its models kept 2 in 3 of the starts measured at 30 fps,
 # 19 in 20 at 120 fps.
 KEPT_START_MARGIN = 0.003
+# ... and only where those two fitted frames are at most this far apart (seconds): the
+# errors of the frames between them need not follow the line through theirs, and a frame
+# whose own minimum dips below that line keeps a start above its minimum. On the kit of seed
+# 0 (60 fps), starts interpolated across 16 frames (0.27 s) left frames of a squat up to 2.8%
+# above their own 40-step fits and of a bend 1.7%; across 4 frames (0.07 s) 0.8%, as with
+# every frame fitted. The real sample: 1.4% at 30 fps (4 frames, 0.13 s) and 1.3% at 120 fps
+# (16 frames), 0.8-0.9% with every frame fitted.
+KEPT_START_SPAN_SECONDS = 0.15
 # Steps of the shape frames' own fits (free betas, from their source poses): their poses only
 # feed the solve of the shared betas. On the realistic kit of seed 0, 5 steps (not 20) gave
 # the same v2v to 0.02% and 0-12% more frames per CPU-s (the real sample at 30 fps: 9%).
@@ -352,11 +360,14 @@ class FrameFits:
     joint R_fit R_src^T, and the translation's offset trans_fit - trans_src), whether it is
     known yet, its error as fitted (v2v mean, mm) and its steps.
 
-    models: the GenderModels; source: the SourceFrames; betas: the shared betas (nb,).
+    models: the GenderModels; source: the SourceFrames; betas: the shared betas (nb,);
+    kept_span: the most frames between two fitted frames whose interpolation may be kept.
     """
 
-    def __init__(self, models: GenderModels, source: SourceFrames, betas: torch.Tensor):
+    def __init__(self, models: GenderModels, source: SourceFrames, betas: torch.Tensor,
+                 kept_span: int):
         self.models, self.source, self.betas = models, source, betas.float()
+        self.kept_span = kept_span
         count, num_joints = len(source), models.fitter.model.num_joints
         self.source_trans = torch.as_tensor(source.trans)
         self.corrections = torch.empty(count, num_joints, 3, 3, dtype=torch.float64)
@@ -407,11 +418,11 @@ class FrameFits:
         self.errors[frames] = result.v2v_mean_mm.double()
 
     def keep_good_starts(self, frames, rotations, transl, targets) -> np.ndarray:
-        """Keep the frames between two known frames whose interpolated start is within
-        KEPT_START_MARGIN of their errors (interpolated likewise); returns the positions in
-        `frames` of the others."""
+        """Keep the frames between two known frames at most `kept_span` apart whose
+        interpolated start is within KEPT_START_MARGIN of their errors (interpolated
+        likewise); returns the positions in `frames` of the others."""
         before, after, weight = known_around(frames, self.known)
-        rows = np.flatnonzero(after > before)
+        rows = np.flatnonzero((after > before) & (after - before <= self.kept_span))
         if len(rows) == 0:
             return np.arange(len(frames))
         errors = self.errors
@@ -467,7 +478,7 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     num_frames = len(source)
     anchors = spread_frames(num_frames, shape_frames)
     betas, anchor_poses, anchor_transl = fit_shape(models, source, anchors, shape_rounds)
-    fits = FrameFits(models, source, betas)
+    fits = FrameFits(models, source, betas, int(KEPT_START_SPAN_SECONDS * rate + 1e-6))
     weights = smoothing_weights(rate, smoothing)
     outputs = {name: [] for name in ("pose", "transl", "v2v", "joints", "source_joints")}
 
