@@ -360,9 +360,17 @@ def test_mean_acceleration_of_a_parabola():
     assert len(mean_acceleration(joints[:2], 30.0)) == 0
 
 
+def weighted_line_at_zero(offsets, values, weights):
+    """The value at 0 of the line through (offsets, values) of least weighted squares
+    (numpy's polyfit; values (K,) or (K, C))."""
+    return np.polyfit(offsets, values, 1, w=np.sqrt(weights))[-1]
+
+
 def test_low_pass_of_turns_about_one_axis_filters_their_angles():
-    """Rotations about one axis are low-passed as their angles are: a weighted mean of the
-    neighbours' angles, the weights renormalised where the sequence ends."""
+    """Rotations about one axis are low-passed as their angles are: inside the sequence, the
+    Gaussian-weighted mean of the neighbours' angles (a convolution); near its ends and
+    where neighbours are not fitted yet, the value at the frame of the weighted line through
+    the neighbours there are (which keeps a trend, where a one-sided mean lags)."""
     rng = np.random.default_rng(4)
     count, rate, seconds = 40, 60.0, 0.03
     angles = np.cumsum(rng.normal(0, 0.05, (count, 2)), axis=0)       # two joints
@@ -375,27 +383,40 @@ def test_low_pass_of_turns_about_one_axis_filters_their_angles():
     frames = np.arange(count)
     filtered, shifted = low_pass(corrections, offsets, weights, frames, count)
     kernel = np.exp(-0.5 * (np.arange(-6, 7) / width) ** 2)
-    norm = np.convolve(np.ones(count), kernel, mode="same")
-    expected_angles = np.stack([np.convolve(angles[:, j], kernel, mode="same") / norm
-                                for j in range(2)], axis=1)
-    np.testing.assert_allclose(roma.rotmat_to_rotvec(filtered).numpy(),
-                               expected_angles[..., None] * axes, atol=1e-9)
-    expected_offsets = np.stack([np.convolve(offsets[:, c].numpy(), kernel, mode="same") / norm
-                                 for c in range(3)], axis=1)
-    np.testing.assert_allclose(shifted.numpy(), expected_offsets, atol=1e-12)
+    inside = np.arange(6, count - 6)
+    expected_angles = np.stack([np.convolve(angles[:, j], kernel, mode="same")
+                                for j in range(2)], axis=1) / kernel.sum()
+    np.testing.assert_allclose(roma.rotmat_to_rotvec(filtered).numpy()[inside],
+                               expected_angles[inside, :, None] * axes, atol=1e-9)
+    expected_offsets = np.stack([np.convolve(offsets[:, c].numpy(), kernel, mode="same")
+                                 for c in range(3)], axis=1) / kernel.sum()
+    np.testing.assert_allclose(shifted.numpy()[inside], expected_offsets[inside], atol=1e-12)
+    for frame in (0, 2, count - 1):
+        near = np.arange(max(0, frame - 6), min(count, frame + 7))
+        line = weighted_line_at_zero(near - frame, angles[near], kernel[near - frame + 6])
+        np.testing.assert_allclose(roma.rotmat_to_rotvec(filtered)[frame].numpy(),
+                                   line[:, None] * axes, atol=1e-9)
+        np.testing.assert_allclose(shifted[frame].numpy(), weighted_line_at_zero(
+            near - frame, offsets[near].numpy(), kernel[near - frame + 6]), atol=1e-12)
+    # A trend is kept to the ends: angles on a line come out as they went in.
+    ramp = roma.rotvec_to_rotmat(torch.as_tensor(np.linspace(0, 1, count)[:, None, None]
+                                                 * axes))
+    np.testing.assert_allclose(low_pass(ramp, offsets, weights, frames, count)[0].numpy(),
+                               ramp.numpy(), atol=1e-9)
     # Frames whose neighbours are not fitted yet use those that are.
     partial, _ = low_pass(corrections, offsets, weights, np.array([20]), 22)
-    head = np.convolve(np.ones(22), kernel, mode="same")[20]
-    kept = sum(kernel[6 + k] * angles[20 + k] for k in range(-6, 2)) / head
-    np.testing.assert_allclose(roma.rotmat_to_rotvec(partial)[0].numpy(),
-                               kept[:, None] * axes, atol=1e-9)
+    near = np.arange(14, 22)
+    line = weighted_line_at_zero(near - 20, angles[near], kernel[near - 20 + 6])
+    np.testing.assert_allclose(roma.rotmat_to_rotvec(partial)[0].numpy(), line[:, None] * axes,
+                               atol=1e-9)
     np.testing.assert_array_equal(smoothing_weights(rate, 0.0), [1.0])
 
 
 def test_smoothing_filters_the_fitted_corrections_of_the_source(kit):
     """With smoothing, each frame's pose is the source's rotation turned by the low-passed
-    corrections R_fit R_src^T of the unsmoothed conversion (and likewise the translation),
-    computed here with scipy; the errors reported are those of the frames written."""
+    corrections R_fit R_src^T of the unsmoothed conversion (and likewise the translation):
+    at each frame, the weighted line (numpy's) through the neighbours' rotation vectors
+    (scipy's) about it; the errors reported are those of the frames written."""
     from scipy.spatial.transform import Rotation
 
     from smplh2smplx.body.deformation import load_deformation_transfer
@@ -422,7 +443,7 @@ def test_smoothing_filters_the_fitted_corrections_of_the_source(kit):
             near = np.arange(max(0, frame - radius), min(count, frame + radius + 1))
             weights = np.exp(-0.5 * ((near - frame) / width) ** 2)
             tangent = (corrections[frame].inv() * corrections[near]).as_rotvec()
-            mean = (weights[:, None] * tangent).sum(0) / weights.sum()
+            mean = weighted_line_at_zero(near - frame, tangent, weights)
             expected[frame, joint] = (corrections[frame] * Rotation.from_rotvec(mean)
                                       * Rotation.from_rotvec(source[frame, joint])).as_rotvec()
     got = Rotation.from_rotvec(smoothed.output.poses.reshape(-1, 3))
@@ -434,7 +455,8 @@ def test_smoothing_filters_the_fitted_corrections_of_the_source(kit):
         weights = np.exp(-0.5 * ((near - frame) / width) ** 2)
         np.testing.assert_allclose(
             smoothed.output.trans[frame],
-            sequence.trans[frame] + weights @ offsets[near] / weights.sum(), atol=1e-6)
+            sequence.trans[frame] + weighted_line_at_zero(near - frame, offsets[near], weights),
+            atol=1e-6)
     assert not np.allclose(smoothed.output.poses, raw.output.poses, atol=1e-4)
     np.testing.assert_allclose(smoothed.output.betas, raw.output.betas)
     # The errors are those of the smoothed frames: the unsmoothed fit's, plus a little.

@@ -86,8 +86,11 @@ def low_pass(corrections: torch.Tensor, offsets: torch.Tensor, weights: np.ndarr
              frames: np.ndarray, available: int) -> tuple:
     """Filtered corrections of `frames` from those of frames 0..available-1.
 
-    A rotation is averaged in the tangent space at itself: R exp(sum_k w_k log(R^T R_k)),
-    with the weights of the neighbours that exist renormalised at the sequence's ends. The
+    A rotation is filtered in the tangent space at itself, t_k = log(R^T R_k) for the
+    neighbours k frames away: R exp(a), where a + b k is the line through the t_k of least
+    weighted squares. Where every neighbour exists the weights are symmetric and a is their
+    weighted mean; near the sequence's ends (neighbours on one side only) the line keeps the
+    corrections' trend, which a mean of one side's would lag behind. Offsets likewise. The
     logarithms are taken of quaternion products (each rotation made a quaternion once, not
     once per neighbour: a third of the filter's time at 120 fps).
 
@@ -101,19 +104,33 @@ def low_pass(corrections: torch.Tensor, offsets: torch.Tensor, weights: np.ndarr
     last = min(int(frames.max()) + radius + 1, available)
     quaternions = roma.rotmat_to_unitquat(corrections[first:last])
     inverse = roma.quat_conjugation(quaternions[frames - first])
-    tangent = torch.zeros(*inverse.shape[:-1], 3, dtype=corrections.dtype)
-    shift = torch.zeros(len(frames), 3, dtype=offsets.dtype)
-    total = torch.zeros(len(frames), dtype=corrections.dtype)
+    # Weighted sums of 1, k, k^2 and of the values and k times the values.
+    moments = torch.zeros(3, len(frames), dtype=corrections.dtype)
+    tangent = torch.zeros(2, *inverse.shape[:-1], 3, dtype=corrections.dtype)
+    shift = torch.zeros(2, len(frames), 3, dtype=offsets.dtype)
     for offset, weight in zip(range(-radius, radius + 1), weights):
         neighbours = frames + offset
         rows = np.flatnonzero((neighbours >= 0) & (neighbours < available))
         near = neighbours[rows]
-        tangent[rows] += weight * roma.unitquat_to_rotvec(
+        value = weight * roma.unitquat_to_rotvec(
             roma.quat_product(inverse[rows], quaternions[near - first]))
-        shift[rows] += weight * offsets[near]
-        total[rows] += weight
-    return (corrections[frames] @ roma.rotvec_to_rotmat(tangent / total[:, None, None]),
-            shift / total[:, None])
+        moments[:, rows] += weight * torch.tensor([1.0, offset, offset ** 2])[:, None]
+        tangent[0, rows] += value
+        tangent[1, rows] += offset * value
+        shift[0, rows] += weight * offsets[near]
+        shift[1, rows] += weight * offset * offsets[near]
+    total, centre, spread = moments
+    determinant = total * spread - centre ** 2
+    line = determinant > 1e-9 * total * spread          # a single neighbour: its value
+    scale = torch.where(line, spread / determinant, 1.0 / total)
+    slope = torch.where(line, -centre / determinant, 0.0)
+
+    def intercept(sums):
+        shape = (-1,) + (1,) * (sums.dim() - 2)
+        return scale.view(shape) * sums[0] + slope.view(shape) * sums[1]
+
+    return (corrections[frames] @ roma.rotvec_to_rotmat(intercept(tangent)),
+            intercept(shift))
 
 
 def mean_acceleration(joints: np.ndarray, fps: float) -> np.ndarray:
