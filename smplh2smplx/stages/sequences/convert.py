@@ -92,10 +92,10 @@ OUTLIER_FACTOR = 1.2
 # Tuned with the realistic kit of seed 0: its wave motion (60 fps) moved its joints 1.080
 # times as much as the source's unfiltered, 1.043 times with 0.03 s (0.02 s: 1.046); the real
 # AMASS sample posed with that kit's models 1.157 -> 1.083 at 30 fps and 1.274 -> 1.068 at
-# 120 fps (0.02 s: 1.099 and 1.074), for 0.02-0.1% more v2v. (0.04 s, tried with the kept
-# starts: 1.085 -> 1.076 at 30 fps, but the one-sided filter at a sequence's ends then pulled
-# the first frame of a synthetic motion 3.3% above its own fit, where 0.03 s stays within 2%.)
-SMOOTHING_SECONDS = 0.03
+# 120 fps (0.02 s: 1.099 and 1.074), for 0.02-0.1% more v2v. With the kept starts and the
+# filter's line at the ends, 0.04 s: the real sample 1.083 -> 1.076 at 30 fps and 1.067 ->
+# 1.064 at 120 fps, the kit's motions within 0.001, for up to 0.1% more v2v.
+SMOOTHING_SECONDS = 0.04
 MAX_SMOOTHING_SECONDS = 1.0     # beyond, the filter would blur the motion's own changes
 MODEL_FLAGS = {kind: f"--{kind}-model" for kind in KINDS}
 
