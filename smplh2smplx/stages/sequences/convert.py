@@ -19,8 +19,8 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
    the source's own change since then (per joint, R_init(f) = R_fit(r) R_src(r)^T R_src(f)),
    then every 4th and then the rest, started from the corrections R_fit R_src^T of the
    fitted frames around them, interpolated; such a start that is already as good as those
-   frames (`KEPT_START_MARGIN`) is kept without a fit. Chunks bound the memory whatever the
-   sequence's length;
+   frames (`KEPT_START_MARGIN`), when they are close enough (`KEPT_START_SPAN_SECONDS`), is
+   kept without a fit. Chunks bound the memory whatever the sequence's length;
 4. smoothing: the fits' corrections of the source motion, R_fit R_src^T per joint and the
    translation's offset, low-passed over time (`SMOOTHING_SECONDS`, `timeline.low_pass`);
    each frame written is its source pose turned by its filtered correction;
@@ -403,35 +403,37 @@ class FrameFits:
         """Fit `frames` (targets (F, M, 3)) from starts carried from the known frames;
         a start as good as the fitted frames around it is kept as it is."""
         correction, offset = carried_start(frames, self.known, self.corrections, self.offsets)
-        rotations = correction @ self.source_rotations(frames)
-        transl = offset + self.source_trans[frames]
-        rows = self.keep_good_starts(frames, rotations, transl, targets)
+        rows = self.keep_good_starts(frames, correction, offset, targets)
         if len(rows) == 0:
             return
         frames, targets = frames[rows], targets[torch.as_tensor(rows, device=targets.device)]
-        betas = self.betas.expand(len(frames), -1)
-        result = self.models.fitter.fit(targets, roma.rotmat_to_rotvec(rotations[rows]).float(),
-                                        betas, transl[rows].float())
+        rotations = correction[rows] @ self.source_rotations(frames)
+        transl = offset[rows] + self.source_trans[frames]
+        result = self.models.fitter.fit(targets, roma.rotmat_to_rotvec(rotations).float(),
+                                        self.betas.expand(len(frames), -1), transl.float())
         refit_outliers(self.models, targets, self.betas, result)
         self.keep(frames, result.pose, result.transl)
         self.iterations[frames] = result.iterations
         self.errors[frames] = result.v2v_mean_mm.double()
 
-    def keep_good_starts(self, frames, rotations, transl, targets) -> np.ndarray:
-        """Keep the frames between two known frames at most `kept_span` apart whose
-        interpolated start is within KEPT_START_MARGIN of their errors (interpolated
-        likewise); returns the positions in `frames` of the others."""
+    def keep_good_starts(self, frames, correction, offset, targets) -> np.ndarray:
+        """Keep the frames between two known frames at most `kept_span` apart whose start,
+        their interpolated `correction` and `offset`, is within KEPT_START_MARGIN of their
+        errors (interpolated likewise); returns the positions in `frames` of the others."""
         before, after, weight = known_around(frames, self.known)
         rows = np.flatnonzero((after > before) & (after - before <= self.kept_span))
         if len(rows) == 0:
             return np.arange(len(frames))
         errors = self.errors
         reference = errors[before] + torch.as_tensor(weight) * (errors[after] - errors[before])
-        started = self.errors_of(rotations[rows], transl[rows],
+        measured = frames[rows]
+        started = self.errors_of(correction[rows] @ self.source_rotations(measured),
+                                 offset[rows] + self.source_trans[measured],
                                  targets[torch.as_tensor(rows, device=targets.device)]).double()
         good = (started <= (1.0 + KEPT_START_MARGIN) * reference[rows]).numpy()
         kept = rows[good]
-        self.keep(frames[kept], roma.rotmat_to_rotvec(rotations[kept]), transl[kept])
+        self.corrections[frames[kept]], self.offsets[frames[kept]] = correction[kept], offset[kept]
+        self.known[frames[kept]] = True
         errors[frames[kept]] = started[good]
         return np.setdiff1d(np.arange(len(frames)), kept)
 

@@ -121,13 +121,15 @@ def low_pass(corrections: torch.Tensor, offsets: torch.Tensor, weights: np.ndarr
         shift[1, rows] += weight * offset * offsets[near]
     total, centre, spread = moments
     determinant = total * spread - centre ** 2
-    line = determinant > 1e-9 * total * spread          # a single neighbour: its value
-    scale = torch.where(line, spread / determinant, 1.0 / total)
-    slope = torch.where(line, -centre / determinant, 0.0)
+    # The line's value at the frame, a = (spread S - centre K) / determinant with S and K the
+    # sums of the values and of k times the values (a single neighbour: its value, S/total).
+    line = determinant > 1e-9 * total * spread
+    of_sum = torch.where(line, spread / determinant, 1.0 / total)
+    of_moment = torch.where(line, -centre / determinant, 0.0)
 
     def intercept(sums):
         shape = (-1,) + (1,) * (sums.dim() - 2)
-        return scale.view(shape) * sums[0] + slope.view(shape) * sums[1]
+        return of_sum.view(shape) * sums[0] + of_moment.view(shape) * sums[1]
 
     return (corrections[frames] @ roma.rotvec_to_rotmat(intercept(tangent)),
             intercept(shift))
