@@ -73,6 +73,22 @@ def test_apply_matches_dense_product_on_small_data():
     assert transfer.apply(torch.zeros(0, 7, 3)).shape == (0, 9, 3)
 
 
+def test_apply_masked_takes_vertex_major_vertices():
+    rng = np.random.default_rng(4)
+    dense = rng.normal(size=(9, 7)) * (rng.random((9, 7)) < 0.4)
+    mask_ids = np.array([8, 0, 3, 5])                       # not sorted: the file's order
+    transfer = DeformationTransfer(matrix=sp.csr_matrix(dense), mask_ids=mask_ids)
+    vertices = rng.normal(size=(4, 7, 3))
+    expected = np.einsum("tv,bvc->tcb", dense[mask_ids], vertices)       # (M, 3, B)
+
+    for dtype, tolerance in [(torch.float64, 1e-12), (torch.float32, 1e-5)]:
+        vertex_major = torch.as_tensor(vertices.transpose(1, 2, 0).copy(), dtype=dtype)
+        result = transfer.apply_masked(vertex_major)
+        assert result.dtype == dtype and result.shape == (4, 3, 4)
+        np.testing.assert_allclose(result.numpy(), expected, rtol=tolerance, atol=tolerance)
+    assert transfer.apply_masked(torch.zeros(7, 3, 0)).shape == (4, 3, 0)
+
+
 def test_apply_rejects_wrong_shapes():
     transfer = DeformationTransfer(matrix=sp.csr_matrix(np.eye(4)), mask_ids=np.arange(4))
     for shape in [(4,), (5, 3), (2, 4, 2), (1, 2, 4, 3)]:

@@ -42,11 +42,12 @@ class DeformationTransfer:
     _torch_matrices: dict = field(default_factory=dict, init=False, repr=False)
 
     def torch_matrix(self, device: str | torch.device = "cpu",
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The matrix as a torch sparse CSR tensor, built once per (device, dtype)."""
-        key = (torch.device(device), dtype)
+                     dtype: torch.dtype = torch.float32, masked: bool = False) -> torch.Tensor:
+        """The matrix (with `masked`, its rows of the mask alone) as a torch sparse CSR
+        tensor, built once per (device, dtype, masked)."""
+        key = (torch.device(device), dtype, masked)
         if key not in self._torch_matrices:
-            csr = self.matrix
+            csr = self.matrix[self.mask_ids] if masked else self.matrix
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
                 tensor = torch.sparse_csr_tensor(
@@ -56,6 +57,14 @@ class DeformationTransfer:
                     size=csr.shape, check_invariants=True)
             self._torch_matrices[key] = tensor.to(key[0])
         return self._torch_matrices[key]
+
+    def apply_masked(self, source_vertices: torch.Tensor) -> torch.Tensor:
+        """The masked target vertices (M, 3, B), in mask order, of vertex-major source
+        vertices (Vs, 3, B) (`BodyModel.vertex_major`): one sparse product in that layout."""
+        num_source, _, batch = source_vertices.shape
+        matrix = self.torch_matrix(source_vertices.device, source_vertices.dtype, masked=True)
+        return (matrix @ source_vertices.reshape(num_source, 3 * batch)).view(
+            len(self.mask_ids), 3, batch)
 
     def apply(self, source_vertices: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Target-topology vertices deformed like the given source vertices.

@@ -52,6 +52,18 @@ def forward_kinematics(rotmats: torch.Tensor, rest_joints: torch.Tensor, parents
     return world_rotmats, world_joints
 
 
+def apply_vertex_major(matrices: torch.Tensor, vectors: torch.Tensor,
+                       plus: torch.Tensor | None = None) -> torch.Tensor:
+    """sum_y M[:, x, y] v[:, y] (+ plus) for vertex-major (V, 3, 3, B) matrices and
+    (V, 3, B) vectors: three fused multiply-adds, no (V, 3, 3, B) temporary."""
+    result = matrices[:, :, 0] * vectors[:, 0, None]
+    if plus is not None:
+        result += plus
+    for y in (1, 2):
+        result.addcmul_(matrices[:, :, y], vectors[:, y, None])
+    return result
+
+
 def skinning_transforms(world_rotmats: torch.Tensor, world_joints: torch.Tensor,
                         rest_joints: torch.Tensor) -> tuple:
     """Per-joint rigid transforms (R, t) that map rest-pose points to posed points.
@@ -113,6 +125,17 @@ class BodyModel(torch.nn.Module):
             betas: (B, num_betas) shape coefficients; zero when None.
             transl: (B, 3) translation; zero when None.
         """
+        vertices, joints = self.vertex_major(pose, betas, transl)
+        return vertices.permute(2, 0, 1).contiguous(), joints
+
+    def vertex_major(self, pose: torch.Tensor, betas: torch.Tensor | None = None,
+                     transl: torch.Tensor | None = None) -> tuple:
+        """`forward` with the vertices laid out vertex-major, (V, 3, B), the batch last.
+
+        In that layout each product with the per-vertex arrays is one matrix product for the
+        whole batch, and the skinning three multiply-adds (laid out batch first, most of the
+        time went to writing per-vertex 3x3 matrices).
+        """
         rotmats = pose if pose.dim() == 4 else roma.rotvec_to_rotmat(pose)
         batch = rotmats.shape[0]
         if betas is None:
@@ -123,16 +146,16 @@ class BodyModel(torch.nn.Module):
 
         identity = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
         pose_features = (rotmats[:, 1:] - identity).reshape(batch, -1)
-        rest_vertices = (self.v_template
-                         + torch.einsum("vcs,bs->bvc", self.shapedirs, betas)
-                         + (pose_features @ self.posedirs).view(batch, -1, 3))
-
+        num_vertices, num_joints = len(self.v_template), self.num_joints
+        rest_vertices = (self.v_template[..., None]
+                         + (self.shapedirs.view(-1, self.num_betas) @ betas.T
+                            + self.posedirs.T @ pose_features.T).view(num_vertices, 3, batch))
         rotations, translations = skinning_transforms(world_rotmats, world_joints, rest_joints)
-        blended_rot = torch.einsum("vj,bjk->bvk", self.weights, rotations.reshape(batch, -1, 9))
-        blended_t = torch.einsum("vj,bjc->bvc", self.weights, translations)
-        vertices = (blended_rot.view(batch, -1, 3, 3) @ rest_vertices[..., None]).squeeze(-1)
-        vertices = vertices + blended_t
+        blended_rot = (self.weights @ rotations.permute(1, 2, 3, 0).reshape(
+            num_joints, 9 * batch)).view(num_vertices, 3, 3, batch)
+        blended_t = (self.weights @ translations.permute(1, 2, 0).reshape(
+            num_joints, 3 * batch)).view(num_vertices, 3, batch)
         if transl is not None:
-            vertices = vertices + transl[:, None]
+            blended_t = blended_t + transl.T
             world_joints = world_joints + transl[:, None]
-        return vertices, world_joints
+        return apply_vertex_major(blended_rot, rest_vertices, blended_t), world_joints

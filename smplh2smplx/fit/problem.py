@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 import roma
 import torch
 
-from ..body.lbs import forward_kinematics, skinning_transforms
+from ..body.lbs import apply_vertex_major, forward_kinematics, skinning_transforms
 
 
 @dataclass
@@ -78,17 +78,6 @@ def skew(vectors):
     x, y, z = vectors.unbind(-1)
     zero = torch.zeros_like(x)
     return torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1).view(*x.shape, 3, 3)
-
-
-def apply_vertex_major(matrices, vectors, plus=None):
-    """sum_y M[:, x, y] v[:, y] (+ plus) for vertex-major (S, 3, 3, B) matrices and
-    (S, 3, B) vectors: three fused multiply-adds, no (S, 3, 3, B) temporary."""
-    result = matrices[:, :, 0] * vectors[:, 0, None]
-    if plus is not None:
-        result += plus
-    for y in (1, 2):
-        result.addcmul_(matrices[:, :, y], vectors[:, y, None])
-    return result
 
 
 def apply_transposed_vertex_major(matrices, vectors):

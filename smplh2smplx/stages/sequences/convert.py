@@ -294,14 +294,15 @@ class SourceFrames:
 
     @torch.no_grad()
     def targets(self, frames: np.ndarray) -> tuple:
-        """(B, M, 3) float32 SMPL-X targets on the mask and (B, 22, 3) source body joints."""
+        """(B, M, 3) float32 targets on the target's mask (a view of vertex-major (M, 3, B)
+        storage, the fitter's layout) and (B, 22, 3) source body joints."""
         device = self.models.device
         pose = torch.as_tensor(self.poses[frames], dtype=torch.float32, device=device)
         trans = torch.as_tensor(self.trans[frames], dtype=torch.float32, device=device)
         with cpu_single_thread(device):
-            vertices, joints = self.models.source(pose.view(len(pose), -1, 3),
-                                                 self.betas.expand(len(pose), -1), trans)
-            targets = self.deformation.apply(vertices)[:, self.models.mask_ids]
+            vertices, joints = self.models.source.vertex_major(
+                pose.view(len(pose), -1, 3), self.betas.expand(len(pose), -1), trans)
+            targets = self.deformation.apply_masked(vertices).permute(2, 0, 1)
         return targets, joints[:, :NUM_BODY_JOINTS]
 
 
