@@ -40,7 +40,7 @@ from smplh2smplx.formats.sequence_files import read_motion
 from smplh2smplx.stages.sequences.convert import (FRAME_FIT, GenderModels, SequenceOptions,
                                                   SourceFrames, convert_sequence, frame_step,
                                                   load_gender_model, pair_transfer)
-from smplh2smplx.stages.sequences.shared_shape import SHAPE_RIDGE, shape_columns
+from smplh2smplx.stages.sequences.shared_shape import SHAPE_RIDGE, shape_system
 from synthetic_kit import write_synthetic_kit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,11 +115,9 @@ def shared_shape_floor(models, target_data, source):
     for start in range(0, len(source), CHUNK):       # normal equations, chunk by chunk
         frames = np.arange(start, min(start + CHUNK, len(source)))
         targets, _ = source.targets(frames)
-        base, columns = shape_columns(masked, pose[frames])
-        residual = targets.to(base) - base
-        matrix = (columns - columns.mean(1, keepdim=True)).reshape(-1, num_betas)
-        normal += matrix.T @ matrix
-        right += matrix.T @ (residual - residual.mean(1, keepdim=True)).reshape(-1)
+        chunk_normal, chunk_right, _, _ = shape_system(masked, pose[frames], targets)
+        normal += chunk_normal
+        right += chunk_right
     betas = torch.linalg.solve(normal + SHAPE_RIDGE * torch.eye(num_betas), right).float()
     fitter = BodyFitter(target_data, models.mask_ids.cpu().numpy(),
                         replace(FLOOR, fit_betas=False, num_betas=num_betas))

@@ -42,30 +42,58 @@ def shape_columns(masked: MaskedBody, pose: torch.Tensor) -> tuple:
     Args:
         masked: a MaskedBody; pose: (K, J, 3) axis-angle.
     Returns:
-        base (K, M, 3) and columns (K, M, 3, nb), in the body's dtype.
+        base (M, K, 3) and columns (M, K, 3, nb), vertex-major, in the body's dtype.
     """
     body = masked.body
     dtype, device = body.v_template.dtype, body.v_template.device
     rotmats = roma.rotvec_to_rotmat(pose.to(device, dtype))
     count, num_joints, num_betas = len(pose), body.num_joints, body.num_betas
+    num_vertices = len(masked.v_template)
     units = torch.cat([torch.zeros(1, num_betas), torch.eye(num_betas)]).to(device, dtype)
     rest = body.rest_joints(units).repeat_interleave(count, 0)         # ((nb+1) K, J, 3)
     world_rot, world_joints = forward_kinematics(
         rotmats.repeat(num_betas + 1, 1, 1, 1), rest, body.parents, body.levels)
     trans = skinning_transforms(world_rot, world_joints, rest)[1].view(
         num_betas + 1, count, num_joints, 3)
-    blended = torch.einsum("mj,kjab->kmab", masked.weights, world_rot[:count])  # (K, M, 3, 3)
+    blended = (masked.weights @ world_rot[:count].permute(1, 0, 2, 3).reshape(
+        num_joints, count * 9)).view(num_vertices, count, 3, 3)
     identity = torch.eye(3, dtype=dtype, device=device)
     features = (rotmats[:, 1:] - identity).reshape(count, -1)
-    rest_vertices = masked.v_template + (features @ masked.posedirs).view(count, -1, 3)
-    shifts = torch.einsum("mj,nkjc->nkmc", masked.weights, trans)       # (nb+1, K, M, 3)
-    base = (blended @ rest_vertices[..., None]).squeeze(-1) + shifts[0]
-    columns = (torch.einsum("kmab,mbs->kmas", blended, masked.shapedirs)
-               + (shifts[1:] - shifts[:1]).permute(1, 2, 3, 0))
-    return base, columns
+    rest_vertices = (masked.v_template[:, None]
+                     + (masked.posedirs.T @ features.T).view(num_vertices, 3, count)
+                     .permute(0, 2, 1))                                  # (M, K, 3)
+    shift = (masked.weights @ trans[0].permute(1, 0, 2).reshape(num_joints, count * 3))
+    base = (blended * rest_vertices[:, :, None]).sum(-1) + shift.view(num_vertices, count, 3)
+    # The joints' part, sum_j w_ij dt_j/dbetas, is one product with the weights; the
+    # blend shapes' part, B_i S_i, is added to it in place.
+    per_beta = (trans[1:] - trans[:1]).permute(2, 1, 3, 0).reshape(num_joints, -1)
+    columns = (masked.weights @ per_beta).view(num_vertices, count * 3, num_betas)
+    columns.baddbmm_(blended.view(num_vertices, count * 3, 3), masked.shapedirs)
+    return base, columns.view(num_vertices, count, 3, num_betas)
 
 
 @torch.no_grad()
+def shape_system(masked: MaskedBody, pose: torch.Tensor, targets: torch.Tensor) -> tuple:
+    """The least squares of the betas over frames with fixed rotations, each frame's best
+    translation (its mean residual) taken out of both sides.
+
+    Args:
+        masked: the MaskedBody (float64); pose: (K, J, 3) target axis-angle; targets:
+            (K, M, 3).
+    Returns:
+        the normal matrix (nb, nb) and right-hand side (nb,) of the betas, and the frames'
+        mean residuals (K, 3) and mean columns (K, 3, nb): a frame's translation for betas
+        b is residual - columns @ b.
+    """
+    with cpu_single_thread(masked.body.v_template.device):
+        base, columns = shape_columns(masked, pose)
+    residual = targets.to(base).permute(1, 0, 2) - base            # (M, K, 3)
+    mean_residual, mean_columns = residual.mean(0), columns.mean(0)
+    matrix = columns.sub_(mean_columns).view(-1, columns.shape[-1])
+    return (matrix.T @ matrix, matrix.T @ (residual - mean_residual).reshape(-1),
+            mean_residual, mean_columns)
+
+
 def solve_shape(masked: MaskedBody, pose: torch.Tensor, targets: torch.Tensor,
                 ridge: float = SHAPE_RIDGE) -> tuple:
     """Shared betas and per-frame translations for fixed rotations, by linear least squares.
@@ -76,16 +104,7 @@ def solve_shape(masked: MaskedBody, pose: torch.Tensor, targets: torch.Tensor,
     Returns:
         betas (nb,) and translations (K, 3), in the body's dtype.
     """
-    num_betas = masked.body.num_betas
-    with cpu_single_thread(masked.body.v_template.device):
-        base, columns = shape_columns(masked, pose)
-    residual = targets.to(base) - base                            # (K, M, 3)
-    # The best translation of a frame is its mean residual: take it out of both sides.
-    centred_columns = columns - columns.mean(1, keepdim=True)     # (K, M, 3, nb)
-    centred_residual = residual - residual.mean(1, keepdim=True)
-    matrix = centred_columns.reshape(-1, num_betas)
-    normal = matrix.T @ matrix + ridge * torch.eye(num_betas, dtype=matrix.dtype,
-                                                   device=matrix.device)
-    betas = torch.linalg.solve(normal, matrix.T @ centred_residual.reshape(-1))
-    transl = (residual - columns @ betas).mean(1)
-    return betas, transl
+    normal, right, mean_residual, mean_columns = shape_system(masked, pose, targets)
+    betas = torch.linalg.solve(normal + ridge * torch.eye(len(normal), dtype=normal.dtype,
+                                                          device=normal.device), right)
+    return betas, mean_residual - mean_columns @ betas
