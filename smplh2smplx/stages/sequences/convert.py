@@ -19,8 +19,9 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
    the source's own change since then (per joint, R_init(f) = R_fit(r) R_src(r)^T R_src(f)),
    then every 4th and then the rest, started from the corrections R_fit R_src^T of the
    fitted frames around them, interpolated; such a start that is already as good as those
-   frames (`KEPT_START_MARGIN`), when they are close enough (`KEPT_START_SPAN_SECONDS`), is
-   kept without a fit. Chunks bound the memory whatever the sequence's length;
+   frames on the vertices the fit follows (`KEPT_START_MARGIN`), when they are close enough
+   (`KEPT_START_SPAN_SECONDS`), is kept without a fit. Chunks bound the memory whatever the
+   sequence's length;
 4. smoothing: the fits' corrections of the source motion, R_fit R_src^T per joint and the
    translation's offset, low-passed over time (`SMOOTHING_SECONDS`, `timeline.low_pass`);
    each frame written is its source pose turned by its filtered correction;
@@ -65,7 +66,7 @@ RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 do
 FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
 # A frame between two fitted frames whose interpolated start is already within this fraction
 # of their errors (interpolated likewise) is kept as started, not fitted: measuring a start
-# costs about a fifth of a step. Tuned on the realistic kit of seed 0: on its four 480-frame
+# on the fit's vertex subset costs a small part of a step. Tuned on the realistic kit of seed 0: on its four 480-frame
 # motions (60 fps) 0.003 gave 1.5-1.7x the frames per CPU-s for 0.05-0.26% more v2v and the
 # same jitter (within 0.004 of the source's); 0.01 5-13% more speed for about twice the added
 # error. The real sample posed with its models kept 2 in 3 of the starts measured at 30 fps,
@@ -359,7 +360,8 @@ def refit_outliers(models: GenderModels, targets: torch.Tensor, betas: torch.Ten
 class FrameFits:
     """The fitted frames of one sequence: each frame's correction of its source pose (per
     joint R_fit R_src^T, and the translation's offset trans_fit - trans_src), whether it is
-    known yet, its error as fitted (v2v mean, mm) and its steps.
+    known yet, its error as fitted on the fit's vertex subset (`check_set`, v2v mean in mm,
+    its loss weights estimating the mask's mean) and its steps.
 
     models: the GenderModels; source: the SourceFrames; betas: the shared betas (nb,);
     kept_span: the most frames between two fitted frames whose interpolation may be kept.
@@ -376,22 +378,34 @@ class FrameFits:
         self.known = np.zeros(count, dtype=bool)
         self.errors = torch.full((count,), float("nan"), dtype=torch.float64)
         self.iterations = torch.zeros(count, dtype=torch.int64)
+        # A kept start is checked against the fitted frames around it on the vertices the
+        # fit follows: a third of the mask's cost (at 120 fps nearly every frame is checked).
+        self.check_set = models.fitter.model.fit_set
 
     def source_rotations(self, frames: np.ndarray) -> torch.Tensor:
         """(F, J, 3, 3) float64 source rotations of `frames` on the target's joints."""
         return roma.rotvec_to_rotmat(self.models.map_pose(self.source.poses[frames]))
 
-    def errors_of(self, rotations: torch.Tensor, transl: torch.Tensor,
-                  targets: torch.Tensor) -> torch.Tensor:
-        """(B,) v2v mean (mm, CPU) on the mask of frames posed with the shared betas."""
+    def errors_of(self, rotations: torch.Tensor, transl: torch.Tensor, targets: torch.Tensor,
+                  vertex_set=None) -> torch.Tensor:
+        """(B,) v2v mean (mm, CPU) of frames posed with the shared betas, on the mask or on
+        `vertex_set` (a fit's VertexSet, its loss weights weighing the mean)."""
         model = self.models.fitter.model
-        fitted = model.mask_set.v_template                       # device and dtype
+        vertex_set = model.mask_set if vertex_set is None else vertex_set
+        fitted = vertex_set.v_template                           # device and dtype
+        # Vertex-major (S, 3, B), as the fitter measures its errors.
+        vertex_targets = targets.to(fitted).permute(1, 2, 0)
+        if vertex_set is not model.mask_set:
+            vertex_targets = vertex_targets[torch.as_tensor(vertex_set.positions,
+                                                            device=fitted.device)]
         with cpu_single_thread(self.models.device):
-            # Vertex-major (M, 3, B), as the fitter measures its errors.
-            residual = forward(model, model.mask_set, rotations.to(fitted),
+            residual = forward(model, vertex_set, rotations.to(fitted),
                                self.betas.expand(len(transl), -1).to(fitted),
-                               transl.to(fitted))[0] - targets.to(fitted).permute(1, 2, 0)
-        return (residual.square().sum(1).sqrt().mean(0) * 1000.0).cpu()
+                               transl.to(fitted))[0] - vertex_targets
+        distances = residual.square().sum(1).sqrt()                                # (S, B)
+        mean = (vertex_set.loss_weights @ distances / vertex_set.loss_weights.sum()
+                if vertex_set.weighted else distances.mean(0))
+        return (mean * 1000.0).cpu()
 
     def keep(self, frames: np.ndarray, pose: torch.Tensor, transl: torch.Tensor) -> None:
         """Frames `frames` are known with this pose (F, J, 3) and translation (F, 3)."""
@@ -415,7 +429,8 @@ class FrameFits:
         refit_outliers(self.models, targets, self.betas, result)
         self.keep(frames, result.pose, result.transl)
         self.iterations[frames] = result.iterations
-        self.errors[frames] = result.v2v_mean_mm.double()
+        self.errors[frames] = self.errors_of(roma.rotvec_to_rotmat(result.pose), result.transl,
+                                             targets, self.check_set).double()
 
     def keep_good_starts(self, frames, correction, offset, targets) -> np.ndarray:
         """Keep the frames between two known frames at most `kept_span` apart whose start,
@@ -430,7 +445,8 @@ class FrameFits:
         measured = frames[rows]
         started = self.errors_of(correction[rows] @ self.source_rotations(measured),
                                  offset[rows] + self.source_trans[measured],
-                                 targets[torch.as_tensor(rows, device=targets.device)]).double()
+                                 targets[torch.as_tensor(rows, device=targets.device)],
+                                 self.check_set).double()
         good = (started <= (1.0 + KEPT_START_MARGIN) * reference[rows]).numpy()
         kept = rows[good]
         self.corrections[frames[kept]], self.offsets[frames[kept]] = correction[kept], offset[kept]
