@@ -65,12 +65,12 @@ RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 do
 # one between neighbouring frames, did not pay (see docs/SEQUENCES.md).
 FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
 # A frame between two fitted frames whose interpolated start is already within this fraction
-# of their errors (interpolated likewise) is kept as started, not fitted: measuring a start
-# on the fit's vertex subset costs a small part of a step. Tuned on the realistic kit of seed 0: on its four 480-frame
-# motions (60 fps) 0.003 gave 1.5-1.7x the frames per CPU-s for 0.05-0.26% more v2v and the
-# same jitter (within 0.004 of the source's); 0.01 5-13% more speed for about twice the added
-# error. The real sample posed with its models kept 2 in 3 of the starts measured at 30 fps,
-# 19 in 20 at 120 fps.
+# of their errors (interpolated likewise, all three on the fit's vertex subset) is kept as
+# started, not fitted: measuring a start costs a small part of a step. Tuned on the
+# realistic kit of seed 0: on its four 480-frame motions (60 fps) 0.003 gave 1.5-1.7x the
+# frames per CPU-s for 0.05-0.26% more v2v and the same jitter (within 0.004 of the
+# source's); 0.01 5-13% more speed for about twice the added error. The real sample posed
+# with its models kept 2 in 3 of the starts measured at 30 fps, 19 in 20 at 120 fps.
 KEPT_START_MARGIN = 0.003
 # ... and only where those two fitted frames are at most this far apart (seconds): the
 # errors of the frames between them need not follow the line through theirs, and a frame
