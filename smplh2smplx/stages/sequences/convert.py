@@ -396,8 +396,7 @@ class FrameFits:
         # Vertex-major (S, 3, B), as the fitter measures its errors.
         vertex_targets = targets.to(fitted).permute(1, 2, 0)
         if vertex_set is not model.mask_set:
-            vertex_targets = vertex_targets[torch.as_tensor(vertex_set.positions,
-                                                            device=fitted.device)]
+            vertex_targets = vertex_targets[vertex_set.positions]
         with cpu_single_thread(self.models.device):
             residual = forward(model, vertex_set, rotations.to(fitted),
                                self.betas.expand(len(transl), -1).to(fitted),
