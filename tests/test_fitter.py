@@ -333,6 +333,36 @@ def test_a_cut_subset_ends_with_a_whole_mask_step():
     assert steps == {300: [1, 1], 600: [2, 2]}
 
 
+def test_errors_on_a_named_vertex_set():
+    """`error_set` reports the errors on that set, its loss weights weighing the mean: the
+    fit's own subset (its last residual), another fitter's subset (posed again) or, by
+    default, the whole mask; each recomputed here with the general LBS module."""
+    data = random_smplx(num_vertices=900, seed=6, dense_correctives=False)
+    mask = np.arange(data.num_vertices)
+    torch.manual_seed(7)
+    pose = torch.randn(2, 55, 3, dtype=torch.float64) * 0.3
+    betas = torch.randn(2, 10, dtype=torch.float64) * 0.5
+    fitter = BodyFitter(data, mask, FitSettings(max_iterations=2, fit_vertices=300),
+                        dtype=torch.float64)
+    other = BodyFitter(data, mask, FitSettings(fit_vertices=150), dtype=torch.float64)
+    targets = known_targets(fitter, pose, betas) + torch.randn(2, 900, 3,
+                                                               dtype=torch.float64) * 0.005
+    body = BodyModel(data, num_betas=10, dtype=torch.float64)
+    for error_set in (fitter.model.fit_set, other.model.fit_set, None):
+        result = fitter.fit(targets, pose + 0.05, error_set=error_set)
+        posed = body(result.pose, result.betas, result.transl)[0]
+        distances = (posed - targets).norm(dim=-1).numpy() * 1000               # (B, M)
+        if error_set is None:
+            mean, largest = distances.mean(1), distances.max(1)
+        else:
+            weights = error_set.loss_weights.numpy()
+            assert not np.allclose(weights, 1.0)
+            chosen = distances[:, error_set.positions]
+            mean, largest = chosen @ weights / weights.sum(), chosen.max(1)
+        np.testing.assert_allclose(result.v2v_mean_mm.numpy(), mean, rtol=1e-9)
+        np.testing.assert_allclose(result.v2v_max_mm.numpy(), largest, rtol=1e-9)
+
+
 def test_poses_are_independent():
     """A pose that cannot be fitted (a noise target) neither changes its batch mates'
     results nor their step counts, whether the batch runs on one thread or two."""

@@ -4,7 +4,7 @@ The fit is Levenberg-Marquardt over the least-squares problem of `problem.py`, s
 `solver.py`, on the `TargetModel` (any SMPL-family model, given as data). By default the
 loss follows a weighted subset of `fit_vertices` vertices of the mask, then takes
 `refine_iterations` steps on the whole mask (`fit_vertices` 0: the whole mask throughout).
-Errors are always reported on the whole mask.
+Errors are reported on the whole mask, or on a vertex set the caller names (`error_set`).
 """
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -15,7 +15,7 @@ import torch
 
 from ..formats.body_models import BodyModelData
 from ..runtime import torch_threads
-from .problem import forward
+from .problem import forward, mean_distance
 from .sampling import GAUSS_NEWTON_PART_VERTICES
 from .solver import solve
 from .start import rotmats_from_mesh
@@ -119,7 +119,8 @@ class FitResult:
 
     pose: (B, J, 3) axis-angle local rotations, root first (the target model's joints).
     betas: (B, num_betas); transl: (B, 3).
-    v2v_mean_mm, v2v_max_mm: (B,) mean and max vertex error over the mask, in millimetres.
+    v2v_mean_mm, v2v_max_mm: (B,) mean and max vertex error over the mask (or the fit's
+        `error_set`), in millimetres.
     iterations: (B,) steps computed (Jacobian evaluations); converged: (B,) bool.
     """
     pose: torch.Tensor
@@ -180,7 +181,7 @@ class BodyFitter(torch.nn.Module):
         return roma.rotmat_to_rotvec(rotmats_from_mesh(self.model, targets))
 
     @torch.no_grad()
-    def fit(self, targets, init_pose=None, betas=None, transl=None):
+    def fit(self, targets, init_pose=None, betas=None, transl=None, error_set=None):
         """Fit a batch.
 
         Args:
@@ -191,6 +192,10 @@ class BodyFitter(torch.nn.Module):
                 False); None: zero.
             transl: (B, 3) start of the translation; None: the mean offset between the
                 targets and the started body.
+            error_set: the `VertexSet` the errors are reported on (a fitter's `fit_set`,
+                whose loss weights make its mean an estimate of the mask's), or None: the
+                whole mask. The set the fit followed last costs nothing more; the whole
+                mask after a subset costs one more posing of the mask.
         Returns:
             a `FitResult` on the CPU.
 
@@ -201,12 +206,12 @@ class BodyFitter(torch.nn.Module):
         loaded 2-core machine that made the fit 3 times slower).
         """
         if not self.settings.learned_start or init_pose is None:
-            return self._fit_on_device(targets, init_pose, betas, transl)
+            return self._fit_on_device(targets, init_pose, betas, transl, error_set)
         threads = torch.get_num_threads() if self.device.type == "cpu" else 1
         if self.learned_poses == 0 and len(targets) >= LEARNING_CALL_POSES * threads:
             return FitResult.cat([
                 self.fit(targets[rows], init_pose[rows], rows_of(betas, rows),
-                         rows_of(transl, rows))
+                         rows_of(transl, rows), error_set)
                 for rows in (slice(0, LEARNING_POSES), slice(LEARNING_POSES, None))])
         given = roma.rotvec_to_rotmat(init_pose.double().cpu())
         if self.learned_poses > 0:
@@ -215,7 +220,7 @@ class BodyFitter(torch.nn.Module):
             init_pose = roma.rotmat_to_rotvec(mean @ given).to(init_pose.dtype)
             if betas is None and self.settings.fit_betas:
                 betas = (self.betas_sum / self.learned_poses).expand(len(targets), -1).float()
-        result = self._fit_on_device(targets, init_pose, betas, transl)
+        result = self._fit_on_device(targets, init_pose, betas, transl, error_set)
         # Learn from the poses that converged to a finite error.
         learned = result.converged
         fitted = roma.rotvec_to_rotmat(result.pose[learned].double())
@@ -226,10 +231,10 @@ class BodyFitter(torch.nn.Module):
         self.learned_poses += int(learned.sum())
         return result
 
-    def _fit_on_device(self, targets, init_pose, betas, transl):
+    def _fit_on_device(self, targets, init_pose, betas, transl, error_set):
         """`fit` from the starts given."""
         if self.device.type != "cpu":
-            return self._fit(targets, init_pose, betas, transl)
+            return self._fit(targets, init_pose, betas, transl, error_set)
         batch, threads = targets.shape[0], torch.get_num_threads()
         # Slices of at most SLICE_POSES poses, as many as a multiple of the threads, so that
         # no thread is left with one slice more than the others (300 poses on 2 threads:
@@ -240,11 +245,11 @@ class BodyFitter(torch.nn.Module):
         with torch_threads(1), ThreadPoolExecutor(min(threads, count)) as pool:
             results = list(pool.map(lambda rows: self._fit(
                 targets[rows], rows_of(init_pose, rows), rows_of(betas, rows),
-                rows_of(transl, rows)), slices))
+                rows_of(transl, rows), error_set), slices))
         return FitResult.cat(results)
 
     @torch.no_grad()
-    def _fit(self, targets, init_pose, betas, transl):
+    def _fit(self, targets, init_pose, betas, transl, error_set):
         """`fit` on the calling thread."""
         model, settings = self.model, self.settings
         targets = targets.to(self.device, self.dtype)
@@ -278,13 +283,16 @@ class BodyFitter(torch.nn.Module):
                 refine, settings.tolerance)
             spent, last_set = spent + refine_spent, model.mask_set
 
-        if residual is None or last_set is not model.mask_set:
-            residual = forward(model, model.mask_set, rotmats, betas, transl)[0] - mask_targets
-        errors = residual.square().sum(1).sqrt() * 1000.0                     # (M, B)
+        error_set = model.mask_set if error_set is None else error_set
+        if residual is None or last_set is not error_set:
+            error_targets = (mask_targets if error_set is model.mask_set
+                             else mask_targets[error_set.positions])
+            residual = forward(model, error_set, rotmats, betas, transl)[0] - error_targets
+        errors = residual.square().sum(1).sqrt() * 1000.0                     # (S, B)
         # A pose whose error is not finite has not converged, whatever its last step did.
         converged = done & torch.isfinite(errors).all(0)
         return FitResult(pose=roma.rotmat_to_rotvec(rotmats).cpu(), betas=betas.cpu(),
-                         transl=transl.cpu(), v2v_mean_mm=errors.mean(0).cpu(),
+                         transl=transl.cpu(), v2v_mean_mm=mean_distance(error_set, errors).cpu(),
                          v2v_max_mm=errors.amax(0).cpu(), iterations=spent.cpu(),
                          converged=converged.cpu())
 

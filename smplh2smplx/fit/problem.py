@@ -127,6 +127,14 @@ def forward(model, vset, rotmats, betas, transl):
     return vertices, State(**joints, transl=transl, rest=rest, blended=blended)
 
 
+def mean_distance(vset, distances):
+    """(B,) mean over the vertices of `vset` of distances (S, B), weighted by their loss
+    weights on a subset (so that it estimates the mean over the whole mask)."""
+    if not vset.weighted:
+        return distances.mean(0)
+    return vset.loss_weights @ distances / vset.loss_weights.sum()
+
+
 def posed_vertices(model, rotmats, betas, transl):
     """(B, M, 3) posed vertices on the mask, in mask order."""
     return forward(model, model.mask_set, rotmats, betas, transl)[0].permute(2, 0, 1)

@@ -45,7 +45,7 @@ from ...body.lbs import BodyModel, forward_kinematics
 from ...errors import InputError
 from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
 from ...fit.fitter import BodyFitter, FitResult, FitSettings
-from ...fit.problem import forward
+from ...fit.problem import forward, mean_distance
 from ...formats.body_models import BodyModelData, load_body_model
 from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from ...formats.sequence_files import MotionSequence
@@ -321,34 +321,39 @@ def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray, ro
     translations (K, 3) solved with those betas.
     """
     targets, _ = source.targets(frames)
+    # Only the poses are used: the errors are those of the fit's own subset (no posing).
     result = models.shape_fitter.fit(
-        targets, models.map_pose(source.poses[frames]).float())
+        targets, models.map_pose(source.poses[frames]).float(),
+        error_set=models.shape_fitter.model.fit_set)
     betas, transl = solve_shape(models.masked_target, result.pose.to(models.device),
                                 targets)
     pose = result.pose
     for _ in range(rounds - 1):
         pose = models.fitter.fit(targets, pose, betas.float().cpu().expand(len(frames), -1),
-                                 transl.float().cpu()).pose
+                                 transl.float().cpu(),
+                                 error_set=models.fitter.model.fit_set).pose
         betas, transl = solve_shape(models.masked_target, pose.to(models.device),
                                     targets)
     return betas.cpu(), pose, transl.cpu()
 
 
 def refit_outliers(models: GenderModels, targets: torch.Tensor, betas: torch.Tensor,
-                   result: FitResult) -> int:
+                   result: FitResult, error_set) -> int:
     """Fit again, with the full settings, the frames of a chunk whose error stands out.
 
     The per-frame fit is short (a warm start is a step away from the minimum); a frame
     whose error exceeds OUTLIER_FACTOR times the chunk's median (a jump in the source, a
     start that was not close) gets the full fit from where it stopped. `result` (a
-    FitResult) is updated in place; returns the number of frames refitted.
+    FitResult, its errors on the VertexSet `error_set`) is updated in place; returns the
+    number of frames refitted.
     """
     errors = result.v2v_mean_mm
     outliers = torch.nonzero(errors > OUTLIER_FACTOR * errors.median()).squeeze(1)
     if len(outliers) == 0:
         return 0
     again = models.refit_fitter.fit(targets[outliers], result.pose[outliers],
-                                    betas.expand(len(outliers), -1), result.transl[outliers])
+                                    betas.expand(len(outliers), -1), result.transl[outliers],
+                                    error_set)
     better = again.v2v_mean_mm < errors[outliers]
     rows = outliers[better]
     for name in ("pose", "transl", "v2v_mean_mm", "v2v_max_mm", "converged"):
@@ -379,7 +384,8 @@ class FrameFits:
         self.errors = torch.full((count,), float("nan"), dtype=torch.float64)
         self.iterations = torch.zeros(count, dtype=torch.int64)
         # A kept start is checked against the fitted frames around it on the vertices the
-        # fit follows: a third of the mask's cost (at 120 fps nearly every frame is checked).
+        # fit follows: a third of the mask's cost (at 120 fps nearly every frame is checked),
+        # and a fitted frame's error there is the fit's last residual, free.
         self.check_set = models.fitter.model.fit_set
 
     def source_rotations(self, frames: np.ndarray) -> torch.Tensor:
@@ -401,10 +407,7 @@ class FrameFits:
             residual = forward(model, vertex_set, rotations.to(fitted),
                                self.betas.expand(len(transl), -1).to(fitted),
                                transl.to(fitted))[0] - vertex_targets
-        distances = residual.square().sum(1).sqrt()                                # (S, B)
-        mean = (vertex_set.loss_weights @ distances / vertex_set.loss_weights.sum()
-                if vertex_set.weighted else distances.mean(0))
-        return (mean * 1000.0).cpu()
+        return (mean_distance(vertex_set, residual.square().sum(1).sqrt()) * 1000.0).cpu()
 
     def keep(self, frames: np.ndarray, pose: torch.Tensor, transl: torch.Tensor) -> None:
         """Frames `frames` are known with this pose (F, J, 3) and translation (F, 3)."""
@@ -424,12 +427,12 @@ class FrameFits:
         rotations = correction[rows] @ self.source_rotations(frames)
         transl = offset[rows] + self.source_trans[frames]
         result = self.models.fitter.fit(targets, roma.rotmat_to_rotvec(rotations).float(),
-                                        self.betas.expand(len(frames), -1), transl.float())
-        refit_outliers(self.models, targets, self.betas, result)
+                                        self.betas.expand(len(frames), -1), transl.float(),
+                                        self.check_set)
+        refit_outliers(self.models, targets, self.betas, result, self.check_set)
         self.keep(frames, result.pose, result.transl)
         self.iterations[frames] = result.iterations
-        self.errors[frames] = self.errors_of(roma.rotvec_to_rotmat(result.pose), result.transl,
-                                             targets, self.check_set).double()
+        self.errors[frames] = result.v2v_mean_mm.double()
 
     def keep_good_starts(self, frames, correction, offset, targets) -> np.ndarray:
         """Keep the frames between two known frames at most `kept_span` apart whose start,
