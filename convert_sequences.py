@@ -28,7 +28,8 @@ from pathlib import Path
 from smplh2smplx.cli import RUN_FLAGS, add_setting_flags, run_command, setting_flag_values
 from smplh2smplx.errors import InputError
 from smplh2smplx.family import KINDS, same_topology
-from smplh2smplx.stages.sequences.convert import (FRAME_FIT, MODEL_FLAGS, SMOOTHING_SECONDS,
+from smplh2smplx.stages.sequences.convert import (CHUNK_FRAMES, FRAME_FIT, MODEL_FLAGS,
+                                                  SHAPE_FRAMES, SMOOTHING_SECONDS,
                                                   SequenceOptions)
 from smplh2smplx.stages.sequences.run import (ShardError, SlurmOptions, run_sequences,
                                               submit_shards)
@@ -90,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deftrafo", dest="deftrafo_path", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", dest="shard_size", help=argparse.SUPPRESS)
     parser.add_argument("--batch-index", dest="shard_index", help=argparse.SUPPRESS)
-    parser.add_argument("--chunk-frames", type=int, default=256,
+    parser.add_argument("--chunk-frames", type=int, default=CHUNK_FRAMES,
                         help="frames fitted at once (default: %(default)s)")
-    parser.add_argument("--shape-frames", type=int, default=8,
+    parser.add_argument("--shape-frames", type=int, default=SHAPE_FRAMES,
                         help="frames the sequence's shape is fitted on (default: %(default)s)")
     parser.add_argument("--smoothing", type=float, default=SMOOTHING_SECONDS, metavar="SECONDS",
                         help="standard deviation of the low-pass over time of the fits' "

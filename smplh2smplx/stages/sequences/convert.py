@@ -56,6 +56,7 @@ from .timeline import (carried_start, known_around, level_rows, low_pass, mean_a
                        smoothing_weights)
 
 RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 does not
+CHUNK_FRAMES = 256               # consecutive frames fitted in levels, their targets held
 # Per-frame fit: up to 5 steps from the warm start on the per-pose fit's 3000-vertex subset
 # (a step there costs about a third of one on the whole mask), the Gauss-Newton matrix
 # rebuilt every 3 steps as in per-pose fits. Tuned on the realistic kit of seed 0 (SMPL-H to
@@ -80,10 +81,15 @@ KEPT_START_MARGIN = 0.003
 # every frame fitted. The real sample: 1.4% at 30 fps (4 frames, 0.13 s) and 1.3% at 120 fps
 # (16 frames), 0.8-0.9% with every frame fitted.
 KEPT_START_SPAN_SECONDS = 0.15
-# Steps of the shape frames' own fits (free betas, from their source poses): their poses only
-# feed the solve of the shared betas. On the realistic kit of seed 0, 5 steps (not 20) gave
-# the same v2v to 0.02% and 0-12% more frames per CPU-s (the real sample at 30 fps: 9%).
-SHAPE_FIT_STEPS = 5
+# The shape is fitted on SHAPE_FRAMES frames spread over the sequence, each first fitted on
+# its own with free betas in SHAPE_FIT_STEPS steps from its source pose (those poses only feed
+# the solve of the shared betas). On the realistic kit of seed 0, 5 steps (not 20) gave the
+# same v2v to 0.02%; then, with the frames' fits cheaper, 4 steps and 6 frames (not 5 and 8)
+# 4-12% more frames per CPU-s for 0.03% more v2v on the real sample and within 0.03% on the
+# kit's four motions, at the same jitter (3 steps: 0.6% more v2v on the real sample; 4 frames:
+# 0.08%).
+SHAPE_FRAMES = 6
+SHAPE_FIT_STEPS = 4
 # A frame whose error exceeds this times its level's median is fitted again in full.
 OUTLIER_FACTOR = 1.2
 # The per-frame fits' corrections of the source motion (per joint R_fit R_src^T, and the
@@ -141,8 +147,8 @@ class SequenceOptions:
     overwrite: bool = False
     keep_going: bool = False
     device: str = "auto"
-    chunk_frames: int = 256
-    shape_frames: int = 8
+    chunk_frames: int = CHUNK_FRAMES
+    shape_frames: int = SHAPE_FRAMES
     shape_rounds: int = 1
     smoothing: float = SMOOTHING_SECONDS
     num_betas: int = None
@@ -476,7 +482,8 @@ class SequenceResult:
 
 
 def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation,
-                     fps: float = None, chunk_frames: int = 256, shape_frames: int = 8,
+                     fps: float = None, chunk_frames: int = CHUNK_FRAMES,
+                     shape_frames: int = SHAPE_FRAMES,
                      shape_rounds: int = 1, smoothing: float = SMOOTHING_SECONDS,
                      on_frames=None) -> SequenceResult:
     """Convert one checked `MotionSequence` with the models of its kind and gender.
