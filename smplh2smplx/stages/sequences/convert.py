@@ -17,7 +17,7 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
    `chunk_frames` consecutive frames, each fitted in levels (`timeline.level_rows`), a batch
    each: every 16th frame first, started from the last fitted frame r before the chunk with
    the source's own change since then (per joint, R_init(f) = R_fit(r) R_src(r)^T R_src(f)),
-   then every 4th and then the rest, started from the corrections R_fit R_src^T of the
+   then every 4th, every 2nd and the rest, started from the corrections R_fit R_src^T of the
    fitted frames around them, interpolated; such a start that is already as good as those
    frames on the vertices the fit follows (`KEPT_START_MARGIN`), when they are close enough
    (`KEPT_START_SPAN_SECONDS`), is kept without a fit. Chunks bound the memory whatever the

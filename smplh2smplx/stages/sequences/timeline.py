@@ -12,12 +12,16 @@ import roma
 import torch
 
 # The frames of a chunk are fitted in levels: every 16th (and the last) from the last
-# fitted frame before the chunk, then every 4th, then the others, each from the
+# fitted frame before the chunk, then every 4th, every 2nd and the others, each from the
 # interpolation of the fitted frames around it, whose starts are closer (1.2-1.9 steps a
 # frame where one start for the whole chunk took 2.7-4.9). On the four 480-frame motions of
-# the realistic kit of seed 0 (60 fps), 1.9-2.1x the frames per CPU-s at the same v2v
-# (0.998-1.000x) and jitter (within 0.004 of the source's ratio), each with its low-pass.
-LEVEL_STRIDES = (16, 4, 1)
+# the realistic kit of seed 0 (60 fps), (16, 4, 1) gave 1.9-2.1x the frames per CPU-s at
+# the same v2v (0.998-1.000x) and jitter (within 0.004 of the source's ratio), each with its
+# low-pass. The level of every 2nd frame pays at 30 fps, where only starts 4 frames apart
+# may be kept (KEPT_START_SPAN_SECONDS): it checks half of them between closer neighbours
+# (the real sample with the seed-0 models, 0.93 steps a frame against 1.12, 3-5% more frames
+# per CPU-s, the same v2v and jitter 1.073x against 1.076x; at 60 and 120 fps within 2%).
+LEVEL_STRIDES = (16, 4, 2, 1)
 
 
 def level_rows(count: int, strides=LEVEL_STRIDES) -> list:
