@@ -660,6 +660,42 @@ def test_report_page_plots_and_animation(converted, kit):
         assert name in page and (index.parent / name).stat().st_size > 1000
 
 
+def test_frames_between_fitted_frames_follow_the_subset_alone(kit):
+    """On SMPL-H's mesh the loss subset is cut to a third, and a fit ends with a step on the
+    whole mask; the frames started between two fitted frames skip that step (their own
+    fitter follows the same number of vertices, uncut), the first level's frames keep it.
+    On SMPL-X's mask nothing is cut: one fitter."""
+    from smplh2smplx.stages.sequences.convert import (GenderModels, convert_sequence,
+                                                      pair_transfer)
+    run_options = options(kit, kit.smpl_motions, Path("unused"), target_model="smplh",
+                          fit=FitSettings(max_iterations=2), chunk_frames=16)
+    transfer = pair_transfer(run_options, "smpl", "smplh")
+    models = GenderModels(run_options, "smpl", "neutral", transfer.mask_ids,
+                          torch.device("cpu"))
+    assert models.fitter.model.subset_cut and not models.between_fitter.model.subset_cut
+    assert (len(models.between_fitter.model.fit_set.positions)
+            == len(models.fitter.model.fit_set.positions))
+    calls = []
+    for name in ("fitter", "between_fitter"):
+        fitter = getattr(models, name)
+        fitter.fit = (lambda targets, *rest, name=name, fit=fitter.fit, **keywords:
+                      (calls.append((name, len(targets))), fit(targets, *rest, **keywords))[1])
+    sequence = read_motion(kit.smpl_motions / kit.sequences[0], "smpl")
+    result = convert_sequence(sequence, models, transfer, chunk_frames=16, shape_frames=3)
+    assert np.isfinite(result.v2v_mm).all()
+    names = [name for name, _ in calls]
+    assert names[0] == "fitter" and "between_fitter" in names, calls
+    # Each chunk's first level (its every 16th frame and its last) comes from the frames
+    # before it: those calls take the whole-mask step.
+    assert names.count("fitter") <= -(-len(result.v2v_mm) // 16), calls
+    smplx_options = replace(run_options, target_model="smplx",
+                            deftrafo_path=kit.deftrafo.parent)
+    smplx_models = GenderModels(smplx_options, "smpl", "neutral",
+                                pair_transfer(smplx_options, "smpl", "smplx").mask_ids,
+                                torch.device("cpu"))
+    assert smplx_models.between_fitter is smplx_models.fitter
+
+
 def test_outlier_frames_of_a_chunk_get_the_full_fit(kit):
     """A frame started far from its minimum is left high by the one-step frame fit, then
     repaired by the full refit; the good frames are left alone."""
