@@ -662,9 +662,9 @@ def test_report_page_plots_and_animation(converted, kit):
 
 def test_frames_between_fitted_frames_follow_the_subset_alone(kit):
     """On SMPL-H's mesh the loss subset is cut to a third, and a fit ends with a step on the
-    whole mask; the frames started between two fitted frames skip that step (their own
-    fitter follows the same number of vertices, uncut), the first level's frames keep it.
-    On SMPL-X's mask nothing is cut: one fitter."""
+    whole mask; the frames started between two fitted frames and the shape frames skip that
+    step (their fitters follow the same number of vertices, uncut), the first level's frames
+    keep it. On SMPL-X's mask nothing is cut: one frame fitter."""
     from smplh2smplx.stages.sequences.convert import (GenderModels, convert_sequence,
                                                       pair_transfer)
     run_options = options(kit, kit.smpl_motions, Path("unused"), target_model="smplh",
@@ -673,8 +673,10 @@ def test_frames_between_fitted_frames_follow_the_subset_alone(kit):
     models = GenderModels(run_options, "smpl", "neutral", transfer.mask_ids,
                           torch.device("cpu"))
     assert models.fitter.model.subset_cut and not models.between_fitter.model.subset_cut
+    assert not models.shape_fitter.model.subset_cut              # its poses feed the solve
     assert (len(models.between_fitter.model.fit_set.positions)
-            == len(models.fitter.model.fit_set.positions))
+            == len(models.fitter.model.fit_set.positions)
+            == len(models.shape_fitter.model.fit_set.positions))
     calls = []
     for name in ("fitter", "between_fitter"):
         fitter = getattr(models, name)

@@ -224,6 +224,12 @@ def pair_transfer(options: SequenceOptions, source: str, target: str) -> Deforma
     return load_pair_transfer(source, target, path, mask)
 
 
+def subset_alone(settings: FitSettings, num_masked: int) -> FitSettings:
+    """`settings` with a loss subset of at most a third of a mask of `num_masked` vertices,
+    which is not cut, so that the fit takes no step on the whole mask after it."""
+    return replace(settings, fit_vertices=subset_size(settings.fit_vertices, num_masked))
+
+
 class GenderModels:
     """The source body, target body and fitters of one (source kind, gender), on the run's
     device."""
@@ -242,21 +248,22 @@ class GenderModels:
                                 dtype=torch.float64).to(device)
         settings = replace(options.fit, fit_betas=False, num_betas=num_betas)
         self.fitter = BodyFitter(target_data, mask_ids, settings).to(device)      # betas held
-        # A frame started between two fitted frames is within tenths of a percent of its
-        # minimum. Where the loss subset is cut to a third of the mask (SMPL's and SMPL-H's
-        # meshes), whose fits end with a step on the whole mask, such frames follow the
-        # subset alone (the seed-0 kit's motions, SMPL-X and SMPL-H to SMPL and SMPL-H: 4-35%
-        # more frames per CPU-s for -0.1% to +1.3% v2v, the first level keeping its step).
+        # Where the loss subset is cut to a third of the mask (SMPL's and SMPL-H's meshes), a
+        # fit ends with a step on the whole mask. Two kinds of fits follow the subset alone:
+        # the frames started between two fitted frames, within tenths of a percent of their
+        # minimum (the first level keeps its step), and the shape frames, whose poses only
+        # feed the betas' solve on the whole mask. The seed-0 kit's motions, SMPL-X and SMPL-H
+        # to SMPL and SMPL-H: 4-35% and then 9-26% more frames per CPU-s, for -0.1% to +1.3%
+        # and then -0.6% to +0.4% v2v.
         self.between_fitter = self.fitter
         if self.fitter.model.subset_cut:
-            self.between_fitter = BodyFitter(target_data, mask_ids, replace(
-                settings, fit_vertices=subset_size(settings.fit_vertices, len(mask_ids)))
-            ).to(device)
+            self.between_fitter = BodyFitter(
+                target_data, mask_ids, subset_alone(settings, len(mask_ids))).to(device)
         self.refit_fitter = BodyFitter(target_data, mask_ids, FitSettings(
             fit_betas=False, num_betas=num_betas)).to(device)     # outliers: full fit
         # The shape's frames are few: the default fit with free betas, shorter (SHAPE_FIT_STEPS).
-        self.shape_fitter = BodyFitter(target_data, mask_ids, FitSettings(
-            num_betas=num_betas, max_iterations=SHAPE_FIT_STEPS)).to(device)
+        self.shape_fitter = BodyFitter(target_data, mask_ids, subset_alone(FitSettings(
+            num_betas=num_betas, max_iterations=SHAPE_FIT_STEPS), len(mask_ids))).to(device)
         self.mask_ids = torch.as_tensor(mask_ids, device=device)
         self.masked_target = MaskedBody(self.target, self.mask_ids)
         self.device = device
