@@ -444,15 +444,18 @@ class FrameFits:
         """Fit `frames` (targets (F, M, 3)) from starts carried from the known frames;
         a start as good as the fitted frames around it is kept as it is."""
         correction, offset = carried_start(frames, self.known, self.corrections, self.offsets)
-        rows = self.keep_good_starts(frames, correction, offset, targets)
+        around = known_around(frames, self.known)
+        rows = self.keep_good_starts(frames, correction, offset, targets, around)
         if len(rows) == 0:
             return
+        # Starts kept between known frames give no frame a known frame after it that it
+        # lacked: the frames left are between known frames when they were before.
+        before, after, _ = around
+        fitter = (self.models.between_fitter if (after[rows] > before[rows]).all()
+                  else self.models.fitter)
         frames, targets = frames[rows], targets[torch.as_tensor(rows, device=targets.device)]
         rotations = correction[rows] @ self.source_rotations(frames)
         transl = offset[rows] + self.source_trans[frames]
-        before, after, _ = known_around(frames, self.known)
-        fitter = (self.models.between_fitter if (after > before).all()
-                  else self.models.fitter)
         result = fitter.fit(targets, roma.rotmat_to_rotvec(rotations).float(),
                             self.betas.expand(len(frames), -1), transl.float(), self.check_set)
         refit_outliers(self.models, targets, self.betas, result, self.check_set)
@@ -460,11 +463,12 @@ class FrameFits:
         self.iterations[frames] = result.iterations
         self.errors[frames] = result.v2v_mean_mm.double()
 
-    def keep_good_starts(self, frames, correction, offset, targets) -> np.ndarray:
+    def keep_good_starts(self, frames, correction, offset, targets, around) -> np.ndarray:
         """Keep the frames between two known frames at most `kept_span` apart whose start,
         their interpolated `correction` and `offset`, is within KEPT_START_MARGIN of their
-        errors (interpolated likewise); returns the positions in `frames` of the others."""
-        before, after, weight = known_around(frames, self.known)
+        errors (interpolated likewise); `around` is `known_around(frames, self.known)`.
+        Returns the positions in `frames` of the others."""
+        before, after, weight = around
         rows = np.flatnonzero((after > before) & (after - before <= self.kept_span))
         if len(rows) == 0:
             return np.arange(len(frames))
