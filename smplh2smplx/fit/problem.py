@@ -36,8 +36,11 @@ class State:
     Batch first: rotmats (B, J, 3, 3) local rotations, betas (B, nb), transl (B, 3),
     world_rot (B, J, 3, 3), world_joints (B, J, 3), trans (B, J, 3) skinning translations
     t_j = p_j - R_j J_j, features (B, 9(J-1)) pose features R - I of the non-root joints,
-    loss (B,). Vertex-major (batch last): rest (S, 3, B) rest vertices with blend shapes,
-    blended (S, 3, 3, B) skinning-blended rotations, residual (S, 3, B) posed minus target.
+    loss (B,), and where the betas are fitted joint_shape (B, J, 3, nb), the skinning
+    translations' derivative with respect to them (`shape_joint_jacobian`: the gradient, each
+    J v and J^T J need it at the same parameters). Vertex-major (batch last): rest (S, 3, B)
+    rest vertices with blend shapes, blended (S, 3, 3, B) skinning-blended rotations,
+    residual (S, 3, B) posed minus target.
     """
     rotmats: torch.Tensor
     betas: torch.Tensor
@@ -48,6 +51,7 @@ class State:
     features: torch.Tensor
     rest: torch.Tensor
     blended: torch.Tensor
+    joint_shape: torch.Tensor = None
     residual: torch.Tensor = None
     loss: torch.Tensor = None
 
@@ -61,6 +65,8 @@ class State:
         """Poses `rows` of this state <- poses `index` of `new`, in place."""
         for field in fields(self):
             mine = getattr(self, field.name)
+            if mine is None:
+                continue
             if field.name in self.VERTEX_MAJOR:
                 mine[..., rows] = getattr(new, field.name)[..., index]
             else:
@@ -96,15 +102,18 @@ def rest_joints(model, betas):
 def kinematics(model, rotmats, betas):
     """Per-joint quantities of a batch, batch first: the rotations and betas given,
     world rotations (B, J, 3, 3) and joints (B, J, 3), skinning translations
-    t_j = p_j - R_j J_j (B, J, 3) and pose features (B, 9(J-1)), R - I of every
-    non-root joint."""
+    t_j = p_j - R_j J_j (B, J, 3), pose features (B, 9(J-1)), R - I of every
+    non-root joint, and where the betas are fitted the translations' derivative with
+    respect to them (B, J, 3, nb)."""
     batch = rotmats.shape[0]
     joints = rest_joints(model, betas)
     world_rot, world_joints = forward_kinematics(rotmats, joints, model.parents, model.levels)
     identity = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
     return dict(rotmats=rotmats, betas=betas, world_rot=world_rot, world_joints=world_joints,
                 trans=skinning_transforms(world_rot, world_joints, joints)[1],
-                features=(rotmats[:, 1:] - identity).reshape(batch, -1))
+                features=(rotmats[:, 1:] - identity).reshape(batch, -1),
+                joint_shape=(shape_joint_jacobian(model, world_rot) if model.fit_betas
+                             else None))
 
 
 def rest_vertices(model, vset, betas, features):
@@ -207,8 +216,8 @@ def gradient(model, vset, state, curvature=False):
 
     parts = [rot_grad[:, model.joint_slots].reshape(batch, -1)]
     if model.fit_betas:
-        per_joint = shape_joint_jacobian(model, world_rot)
-        parts.append(blend_grad[:, :nb] + torch.einsum("bjcs,bjc->bs", per_joint, forces))
+        parts.append(blend_grad[:, :nb] + torch.einsum("bjcs,bjc->bs", state.joint_shape,
+                                                       forces))
     parts.append(forces.sum(1))
     grad = torch.cat(parts, dim=1)
     if not curvature:
@@ -268,8 +277,7 @@ def jacobian_product(model, vset, state, step):
     feature_motion = (skew(increments[:, 1:]) @ rotmats[:, 1:]).reshape(batch, -1)
     if model.fit_betas:
         shape_step = step[:, num_rot:num_rot + nb]
-        shifts = shifts + (shape_joint_jacobian(model, world_rot) @ shape_step[:, None, :, None]
-                           ).squeeze(-1)
+        shifts = shifts + (state.joint_shape @ shape_step[:, None, :, None]).squeeze(-1)
     else:
         shape_step = step.new_zeros(batch, nb)
     rest_motion = (vset.blend_dirs @ torch.cat([shape_step, feature_motion], 1).T).view(
@@ -294,17 +302,15 @@ def gauss_newton(model, state):
     eye = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
     # d vec(R_k) / d e_c = vec([e_c]x R_k) for every joint: (B, J, c, 9).
     dfeat = (skew(eye) @ rotmats[:, :, None]).flatten(-2)
-    per_joint = (shape_joint_jacobian(model, state.world_rot) if model.fit_betas
-                 else None)
     size = model.num_unknowns + 1                        # the last column takes the padding
     hessian = rotmats.new_zeros(batch, size * size)
     for block in model.blocks:
         hessian.index_add_(1, block.flat_index,
-                           block_gauss_newton(model, block, state, dfeat, per_joint))
+                           block_gauss_newton(model, block, state, dfeat))
     return hessian.view(batch, size, size)[:, :-1, :-1]
 
 
-def block_gauss_newton(model, block, state, dfeat, per_joint):
+def block_gauss_newton(model, block, state, dfeat):
     """(B, G*C*C): J_g^T J_g of each part g of `block`, C = its columns.
 
     The rows of a part are turned by U^T, U the world rotation of the part's joint,
@@ -315,7 +321,7 @@ def block_gauss_newton(model, block, state, dfeat, per_joint):
     alone, and close for the others, whose correctives are small. This way the
     correctives of all poses are one matrix product per part and joint.
     """
-    betas, world_rot = state.betas, state.world_rot
+    betas, world_rot, per_joint = state.betas, state.world_rot, state.joint_shape
     batch = betas.shape[0]
     num_parts, rows, num_moving = block.shape
     turn = world_rot[:, block.primary].transpose(-1, -2)                 # (B, G, 3, 3) U^T
