@@ -40,7 +40,7 @@ from smplh2smplx.formats.sequence_files import read_motion
 from smplh2smplx.stages.sequences.convert import (FRAME_FIT, GenderModels, SequenceOptions,
                                                   SourceFrames, convert_sequence, frame_step,
                                                   load_gender_model, pair_transfer)
-from smplh2smplx.stages.sequences.shared_shape import SHAPE_RIDGE, shape_system
+from smplh2smplx.stages.sequences.shared_shape import SHAPE_RIDGE, MaskedBody, shape_system
 from synthetic_kit import write_synthetic_kit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def per_pose(models, target_data, source, settings):
 def shared_shape_floor(models, target_data, source):
     """v2v (T,) of the shared-shape floor (see the module's docstring)."""
     pose, _, _, _ = per_pose(models, target_data, source, FLOOR)
-    masked = models.masked_target
+    masked = MaskedBody(models.target, models.mask_ids)          # the whole mask
     num_betas = masked.body.num_betas
     normal = torch.zeros(num_betas, num_betas, dtype=torch.float64)
     right = torch.zeros(num_betas, dtype=torch.float64)

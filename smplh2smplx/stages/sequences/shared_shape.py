@@ -14,20 +14,25 @@ SHAPE_RIDGE = 1e-6               # Tikhonov weight of the betas' least squares (
 
 
 class MaskedBody:
-    """A BodyModel's per-vertex constants on the masked vertices, gathered once.
+    """A BodyModel's per-vertex constants on some of its vertices, gathered once.
 
-    body: the BodyModel (its joints and kinematic tree are used whole); mask_ids: (M,).
+    body: the BodyModel (its joints and kinematic tree are used whole); vertex_ids: (M,);
+    loss_weights: (M,) each vertex's weight in the least squares (a fit's loss subset,
+    whose weights make its sums estimate the whole mask's), or None: all 1.
     """
 
-    def __init__(self, body, mask_ids):
+    def __init__(self, body, vertex_ids, loss_weights=None):
         self.body = body
-        mask_ids = torch.as_tensor(mask_ids, device=body.v_template.device)
+        device = body.v_template.device
+        vertex_ids = torch.as_tensor(vertex_ids, device=device)
         num_features = len(body.posedirs)
-        self.v_template = body.v_template[mask_ids]
-        self.weights = body.weights[mask_ids]                                 # (M, J)
-        self.shapedirs = body.shapedirs[mask_ids]                             # (M, 3, nb)
-        self.posedirs = body.posedirs.view(num_features, -1, 3)[:, mask_ids].reshape(
+        self.v_template = body.v_template[vertex_ids]
+        self.weights = body.weights[vertex_ids]                               # (M, J)
+        self.shapedirs = body.shapedirs[vertex_ids]                           # (M, 3, nb)
+        self.posedirs = body.posedirs.view(num_features, -1, 3)[:, vertex_ids].reshape(
             num_features, -1)                                                 # (P, M*3)
+        self.loss_weights = (torch.ones(len(vertex_ids)) if loss_weights is None
+                             else torch.as_tensor(loss_weights)).to(body.v_template)
 
 
 @torch.no_grad()
@@ -75,11 +80,12 @@ def shape_columns(masked: MaskedBody, pose: torch.Tensor) -> tuple:
 @torch.no_grad()
 def shape_system(masked: MaskedBody, pose: torch.Tensor, targets: torch.Tensor) -> tuple:
     """The least squares of the betas over frames with fixed rotations, each frame's best
-    translation (its mean residual) taken out of both sides.
+    translation (its mean residual, weighted by the vertices' loss weights) taken out of
+    both sides.
 
     Args:
         masked: the MaskedBody (float64); pose: (K, J, 3) target axis-angle; targets:
-            (K, M, 3).
+            (K, M, 3) on its vertices.
     Returns:
         the normal matrix (nb, nb) and right-hand side (nb,) of the betas, and the frames'
         mean residuals (K, 3) and mean columns (K, 3, nb): a frame's translation for betas
@@ -88,10 +94,14 @@ def shape_system(masked: MaskedBody, pose: torch.Tensor, targets: torch.Tensor) 
     with cpu_single_thread(masked.body.v_template.device):
         base, columns = shape_columns(masked, pose)
     residual = targets.to(base).permute(1, 0, 2) - base            # (M, K, 3)
-    mean_residual, mean_columns = residual.mean(0), columns.mean(0)
-    matrix = columns.sub_(mean_columns).view(-1, columns.shape[-1])
-    return (matrix.T @ matrix, matrix.T @ (residual - mean_residual).reshape(-1),
-            mean_residual, mean_columns)
+    share = masked.loss_weights / masked.loss_weights.sum()
+    mean_residual = torch.einsum("m,mkc->kc", share, residual)
+    mean_columns = torch.einsum("m,mkcs->kcs", share, columns)
+    # Rows scaled by the square roots of the weights: the weighted sum of squares.
+    scale = masked.loss_weights.sqrt()[:, None, None]
+    matrix = columns.sub_(mean_columns).mul_(scale[..., None]).view(-1, columns.shape[-1])
+    right = matrix.T @ ((residual - mean_residual) * scale).reshape(-1)
+    return matrix.T @ matrix, right, mean_residual, mean_columns
 
 
 def solve_shape(masked: MaskedBody, pose: torch.Tensor, targets: torch.Tensor,
@@ -99,8 +109,8 @@ def solve_shape(masked: MaskedBody, pose: torch.Tensor, targets: torch.Tensor,
     """Shared betas and per-frame translations for fixed rotations, by linear least squares.
 
     Args:
-        masked: the SMPL-X MaskedBody (float64).
-        pose: (K, J, 3) of the target axis-angle; targets: (K, M, 3).
+        masked: the target's MaskedBody (float64).
+        pose: (K, J, 3) of the target axis-angle; targets: (K, M, 3) on its vertices.
     Returns:
         betas (nb,) and translations (K, 3), in the body's dtype.
     """
