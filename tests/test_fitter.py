@@ -255,6 +255,13 @@ def test_pose_matches_body_model():
     ours = posed_vertices(model, roma.rotvec_to_rotmat(pose), betas, transl)
     reference = BodyModel(data, num_betas=10, dtype=torch.float64)(pose, betas, transl)[0]
     assert torch.allclose(ours, reference[:, mask], atol=1e-12)
+    # One shape for the whole batch (its blend shapes added once) poses as repeated per pose.
+    body = BodyModel(data, num_betas=10, dtype=torch.float64)
+    shared = body(pose, betas[0], transl)
+    repeated = body(pose, betas[:1].expand(3, -1), transl)
+    for got, expected in zip(shared, repeated):
+        assert torch.allclose(got, expected, atol=1e-12)
+    assert not torch.allclose(shared[0], reference, atol=1e-6)
 
 
 def known_targets(fitter, pose, betas):

@@ -122,7 +122,8 @@ class BodyModel(torch.nn.Module):
         Args:
             pose: (B, J, 3) axis-angle or (B, J, 3, 3) rotation matrices, in joint order
                 (root first); hand poses without any hand mean added.
-            betas: (B, num_betas) shape coefficients; zero when None.
+            betas: (B, num_betas) shape coefficients, or (num_betas,) for every pose; zero
+                when None.
             transl: (B, 3) translation; zero when None.
         """
         vertices, joints = self.vertex_major(pose, betas, transl)
@@ -134,22 +135,30 @@ class BodyModel(torch.nn.Module):
 
         In that layout each product with the per-vertex arrays is one matrix product for the
         whole batch, and the skinning three multiply-adds (laid out batch first, most of the
-        time went to writing per-vertex 3x3 matrices).
+        time went to writing per-vertex 3x3 matrices). betas may also be one shape
+        (num_betas,) for the whole batch, whose blend shapes are then added once (a motion's
+        subject: SMPL-X's 300 shape directions were a sixth of posing its frames).
         """
         rotmats = pose if pose.dim() == 4 else roma.rotvec_to_rotmat(pose)
         batch = rotmats.shape[0]
         if betas is None:
-            betas = rotmats.new_zeros(batch, self.num_betas)
+            betas = rotmats.new_zeros(self.num_betas)
+        num_vertices, num_joints = len(self.v_template), self.num_joints
+        if betas.dim() == 1:
+            shaped = (self.v_template + (self.shapedirs.view(-1, self.num_betas) @ betas)
+                      .view(num_vertices, 3))[..., None]
+            betas = betas.expand(batch, -1)
+        else:
+            shaped = (self.v_template[..., None]
+                      + (self.shapedirs.view(-1, self.num_betas) @ betas.T).view(
+                          num_vertices, 3, batch))
         rest_joints = self.rest_joints(betas)
         world_rotmats, world_joints = forward_kinematics(
             rotmats, rest_joints, self.parents, self.levels)
 
         identity = torch.eye(3, dtype=rotmats.dtype, device=rotmats.device)
         pose_features = (rotmats[:, 1:] - identity).reshape(batch, -1)
-        num_vertices, num_joints = len(self.v_template), self.num_joints
-        rest_vertices = (self.v_template[..., None]
-                         + (self.shapedirs.view(-1, self.num_betas) @ betas.T
-                            + self.posedirs.T @ pose_features.T).view(num_vertices, 3, batch))
+        rest_vertices = shaped + (self.posedirs.T @ pose_features.T).view(num_vertices, 3, batch)
         rotations, translations = skinning_transforms(world_rotmats, world_joints, rest_joints)
         blended_rot = (self.weights @ rotations.permute(1, 2, 3, 0).reshape(
             num_joints, 9 * batch)).view(num_vertices, 3, 3, batch)

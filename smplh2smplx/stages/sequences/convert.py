@@ -331,7 +331,7 @@ class SourceFrames:
         trans = torch.as_tensor(self.trans[frames], dtype=torch.float32, device=device)
         with cpu_single_thread(device):
             vertices, joints = self.models.source.vertex_major(
-                pose.view(len(pose), -1, 3), self.betas.expand(len(pose), -1), trans)
+                pose.view(len(pose), -1, 3), self.betas, trans)
             targets = self.deformation.apply_masked(vertices).permute(2, 0, 1)
         return targets, joints[:, :NUM_BODY_JOINTS]
 
