@@ -29,7 +29,8 @@ from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from smplh2smplx.stages.sequences.convert import SequenceOptions, frame_step
 from smplh2smplx.stages.sequences.shared_shape import MaskedBody, solve_shape
 from smplh2smplx.stages.sequences.timeline import (carried_start, level_rows, low_pass,
-                                                   mean_acceleration, smoothing_weights)
+                                                   mean_acceleration, quaternion_left_columns,
+                                                   smoothing_weights, unit_quaternion_log)
 from smplh2smplx.stages.sequences.run import (SlurmOptions, list_sequence_files, output_path,
                                               quality_path, run_sequences, submit_shards)
 
@@ -403,6 +404,28 @@ def weighted_line_at_zero(offsets, values, weights):
     """The value at 0 of the line through (offsets, values) of least weighted squares
     (numpy's polyfit; values (K,) or (K, C))."""
     return np.polyfit(offsets, values, 1, w=np.sqrt(weights))[-1]
+
+
+def test_quaternion_product_and_log_written_out_agree_with_roma():
+    """The low-pass's own quaternion product (as the left factor's matrix) and logarithm
+    equal roma's, for either sign of a quaternion, the identity and half turns."""
+    rng = np.random.default_rng(8)
+    first = roma.random_unitquat(50, dtype=torch.float64)
+    second = torch.cat([roma.random_unitquat(46, dtype=torch.float64),
+                        torch.tensor([[0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, -1.0],
+                                      [1.0, 0.0, 0.0, 0.0], [0.0, 0.6, 0.8, 0.0]],
+                                     dtype=torch.float64)])
+    second = second * torch.as_tensor(rng.choice([-1.0, 1.0], (50, 1)))
+    columns = quaternion_left_columns(first)
+    product = sum(columns[c] * second[:, c:c + 1] for c in range(4))
+    torch.testing.assert_close(product, roma.quat_product(first, second), rtol=0, atol=1e-15)
+    torch.testing.assert_close(unit_quaternion_log(second[:48]),
+                               roma.unitquat_to_rotvec(second[:48]), rtol=0, atol=1e-12)
+    # Half turns have two logarithms (angle pi about either direction of the axis): either
+    # gives back the rotation.
+    for quaternions in (second, product):
+        torch.testing.assert_close(roma.rotvec_to_rotmat(unit_quaternion_log(quaternions)),
+                                   roma.unitquat_to_rotmat(quaternions), rtol=0, atol=1e-12)
 
 
 def test_low_pass_of_turns_about_one_axis_filters_their_angles():
