@@ -9,6 +9,7 @@ import torch
 
 from smplh2smplx import family
 from smplh2smplx.body.lbs import BodyModel
+from smplh2smplx.runtime import torch_threads
 from smplh2smplx.fit.fitter import SIGNIFICANCE, BodyFitter, FitSettings, significant_mean
 from smplh2smplx.fit.problem import (apply_step, forward, gauss_newton, gradient,
                                      jacobian_product, posed_vertices, skew)
@@ -294,8 +295,9 @@ def test_recovers_known_parameters(from_source_pose, settings):
 
 
 def test_an_exact_start_stops_at_once():
-    """A start the model already fits to float precision (SMPL -> SMPL-H share a mesh)
-    stops after its first gradient, without a step: its loss can only fall by rounding."""
+    """Starts the model already fits to float precision (SMPL -> SMPL-H share a mesh) stop
+    before any derivative, no step counted, whatever their batch mates do: their loss can
+    only fall by rounding."""
     data = random_smplx(num_vertices=900, seed=3, dense_correctives=False)
     fitter = BodyFitter(data, np.arange(data.num_vertices), FitSettings(fit_vertices=0))
     torch.manual_seed(4)
@@ -304,9 +306,15 @@ def test_an_exact_start_stops_at_once():
     transl = torch.tensor([[0.1, -0.2, 0.3]]).expand(3, -1)
     targets = posed_vertices(fitter.model, roma.rotvec_to_rotmat(pose), betas, transl)
     result = fitter.fit(targets, pose, betas, transl)
-    assert result.iterations.tolist() == [1, 1, 1]
+    assert result.iterations.tolist() == [0, 0, 0]
     assert result.converged.all()
     assert result.v2v_max_mm.max() < 1e-3
+    off = pose.clone()
+    off[1, 1:22] += 0.05
+    with torch_threads(1):                                # one slice: one batch
+        mixed = fitter.fit(targets, off, betas, transl)
+    assert mixed.iterations[0] == mixed.iterations[2] == 0 and mixed.iterations[1] > 1
+    assert mixed.converged[[0, 2]].all()
 
 
 def test_subset_is_at_most_a_third_of_the_mask():

@@ -144,7 +144,21 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
     hessian = None
     total_weight = float(vset.loss_weights.sum())
     exact_loss = EXACT_FIT_RMS ** 2 * total_weight
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)   # in the last step
     for iteration in range(iterations):
+        # Poses that stopped leave the batch, and so do those that reproduce their target
+        # to the exact-fit level before taking derivatives (a motion between SMPL and SMPL-H
+        # starts its frames from exact neighbours).
+        leaving = finished | (state.loss < exact_loss)
+        if leaving.any():
+            done[active[leaving]] = True
+            residual[..., active[leaving]] = state.residual[..., leaving]
+            keep = torch.nonzero(~leaving).squeeze(1)
+            if len(keep) == 0:
+                return rotmats, betas, transl, spent, done, residual
+            active, damping = active[keep], damping[keep]
+            hessian = None if hessian is None else hessian[keep]
+            targets, state = targets[..., keep], state.rows(keep)
         spent[active] += 1
         grad, curvature = gradient(model, vset, state, curvature=True)
         grad, curvature = grad.double(), positive_part(curvature.double())
@@ -162,8 +176,7 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
         # would only confirm convergence costs a gradient instead of a whole step (8% fewer
         # steps on the realistic kit, 0.01% more error).
         predicted = 0.5 * (grad * torch.cholesky_solve(grad[..., None], chol).squeeze(-1)).sum(1)
-        quiet = (info == 0) & ((predicted < tolerance * state.loss.double())
-                               | (state.loss < exact_loss))
+        quiet = (info == 0) & (predicted < tolerance * state.loss.double())
         small[quiet] = True
         pending = torch.nonzero(~quiet).squeeze(1)
         rows_state = state if len(pending) == count else state.rows(pending)
@@ -207,15 +220,8 @@ def solve(model, vset, targets, rotmats, betas, transl, iterations, tolerance):
         # A pose stops on a small decrease, or when not even a step damped down to a
         # tiny gradient step lowers its loss: a minimum, to the loss's precision.
         finished = small | (~accepted & (damping >= MAX_DAMPING))
-        done[active[finished]] = True
         rotmats[active], betas[active] = state.rotmats, state.betas
         transl[active] = state.transl
-        residual[..., active[finished]] = state.residual[..., finished]
-        keep = torch.nonzero(~finished).squeeze(1)
-        if len(keep) == 0:
-            break
-        if len(keep) < count:
-            active, damping, hessian = active[keep], damping[keep], hessian[keep]
-            targets, state = targets[..., keep], state.rows(keep)
+    done[active[finished | (state.loss < exact_loss)]] = True
     residual[..., active] = state.residual
     return rotmats, betas, transl, spent, done, residual

@@ -46,6 +46,7 @@ from ...errors import InputError
 from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
 from ...fit.fitter import BodyFitter, FitResult, FitSettings
 from ...fit.problem import forward, mean_distance
+from ...fit.solver import EXACT_FIT_RMS
 from ...fit.target import subset_size
 from ...formats.body_models import BodyModelData, load_body_model
 from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
@@ -73,7 +74,12 @@ FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
 # frames per CPU-s for 0.05-0.26% more v2v and the same jitter (within 0.004 of the
 # source's); 0.01 5-13% more speed for about twice the added error. The real sample posed
 # with its models kept 2 in 3 of the starts measured at 30 fps, 19 in 20 at 120 fps.
+# A start within KEPT_START_MARGIN_MM of that error is kept too: below the fitter's exact-fit
+# level (`solver.EXACT_FIT_RMS`, 1 um) a ratio measures rounding, and between SMPL and SMPL-H
+# (one mesh, every frame within a micrometre) it sent starts 0.1 um from their neighbours'
+# to the fit (seed 0, the kit's SMPL -> SMPL-H motion: 46 of its 120 frames).
 KEPT_START_MARGIN = 0.003
+KEPT_START_MARGIN_MM = EXACT_FIT_RMS * 1000.0
 # ... and only where those two fitted frames are at most this far apart (seconds): the
 # errors of the frames between them need not follow the line through theirs, and a frame
 # whose own minimum dips below that line keeps a start above its minimum. On the kit of seed
@@ -482,8 +488,9 @@ class FrameFits:
 
     def keep_good_starts(self, frames, correction, offset, targets, around) -> np.ndarray:
         """Keep the frames between two known frames at most `kept_span` apart whose start,
-        their interpolated `correction` and `offset`, is within KEPT_START_MARGIN of their
-        errors (interpolated likewise); `around` is `known_around(frames, self.known)`.
+        their interpolated `correction` and `offset`, is within KEPT_START_MARGIN (or
+        KEPT_START_MARGIN_MM) of their errors (interpolated likewise); `around` is
+        `known_around(frames, self.known)`.
         Returns the positions in `frames` of the others."""
         before, after, weight = around
         rows = np.flatnonzero((after > before) & (after - before <= self.kept_span))
@@ -496,7 +503,9 @@ class FrameFits:
                                  offset[rows] + self.source_trans[measured],
                                  targets[torch.as_tensor(rows, device=targets.device)],
                                  self.check_set).double()
-        good = (started <= (1.0 + KEPT_START_MARGIN) * reference[rows]).numpy()
+        reference = reference[rows]
+        good = ((started <= (1.0 + KEPT_START_MARGIN) * reference)
+                | (started <= reference + KEPT_START_MARGIN_MM)).numpy()
         kept = rows[good]
         self.corrections[frames[kept]], self.offsets[frames[kept]] = correction[kept], offset[kept]
         self.known[frames[kept]] = True
