@@ -819,3 +819,39 @@ def test_frames_that_do_not_stand_out_or_converged_are_not_refitted(errors, conv
     assert refit_outliers(no_refit, torch.zeros(count, 10, 3), torch.zeros(16), result,
                           None) == 0
     torch.testing.assert_close(result.v2v_mean_mm, errors)
+
+
+def test_frames_with_no_known_frame_after_them_start_toward_the_next_guide():
+    """A first level's frame starts from the interpolation between the last known frame and
+    the next shape frame's own fit (a guide); a guide behind the last known frame is not
+    used, and a guide is neither known nor a kept start's neighbour."""
+    from types import SimpleNamespace
+    from smplh2smplx.stages.sequences.convert import FrameFits
+
+    class Source:
+        poses = np.zeros((20, 2 * 3))                          # identity source rotations
+        trans = np.zeros((20, 3))
+
+        def __len__(self):
+            return 20
+
+    models = SimpleNamespace(
+        fitter=SimpleNamespace(model=SimpleNamespace(num_joints=2)),
+        between_fitter=SimpleNamespace(model=SimpleNamespace(fit_set=None)),
+        map_pose=lambda poses: torch.as_tensor(poses).double().view(len(poses), -1, 3))
+    fits = FrameFits(models, Source(), torch.zeros(10), kept_span=4)
+
+    def about_z(angle, frames=1):
+        return torch.tensor([0.0, 0.0, angle]).expand(frames, 2, 3)
+
+    fits.keep(np.array([0]), about_z(0.0), torch.zeros(1, 3))
+    fits.guide(np.array([16]), about_z(0.8), torch.tensor([[0.0, 0.0, 1.6]]))
+    assert not fits.known[16]
+    correction, offset = fits.starts(np.array([4, 8]))
+    np.testing.assert_allclose(roma.rotmat_to_rotvec(correction)[:, :, 2].numpy(),
+                               [[0.2, 0.2], [0.4, 0.4]], atol=1e-12)
+    np.testing.assert_allclose(offset[:, 2].numpy(), [0.4, 0.8], atol=1e-12)
+    # Once a frame beyond the guide is known, the frames before it interpolate known frames.
+    fits.keep(np.array([18]), about_z(0.0), torch.zeros(1, 3))
+    correction, _ = fits.starts(np.array([8]))
+    np.testing.assert_allclose(roma.rotmat_to_rotvec(correction).numpy(), 0.0, atol=1e-12)
