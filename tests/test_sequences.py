@@ -855,3 +855,39 @@ def test_frames_with_no_known_frame_after_them_start_toward_the_next_guide():
     fits.keep(np.array([18]), about_z(0.0), torch.zeros(1, 3))
     correction, _ = fits.starts(np.array([8]))
     np.testing.assert_allclose(roma.rotmat_to_rotvec(correction).numpy(), 0.0, atol=1e-12)
+
+
+def test_shape_fits_between_one_mesh_start_from_the_source_betas(kit):
+    """SMPL -> SMPL-H (one mesh): the shape frames start from the source's own betas, which
+    fit the frames better than the zero shape (here: exactly); not when they fit worse, not
+    when the target cannot take them all, never across meshes."""
+    from smplh2smplx.stages.sequences.convert import (GenderModels, SourceFrames, pair_transfer,
+                                                      shape_start, spread_frames)
+    run_options = options(kit, kit.smpl_motions, Path("unused"), target_model="smplh")
+    transfer = pair_transfer(run_options, "smpl", "smplh")
+    models = GenderModels(run_options, "smpl", "neutral", transfer.mask_ids,
+                          torch.device("cpu"))
+    sequence = read_motion(kit.smpl_motions / kit.sequences[0], "smpl")
+    source = SourceFrames(sequence, 1, models, transfer)
+    frames = spread_frames(len(source), 3)
+    targets, _ = source.targets(frames)
+    pose = models.map_pose(source.poses[frames]).float()
+    start = shape_start(models, source, targets, pose)
+    assert start.shape == (3, models.shape_fitter.model.num_betas)
+    count = len(source.betas)
+    assert source.betas.abs().max() > 0.1
+    torch.testing.assert_close(start[:, :count], source.betas.expand(3, -1))
+    assert not start[:, count:].any()
+    source.betas = source.betas + 3.0                           # far from the subject's shape
+    assert shape_start(models, source, targets, pose) is None
+    source.betas = torch.ones(models.shape_fitter.model.num_betas + 1)
+    assert shape_start(models, source, targets, pose) is None  # more than the target takes
+    smplx_options = replace(run_options, target_model="smplx",
+                            deftrafo_path=kit.deftrafo.parent)
+    smplx_transfer = pair_transfer(smplx_options, "smpl", "smplx")
+    smplx_models = GenderModels(smplx_options, "smpl", "neutral", smplx_transfer.mask_ids,
+                                torch.device("cpu"))
+    smplx_source = SourceFrames(sequence, 1, smplx_models, smplx_transfer)
+    smplx_targets, _ = smplx_source.targets(frames)
+    assert shape_start(smplx_models, smplx_source, smplx_targets,
+                       smplx_models.map_pose(smplx_source.poses[frames]).float()) is None
