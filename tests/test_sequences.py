@@ -779,7 +779,8 @@ def test_outlier_frames_of_a_chunk_get_the_full_fit(kit):
                           torch.device("cpu"))
     source = SourceFrames(read_motion(kit.amass / kit.sequences[0]), 1, models,
                           deformation)
-    betas, _, _ = fit_shape(models, source, spread_frames(len(source), 4), 1)
+    anchors = spread_frames(len(source), 4)
+    betas, _, _ = fit_shape(models, source, anchors, source.targets(anchors)[0], 1)
     frames = np.arange(10, 16)
     targets, _ = source.targets(frames)
     init = map_pose(source.poses[frames], "smplh", "smplx").float()

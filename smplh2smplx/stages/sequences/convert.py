@@ -351,8 +351,8 @@ class SourceFrames:
         return targets, joints[:, :NUM_BODY_JOINTS]
 
 
-def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray, rounds: int
-              ) -> tuple:
+def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray,
+              targets: torch.Tensor, rounds: int) -> tuple:
     """Joint shape fit on `frames`.
 
     First every frame is fitted on its own with free betas (pose and shape together: an
@@ -361,10 +361,10 @@ def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray, ro
     fit those poses, and each further round refits the poses with the betas held and
     solves again.
 
+    targets: (K, M, 3) the frames' targets (`SourceFrames.targets`).
     Returns the betas (nb,) float64, the poses (K, J, 3) of the last pose fit and the
     translations (K, 3) solved with those betas.
     """
-    targets, _ = source.targets(frames)
     pose = models.map_pose(source.poses[frames]).float()
     # Only the poses are used: the errors are those of the fit's own subset (no posing).
     result = models.shape_fitter.fit(targets, pose, shape_start(models, source, targets, pose),
@@ -610,7 +610,16 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     source = SourceFrames(sequence, step, models, deformation)
     num_frames = len(source)
     anchors = spread_frames(num_frames, shape_frames)
-    betas, anchor_poses, anchor_transl = fit_shape(models, source, anchors, shape_rounds)
+    chunks = [np.arange(start, min(start + chunk_frames, num_frames))
+              for start in range(0, num_frames, chunk_frames)]
+    # The first chunk is posed first: a sequence within it takes its shape frames' targets
+    # from there (posing 6 frames alone reads the source's blend shapes from memory: SMPL-X
+    # to SMPL, 7% of a 120-frame conversion).
+    first = source.targets(chunks[0])
+    anchor_targets = (first[0][torch.as_tensor(anchors, device=first[0].device)]
+                      if anchors[-1] < len(chunks[0]) else source.targets(anchors)[0])
+    betas, anchor_poses, anchor_transl = fit_shape(models, source, anchors, anchor_targets,
+                                                   shape_rounds)
     fits = FrameFits(models, source, betas, int(KEPT_START_SPAN_SECONDS * rate + 1e-6))
     weights = smoothing_weights(rate, smoothing)
     outputs = {name: [] for name in ("pose", "transl", "v2v", "joints", "source_joints")}
@@ -632,9 +641,11 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     fits.keep(anchors[:1], anchor_poses[:1], anchor_transl[:1])
     fits.guide(anchors[1:], anchor_poses[1:], anchor_transl[1:])
     waiting, reach = [], len(weights) // 2
-    for start in range(0, num_frames, chunk_frames):
-        frames = np.arange(start, min(start + chunk_frames, num_frames))
-        targets, joints = source.targets(frames)
+    for index, frames in enumerate(chunks):
+        if index == 0:
+            (targets, joints), first = first, None         # held no longer than its chunk
+        else:
+            targets, joints = source.targets(frames)
         for rows in level_rows(len(frames)):
             fits.fit(frames[rows], targets[torch.as_tensor(rows, device=targets.device)])
         waiting.append((frames, targets, joints))
