@@ -261,19 +261,16 @@ class GenderModels:
         # float64: the least squares of the shape fit and the joints of the jitter.
         self.target = BodyModel(target_data, num_betas=num_betas,
                                 dtype=torch.float64).to(device)
-        settings = replace(options.fit, fit_betas=False, num_betas=num_betas)
-        self.fitter = BodyFitter(target_data, mask_ids, settings).to(device)      # betas held
         # Where the loss subset is cut to a third of the mask (SMPL's and SMPL-H's meshes), a
-        # fit ends with a step on the whole mask. Two kinds of fits follow the subset alone:
-        # the frames started between two fitted frames, within tenths of a percent of their
-        # minimum (the first level keeps its step), and the shape frames, whose poses only
-        # feed the betas' solve on the whole mask. The seed-0 kit's motions, SMPL-X and SMPL-H
-        # to SMPL and SMPL-H: 4-35% and then 9-26% more frames per CPU-s, for -0.1% to +1.3%
-        # and then -0.6% to +0.4% v2v.
-        self.between_fitter = self.fitter
-        if self.fitter.model.subset_cut:
-            self.between_fitter = BodyFitter(
-                target_data, mask_ids, subset_alone(settings, len(mask_ids))).to(device)
+        # per-pose fit ends with a step on the whole mask. The frames' and the shape frames'
+        # fits follow the subset alone: a frame starts from fitted frames around it, or
+        # toward a shape frame's fit, within a few percent of its minimum, and the shape
+        # frames' poses only feed the betas' solve. The seed-0 kit's motions, SMPL-X and
+        # SMPL-H to SMPL and SMPL-H: first the frames between fitted frames and the shape
+        # frames, 4-35% and then 9-26% more frames per CPU-s for -0.6% to +1.3% v2v; then,
+        # with the first level's starts guided, its frames too: 10-35% more, +0.1-0.5% v2v.
+        self.fitter = BodyFitter(target_data, mask_ids, subset_alone(replace(
+            options.fit, fit_betas=False, num_betas=num_betas), len(mask_ids))).to(device)
         self.refit_fitter = BodyFitter(target_data, mask_ids, FitSettings(
             fit_betas=False, num_betas=num_betas)).to(device)     # outliers: full fit
         # The shape's frames are few: the default fit with free betas, shorter (SHAPE_FIT_STEPS).
@@ -282,7 +279,7 @@ class GenderModels:
         self.mask_ids = torch.as_tensor(mask_ids, device=device)
         # The shared betas are solved on the frames' loss subset, weighted to estimate the
         # mask (seed 0: 28 ms of 44 spared a sequence, v2v within 0.2% either way).
-        subset = self.between_fitter.model.fit_set
+        subset = self.fitter.model.fit_set
         self.shape_set = torch.as_tensor(subset.positions, device=device)
         self.masked_target = MaskedBody(self.target, self.mask_ids[self.shape_set],
                                         subset.loss_weights)
@@ -468,7 +465,7 @@ class FrameFits:
         # A kept start is checked against the fitted frames around it on the vertices the
         # fit follows: a third of the mask's cost (at 120 fps nearly every frame is checked),
         # and a fitted frame's error there is the fit's last residual, free.
-        self.check_set = models.between_fitter.model.fit_set
+        self.check_set = models.fitter.model.fit_set
 
     def source_rotations(self, frames: np.ndarray) -> torch.Tensor:
         """(F, J, 3, 3) float64 source rotations of `frames` on the target's joints."""
@@ -526,16 +523,12 @@ class FrameFits:
         rows = self.keep_good_starts(frames, correction, offset, targets, around)
         if len(rows) == 0:
             return
-        # Starts kept between known frames give no frame a known frame after it that it
-        # lacked: the frames left are between known frames when they were before.
-        before, after, _ = around
-        fitter = (self.models.between_fitter if (after[rows] > before[rows]).all()
-                  else self.models.fitter)
         frames, targets = frames[rows], targets[torch.as_tensor(rows, device=targets.device)]
         rotations = correction[rows] @ self.source_rotations(frames)
         transl = offset[rows] + self.source_trans[frames]
-        result = fitter.fit(targets, roma.rotmat_to_rotvec(rotations).float(),
-                            self.betas.expand(len(frames), -1), transl.float(), self.check_set)
+        result = self.models.fitter.fit(targets, roma.rotmat_to_rotvec(rotations).float(),
+                                        self.betas.expand(len(frames), -1), transl.float(),
+                                        self.check_set)
         refit_outliers(self.models, targets, self.betas, result, self.check_set)
         self.keep(frames, result.pose, result.transl)
         self.iterations[frames] = result.iterations
