@@ -19,10 +19,10 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
    the last fitted frame r before the chunk, interpolated toward the next shape frame's own
    fit (`FrameFits.guide`), or where there is none carried with the source's own change since
    r (R_init(f) = R_fit(r) R_src(r)^T R_src(f)); then every 4th, every 2nd and the rest,
-   started from the corrections of the fitted frames around them, interpolated; such a start that is already as good as those
-   frames on the vertices the fit follows (`KEPT_START_MARGIN`), when they are close enough
-   (`KEPT_START_SPAN_SECONDS`), is kept without a fit. Chunks bound the memory whatever the
-   sequence's length;
+   started from the corrections of the fitted frames around them, interpolated; such a
+   start that is already as good as those frames on the vertices the fit follows
+   (`KEPT_START_MARGIN`), when they are close enough (`KEPT_START_SPAN_SECONDS`), is kept
+   without a fit. Chunks bound the memory whatever the sequence's length;
 4. smoothing: the fits' corrections of the source motion, R_fit R_src^T per joint and the
    translation's offset, low-passed over time (`SMOOTHING_SECONDS`, `timeline.low_pass`);
    each frame written is its source pose turned by its filtered correction;
@@ -519,8 +519,7 @@ class FrameFits:
         """Fit `frames` (targets (F, M, 3)) from their `starts`; a start as good as the
         fitted frames around it is kept as it is."""
         correction, offset = self.starts(frames)
-        around = known_around(frames, self.known)
-        rows = self.keep_good_starts(frames, correction, offset, targets, around)
+        rows = self.keep_good_starts(frames, correction, offset, targets)
         if len(rows) == 0:
             return
         frames, targets = frames[rows], targets[torch.as_tensor(rows, device=targets.device)]
@@ -534,13 +533,12 @@ class FrameFits:
         self.iterations[frames] = result.iterations
         self.errors[frames] = result.v2v_mean_mm.double()
 
-    def keep_good_starts(self, frames, correction, offset, targets, around) -> np.ndarray:
+    def keep_good_starts(self, frames, correction, offset, targets) -> np.ndarray:
         """Keep the frames between two known frames at most `kept_span` apart whose start,
         their interpolated `correction` and `offset`, is within KEPT_START_MARGIN (or
-        KEPT_START_MARGIN_MM) of their errors (interpolated likewise); `around` is
-        `known_around(frames, self.known)`.
-        Returns the positions in `frames` of the others."""
-        before, after, weight = around
+        KEPT_START_MARGIN_MM) of their errors (interpolated likewise); returns the positions
+        in `frames` of the others."""
+        before, after, weight = known_around(frames, self.known)
         rows = np.flatnonzero((after > before) & (after - before <= self.kept_span))
         if len(rows) == 0:
             return np.arange(len(frames))
