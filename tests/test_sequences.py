@@ -684,6 +684,22 @@ def test_output_file_reads_back_and_rejects_inconsistency(tmp_path):
     assert not is_finished(path, "smplx")
 
 
+@pytest.mark.parametrize("written, read", [("Female", "female"), (b"MALE ", "male"),
+                                           (" neutral\n", "neutral")])
+def test_gender_is_read_in_any_case_and_without_spaces(tmp_path, written, read):
+    path = tmp_path / "a_stageii.npz"
+    write_npz(path, dict(smplx_file_arrays(), gender=np.array(written)))
+    assert read_motion(path).gender == read
+
+
+@pytest.mark.parametrize("gender", [np.array("woman"), np.array(1), np.array(["male", "male"])])
+def test_an_unknown_gender_is_named_with_its_file(tmp_path, gender):
+    path = tmp_path / "a_stageii.npz"
+    write_npz(path, dict(smplx_file_arrays(), gender=gender))
+    with pytest.raises(InputError, match=r"a_stageii\.npz: gender is .*expected one of neutral"):
+        read_motion(path)
+
+
 # ----------------------------------------------------------------- submitit
 
 def test_submitit_local_executor_runs_the_shards(kit, tmp_path):

@@ -156,10 +156,13 @@ def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSeq
                          f"(frames {shown})")
     if not np.isfinite(betas).all():
         raise InputError(f"{path}: betas hold NaN or infinite values")
-    gender = _text(arrays["gender"])
+    # Spelled in any case, with spaces around it (`Female`, b'MALE '): exports other than
+    # AMASS's own write genders so; the output spells it as AMASS does.
+    text = _text(arrays["gender"])
+    gender = None if text is None else text.strip().lower()
     if gender not in GENDERS:
-        raise InputError(f"{path}: gender is {arrays['gender']!r}, expected one of "
-                         f"{', '.join(GENDERS)}")
+        raise InputError(f"{path}: gender is {text if text is not None else arrays['gender']!r}"
+                         f", expected one of {', '.join(GENDERS)}")
     framerate = arrays[rate_key]
     if framerate.size != 1 or framerate.dtype.kind not in "fiu" \
             or not MIN_FRAMERATE <= float(framerate.reshape(-1)[0]) <= MAX_FRAMERATE:
