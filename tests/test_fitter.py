@@ -163,6 +163,51 @@ def test_step_improves_on_the_sample():
     assert (error(ours) < 0.3 * error(sample_step)).all(), (error(ours), error(sample_step))
 
 
+def test_step_is_two_conjugate_gradient_iterates_on_the_exact_system():
+    """The damped step is the second preconditioned conjugate-gradient iterate on the exact
+    weighted system J^T W J + C + lambda D (the last iterate's length taken from (J d)^T W
+    (J d)), computed here with autograd's dense J on a weighted subset."""
+    data = random_smplx(seed=5)
+    model = target_model(data, settings=FitSettings(fit_vertices=200), part_vertices=4)
+    vset = model.fit_set
+    rotmats, betas, transl = random_state(model, seed=6)
+    vertices, state = forward(model, vset, rotmats, betas, transl)
+    state.residual = vertices * 0.01
+    grad = gradient(model, vset, state)
+    generator = torch.Generator().manual_seed(7)
+    factors = torch.randn(len(grad), len(model.joint_slots), 3, 3, generator=generator,
+                          dtype=torch.float64) * 1e-3
+    curvature = factors @ factors.transpose(-1, -2)
+    sample = gauss_newton(model, state)
+    scaled = 1e-2 * torch.diagonal(sample, dim1=1, dim2=2)
+    chol = torch.linalg.cholesky(sample + torch.diag_embed(scaled))
+    jac = autograd_jacobian(model, vset, rotmats, betas, transl)
+    weights = vset.loss_weights.repeat_interleave(3)
+    system = (jac.transpose(1, 2) * weights) @ jac + torch.diag_embed(scaled)
+    for block in range(len(model.joint_slots)):
+        rows = slice(3 * block, 3 * block + 3)
+        system[:, rows, rows] += curvature[:, block]
+
+    def solve_sample(vector):
+        return torch.cholesky_solve(vector[..., None], chol).squeeze(-1)
+
+    def times_system(vector):
+        return (system @ vector[..., None]).squeeze(-1)
+
+    remainder = -grad
+    direction = solve_sample(remainder)
+    product = (remainder * direction).sum(1)
+    length = product / (direction * times_system(direction)).sum(1)
+    expected = length[:, None] * direction
+    remainder = remainder - length[:, None] * times_system(direction)
+    preconditioned = solve_sample(remainder)
+    new_product = (remainder * preconditioned).sum(1)
+    direction = preconditioned + (new_product / product)[:, None] * direction
+    expected = expected + (new_product / (direction * times_system(direction)).sum(1))[
+        :, None] * direction
+    assert_close(damped_step(model, vset, state, chol, scaled, grad, curvature), expected)
+
+
 @pytest.mark.parametrize("corrective_scale, relative", [(0.0, 1e-9), (0.1, 0.05)])
 def test_curvature_blocks_match_autograd(corrective_scale, relative):
     """The residual's curvature within each joint's rotation, on a weighted subset: the

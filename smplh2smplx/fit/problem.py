@@ -387,8 +387,13 @@ def evaluate(model, vset, targets, rotmats, betas, transl):
     """The working state of parameters: the parameters, their forward intermediates,
     the residual (S, 3, B) against `targets` (S, 3, B) and the weighted loss (B,)."""
     vertices, state = forward(model, vset, rotmats, betas, transl)
-    residual = vertices - targets
-    squared = (residual ** 2).sum(1)
-    state.residual = residual
-    state.loss = (vset.loss_weights @ squared) if vset.weighted else squared.sum(0)
+    state.residual = vertices - targets
+    state.loss = weighted_squares(vset, state.residual)
     return state
+
+
+def weighted_squares(vset, vectors):
+    """(B,) sum over the vertices of `vset` of |v_i|^2 (vectors (S, 3, B)), weighted by their
+    loss weights."""
+    squared = vectors.square().sum(1)
+    return (vset.loss_weights @ squared) if vset.weighted else squared.sum(0)

@@ -20,7 +20,8 @@ from dataclasses import replace
 
 import torch
 
-from .problem import apply_step, evaluate, gauss_newton, gradient, jacobian_product
+from .problem import (apply_step, evaluate, gauss_newton, gradient, jacobian_product,
+                      weighted_squares)
 
 # Levenberg-Marquardt damping (a fraction of J^T J's diagonal): the start, the factors on
 # an accepted and a rejected step, the damped steps tried per iteration before the
@@ -72,20 +73,26 @@ def damped_step(model, vset, state, chol, scaled, grad, curvature):
     direction = preconditioned
     product = (remainder * preconditioned).sum(1)
     dtype = state.rest.dtype
-    for iteration in range(CG_ITERATIONS):
+
+    def damped(vector):
+        return scaled * vector + block_product(curvature, vector)
+
+    for _ in range(CG_ITERATIONS - 1):
         motion = jacobian_product(model, vset, state, direction.to(dtype))
-        image = (gradient(model, vset, replace(state, residual=motion)).double()
-                 + scaled * direction + block_product(curvature, direction))
+        image = gradient(model, vset, replace(state, residual=motion)).double() + damped(direction)
         length = product / (direction * image).sum(1)
         step = step + length[:, None] * direction
-        if iteration == CG_ITERATIONS - 1:
-            break
         remainder = remainder - length[:, None] * image
         preconditioned = precondition(remainder)
         new_product = (remainder * preconditioned).sum(1)
         direction = preconditioned + (new_product / product)[:, None] * direction
         product = new_product
-    return step
+    # The last iterate needs the system only against its own direction, and
+    # d^T J^T W J d = (J d)^T W (J d): no pass of J^T (one of a step's passes over the
+    # blend shapes).
+    motion = jacobian_product(model, vset, state, direction.to(dtype))
+    curving = weighted_squares(vset, motion).double() + (direction * damped(direction)).sum(1)
+    return step + (product / curving)[:, None] * direction
 
 
 def block_product(blocks, vector):
