@@ -161,8 +161,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSeq
     text = _text(arrays["gender"])
     gender = None if text is None else text.strip().lower()
     if gender not in GENDERS:
-        raise InputError(f"{path}: gender is {text if text is not None else arrays['gender']!r}"
-                         f", expected one of {', '.join(GENDERS)}")
+        shown = arrays["gender"] if text is None else text
+        raise InputError(f"{path}: gender is {shown!r}, expected one of {', '.join(GENDERS)}")
     framerate = arrays[rate_key]
     if framerate.size != 1 or framerate.dtype.kind not in "fiu" \
             or not MIN_FRAMERATE <= float(framerate.reshape(-1)[0]) <= MAX_FRAMERATE:

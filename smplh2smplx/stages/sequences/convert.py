@@ -543,13 +543,13 @@ class FrameFits:
         if len(rows) == 0:
             return np.arange(len(frames))
         errors = self.errors
-        reference = errors[before] + torch.as_tensor(weight) * (errors[after] - errors[before])
+        before, after, weight = before[rows], after[rows], torch.as_tensor(weight[rows])
+        reference = errors[before] + weight * (errors[after] - errors[before])
         measured = frames[rows]
         started = self.errors_of(correction[rows] @ self.source_rotations(measured),
                                  offset[rows] + self.source_trans[measured],
                                  targets[torch.as_tensor(rows, device=targets.device)],
                                  self.check_set).double()
-        reference = reference[rows]
         good = ((started <= (1.0 + KEPT_START_MARGIN) * reference)
                 | (started <= reference + KEPT_START_MARGIN_MM)).numpy()
         kept = rows[good]
