@@ -13,7 +13,8 @@ tuned on seed 0: measure on another one). Per case and rate, on the same frames:
 - sequence: `convert_sequence` at its defaults (a row per --iterations steps per frame),
   timed whole (posing the source, the transfer, the shape, the frames, the joints);
 - per-pose: every frame fitted on its own from its source pose with free betas, as stage 2
-  does (its default setting, the "fast" preset with its learned start), timed the same way;
+  does (its default setting, the "fast" preset with its learned start), timed the same way
+  (a fresh fitter each turn, built before the clock starts, as the sequence path's models);
 - floor: the shared-shape floor: every frame fitted with free betas in 100 steps, the one
   shape that best fits all those poses solved on every frame, then every frame fitted again
   in 100 steps with that shape held (one shape per sequence is what the file holds).
@@ -90,11 +91,16 @@ def cpu_timed(function):
     return result, time.process_time() - start
 
 
-def per_pose(models, target_data, source, settings):
-    """Every frame fitted on its own (free betas) from its source pose: (pose, betas,
-    transl, v2v) over all frames."""
-    fitter = BodyFitter(target_data, models.mask_ids.cpu().numpy(),
-                        replace(settings, num_betas=models.target.num_betas))
+def per_pose_fitter(models, target_data, settings):
+    """A fresh fitter of the per-pose path (nothing learned yet), built outside its timing
+    as the sequence path's models are (building one takes about half a second)."""
+    return BodyFitter(target_data, models.mask_ids.cpu().numpy(),
+                      replace(settings, num_betas=models.target.num_betas))
+
+
+def per_pose(fitter, models, source):
+    """Every frame fitted on its own (free betas) from its source pose by `fitter`: (pose,
+    betas, transl, v2v) over all frames."""
     parts = []
     for start in range(0, len(source), CHUNK):
         frames = np.arange(start, min(start + CHUNK, len(source)))
@@ -107,7 +113,7 @@ def per_pose(models, target_data, source, settings):
 @torch.no_grad()
 def shared_shape_floor(models, target_data, source):
     """v2v (T,) of the shared-shape floor (see the module's docstring)."""
-    pose, _, _, _ = per_pose(models, target_data, source, FLOOR)
+    pose, _, _, _ = per_pose(per_pose_fitter(models, target_data, FLOOR), models, source)
     masked = MaskedBody(models.target, models.mask_ids)          # the whole mask
     num_betas = masked.body.num_betas
     normal = torch.zeros(num_betas, num_betas, dtype=torch.float64)
@@ -150,8 +156,8 @@ def measure(label, sequence, source_kind, target_kind, options, fps, iterations,
             source_kind, gender, transfer.mask_ids, torch.device("cpu"))
         per_pose_cpu, sequence_cpu = [], []
         for _ in range(rounds):
-            per_pose_cpu.append(cpu_timed(lambda: per_pose(models, target_data, source,
-                                                           FIT_PRESETS["fast"]))[1])
+            fitter = per_pose_fitter(models, target_data, FIT_PRESETS["fast"])
+            per_pose_cpu.append(cpu_timed(lambda: per_pose(fitter, models, source))[1])
             result, seconds = cpu_timed(
                 lambda: convert_sequence(sequence, frame_models, transfer, fps))
             sequence_cpu.append(seconds)
