@@ -575,10 +575,10 @@ def test_kept_starts_are_interpolated_and_as_good_as_the_frames_around_them(kit)
 
     from smplh2smplx.body.deformation import load_deformation_transfer
     from smplh2smplx.family import map_pose
-    from smplh2smplx.stages.sequences.convert import (FRAME_FIT, KEPT_START_MARGIN,
-                                                      KEPT_START_SPAN_SECONDS, GenderModels,
-                                                      SourceFrames, convert_sequence,
-                                                      load_gender_model)
+    from smplh2smplx.stages.sequences.convert import (FRAME_FIT, GenderModels, SourceFrames,
+                                                      convert_sequence, load_gender_model)
+    from smplh2smplx.stages.sequences.frame_fits import (KEPT_START_MARGIN,
+                                                         KEPT_START_SPAN_SECONDS)
     deformation = load_deformation_transfer(kit.deftrafo, kit.mask)
     run_options = options(kit, kit.amass, Path("unused"), fit=FRAME_FIT)
     models = GenderModels(run_options, "smplh", "neutral", deformation.mask_ids,
@@ -784,9 +784,10 @@ def test_outlier_frames_of_a_chunk_get_the_full_fit(kit):
     """A frame started far from its minimum is left high by the one-step frame fit, then
     repaired by the full refit; the good frames are left alone."""
     from smplh2smplx.body.deformation import load_deformation_transfer
-    from smplh2smplx.stages.sequences.convert import (GenderModels, SourceFrames, fit_shape,
-                                                      refit_outliers, spread_frames)
     from smplh2smplx.family import map_pose
+    from smplh2smplx.stages.sequences.convert import (GenderModels, SourceFrames, fit_shape,
+                                                      spread_frames)
+    from smplh2smplx.stages.sequences.frame_fits import refit_outliers
     run_options = options(kit, kit.amass, Path("unused"), fit=FitSettings(max_iterations=1))
     deformation = load_deformation_transfer(kit.deftrafo, kit.mask)
     models = GenderModels(run_options, "smplh", "neutral", deformation.mask_ids,
@@ -820,8 +821,8 @@ def test_frames_that_do_not_stand_out_or_converged_are_not_refitted(errors, conv
     reached here."""
     from types import SimpleNamespace
     from smplh2smplx.fit.fitter import FitResult
-    from smplh2smplx.stages.sequences.convert import (OUTLIER_FACTOR, OUTLIER_MARGIN_MM,
-                                                      refit_outliers)
+    from smplh2smplx.stages.sequences.frame_fits import (OUTLIER_FACTOR, OUTLIER_MARGIN_MM,
+                                                         refit_outliers)
     errors = torch.tensor(errors)
     assert errors.max() > OUTLIER_FACTOR * errors.median()
     assert converged or errors.max() < errors.median() + OUTLIER_MARGIN_MM
@@ -841,7 +842,7 @@ def test_frames_with_no_known_frame_after_them_start_toward_the_next_guide():
     the next shape frame's own fit (a guide); a guide behind the last known frame is not
     used, and a guide is neither known nor a kept start's neighbour."""
     from types import SimpleNamespace
-    from smplh2smplx.stages.sequences.convert import FrameFits
+    from smplh2smplx.stages.sequences.frame_fits import FrameFits
 
     class Source:
         poses = np.zeros((20, 2 * 3))                          # identity source rotations
