@@ -104,7 +104,7 @@ class BodyModel(torch.nn.Module):
         buffer("posedirs", data.posedirs.reshape(-1, data.posedirs.shape[-1]).T)
         buffer("weights", data.weights)
         buffer("joint_template", data.j_regressor @ data.v_template)
-        buffer("joint_shapedirs", np.einsum("jv,vcs->jcs", data.j_regressor, shapedirs))
+        buffer("joint_shapedirs", data.joint_shapedirs(num_betas))
         self.register_buffer("faces", torch.as_tensor(data.faces, dtype=torch.int64))
 
     @property

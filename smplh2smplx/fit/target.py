@@ -23,6 +23,19 @@ def subset_size(fit_vertices: int, num_masked: int) -> int:
     return min(fit_vertices, int(MAX_SUBSET_SHARE * num_masked))
 
 
+def blend_directions(data: BodyModelData, ids: np.ndarray, num_betas: int,
+                     dtype: torch.dtype) -> torch.Tensor:
+    """(len(ids) * 3, num_betas + 9(J-1)): the shape and pose blend shapes of vertices `ids`
+    side by side, so that both offsets are one product with the coefficients [betas | pose
+    features]. Written straight into `dtype` (for SMPL-X's mask, a third of the time of
+    joining them in float64 first)."""
+    num_pose = data.posedirs.shape[-1]
+    blend = torch.empty(len(ids), 3, num_betas + num_pose, dtype=dtype)
+    blend[..., :num_betas] = torch.as_tensor(data.shapedirs[ids, :, :num_betas])
+    blend[..., num_betas:] = torch.as_tensor(data.posedirs[ids])
+    return blend.view(len(ids) * 3, -1)
+
+
 class VertexSet(torch.nn.Module):
     """Per-vertex constants of some of the masked vertices, for the loss and its gradient.
 
@@ -40,11 +53,7 @@ class VertexSet(torch.nn.Module):
             self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(array), dtype=dtype))
 
         buffer("v_template", data.v_template[ids])
-        # (S*3, nb + 9(J-1)): shape and pose blend shapes side by side, so that both
-        # offsets are one product with the coefficients [betas | pose features].
-        buffer("blend_dirs", np.concatenate(
-            [data.shapedirs[ids, :, :num_betas], data.posedirs[ids]], axis=2).reshape(
-                len(ids) * 3, -1))
+        self.register_buffer("blend_dirs", blend_directions(data, ids, num_betas, dtype))
         buffer("weights", data.weights[ids])
         buffer("loss_weights", loss_weights)
         self.weighted = not np.all(loss_weights == 1.0)
@@ -123,9 +132,7 @@ class PartBlock(torch.nn.Module):
         index("flat_index", (columns[:, :, None] * size + columns[:, None, :]).ravel())
         flat_ids = ids.ravel()
         buffer("v_template", data.v_template[flat_ids])
-        buffer("blend_dirs", np.concatenate(
-            [data.shapedirs[flat_ids, :, :num_betas], data.posedirs[flat_ids]], axis=2).reshape(
-                len(flat_ids) * 3, -1))
+        self.register_buffer("blend_dirs", blend_directions(data, flat_ids, num_betas, dtype))
         buffer("part_shapedirs",                                           # (G, nb, 3, N)
                data.shapedirs[ids, :, :num_betas].transpose(0, 3, 2, 1))
         buffer("mix", mix)
@@ -213,9 +220,8 @@ class TargetModel(torch.nn.Module):
         def buffer(name, array):
             self.register_buffer(name, torch.as_tensor(np.ascontiguousarray(array), dtype=dtype))
 
-        shapedirs = data.shapedirs[:, :, :nb]
         buffer("joint_template", data.j_regressor @ data.v_template)
-        buffer("joint_shapedirs", np.einsum("jv,vcs->jcs", data.j_regressor, shapedirs))
+        buffer("joint_shapedirs", data.joint_shapedirs(nb))
         buffer("in_subtree", in_subtree)
         buffer("template_weights", data.weights)
         buffer("template_vertices", data.v_template)
