@@ -65,7 +65,7 @@ CHUNK_FRAMES = 256               # consecutive frames fitted in levels, their ta
 # SMPL-X, 120 frames at 60 fps, against the shared-shape floor): the whole mask with 3 steps
 # 1.032x the floor at 1.5x the per-pose speed, 10 steps 1.004x at 0.6x; the subset with 5
 # steps 1.015x at 1.7x, 8 steps 1.008x at 1.4x. Rebuilding the matrix every step, or sharing
-# one between neighbouring frames, did not pay (see docs/SEQUENCES.md).
+# one between neighbouring frames, did not pay (see docs/SEQUENCE_TUNING.md).
 FRAME_FIT = FitSettings(max_iterations=5, fit_vertices=3000)
 # The shape is fitted on SHAPE_FRAMES frames spread over the sequence, each first fitted on
 # its own with free betas in SHAPE_FIT_STEPS steps from its source pose (those poses only feed
