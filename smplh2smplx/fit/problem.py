@@ -347,14 +347,10 @@ def block_gauss_newton(model, block, state, dfeat):
     corrective = torch.bmm(
         dfeat[:, block.moving].permute(1, 2, 0, 3, 4).reshape(-1, batch * 3, 9),
         block.part_posedirs)                                           # (G*K, 3B, 3N)
-    # t_kc x a'_ik = sum_y t_kc,y cross[y] a'_ik: the cross products of all columns and
-    # rows are one batched product of the axes with `cross` (G, K, B, y, x, N).
-    cross = levers.new_zeros(*levers.shape[:3], 3, 3, rows)
-    for y, x, z, sign in ((0, 1, 2, -1), (0, 2, 1, 1), (1, 0, 2, 1), (1, 2, 0, -1),
-                          (2, 0, 1, -1), (2, 1, 0, 1)):
-        cross[:, :, :, y, x] = levers[:, :, :, z] if sign > 0 else -levers[:, :, :, z]
-    turned_columns = torch.baddbmm(corrective.view(-1, 3, 3 * rows), axes.reshape(-1, 3, 3),
-                                   cross.view(-1, 3, 3 * rows))
+    # t_kc x a'_ik = [t_kc]x a'_ik: the cross products of all columns and rows are one
+    # batched product of the axes' cross-product matrices, rows (c, x), with the levers.
+    turned_columns = torch.baddbmm(corrective.view(-1, 9, rows), skew(axes).view(-1, 9, 3),
+                                   levers.reshape(-1, 3, rows))
     rot.copy_(turned_columns.view(num_parts, num_moving, batch, 3, 3, rows)
               .permute(2, 0, 1, 3, 4, 5))
     if per_joint is not None:
