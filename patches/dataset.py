@@ -13,6 +13,7 @@ import trimesh
 from torch.utils.data import Dataset
 
 from smplh2smplx.errors import InputError
+from smplh2smplx.formats.limits import check_coordinates
 from smplh2smplx.formats.mesh_folder import list_mesh_inputs, select_shard
 from smplh2smplx.formats.param_files import parameter_path
 
@@ -31,8 +32,7 @@ def read_mesh(path):
     faces = np.asarray(mesh.faces, dtype=np.int32).reshape(-1, 3)
     if vertices.ndim != 2 or vertices.shape[1] != 3 or len(vertices) == 0:
         raise InputError(f"{path}: holds no vertices")
-    if not np.isfinite(vertices).all():
-        raise InputError(f"{path}: holds NaN or infinite vertex coordinates")
+    check_coordinates(path, vertices)
     return vertices, faces
 
 

@@ -195,8 +195,11 @@ def location(kit, pose_id):
 
 def bad_input_cases(kit, few_ids, tmp):
     """(options overrides, text the error must contain) for each kind of bad input."""
-    relative, _ = location(kit, few_ids[0])
+    relative, frame = location(kit, few_ids[0])
     poses = amass_poses(kit, few_ids[:1])
+    with np.load(kit.amass / relative) as archive:
+        huge = archive["poses"].copy()
+    huge[frame, 3] = 1e30
     unmapped = max(map(int, load(kit.posefix_ids))) + 1
     return [
         (dict(amass_dir=tmp / "no_amass"), f"{tmp / 'no_amass'}: AMASS folder not found"),
@@ -214,6 +217,9 @@ def bad_input_cases(kit, few_ids, tmp):
          f"{tmp / 'broken' / relative}: not a readable .npz file"),
         (dict(amass_dir=amass_tree(kit, tmp / "short", {relative: dict(poses=poses[:, :60])})),
          f"{tmp / 'short' / relative}: poses has shape (1, 60)"),
+        (dict(amass_dir=amass_tree(kit, tmp / "huge", {relative: dict(poses=huge)})),
+         f"pose {few_ids[0]}: frame {frame} of {tmp / 'huge' / relative} holds 1e+30 rad, "
+         "beyond the limit"),
     ]
 
 

@@ -37,7 +37,8 @@ from smplh2smplx.formats.annotations import (POSEFIX_HUMAN, POSEFIX_PAIRS, POSES
 from smplh2smplx.formats.body_models import load_smplh
 from smplh2smplx.formats.deformation_files import read_mask_ids
 from smplh2smplx.formats.errors_csv import read_error_rows
-from smplh2smplx.formats.mesh_folder import MAX_COORDINATE_M, read_mesh_vertices
+from smplh2smplx.formats.limits import MAX_COORDINATE_M
+from smplh2smplx.formats.mesh_folder import read_mesh_vertices
 from smplh2smplx.formats.meshes import format_obj
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.param_files import build_parameters, read_parameters

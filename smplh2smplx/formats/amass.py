@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..family import KINDS, STAGE1_MODEL
+from .limits import MAX_ANGLE_RAD, value_problem
 from .npz import read_npz
 
 # (T, 156) for SMPL-H: root, 21 body joints, 15 + 15 hand joints
@@ -40,7 +41,7 @@ def read_smplh_poses(path: str | Path, frames: Optional[Iterable[int]] = None) -
             the sequence are left to `check_frame`). None: every frame.
     Raises InputError naming the file when it is missing, not a readable .npz, a SMPL-X
     sequence, or holds no (T, 156) `poses` array; and naming the first frame of `frames`
-    that holds NaN or infinite values.
+    that holds NaN, infinity or an angle beyond MAX_ANGLE_RAD.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,8 +60,10 @@ def read_smplh_poses(path: str | Path, frames: Optional[Iterable[int]] = None) -
                          f"expected (T, {SMPLH_POSE_SIZE}) floats")
     frames = range(len(poses)) if frames is None else frames
     for frame in frames:
-        if 0 <= frame < len(poses) and not np.isfinite(poses[frame]).all():
-            raise InputError(f"{path}: frame {frame} of poses holds NaN or infinite values")
+        problem = value_problem(poses[frame], MAX_ANGLE_RAD, "rad") if 0 <= frame < len(
+            poses) else None
+        if problem:
+            raise InputError(f"{path}: frame {frame} of poses {problem}")
     return poses.astype(np.float64, copy=False)
 
 
@@ -72,7 +75,8 @@ def check_frame(pose_id: int, frame: int, num_frames: int, path: str | Path) -> 
 
 def check_frame_values(pose_id: int, frame: int, poses: np.ndarray, path: str | Path) -> None:
     """Raise InputError naming the pose, the frame and the file when `poses[frame]` holds
-    NaN or infinite values (only the frames that are used are checked)."""
-    if not np.isfinite(poses[frame]).all():
-        raise InputError(f"pose {pose_id}: frame {frame} of {path} holds NaN or infinite "
-                         "values")
+    NaN, infinity or an angle beyond MAX_ANGLE_RAD (only the frames that are used are
+    checked)."""
+    problem = value_problem(poses[frame], MAX_ANGLE_RAD, "rad")
+    if problem:
+        raise InputError(f"pose {pose_id}: frame {frame} of {path} {problem}")

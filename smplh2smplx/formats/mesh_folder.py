@@ -12,10 +12,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..family import ModelKind
+from .limits import check_coordinates
 from .meshes import read_mesh
 
 MESH_SUFFIXES = (".obj", ".ply")
-MAX_COORDINATE_M = 100.0   # |x| of a mesh vertex, metres; AMASS bodies stay within ~10 m
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,6 @@ def read_mesh_vertices(path: str | Path, kind: ModelKind) -> np.ndarray:
     if vertices.shape != (kind.num_vertices, 3):
         raise InputError(f"{path}: has {vertices.shape[0]} vertices, a {kind.label} mesh has "
                          f"{kind.num_vertices}")
-    if not np.isfinite(vertices).all():
-        raise InputError(f"{path}: holds NaN or infinite vertex coordinates")
-    largest = float(np.abs(vertices).max())
-    if largest > MAX_COORDINATE_M:
-        raise InputError(f"{path}: a vertex coordinate is {largest:.3g} m, far outside any "
-                         f"human body (the limit is {MAX_COORDINATE_M:g} m)")
+    check_coordinates(path, vertices)
     return vertices.astype(np.float32)
+

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 from .files import atomic_write, open_regular
+from .limits import check_coordinates
 
 
 # (3, 1000): the three ASCII digits of 0..999, zero-padded, one number per column.
@@ -34,9 +35,12 @@ def format_vertex_lines(vertices: np.ndarray) -> bytes:
     integer digits, point, six decimals) and one mask drops the signs of positive values
     and the leading zeros. The decimals come from rint(|x| * 10^6), the same number as
     "%.6f" prints (both round half to even) whenever that product is exact, as it is
-    for every float32 value (24 + 14 bits fit in a float64). Needs finite |x| < 10^12.
+    for every float32 value (24 + 14 bits fit in a float64). Needs finite |x| < 10^12
+    (ValueError otherwise: the digits would overflow into garbage).
     """
     coords = np.asarray(vertices, dtype=np.float64).T                 # (3, V)
+    if not (np.abs(coords) < 1e12).all():
+        raise ValueError("vertex coordinates must be finite and below 1e12 in magnitude")
     micro = np.rint(np.abs(coords) * 1e6).astype(np.int64)
     whole, fraction = np.divmod(micro, 1_000_000)
     num_digits = 3 * math.ceil(len(str(int(whole.max(initial=0)))) / 3)
@@ -69,7 +73,10 @@ def format_obj(vertices: np.ndarray, faces: np.ndarray) -> bytes:
 
 
 def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    """Write `path` atomically: an interrupt leaves either the whole file or none."""
+    """Write `path` atomically: an interrupt leaves either the whole file or none. InputError
+    naming it, and nothing written, when a coordinate is one no reader would accept
+    (`limits.check_coordinates`)."""
+    check_coordinates(path, np.asarray(vertices))
     text = format_obj(vertices, faces)
     with atomic_write(path) as stream:
         stream.write(text)

@@ -15,6 +15,7 @@ import torch
 from ..errors import InputError
 from ..family import ANY, KINDS
 from .files import atomic_write, check_finite
+from .limits import parameter_limit, value_problem
 from .safe_pickle import load_tensor_pickle
 
 
@@ -106,8 +107,8 @@ def read_parameters(path: Path, kind: str) -> dict:
             problem = f"on {value.device}, expected the CPU"
         elif value.requires_grad or value.grad_fn is not None:
             problem = "carries autograd history"
-        elif not torch.isfinite(value).all():
-            problem = "holds NaN or infinite values"
+        else:
+            problem = value_problem(value, *parameter_limit(key))
         if problem:
             raise InputError(f"{path}: {key} {problem}")
     return {key: params[key].detach().clone() for key in shapes}

@@ -19,7 +19,7 @@ finished only when it reads back valid (`read_motion_file`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import InputError
 from ..family import KINDS
 from .files import atomic_write, check_finite
+from .limits import MAX_ANGLE_RAD, MAX_BETA, MAX_TRANSLATION_M, rows_beyond, value_problem
 from .npz import read_npz
 
 GENDERS = ("neutral", "male", "female")
@@ -133,44 +134,79 @@ def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSeq
         raise SkipFile(f"{path}: is a {KINDS[kind].label} sequence (poses "
                        f"{arrays['poses'].shape}), not {KINDS[expected_kind].label} as "
                        "--source-model says")
-    poses = arrays["poses"]
-    num_frames = len(poses)
-    if num_frames == 0:
-        raise InputError(f"{path}: has zero frames")
-    rate_key = next((key for key in RATE_KEYS if key in arrays), None)
     missing = [key for key in ("trans", "betas", "gender") if key not in arrays]
+    rate_key = next((key for key in RATE_KEYS if key in arrays), None)
     missing += [] if rate_key else [KINDS[kind].motion.rate_key]
     if missing:
         raise InputError(f"{path}: a {KINDS[kind].label} motion file has poses, trans, betas, "
                          f"gender and {KINDS[kind].motion.rate_key}; it lacks"
                          + _listed(missing))
-    trans, betas = arrays["trans"], arrays["betas"]
-    if trans.shape != (num_frames, 3) or trans.dtype.kind != "f":
-        raise InputError(f"{path}: trans has shape {trans.shape}, expected ({num_frames}, 3)")
-    if betas.ndim != 1 or len(betas) == 0 or betas.dtype.kind != "f":
-        raise InputError(f"{path}: betas has shape {betas.shape}, expected (S,) floats")
-    bad = np.flatnonzero(~(np.isfinite(poses).all(1) & np.isfinite(trans).all(1)))
-    if len(bad):
-        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
-        raise InputError(f"{path}: {len(bad)} frames hold NaN or infinite values "
-                         f"(frames {shown})")
-    if not np.isfinite(betas).all():
-        raise InputError(f"{path}: betas hold NaN or infinite values")
+    for key in ("trans", "betas"):
+        if key in arrays and arrays[key].dtype.kind != "f":
+            raise InputError(f"{path}: {key} has type {arrays[key].dtype}, expected floats")
     # Spelled in any case, with spaces around it (`Female`, b'MALE '): exports other than
     # AMASS's own write genders so; the output spells it as AMASS does.
-    text = _text(arrays["gender"])
-    gender = None if text is None else text.strip().lower()
-    if gender not in GENDERS:
-        shown = arrays["gender"] if text is None else text
-        raise InputError(f"{path}: gender is {shown!r}, expected one of {', '.join(GENDERS)}")
-    framerate = arrays[rate_key]
-    if framerate.size != 1 or framerate.dtype.kind not in "fiu" \
-            or not MIN_FRAMERATE <= float(framerate.reshape(-1)[0]) <= MAX_FRAMERATE:
+    text = _text(arrays.get("gender"))
+    gender = arrays.get("gender") if text is None else text.strip().lower()
+    framerate = arrays.get(rate_key)
+    if framerate is not None and (framerate.size != 1 or framerate.dtype.kind not in "fiu"):
         raise InputError(f"{path}: {rate_key} is {framerate!r}, expected a number of frames "
-                         f"per second from {MIN_FRAMERATE} to {MAX_FRAMERATE}")
-    return MotionSequence(kind=kind, poses=poses.astype(np.float64),
-                          trans=trans.astype(np.float64), betas=betas.astype(np.float64),
-                          gender=gender, framerate=float(framerate.reshape(-1)[0]), path=path)
+                         "per second")
+    return checked_motion(MotionSequence(
+        kind=kind, poses=arrays["poses"], trans=arrays.get("trans"), betas=arrays.get("betas"),
+        gender=gender, framerate=None if framerate is None else framerate.reshape(-1)[0],
+        path=path), rate_key)
+
+
+def checked_motion(sequence: MotionSequence, rate_name: str = "framerate") -> MotionSequence:
+    """`sequence` with float64 arrays, or an InputError naming its file (or "motion", one
+    made in memory) when its arrays do not fit its kind and one another, or hold NaN,
+    infinity or numbers beyond the limits (`formats.limits`; the frames are named).
+    rate_name: the frame rate's name in messages (the file's key)."""
+    name = sequence.path or "motion"
+    if sequence.kind not in KINDS:
+        raise InputError(f"{name}: kind is {sequence.kind!r}, expected one of {', '.join(KINDS)}")
+    pose_size = KINDS[sequence.kind].pose_size
+    arrays = {}
+    for key in ("poses", "trans", "betas"):
+        try:
+            arrays[key] = np.asarray(getattr(sequence, key), dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{name}: {key} is not an array of numbers") from None
+    poses, trans, betas = arrays.values()
+    num_frames = len(poses) if poses.ndim else 0
+    if num_frames == 0:
+        raise InputError(f"{name}: has zero frames")
+    if poses.shape != (num_frames, pose_size):
+        raise InputError(f"{name}: poses has shape {poses.shape}, expected ({num_frames}, "
+                         f"{pose_size}) for {KINDS[sequence.kind].label}")
+    if trans.shape != (num_frames, 3):
+        raise InputError(f"{name}: trans has shape {trans.shape}, expected ({num_frames}, 3)")
+    if betas.ndim != 1 or len(betas) == 0:
+        raise InputError(f"{name}: betas has shape {betas.shape}, expected (S,) floats")
+    for frames, problem in (
+            (np.flatnonzero(~(np.isfinite(poses).all(1) & np.isfinite(trans).all(1))),
+             "NaN or infinite values"),
+            (rows_beyond(poses, MAX_ANGLE_RAD), f"an angle beyond {MAX_ANGLE_RAD:g} rad"),
+            (rows_beyond(trans, MAX_TRANSLATION_M),
+             f"a translation beyond {MAX_TRANSLATION_M:g} m")):
+        if len(frames) == 1:
+            raise InputError(f"{name}: frame {frames[0]} holds {problem}")
+        if len(frames):
+            shown = ", ".join(map(str, frames[:5])) + (", ..." if len(frames) > 5 else "")
+            raise InputError(f"{name}: {len(frames)} frames hold {problem} (frames {shown})")
+    problem = value_problem(betas, MAX_BETA)
+    if problem:
+        raise InputError(f"{name}: betas {problem}")
+    if not isinstance(sequence.gender, str) or sequence.gender not in GENDERS:
+        raise InputError(f"{name}: gender is {sequence.gender!r}, expected one of "
+                         f"{', '.join(GENDERS)}")
+    rate = sequence.framerate
+    if not isinstance(rate, (int, float, np.integer, np.floating)) or \
+            not MIN_FRAMERATE <= float(rate) <= MAX_FRAMERATE:
+        raise InputError(f"{name}: {rate_name} is {rate}, expected a number of frames per "
+                         f"second from {MIN_FRAMERATE} to {MAX_FRAMERATE}")
+    return replace(sequence, poses=poses, trans=trans, betas=betas, framerate=float(rate))
 
 
 def output_name(input_name: str, target_kind: str) -> str:
@@ -193,7 +229,7 @@ def motion_arrays(sequence: MotionSequence) -> dict:
     if poses.shape[1] != pose_size or np.shape(sequence.trans) != (num_frames, 3):
         raise ValueError(f"expected poses (T, {pose_size}) and trans (T, 3), got "
                          f"{poses.shape} and {np.shape(sequence.trans)}")
-    if sequence.gender not in GENDERS:
+    if not isinstance(sequence.gender, str) or sequence.gender not in GENDERS:
         raise ValueError(f"gender {sequence.gender!r}")
     betas = np.asarray(sequence.betas, dtype=np.float64).reshape(-1)
     rate = float(sequence.framerate)

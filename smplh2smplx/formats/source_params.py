@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import InputError
 from .amass import SMPLH_POSE_SIZE
 from .files import atomic_write, check_finite, exclusive_lock
+from .limits import MAX_ANGLE_RAD, value_problem
 from .npz import read_npz
 
 SOURCE_PARAMS = "source_params.npz"
@@ -35,8 +36,9 @@ def read_source_params(path: str | Path) -> dict:
             pose_ids.size and pose_ids.min() < 0):
         raise InputError(f"{path}: expected non-negative integer pose_ids and float poses, "
                          f"got {pose_ids.dtype} and {poses.dtype}")
-    if not np.isfinite(poses).all():
-        raise InputError(f"{path}: poses hold NaN or infinite values")
+    problem = value_problem(poses, MAX_ANGLE_RAD, "rad")
+    if problem:
+        raise InputError(f"{path}: poses {problem}")
     return {int(pose_id): pose for pose_id, pose in zip(pose_ids, poses.astype(np.float32))}
 
 

@@ -10,20 +10,16 @@ from ..body.deformation import load_pair_transfer
 from ..body.shape import ShapeResult, convert_betas
 from ..errors import InputError
 from ..formats.body_models import load_body_model
+from ..formats.limits import MAX_BETA
 from ..settings import TransferOptions
 
 
-# Betas are in standard deviations of the training bodies: real bodies lie within a few;
-# far beyond, the blend shapes give no body (and float32 overflows).
-MAX_ABS_BETA = 100.0
-
-
 def check_source_betas(source_betas: np.ndarray) -> None:
-    """InputError when a source beta is not finite or beyond +-MAX_ABS_BETA."""
+    """InputError when a source beta is not finite or beyond +-MAX_BETA."""
     values = np.asarray(source_betas, dtype=np.float64).reshape(-1)
-    bad = [float(value) for value in values if not abs(value) <= MAX_ABS_BETA]
+    bad = [float(value) for value in values if not abs(value) <= MAX_BETA]
     if bad:
-        raise InputError(f"--betas: {bad[0]:g} is beyond +-{MAX_ABS_BETA:g} (betas are "
+        raise InputError(f"--betas: {bad[0]:g} is beyond +-{MAX_BETA:g} (betas are "
                          "standard deviations of body shape; real bodies lie within a few)")
 
 

@@ -21,19 +21,21 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
 from ...errors import InputError, OutputError, one_line
 from ...family import KINDS
-from ...formats.files import (atomic_write, is_regular_file, name_problem, shown_name,
-                              remove_stale_temporaries)
+from ...formats.files import (atomic_write, check_finite, is_regular_file, name_problem,
+                              shown_name, remove_stale_temporaries)
 from ...formats.mesh_folder import select_shard
 from ...formats.npz import member_shape, read_npz
 from ...formats.result_settings import check_result_settings, record_result_settings
 from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, SkipFile, is_finished,
-                                       output_name, read_motion, write_motion)
+                                       motion_arrays, output_name, read_motion,
+                                       write_motion)
 from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_rows
 from ...runtime import resolve_device
 from .convert import (GenderModels, SequenceOptions, SequenceResult, convert_sequence,
@@ -289,14 +291,21 @@ class SequenceRun:
             models = self.models(sequence.kind, gender)
         except InputError as error:
             raise InputError(f"{path}: gender {gender}: {error}") from None
-        result = convert_sequence(sequence, models, self.transfer(sequence.kind), options.fps,
-                                  options.chunk_frames, options.shape_frames,
-                                  options.shape_rounds, options.smoothing,
-                                  on_frames=on_frames)
+        try:
+            result = convert_sequence(sequence, models, self.transfer(sequence.kind),
+                                      options.fps, options.chunk_frames, options.shape_frames,
+                                      options.shape_rounds, options.smoothing,
+                                      on_frames=on_frames)
+        except torch.linalg.LinAlgError as error:
+            # Inputs within the limits never get here; if one did, it must fail alone, not
+            # stop a run over thousands of files.
+            raise InputError(f"{path}: the fit failed ({one_line(error)})") from None
+        output = output_path(options.output_dir, relative, target)
+        check_finite(output, motion_arrays(result.output))   # before its row is recorded
         row = sequence_row(relative, result, time.perf_counter() - start)
         merge_sequence_rows(Path(options.output_dir) / SEQUENCES_CSV, [row])
         write_quality(quality_path(options.output_dir, relative, target), result)
-        write_motion(output_path(options.output_dir, relative, target), result.output)
+        write_motion(output, result.output)
         return row
 
 
