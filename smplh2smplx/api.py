@@ -19,7 +19,9 @@ from .family import KINDS, map_pose
 from .fit.fitter import BodyFitter, FitResult, FitSettings
 from .formats.body_models import load_body_model
 from .formats.param_files import build_parameters
-from .formats.sequence_files import MotionSequence, read_motion
+from .formats.limits import (MAX_ANGLE_RAD, MAX_BETA, MAX_COORDINATE_M, MAX_TRANSLATION_M,
+                             value_problem)
+from .formats.sequence_files import MotionSequence, checked_motion, read_motion
 from .runtime import resolve_device
 from .stages.sequences.convert import (GenderModels, SequenceOptions, SequenceResult,
                                        convert_sequence)
@@ -54,6 +56,8 @@ class Converter:
         for name, kind in (("source", source), ("target", target)):
             if kind not in KINDS:
                 raise InputError(f"{name} model must be one of {', '.join(KINDS)}, got {kind!r}")
+        if not isinstance(settings, FitSettings):
+            raise InputError(f"settings must be a FitSettings, got {type(settings).__name__}")
         self.source, self.target = KINDS[source], KINDS[target]
         self.gender, self.settings = gender, settings
         self.device = resolve_device(device)
@@ -75,22 +79,22 @@ class Converter:
         """Target parameters of source meshes.
 
         Args:
-            vertices: (B, V_source, 3) source vertices (metres).
-            source_pose: (B, J_source, 3) axis-angle source poses to start from (mapped
-                onto the target's joints); None: the start is read off the meshes.
+            vertices: (B, V_source, 3) source vertices (metres, within
+                `formats.limits.MAX_COORDINATE_M`).
+            source_pose: (B, J_source, 3) or (B, 3 J_source) axis-angle source poses to start
+                from (mapped onto the target's joints); None: the start is read off the meshes.
         Returns:
             a `FitResult` (CPU): pose (B, J_target, 3), betas (B, num_betas), transl (B, 3)
             and the per-pose vertex errors on the mask (mm).
+        Raises InputError naming the argument when its shape does not fit or it holds NaN,
+        infinity or numbers beyond the limits of `formats.limits`.
         """
-        vertices = torch.as_tensor(vertices, dtype=torch.float32, device=self.device)
-        if vertices.ndim != 3 or vertices.shape[1:] != (self.source.num_vertices, 3):
-            raise InputError(f"vertices must be (B, {self.source.num_vertices}, 3) "
-                             f"{self.source.label} vertices, got {tuple(vertices.shape)}")
-        targets = self.deformation.apply(vertices)[:, self.mask_ids]
-        start = None if source_pose is None else map_pose(
-            torch.as_tensor(source_pose, dtype=torch.float32), self.source.name,
-            self.target.name)
-        return self.fitter.fit(targets, start)
+        label = self.source.label
+        vertices = self._argument("vertices", vertices, [("B", self.source.num_vertices, 3)],
+                                  MAX_COORDINATE_M, "m", f"{label} vertices")
+        if source_pose is not None:
+            source_pose = self._pose_argument("source_pose", source_pose, len(vertices))
+        return self._fit(vertices, source_pose)
 
     def from_params(self, pose: ArrayLike, betas: Optional[ArrayLike] = None,
                     transl: Optional[ArrayLike] = None) -> FitResult:
@@ -100,21 +104,63 @@ class Converter:
         Args:
             pose: (B, J_source, 3) or (B, 3 J_source) axis-angle, root first.
             betas: (B, S) source shape coefficients (S up to the model's); None: zero.
-            transl: (B, 3) source translation; None: zero.
+            transl: (B, 3) source translation (metres); None: zero.
+        Raises InputError naming the argument as `from_vertices` does.
         """
         if self.source_body is None:
             raise InputError("converting parameters needs the source model (source_model=)")
-        pose = torch.as_tensor(pose, dtype=torch.float32, device=self.device)
-        pose = pose.reshape(len(pose), self.source.num_joints, 3)
-        full_betas = pose.new_zeros(len(pose), self.source_body.num_betas)
+        pose = self._pose_argument("pose", pose)
+        batch, num_betas = len(pose), self.source_body.num_betas
+        full_betas = pose.new_zeros(batch, num_betas)
         if betas is not None:
-            betas = torch.as_tensor(betas, dtype=torch.float32, device=self.device)
+            betas = self._argument("betas", betas, [(batch, "S")], MAX_BETA, "",
+                                   f"shape coefficients, S at most {num_betas}")
+            if betas.shape[1] > num_betas:
+                raise InputError(f"betas must be (B, S) with S at most {num_betas} "
+                                 f"({self.source.label}'s), got {tuple(betas.shape)}")
             full_betas[:, :betas.shape[1]] = betas
         if transl is not None:
-            transl = torch.as_tensor(transl, dtype=torch.float32, device=self.device)
+            transl = self._argument("transl", transl, [(batch, 3)], MAX_TRANSLATION_M, "m",
+                                    "translations")
         with torch.no_grad():
             vertices = self.source_body(pose, full_betas, transl)[0]
-        return self.from_vertices(vertices, pose.cpu())
+        return self._fit(vertices, pose)
+
+    def _fit(self, vertices: torch.Tensor, source_pose: Optional[torch.Tensor]) -> FitResult:
+        """The fit of checked source vertices, started from checked source poses."""
+        targets = self.deformation.apply(vertices)[:, self.mask_ids]
+        start = None if source_pose is None else map_pose(source_pose.cpu(), self.source.name,
+                                                          self.target.name)
+        return self.fitter.fit(targets, start)
+
+    def _pose_argument(self, name: str, pose: ArrayLike, batch: Union[int, str] = "B"):
+        """A checked (B, J_source, 3) pose tensor of `pose`, (B, J, 3) or (B, 3 J)."""
+        joints = self.source.num_joints
+        pose = self._argument(name, pose, [(batch, joints, 3), (batch, 3 * joints)],
+                              MAX_ANGLE_RAD, "rad", f"{self.source.label} axis-angle poses")
+        return pose.reshape(len(pose), joints, 3)
+
+    def _argument(self, name: str, value: ArrayLike, shapes: list, limit: float, unit: str,
+                  what: str) -> torch.Tensor:
+        """`value` as a float32 tensor on the converter's device; InputError naming the
+        argument when it is empty, has none of the `shapes` (a size given as a letter: any
+        size) or holds NaN, infinity or numbers beyond +-limit."""
+        try:
+            tensor = torch.as_tensor(value, dtype=torch.float32, device=self.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(f"{name} must be an array of numbers, got "
+                             f"{type(value).__name__}") from None
+        if not any(len(shape) == tensor.ndim and all(isinstance(size, str) or size == got
+                                                     for size, got in zip(shape, tensor.shape))
+                   for shape in shapes):
+            wanted = " or ".join("(" + ", ".join(map(str, shape)) + ")" for shape in shapes)
+            raise InputError(f"{name} must be {wanted} {what}, got {tuple(tensor.shape)}")
+        if tensor.numel() == 0:
+            raise InputError(f"{name} is empty, shape {tuple(tensor.shape)}")
+        problem = value_problem(tensor, limit, unit)
+        if problem:
+            raise InputError(f"{name} {problem}")
+        return tensor
 
     def parameter_dicts(self, result: FitResult) -> list:
         """One dict per pose of `result`, as the target's per-pose `.pkl` files hold it."""
@@ -138,8 +184,13 @@ class Converter:
         """
         if self.source_body is None:
             raise InputError("converting a motion needs the source model (source_model=)")
-        sequence = (motion if isinstance(motion, MotionSequence)
-                    else read_motion(Path(motion), self.source.name))
+        if isinstance(motion, MotionSequence):
+            sequence = checked_motion(motion)
+            if sequence.kind != self.source.name:
+                raise InputError(f"{motion.path or 'motion'}: is a {KINDS[motion.kind].label} "
+                                 f"motion, the converter's source is {self.source.label}")
+        else:
+            sequence = read_motion(Path(motion), self.source.name)
         return convert_sequence(sequence, self._motion_models(), self.deformation, fps)
 
     def _motion_models(self) -> GenderModels:

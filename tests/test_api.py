@@ -72,3 +72,55 @@ def test_from_vertices_of_one_mesh_is_exact(kit):
 def test_unknown_model_kind_is_refused(kit):
     with pytest.raises(InputError, match="smplxx"):
         smplh2smplx.Converter("smplh", "smplxx", target_model=kit.body_models)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda c: c.from_params(torch.zeros(4, 50, 3)), r"pose must be \(B, 52, 3\) or \(B, 156\)"),
+    (lambda c: c.from_params(torch.zeros(156)), r"pose must be .* got \(156,\)"),
+    (lambda c: c.from_params(torch.zeros(0, 52, 3)), r"pose is empty"),
+    (lambda c: c.from_params(torch.full((2, 52, 3), float("nan"))), "pose holds NaN"),
+    (lambda c: c.from_params(torch.full((2, 52, 3), 1e30)), "pose holds 1e\\+30 rad, beyond"),
+    (lambda c: c.from_params(torch.zeros(2, 52, 3), betas=torch.zeros(2, 400)),
+     r"betas must be \(B, S\) with S at most 16"),
+    (lambda c: c.from_params(torch.zeros(2, 52, 3), betas=torch.zeros(3, 10)),
+     r"betas must be \(2, S\)"),
+    (lambda c: c.from_params(torch.zeros(2, 52, 3), betas=torch.full((2, 10), 1e30)),
+     "betas holds 1e\\+30, beyond the limit"),
+    (lambda c: c.from_params(torch.zeros(2, 52, 3), transl=torch.zeros(2, 2)),
+     r"transl must be \(2, 3\)"),
+    (lambda c: c.from_params(torch.zeros(2, 52, 3), transl=torch.full((2, 3), 1e30)),
+     "transl holds 1e\\+30 m"),
+    (lambda c: c.from_params("a pose"), "pose must be an array of numbers"),
+    (lambda c: c.from_vertices(torch.full((2, 6890, 3), float("inf"))), "vertices holds NaN"),
+    (lambda c: c.from_vertices(torch.full((2, 6890, 3), 1e30)), "vertices holds 1e\\+30 m"),
+    (lambda c: c.from_vertices(torch.zeros(2, 6890, 3), torch.zeros(2, 5, 3)),
+     r"source_pose must be \(2, 52, 3\) or \(2, 156\)"),
+])
+def test_bad_arguments_are_named(converter, call, message):
+    """Every argument of the API is checked before any work: shape, batch, NaN, and numbers
+    beyond anything a body has (which would overflow the fit into a solver traceback)."""
+    with pytest.raises(InputError, match=message):
+        call(converter)
+
+
+def test_flat_and_joint_poses_give_the_same_fit(converter):
+    pose = 0.2 * torch.randn(2, 52, 3, generator=torch.Generator().manual_seed(2))
+    by_joint, flat = converter.from_params(pose), converter.from_params(pose.reshape(2, 156))
+    assert torch.equal(by_joint.pose, flat.pose)
+
+
+def test_motions_made_in_memory_are_checked(kit, converter):
+    from dataclasses import replace
+    from smplh2smplx.formats.sequence_files import read_motion
+    motion = read_motion(kit.amass / kit.sequences[0])
+    poses = motion.poses.copy()
+    poses[3, 4] = np.nan
+    for bad, message in [(replace(motion, poses=poses), "frame 3 holds NaN or infinite values"),
+                         (replace(motion, poses=motion.poses[:, :72]), r"expected \(\d+, 156\)"),
+                         (replace(motion, trans=motion.trans * 1e6), "translation beyond"),
+                         (replace(motion, gender="x"), "gender is 'x'"),
+                         (replace(motion, framerate=0.0), "framerate is 0.0"),
+                         (replace(motion, kind="smplx", poses=np.zeros((5, 165)),
+                                  trans=np.zeros((5, 3))), "the converter's source is SMPL-H")]:
+        with pytest.raises(InputError, match=message):
+            converter.convert_motion(bad)
