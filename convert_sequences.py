@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from smplh2smplx.cli import RUN_FLAGS, add_setting_flags, run_command, setting_flag_values
-from smplh2smplx.errors import InputError
+from smplh2smplx.errors import InputError, listed
 from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.stages.sequences.convert import (CHUNK_FRAMES, FRAME_FIT, MODEL_FLAGS,
                                                   SHAPE_FRAMES, SMOOTHING_SECONDS,
@@ -150,9 +150,8 @@ def resolve_paths(args, user_config):
         needed.append(MASK)
     unset = [path for path in needed if value(path) is None]
     if unset:
-        raise InputError("these paths are not set yet:\n" + "\n".join(
-            f"  {path.entry} (or {path.flag})" for path in unset) + f"\nwrite them in "
-            f"{USER_CONFIG}, or give the flags")
+        raise InputError(f"paths not set yet (write them in {USER_CONFIG}, or give the flags):"
+                         + listed(f"{path.entry} (or {path.flag})" for path in unset))
     return {path.name: value(path) for path in [INPUT, OUTPUT, DEFTRAFO, MASK]}, {
         kind: value(path) for kind, path in MODEL_PATHS.items() if value(path) is not None}
 

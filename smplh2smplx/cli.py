@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 
 from omegaconf import OmegaConf
 
-from .errors import InputError, OutputError, one_line
+from .errors import InputError, OutputError, error_text
 from .settings import load_settings, parse_value, setting_defaults, setting_types
 
 # The settings every command that converts has, under the same flags.
@@ -108,10 +108,10 @@ def run_command(work: Callable[[], object]) -> int:
     try:
         outcome = work()
     except InputError as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"error: {error_text(error)}", file=sys.stderr)
         return 2
     except (OutputError, OSError) as error:      # readers turn theirs into InputError
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"error: {error_text(error)}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)

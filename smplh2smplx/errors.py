@@ -20,3 +20,19 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, OSError):
         return f"{error.filename or 'output'}: {error.strerror or error}"
     return " ".join(str(error).splitlines())
+
+
+def listed(items) -> str:
+    """Items at the end of a message that lists them: " a" for one; for several, one per
+    line, indented, as the commands print them (`error_text`)."""
+    items = [" ".join(str(item).splitlines()) for item in items]
+    return f" {items[0]}" if len(items) == 1 else "".join(f"\n  {item}" for item in items)
+
+
+def error_text(error: BaseException) -> str:
+    """An error as the commands print it: its message on one line, then one indented line
+    per item it lists (`listed`); an OS error names its path."""
+    if isinstance(error, OSError):
+        return one_line(error)
+    first, *rest = str(error).split("\n")
+    return first + "".join(("\n" if line.startswith("  ") else " ") + line for line in rest)

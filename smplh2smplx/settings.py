@@ -26,7 +26,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import InputError
+from .errors import InputError, listed
 from .family import KINDS, STAGE1_MODEL, same_topology
 from .fit.fitter import FIT_PRESETS, FitSettings
 from .formats.body_models import GENDERS
@@ -133,10 +133,9 @@ def _missing_paths(options, names):
     unset = [entry for entry in fields(options) if entry.name in names
              and is_unset(getattr(options, entry.name))]
     if unset:
-        lines = [f"  {entry.metadata['config']} (or --{entry.name.replace('_', '-')})"
-                 for entry in unset]
-        raise InputError("these paths are not set yet:\n" + "\n".join(lines)
-                         + f"\nwrite them in {USER_CONFIG}, or give the flags")
+        raise InputError(f"paths not set yet (write them in {USER_CONFIG}, or give the flags):"
+                         + listed(f"{entry.metadata['config']} (or --"
+                                  f"{entry.name.replace('_', '-')})" for entry in unset))
 
 
 # ----------------------------------------------------------------- stage 1

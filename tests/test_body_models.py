@@ -190,9 +190,10 @@ def test_missing_keys_are_listed(tmp_path, smplh_arrays):
     contents = {key: value for key, value in smplh_arrays.items()
                 if key not in ("posedirs", "weights")}
     path = write_npz(tmp_path / "model.npz", contents)
-    with pytest.raises(InputError, match="keys missing: weights, posedirs") as error:
+    with pytest.raises(InputError) as error:
         load_smplh(path)
-    assert str(path) in str(error.value)
+    assert str(error.value).splitlines() == [f"{path}: not a body model file, it lacks",
+                                             "  weights", "  posedirs"]
 
 
 @pytest.mark.parametrize("key, value, expected", [

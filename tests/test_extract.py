@@ -205,7 +205,7 @@ def bad_input_cases(kit, few_ids, tmp):
         (dict(amass_dir=tmp / "no_amass"), f"{tmp / 'no_amass'}: AMASS folder not found"),
         (dict(smplh_model=tmp / "no_model.npz"), f"{tmp / 'no_model.npz'}: body model file"),
         (dict(smplh_model=kit.smplx_npz), "is a SMPL-X model"),
-        (dict(smplh_model=kit.smplh_npz, body_model="smplx"), "lacks hands_componentsl"),
+        (dict(smplh_model=kit.smplh_npz, body_model="smplx"), "lacks\n  hands_componentsl\n  hands_componentsr"),
         (dict(ids=[*few_ids, unmapped]), f"pose {unmapped}: not in {kit.posefix_ids}"),
         (dict(posefix_dir=mapping_folder(kit, tmp / "fix", {few_ids[1]: [
             "AMASS", relative, 10_000]})), f"pose {few_ids[1]}: frame 10000 is beyond "
@@ -289,8 +289,10 @@ def test_cli_lists_the_paths_still_to_set(kit, tmp_path, capsys):
     config = dict(cli_config(kit, tmp_path), AMASS_DIR="TODO", POSESCRIPT_DIR="TODO")
     assert extract_to_obj.main([], config) == 2
     err = capsys.readouterr().err
-    assert "AMASS_DIR (or --amass-dir)" in err and "POSESCRIPT_DIR (or --posescript-dir" in err
-    assert "config.py" in err and "SMPLH_MODEL" not in err
+    assert err.splitlines() == [        # one line per path to set
+        "error: paths not set yet (write them in "
+        f"{Path(extract_to_obj.__file__).parent / 'config.py'}, or give the flags):",
+        "  AMASS_DIR (or --amass-dir)", "  POSESCRIPT_DIR (or --posescript-dir)"]
     # an explicit id list needs only one of the annotation folders (for the id mapping)
     assert extract_to_obj.main(["--amass-dir", str(kit.amass), "--ids", "100000"], config) == 2
     assert "POSESCRIPT_DIR" not in capsys.readouterr().err

@@ -227,3 +227,28 @@ def test_missing_arrays_are_listed_one_per_line_and_frames_counted(tmp_path):
     assert member_shape(tmp_path / "broken_poses.npz", "poses") == ()
     os.mkfifo(tmp_path / "fifo_poses.npz")           # never opened for reading: no hang
     assert member_shape(tmp_path / "fifo_poses.npz", "poses") == ()
+
+
+def test_an_error_listing_several_items_prints_one_per_line(kit, tmp_path, capsys):
+    """Printed as the commands print it, both when the bad file stops the run (exit 2) and
+    in the --keep-going failure list; a line break that is not an item's is joined."""
+    import convert_sequences
+    from smplh2smplx.errors import InputError, error_text
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    np.savez(tree / "m_poses.npz", poses=np.zeros((7, 72)), gender=np.array("male"),
+             mocap_framerate=np.array(30.0))
+    config = {"SMPL_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+              "DEFTRAFO_PATH": str(kit.deftrafo.parent), "MASK_IDS_PATH": str(kit.mask),
+              "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out")}
+    for flags in ([], ["--keep-going"]):
+        code = convert_sequences.main([str(tree / "m_poses.npz"), *flags], user_config=config)
+        printed = capsys.readouterr()
+        lines = (printed.out + printed.err).splitlines()
+        first = next(i for i, line in enumerate(lines) if line.startswith("failed: "))
+        assert code == (1 if flags else 2)
+        assert lines[first].endswith("m_poses.npz: a SMPL motion file has poses, trans, betas, "
+                                     "gender and mocap_framerate; it lacks")
+        assert lines[first + 1:first + 3] == ["  trans", "  betas"]
+    assert error_text(InputError("a\nb: c\n  d\n  e")) == "a b: c\n  d\n  e"
+    assert error_text(FileNotFoundError(2, "No such file", "/x/y")) == "/x/y: No such file"

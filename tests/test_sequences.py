@@ -252,7 +252,7 @@ def bad_tree(kit, root):
     write_npz(root / "G" / "smplx_stageii.npz", smplx_file_arrays())
     return {"B/female_poses.npz": "no female SMPL-H model",
             "C/empty_poses.npz": "zero frames",
-            "D/nan_poses.npz": "2 frames hold NaN or infinite values (frames 3, 7)",
+            "D/nan_poses.npz": "2 frames hold NaN or infinite values:\n  frame 3\n  frame 7",
             "E/wide_poses.npz": "poses has shape (10, 99)",
             "F/broken_poses.npz": "not a readable .npz file"}
 

@@ -42,8 +42,8 @@ def changed(arrays, key, index, value):
 
 @pytest.mark.parametrize("key, index, value, message", [
     ("poses", (5, 3), 1e30, "frame 5 holds an angle beyond 1000 rad"),
-    ("poses", (slice(None), 0), -2 * MAX_ANGLE_RAD, r"8 frames hold an angle beyond .* \(frames "
-                                                    r"0, 1, 2, 3, 4, \.\.\.\)"),
+    ("poses", (slice(None), 0), -2 * MAX_ANGLE_RAD, r"8 frames hold an angle beyond 1000 rad:\n  "
+                                                    r"frame 0\n  frame 1\n(  frame \d\n){3}  and 3 more$"),
     ("trans", (2, 1), 1e30, "frame 2 holds a translation beyond 1000 m"),
     ("betas", 0, 1e30, "betas holds 1e\\+30, beyond the limit of 100"),
 ])
@@ -129,7 +129,7 @@ def test_a_failing_fit_fails_its_file_alone_and_writes_nothing_of_it(kit, tmp_pa
     assert code == 1 and "Traceback" not in printed
     failed = {"far": "frame 3 holds a translation beyond 1000 m",
               "solver": "the fit failed (linalg.eigh: the algorithm failed to converge)",
-              "nan": "not written: poses, pose_body holds NaN or infinite values"}
+              "nan": "not written: NaN or infinite values in\n  poses\n  pose_body"}
     for name, message in failed.items():
         relative = f"amass/a/{name}_poses.npz"
         named = output_path(output, relative, "smplx") if name == "nan" else tree / relative[6:]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, listed
 
 BODY_JOINTS = 22              # root, 21 body joints: the first joints of every model
 MIN_PART_FRACTION = 0.25
@@ -37,7 +37,6 @@ def check_mask_describes_body(mask_ids: np.ndarray, weights: np.ndarray,
         if vertices.any() and in_mask[vertices].mean() < MIN_PART_FRACTION:
             short.append(f"joint {joint} ({in_mask[vertices].sum()} of {vertices.sum()})")
     if short:
-        raise InputError(f"{mask_path}: the mask does not describe a body: it keeps less than "
-                         f"{MIN_PART_FRACTION:.0%} of the vertices of body part(s) "
-                         f"{', '.join(short)} (a vertex's part is the joint that moves it "
-                         "most); give the official mask")
+        raise InputError(f"{mask_path}: the mask does not describe a body (give the official "
+                         f"mask): it keeps less than {MIN_PART_FRACTION:.0%} of the vertices of "
+                         "the body part of (the joint that moves a vertex most)" + listed(short))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import InputError
+from ..errors import InputError, listed
 from .files import open_regular
 
 ID_MAPPING = "ids_2_dataset_sequence_and_frame_index_100k.json"
@@ -89,8 +89,7 @@ def find_id_mapping(folders: Iterable[str | Path | None]) -> Path | None:
             return candidate
     if not candidates:
         raise InputError(f"{ID_MAPPING}: no PoseFix or PoseScript folder given to find it in")
-    raise InputError(f"{ID_MAPPING}: not found; looked for "
-                     f"{' and '.join(map(str, candidates))}")
+    raise InputError(f"{ID_MAPPING}: not found; looked for" + listed(candidates))
 
 
 def posefix_human_ids(posefix_dir: str | Path) -> set:

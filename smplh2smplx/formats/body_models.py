@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from ..errors import InputError
+from ..errors import InputError, listed
 from ..family import KINDS, describe_counts
 from .npz import read_npz
 from .safe_pickle import load_pickle
@@ -103,9 +103,8 @@ def _find_model_file(path, kind, gender):
         for candidate in candidates:
             if candidate.is_file():
                 return candidate
-        looked_for = ", ".join(str(c.relative_to(path)) for c in candidates)
-        raise InputError(f"{path}: no {gender} {label} model file in this folder; "
-                         f"looked for {looked_for}")
+        raise InputError(f"{path}: no {gender} {label} model file in this folder; looked for"
+                         + listed(candidate.relative_to(path) for candidate in candidates))
     if not path.is_file():
         raise InputError(f"{path}: body model file not found")
     if path.suffix not in (".npz", ".pkl"):
@@ -124,7 +123,7 @@ def _read_arrays(path):
                              "of model arrays")
     missing = [key for key in _REQUIRED_KEYS if key not in contents]
     if missing:
-        raise InputError(f"{path}: not a body model file, keys missing: {', '.join(missing)}")
+        raise InputError(f"{path}: not a body model file, it lacks" + listed(missing))
     arrays = {}
     for key in _REQUIRED_KEYS:
         value = contents[key]

@@ -26,7 +26,7 @@ from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import InputError, OutputError
+from ..errors import InputError, OutputError, listed
 
 try:
     import fcntl
@@ -279,4 +279,4 @@ def check_finite(path: str | Path, arrays: dict) -> None:
         if value.dtype.kind in "fc" and not np.isfinite(value).all():
             bad.append(name)
     if bad:
-        raise InputError(f"{path}: not written: {', '.join(bad)} holds NaN or infinite values")
+        raise InputError(f"{path}: not written: NaN or infinite values in" + listed(bad))

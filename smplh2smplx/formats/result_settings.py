@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from ..errors import InputError
+from ..errors import InputError, listed
 from .files import atomic_write, exclusive_lock, open_regular
 
 RESULT_SETTINGS = "result_settings.json"
@@ -52,9 +52,8 @@ def _differences(recorded: Mapping, settings: Mapping) -> list[str]:
 
 
 def _refusal(folder: Path, where: str, differences: list[str]) -> InputError:
-    return InputError(f"{folder}: {where} made with other settings: "
-                      + ", ".join(differences) + "; give another output folder, or "
-                      "--overwrite to replace them")
+    return InputError(f"{folder}: {where} made with other settings (give another output "
+                      "folder, or --overwrite to replace them):" + listed(differences))
 
 
 def check_result_settings(folder: Path, settings: Mapping, overwrite: bool,

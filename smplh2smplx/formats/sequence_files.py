@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, listed
 from ..family import KINDS
 from .files import atomic_write, check_finite
 from .limits import MAX_ANGLE_RAD, MAX_BETA, MAX_TRANSLATION_M, rows_beyond, value_problem
@@ -75,12 +75,6 @@ def _text(value):
         return None
     item = value.reshape(-1)[0]
     return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
-
-
-def _listed(items):
-    """Items for a message: ` a` for one, one per line for several."""
-    items = list(items)
-    return f" {items[0]}" if len(items) == 1 else "".join(f"\n  {item}" for item in items)
 
 
 def _load(path, keys):
@@ -140,7 +134,7 @@ def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSeq
     if missing:
         raise InputError(f"{path}: a {KINDS[kind].label} motion file has poses, trans, betas, "
                          f"gender and {KINDS[kind].motion.rate_key}; it lacks"
-                         + _listed(missing))
+                         + listed(missing))
     for key in ("trans", "betas"):
         if key in arrays and arrays[key].dtype.kind != "f":
             raise InputError(f"{path}: {key} has type {arrays[key].dtype}, expected floats")
@@ -193,8 +187,9 @@ def checked_motion(sequence: MotionSequence, rate_name: str = "framerate") -> Mo
         if len(frames) == 1:
             raise InputError(f"{name}: frame {frames[0]} holds {problem}")
         if len(frames):
-            shown = ", ".join(map(str, frames[:5])) + (", ..." if len(frames) > 5 else "")
-            raise InputError(f"{name}: {len(frames)} frames hold {problem} (frames {shown})")
+            shown = [f"frame {frame}" for frame in frames[:5]]
+            shown += [f"and {len(frames) - 5} more"] if len(frames) > 5 else []
+            raise InputError(f"{name}: {len(frames)} frames hold {problem}:" + listed(shown))
     problem = value_problem(betas, MAX_BETA)
     if problem:
         raise InputError(f"{name}: betas {problem}")
@@ -263,7 +258,7 @@ def read_motion_file(path: str | Path, kind: str) -> dict:
     arrays = _load(path, layout.keys())
     missing = [key for key in layout.keys() if key not in arrays and key not in IGNORED_KEYS]
     if missing:
-        raise InputError(f"{path}: lacks" + _listed(missing))
+        raise InputError(f"{path}: lacks" + listed(missing))
     poses = arrays["poses"]
     if poses.ndim != 2 or poses.shape[1] != pose_size or len(poses) == 0:
         raise InputError(f"{path}: poses has shape {poses.shape}, expected "

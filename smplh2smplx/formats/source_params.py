@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, listed
 from .amass import SMPLH_POSE_SIZE
 from .files import atomic_write, check_finite, exclusive_lock
 from .limits import MAX_ANGLE_RAD, value_problem
@@ -27,7 +27,7 @@ def read_source_params(path: str | Path) -> dict:
     arrays = read_npz(path, ("pose_ids", "poses"))
     missing = [key for key in ("pose_ids", "poses") if key not in arrays]
     if missing:
-        raise InputError(f"{path}: lacks the array {', '.join(missing)}")
+        raise InputError(f"{path}: lacks" + listed(missing))
     pose_ids, poses = arrays["pose_ids"], arrays["poses"]
     if pose_ids.ndim != 1 or poses.shape != (len(pose_ids), SMPLH_POSE_SIZE):
         raise InputError(f"{path}: expected pose_ids (N,) and poses (N, {SMPLH_POSE_SIZE}), "

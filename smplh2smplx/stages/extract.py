@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from ..body.lbs import BodyModel
-from ..errors import InputError
+from ..errors import InputError, listed
 from ..family import STAGE1_MODEL
 from ..formats.amass import SMPLH_POSE_SIZE, check_frame, check_frame_values, read_smplh_poses
 from ..formats.annotations import Selection, select_pose_ids
@@ -140,8 +140,8 @@ def _smplx_codebase_smplh(data):
     missing = [key for key in _HAND_KEYS if key not in contents]
     if missing:
         raise InputError(f"{data.path}: the smplx body-model mode needs a smplx-codebase "
-                         f"SMPL-H file (SMPLH_NEUTRAL.pkl/.npz); this one lacks "
-                         f"{', '.join(missing)} (use the amass body-model mode for it)")
+                         f"SMPL-H file (SMPLH_NEUTRAL.pkl/.npz), or the amass body-model mode; "
+                         f"this one lacks" + listed(missing))
     # A folder path keeps smplx.create from guessing the model type from the file name;
     # with data_struct given, nothing is read from it. Its printed warning about the
     # number of shape coefficients does not matter here: every beta is zero.

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
-from ...errors import InputError, OutputError, one_line
+from ...errors import InputError, OutputError, error_text, listed, one_line
 from ...family import KINDS
 from ...formats.files import (atomic_write, check_finite, is_regular_file, name_problem,
                               shown_name, remove_stale_temporaries)
@@ -165,7 +165,7 @@ def read_quality(path: str | Path, frames: int) -> dict:
         raise InputError(f"{path}: quality file not found") from None
     missing = [key for key in QUALITY_KEYS if key not in arrays]
     if missing:
-        raise InputError(f"{path}: lacks {', '.join(missing)}")
+        raise InputError(f"{path}: lacks" + listed(missing))
     accelerations = max(frames - 2, 0)
     for key, length in (("v2v_mm", frames), ("acceleration", accelerations),
                         ("source_acceleration", accelerations), ("iterations", frames)):
@@ -408,9 +408,9 @@ def run_shard(options: SequenceOptions) -> SequenceSummary | ShardError:
     try:
         return run_sequences(options, progress=False)
     except InputError as error:
-        return ShardError(2, one_line(error))
+        return ShardError(2, error_text(error))
     except (OutputError, OSError) as error:
-        return ShardError(3, one_line(error))
+        return ShardError(3, error_text(error))
 
 
 def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
