@@ -1,6 +1,6 @@
 """Sequence conversion against its shared-shape floor and the per-pose path, in one run.
 
-    PYTHONPATH=. python benchmarks/bench_sequences.py [--kit-seed 1] [--amass FILE]
+    python -m benchmarks.bench_sequences [--kit-seed 1] [--amass FILE]
         [--fps 30 0] [--kit-frames 120] [--directions smplh2smplx smpl2smplx ...]
         [--iterations 1 2 3] [--fit-vertices 0] [--rounds 3]
 

@@ -1,5 +1,6 @@
-"""Every command line of ours in a ```bash block of README.md and docs/*.md parses with that
-command's own argument parser, so a renamed or removed flag in the documents fails here.
+"""Every command line of ours in a ```bash block or an inline `python ...` of README.md and
+docs/*.md parses with that command's own argument parser, so a renamed or removed flag in
+the documents fails here.
 
 A line is ours when it runs `python <script>.py` (a script of the repository) or `python -m
 benchmarks.<name>` / `python -m synthetic_kit.demo`. Lines ended by `\\` are joined, comments
@@ -16,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BASH_BLOCK = re.compile(r"^```bash\n(.*?)^```", re.MULTILINE | re.DOTALL)
+INLINE_COMMAND = re.compile(r"`(python3? [^`]+)`")
 SHELL_VARIABLE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
 PYTHON = re.compile(r"(.*/)?python3?(\.\d+)?")
 MODULES = re.compile(r"benchmarks\.\w+|synthetic_kit\.demo")
@@ -54,8 +56,11 @@ def our_command(words):
 def documented_commands():
     found = []
     for document in DOCUMENTS:
-        for match in BASH_BLOCK.finditer(document.read_text()):
-            for words in shell_commands(match.group(1)):
+        text = document.read_text()
+        shown = [match.group(1) for match in BASH_BLOCK.finditer(text)]
+        shown += INLINE_COMMAND.findall(text)
+        for block in shown:
+            for words in shell_commands(block):
                 command = our_command(words)
                 if command is not None:
                     found.append(pytest.param(*command, id=f"{document.name}: {shlex.join(words)}"))
