@@ -252,3 +252,18 @@ def test_an_error_listing_several_items_prints_one_per_line(kit, tmp_path, capsy
         assert lines[first + 1:first + 3] == ["  trans", "  betas"]
     assert error_text(InputError("a\nb: c\n  d\n  e")) == "a b: c\n  d\n  e"
     assert error_text(FileNotFoundError(2, "No such file", "/x/y")) == "/x/y: No such file"
+
+
+def test_a_shape_per_frame_is_refused_with_the_way_out(tmp_path):
+    """Video pose estimators write betas (T, 10); a motion file holds one shape."""
+    from smplh2smplx.errors import InputError
+    path = tmp_path / "video_poses.npz"
+    np.savez(path, poses=np.zeros((7, 72)), trans=np.zeros((7, 3)), betas=np.zeros((7, 10)),
+             gender=np.array("male"), mocap_framerate=np.array(30.0))
+    with pytest.raises(InputError, match=r"video_poses.npz: betas has shape \(7, 10\), a shape "
+                                         r"per frame; .* betas.mean\(0\)"):
+        read_motion(path)
+    np.savez(path, poses=np.zeros((7, 72)), trans=np.zeros((7, 3)), betas=np.zeros((2, 10)),
+             gender=np.array("male"), mocap_framerate=np.array(30.0))
+    with pytest.raises(InputError, match=r"betas has shape \(2, 10\), expected \(S,\) floats"):
+        read_motion(path)

@@ -176,6 +176,10 @@ def checked_motion(sequence: MotionSequence, rate_name: str = "framerate") -> Mo
                          f"{pose_size}) for {KINDS[sequence.kind].label}")
     if trans.shape != (num_frames, 3):
         raise InputError(f"{name}: trans has shape {trans.shape}, expected ({num_frames}, 3)")
+    if betas.ndim == 2 and len(betas) == num_frames:
+        raise InputError(f"{name}: betas has shape {betas.shape}, a shape per frame; a motion "
+                         "has one shape, (S,) (for a body that does not change, give "
+                         "betas.mean(0))")
     if betas.ndim != 1 or len(betas) == 0:
         raise InputError(f"{name}: betas has shape {betas.shape}, expected (S,) floats")
     for frames, problem in (
