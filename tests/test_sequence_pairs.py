@@ -198,17 +198,45 @@ def test_explicit_source_model_that_contradicts_the_file(kit, tmp_path):
     assert read_motion(path).kind == "smpl"
 
 
-def test_slurm_without_sbatch_is_an_input_error(kit, tmp_path, capsys, monkeypatch):
+def fake_slurm_tools(folder, sbatch_script, srun=True):
+    """A folder of stand-ins for sbatch (running `sbatch_script`) and srun."""
+    folder.mkdir()
+    tools = {"sbatch": sbatch_script, **({"srun": "exit 0"} if srun else {})}
+    for name, script in tools.items():
+        (folder / name).write_text(f"#!/bin/sh\n{script}\n")
+        (folder / name).chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize("tools, printed", [
+    (None, "sbatch and srun are not on PATH"),
+    (("exit 0", False), "srun is not on PATH"),
+    (("echo 'sbatch: error: invalid partition specified: gpu' >&2; exit 1", True),
+     "sbatch did not take the array job: sbatch: error: invalid partition specified: gpu"),
+    (("echo 'Submitted batch job 4242'", True), None),
+])
+def test_slurm_submits_or_says_why_not_and_never_runs_here(kit, tmp_path, capsys,
+                                                          monkeypatch, tools, printed):
+    """Without SLURM's tools, or when sbatch refuses the job: one line, exit 2. Submitted:
+    the job id. Never the array run on this machine in the guise of a submission (submitit
+    picks its local executor when it finds no srun)."""
     import convert_sequences
-    monkeypatch.setenv("PATH", str(tmp_path))            # no sbatch anywhere
+    path = (fake_slurm_tools(tmp_path / "bin", *tools) if tools else tmp_path)
+    monkeypatch.setenv("PATH", f"{path}{os.pathsep}/bin{os.pathsep}/usr/bin")
     config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
               "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
               "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out"), "AMASS_DIR": str(kit.amass)}
-    assert convert_sequences.main(["--slurm"], user_config=config) == 2
+    code = convert_sequences.main(["--slurm", "--partition", "gpu"], user_config=config)
     captured = capsys.readouterr()
-    assert "sbatch is not on PATH" in captured.err and "submitted" not in captured.out
-    assert len(captured.err.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()
+    if printed:
+        assert code == 2 and captured.err.strip() == f"error: --slurm: {printed}" + (
+            "" if "sbatch:" in printed else " (no SLURM on this machine); run without --slurm"
+            " to convert here, or add --local to try the array on this machine")
+        assert "submitted" not in captured.out
+    else:
+        assert code == 0 and "submitted" in captured.out and "job 4242" in captured.out
+    output = tmp_path / "out"        # nothing converted here
+    assert not list(output.rglob("*.npz")) and not (output / "sequences.csv").exists()
 
 
 def test_missing_arrays_are_listed_one_per_line_and_frames_counted(tmp_path):

@@ -12,6 +12,8 @@ the per-frame quality file are written first, the output `.npz` last, each atomi
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import shutil
@@ -424,10 +426,11 @@ def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
 
     options.check()
     check_folders(options.input_path, options.output_dir)
-    if slurm.cluster is None and shutil.which("sbatch") is None:
-        raise InputError("--slurm: sbatch is not on PATH (no SLURM on this machine); run "
-                         "without --slurm to convert here, or add --local to try the array "
-                         "on this machine")
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if slurm.cluster is None and missing:
+        raise InputError(f"--slurm: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
+                         " not on PATH (no SLURM on this machine); run without --slurm to "
+                         "convert here, or add --local to try the array on this machine")
     if slurm.shards < 1:
         raise InputError(f"--shards must be >= 1, got {slurm.shards}")
     files = list_sequence_files(options.input_path, options.output_dir)
@@ -435,7 +438,10 @@ def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
         raise InputError(f"{options.input_path}: no .npz files to convert")
     shard_size = math.ceil(len(files) / slurm.shards)
     count = math.ceil(len(files) / shard_size)
-    executor = submitit.AutoExecutor(folder=str(slurm.log_dir), cluster=slurm.cluster)
+    # Named, not detected: submitit's detection looks for srun and, without it, would run
+    # the array on this machine while the command reports a submitted job.
+    executor = submitit.AutoExecutor(folder=str(slurm.log_dir),
+                                     cluster=slurm.cluster or "slurm")
     parameters = dict(timeout_min=slurm.minutes, cpus_per_task=slurm.cpus,
                       gpus_per_node=slurm.gpus, mem_gb=slurm.mem_gb, name="convert_sequences")
     if executor.cluster == "slurm":
@@ -450,4 +456,9 @@ def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
         os.environ["PYTHONPATH"] = os.pathsep.join([repo] + paths)
     shards = [replace(options, shard_size=shard_size, shard_index=index)
               for index in range(count)]
-    return executor.map_array(run_shard, shards)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):     # submitit prints sbatch's refusal
+            return executor.map_array(run_shard, shards)
+    except (submitit.core.utils.FailedJobError, OSError) as error:
+        raise InputError(f"--slurm: sbatch did not take the array job: {one_line(error)}") \
+            from None
