@@ -295,3 +295,22 @@ def test_a_shape_per_frame_is_refused_with_the_way_out(tmp_path):
              gender=np.array("male"), mocap_framerate=np.array(30.0))
     with pytest.raises(InputError, match=r"betas has shape \(2, 10\), expected \(S,\) floats"):
         read_motion(path)
+
+
+def test_slurm_resources_no_task_can_have_are_listed(kit, tmp_path, capsys):
+    import convert_sequences
+    config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+              "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
+              "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out"), "AMASS_DIR": str(kit.amass)}
+    flags = ["--slurm", "--local", "--time", "0", "--cpus", "0", "--mem-gb", "-1", "--gpus", "-1"]
+    assert convert_sequences.main(flags, user_config=config) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --slurm: resources no task can have:", "  --time must be >= 1, got 0",
+        "  --cpus must be >= 1, got 0", "  --gpus must be >= 0, got -1",
+        "  --mem-gb must be >= 1, got -1"]
+    (tmp_path / "file").write_text("")
+    logs = tmp_path / "file" / "logs"
+    assert convert_sequences.main(["--slurm", "--local", "--log-dir", str(logs)],
+                                  user_config=config) == 3
+    assert str(logs) in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

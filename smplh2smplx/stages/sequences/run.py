@@ -30,8 +30,9 @@ from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
 from ...errors import InputError, OutputError, error_text, listed, one_line
 from ...family import KINDS
-from ...formats.files import (atomic_write, check_finite, is_regular_file, name_problem,
-                              shown_name, remove_stale_temporaries)
+from ...formats.files import (atomic_write, check_finite, check_writable_folder,
+                              is_regular_file, name_problem, shown_name,
+                              remove_stale_temporaries)
 from ...formats.mesh_folder import select_shard
 from ...formats.npz import member_shape, read_npz
 from ...formats.result_settings import check_result_settings, record_result_settings
@@ -431,8 +432,12 @@ def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
         raise InputError(f"--slurm: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
                          " not on PATH (no SLURM on this machine); run without --slurm to "
                          "convert here, or add --local to try the array on this machine")
-    if slurm.shards < 1:
-        raise InputError(f"--shards must be >= 1, got {slurm.shards}")
+    impossible = [f"--{flag} must be >= {least}, got {value}" for flag, value, least in (
+        ("shards", slurm.shards, 1), ("time", slurm.minutes, 1), ("cpus", slurm.cpus, 1),
+        ("gpus", slurm.gpus, 0), ("mem-gb", slurm.mem_gb, 1)) if value < least]
+    if impossible:
+        raise InputError("--slurm: resources no task can have:" + listed(impossible))
+    check_writable_folder(slurm.log_dir)
     files = list_sequence_files(options.input_path, options.output_dir)
     if not files:
         raise InputError(f"{options.input_path}: no .npz files to convert")
