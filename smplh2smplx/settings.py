@@ -128,6 +128,12 @@ def _as_path(value):
     return None if value in (None, "") else Path(value).expanduser()
 
 
+def _refuse(problems: list) -> None:
+    """InputError listing `problems` (settings out of range), if there are any."""
+    if problems:
+        raise InputError("bad settings:" + listed(problems))
+
+
 def _missing_paths(options, names):
     """InputError listing the fields of `names` that are unset, with where to set each."""
     unset = [entry for entry in fields(options) if entry.name in names
@@ -182,15 +188,18 @@ class ExtractOptions:
             self.ids = sorted({int(pose_id) for pose_id in self.ids})
 
     def check(self) -> None:
-        """Raise InputError for an unset or missing folder or a value out of range."""
+        """Raise InputError for an unset or missing folder, or listing every value out of
+        range (one per line)."""
+        problems = []
         if self.output_format not in OUTPUT_FORMATS:
-            raise InputError(f"output format must be one of {OUTPUT_FORMATS}, got "
-                             f"{self.output_format!r}")
+            problems.append(f"output format must be one of {OUTPUT_FORMATS}, got "
+                            f"{self.output_format!r}")
         if self.body_model not in BODY_MODELS:
-            raise InputError(f"body model must be one of {BODY_MODELS}, got "
-                             f"{self.body_model!r}")
+            problems.append(f"body model must be one of {BODY_MODELS}, got "
+                            f"{self.body_model!r}")
         if self.poses_per_batch < 1:
-            raise InputError(f"poses_per_batch must be >= 1, got {self.poses_per_batch}")
+            problems.append(f"poses_per_batch must be >= 1, got {self.poses_per_batch}")
+        _refuse(problems)
         mapping = [name for name in ("posefix_dir", "posescript_dir")
                    if str(getattr(self, name)) == UNSET]        # None: left out on purpose
         if (self.ids is not None or self.all_poses) and len(mapping) < 2:
@@ -306,40 +315,44 @@ class TransferOptions:
             mask=self.mask if KINDS[self.target_model].uses_mask else None)
 
     def check(self, mode: str = "transfer"):
-        """Raise InputError for an unset path `mode` needs or a value out of range."""
+        """Raise InputError for an unset path `mode` needs, or listing every value out of
+        range (one per line)."""
+        problems = []
         for name, kind in (("source_model", self.source_model),
                            ("target_model", self.target_model)):
             if kind not in KINDS:
-                raise InputError(f"{name} must be one of {', '.join(KINDS)}, got {kind!r}")
+                problems.append(f"{name} must be one of {', '.join(KINDS)}, got {kind!r}")
         if mode not in MODES:
-            raise InputError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if self.shard_size < 0 or self.shard_index < 0:
-            raise InputError("shard_size and shard_index must be >= 0, got "
-                             f"{self.shard_size} and {self.shard_index}")
-        if self.poses_per_batch < 1:
-            raise InputError(f"poses_per_batch must be >= 1, got {self.poses_per_batch}")
+            problems.append(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        for name, value, least in (("shard_size", self.shard_size, 0),
+                                   ("shard_index", self.shard_index, 0),
+                                   ("poses_per_batch", self.poses_per_batch, 1),
+                                   ("fit.max_iterations", self.fit.max_iterations, 0),
+                                   ("fit.refine_iterations", self.fit.refine_iterations, 0)):
+            if value < least:
+                problems.append(f"{name} must be >= {least}, got {value}")
         if self.gender not in GENDERS:
-            raise InputError(f"gender must be one of {', '.join(GENDERS)}, got "
-                             f"{self.gender!r}")
-        betas_limit = KINDS[self.target_model].betas
-        if not 1 <= self.fit.num_betas <= betas_limit[1] or (
-                betas_limit[0] and self.fit.num_betas != betas_limit[0]):
-            wanted = (f"{betas_limit[0]}" if betas_limit[0]
-                      else f"between 1 and {betas_limit[1]}")
-            raise InputError(f"fit.num_betas: the {KINDS[self.target_model].label} output "
-                             f"holds {wanted} betas, got {self.fit.num_betas}")
+            problems.append(f"gender must be one of {', '.join(GENDERS)}, got "
+                            f"{self.gender!r}")
+        if self.target_model in KINDS:
+            betas_limit = KINDS[self.target_model].betas
+            if not 1 <= self.fit.num_betas <= betas_limit[1] or (
+                    betas_limit[0] and self.fit.num_betas != betas_limit[0]):
+                wanted = (f"{betas_limit[0]}" if betas_limit[0]
+                          else f"between 1 and {betas_limit[1]}")
+                problems.append(f"fit.num_betas: the {KINDS[self.target_model].label} output "
+                                f"holds {wanted} betas, got {self.fit.num_betas}")
         if self.from_params and self.source_model != STAGE1_MODEL.name:
-            raise InputError(f"from_params poses {STAGE1_MODEL.label} from source_params.npz: "
-                             f"the source model must be {STAGE1_MODEL.name}, got "
-                             f"{self.source_model}")
-        if self.fit.max_iterations < 0 or self.fit.refine_iterations < 0:
-            raise InputError("fit.max_iterations and fit.refine_iterations must be >= 0")
+            problems.append(f"from_params poses {STAGE1_MODEL.label} from source_params.npz: "
+                            f"the source model must be {STAGE1_MODEL.name}, got "
+                            f"{self.source_model}")
         if not 0.0 < self.fit.tolerance < 1.0:      # a fraction of the loss; NaN fails too
-            raise InputError(f"fit.tolerance must be a fraction between 0 and 1 (exclusive), "
-                             f"got {self.fit.tolerance}")
+            problems.append(f"fit.tolerance must be a fraction between 0 and 1 (exclusive), "
+                            f"got {self.fit.tolerance}")
         if self.fit.fit_vertices < 0:
-            raise InputError(f"fit.fit_vertices must be >= 0 (0: the whole mask), got "
-                             f"{self.fit.fit_vertices}")
+            problems.append(f"fit.fit_vertices must be >= 0 (0: the whole mask), got "
+                            f"{self.fit.fit_vertices}")
+        _refuse(problems)
         _missing_paths(self, self.needed_paths(mode))
 
 

@@ -446,7 +446,7 @@ def test_row9_sequences_refuse_negative_iterations_and_note_a_lone_batch_index(
     short_tree(kit, tree)
     code = convert_sequences.main([str(tree), "--max-iterations", "-1", "--device", "cpu"],
                                   user_config=sequences_config(kit, output))
-    assert code == 2 and "max_iterations must be >= 0" in capsys.readouterr().err
+    assert code == 2 and "--max-iterations must be >= 0, got -1" in capsys.readouterr().err
     lines = []
     run_sequences(sequence_options(kit, tree, output, shard_index=3), progress=False,
                   log=lines.append)

@@ -314,3 +314,18 @@ def test_slurm_resources_no_task_can_have_are_listed(kit, tmp_path, capsys):
                                   user_config=config) == 3
     assert str(logs) in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_every_bad_option_is_listed_at_once(kit, tmp_path, capsys):
+    import convert_sequences
+    config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+              "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
+              "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out"), "AMASS_DIR": str(kit.amass)}
+    flags = ["--shard-size", "1", "--shard-index", "-1", "--fps", "-30", "--chunk-frames", "0",
+             "--smoothing", "2"]
+    assert convert_sequences.main(flags, user_config=config) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: bad options:", "  --fps must be positive, got -30.0",
+        "  --shard-index must be >= 0, got -1", "  --chunk-frames must be >= 1, got 0",
+        "  --smoothing must be from 0 to 1.0 seconds, got 2.0"]
+    assert not (tmp_path / "out").exists()

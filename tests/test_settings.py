@@ -303,6 +303,16 @@ def test_bad_option_values_are_named(exp_opts, message):
         load(exp_opts=exp_opts).check()
 
 
+def test_every_bad_value_is_listed_at_once():
+    with pytest.raises(InputError) as error:
+        load(exp_opts=["shard_index=-1", "poses_per_batch=0", "gender=other",
+                       "fit.max_iterations=-3"]).check()
+    assert str(error.value).splitlines() == [
+        "bad settings:", "  shard_index must be >= 0, got -1",
+        "  poses_per_batch must be >= 1, got 0", "  fit.max_iterations must be >= 0, got -3",
+        "  gender must be one of neutral, male, female, got 'other'"]
+
+
 def test_command_line_values_are_taken_literally():
     """Issue 9, item 2: YAML 1.1 would read 010 as octal 8 (shard 010 converting shard 8's
     poses) and 0123 as the number 83 (a folder named 83); values are decimal or text, and

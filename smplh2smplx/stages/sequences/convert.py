@@ -43,7 +43,7 @@ import torch
 
 from ...body.deformation import DeformationTransfer, load_pair_transfer
 from ...body.lbs import BodyModel, forward_kinematics
-from ...errors import InputError
+from ...errors import InputError, listed
 from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
 from ...fit.fitter import BodyFitter, FitSettings
 from ...fit.problem import forward
@@ -143,30 +143,36 @@ class SequenceOptions:
         return self.num_betas or KINDS[self.target_model].motion.num_betas
 
     def check(self) -> None:
-        """Raise InputError for values out of range."""
+        """Raise InputError listing every value out of range (one per line)."""
+        problems = []
         if self.gender not in ("file", "neutral", "male", "female"):
-            raise InputError(f"gender must be file, neutral, male or female, got {self.gender!r}")
-        for name, kind in (("source model", self.source_model),
-                           ("target model", self.target_model)):
+            problems.append(f"--gender must be file, neutral, male or female, got "
+                            f"{self.gender!r}")
+        for name, kind in (("source", self.source_model), ("target", self.target_model)):
             if kind is not None and kind not in KINDS:
-                raise InputError(f"{name} must be one of {', '.join(KINDS)}, got {kind!r}")
-        if self.source_model == self.target_model:
-            raise InputError(f"source and target are both {KINDS[self.target_model].label}: "
-                             "nothing to convert")
+                problems.append(f"--{name}-model must be one of {', '.join(KINDS)}, got "
+                                f"{kind!r}")
+        if self.source_model == self.target_model and self.target_model in KINDS:
+            problems.append(f"source and target are both {KINDS[self.target_model].label}: "
+                            "nothing to convert")
         if self.fps is not None and not self.fps > 0:
-            raise InputError(f"fps must be positive, got {self.fps}")
+            problems.append(f"--fps must be positive, got {self.fps}")
         if self.num_betas is not None and self.num_betas < 1:
-            raise InputError(f"num_betas must be >= 1, got {self.num_betas}")
-        if self.shard_size < 0 or self.shard_index < 0:
-            raise InputError("batch_size and batch_index must be >= 0, got "
-                             f"{self.shard_size} and {self.shard_index}")
-        if self.chunk_frames < 1 or self.shape_frames < 1 or self.shape_rounds < 1:
-            raise InputError("chunk_frames, shape_frames and shape_rounds must be >= 1")
+            problems.append(f"--num-betas must be >= 1, got {self.num_betas}")
+        for flag, value, least in (("shard-size", self.shard_size, 0),
+                                   ("shard-index", self.shard_index, 0),
+                                   ("chunk-frames", self.chunk_frames, 1),
+                                   ("shape-frames", self.shape_frames, 1),
+                                   ("shape_rounds", self.shape_rounds, 1),
+                                   ("max-iterations", self.fit.max_iterations, 0)):
+            if value < least:
+                problems.append(f"{'' if '_' in flag else '--'}{flag} must be >= {least}, "
+                                f"got {value}")
         if not 0 <= self.smoothing <= MAX_SMOOTHING_SECONDS:
-            raise InputError(f"smoothing must be from 0 to {MAX_SMOOTHING_SECONDS} seconds, "
-                             f"got {self.smoothing}")
-        if self.fit.max_iterations < 0:
-            raise InputError(f"max_iterations must be >= 0, got {self.fit.max_iterations}")
+            problems.append(f"--smoothing must be from 0 to {MAX_SMOOTHING_SECONDS} seconds, "
+                            f"got {self.smoothing}")
+        if problems:
+            raise InputError("bad options:" + listed(problems))
         if not Path(self.input_path).exists():
             raise InputError(f"{self.input_path}: input not found")
 
