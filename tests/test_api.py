@@ -124,3 +124,6 @@ def test_motions_made_in_memory_are_checked(kit, converter):
                                   trans=np.zeros((5, 3))), "the converter's source is SMPL-H")]:
         with pytest.raises(InputError, match=message):
             converter.convert_motion(bad)
+    for fps in (0, -1, "30", float("nan")):
+        with pytest.raises(InputError, match="output frame rate must be a positive number"):
+            converter.convert_motion(motion, fps=fps)

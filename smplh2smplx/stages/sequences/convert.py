@@ -34,6 +34,7 @@ The source and target kinds are data (`GenderModels`); one sequence, in order:
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -270,6 +271,10 @@ def frame_step(source_rate: float, wanted_rate: float | None, path: str | Path |
     """The subsampling step n (every n-th frame) from `source_rate` to `wanted_rate`."""
     if wanted_rate is None:
         return 1
+    if isinstance(wanted_rate, bool) or not isinstance(wanted_rate, numbers.Real) \
+            or not wanted_rate > 0:
+        raise InputError(f"{path}: the output frame rate must be a positive number, got "
+                         f"{wanted_rate!r}")
     ratio = source_rate / wanted_rate
     step = round(ratio)
     if step < 1 or abs(ratio - step) > RATE_TOLERANCE * ratio:
