@@ -329,3 +329,18 @@ def test_every_bad_option_is_listed_at_once(kit, tmp_path, capsys):
         "  --shard-index must be >= 0, got -1", "  --chunk-frames must be >= 1, got 0",
         "  --smoothing must be from 0 to 1.0 seconds, got 2.0"]
     assert not (tmp_path / "out").exists()
+
+
+def test_an_array_where_a_value_belongs_is_described_not_dumped(tmp_path):
+    """A per-frame gender or frame rate: its shape and type, on one line (its repr would run
+    to hundreds of lines)."""
+    from smplh2smplx.errors import InputError
+    base = dict(poses=np.zeros((600, 72)), trans=np.zeros((600, 3)), betas=np.zeros(10),
+                gender=np.array("male"), mocap_framerate=np.array(30.0))
+    for key, value, shown in [("gender", np.array(["male"] * 600), "an array of shape (600,)"),
+                              ("mocap_framerate", np.full(600, 30.0),
+                               "an array of shape (600,) and type float64")]:
+        np.savez(tmp_path / "m_poses.npz", **{**base, key: value})
+        with pytest.raises(InputError) as error:
+            read_motion(tmp_path / "m_poses.npz")
+        assert f"{key} is {shown}" in str(error.value) and "\n" not in str(error.value)

@@ -267,6 +267,18 @@ def shown_name(name: str | Path) -> str:
     return "".join(shown(char) for char in str(name))
 
 
+def shown_value(value) -> str:
+    """A value read from a file, for a message: an array of several elements by its shape
+    and type (its repr could run to thousands of lines), anything else by its repr on one
+    printable line of at most 80 characters."""
+    if getattr(value, "size", 1) > 1:
+        return f"an array of shape {value.shape} and type {value.dtype}"
+    if getattr(value, "size", 0) == 1:
+        value = value.item()                   # a numpy scalar or one-element array
+    text = shown_name(" ".join(repr(value).split()))
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def check_finite(path: str | Path, arrays: dict) -> None:
     """Raise InputError naming `path` (and nothing is written) when a numeric array of
     `arrays` ({name: numpy array or torch tensor}) holds NaN or infinite values: nothing

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError, listed
 from ..family import KINDS
-from .files import atomic_write, check_finite
+from .files import atomic_write, check_finite, shown_value
 from .limits import MAX_ANGLE_RAD, MAX_BETA, MAX_TRANSLATION_M, rows_beyond, value_problem
 from .npz import read_npz
 
@@ -103,8 +103,8 @@ def file_kind(path: str | Path, arrays: dict) -> str:
                          f"expected (T, N) floats with N one of {sizes}")
     stated = _text(arrays.get("surface_model_type", kind))
     if stated not in (kind, None):
-        raise InputError(f"{path}: surface_model_type is {stated!r} but poses {poses.shape} "
-                         f"are {KINDS[kind].label} poses")
+        raise InputError(f"{path}: surface_model_type is {shown_value(stated)} but poses "
+                         f"{poses.shape} are {KINDS[kind].label} poses")
     return kind
 
 
@@ -144,8 +144,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSeq
     gender = arrays.get("gender") if text is None else text.strip().lower()
     framerate = arrays.get(rate_key)
     if framerate is not None and (framerate.size != 1 or framerate.dtype.kind not in "fiu"):
-        raise InputError(f"{path}: {rate_key} is {framerate!r}, expected a number of frames "
-                         "per second")
+        raise InputError(f"{path}: {rate_key} is {shown_value(framerate)}, expected a number "
+                         "of frames per second")
     return checked_motion(MotionSequence(
         kind=kind, poses=arrays["poses"], trans=arrays.get("trans"), betas=arrays.get("betas"),
         gender=gender, framerate=None if framerate is None else framerate.reshape(-1)[0],
@@ -198,13 +198,13 @@ def checked_motion(sequence: MotionSequence, rate_name: str = "framerate") -> Mo
     if problem:
         raise InputError(f"{name}: betas {problem}")
     if not isinstance(sequence.gender, str) or sequence.gender not in GENDERS:
-        raise InputError(f"{name}: gender is {sequence.gender!r}, expected one of "
+        raise InputError(f"{name}: gender is {shown_value(sequence.gender)}, expected one of "
                          f"{', '.join(GENDERS)}")
     rate = sequence.framerate
     if not isinstance(rate, (int, float, np.integer, np.floating)) or \
             not MIN_FRAMERATE <= float(rate) <= MAX_FRAMERATE:
-        raise InputError(f"{name}: {rate_name} is {rate}, expected a number of frames per "
-                         f"second from {MIN_FRAMERATE} to {MAX_FRAMERATE}")
+        raise InputError(f"{name}: {rate_name} is {shown_value(rate)}, expected a number of "
+                         f"frames per second from {MIN_FRAMERATE} to {MAX_FRAMERATE}")
     return replace(sequence, poses=poses, trans=trans, betas=betas, framerate=float(rate))
 
 
@@ -278,7 +278,8 @@ def read_motion_file(path: str | Path, kind: str) -> dict:
                          f"do not fit {num_frames} frames")
     if _text(arrays["gender"]) not in GENDERS or (
             layout.model_type and _text(arrays["surface_model_type"]) != kind):
-        raise InputError(f"{path}: gender {arrays['gender']} (or surface_model_type), "
+        raise InputError(f"{path}: gender {shown_value(arrays['gender'])} (or "
+                         "surface_model_type), "
                          f"expected a gender of a {KINDS[kind].label} file")
     if not all(np.isfinite(arrays[key]).all() for key in ("poses", "trans", "betas")):
         raise InputError(f"{path}: holds NaN or infinite values")

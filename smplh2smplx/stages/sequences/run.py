@@ -31,7 +31,7 @@ from ...body.mask import check_mask_describes_body
 from ...errors import InputError, OutputError, error_text, listed, one_line
 from ...family import KINDS
 from ...formats.files import (atomic_write, check_finite, check_writable_folder,
-                              is_regular_file, name_problem, shown_name,
+                              is_regular_file, name_problem, shown_name, shown_value,
                               remove_stale_temporaries)
 from ...formats.mesh_folder import select_shard
 from ...formats.npz import member_shape, read_npz
@@ -178,7 +178,7 @@ def read_quality(path: str | Path, frames: int) -> dict:
                              f"expected ({length},) numbers for {frames} frames")
     fps = arrays["fps"]
     if fps.size != 1 or fps.dtype.kind not in "fiu" or not 0 < float(fps.reshape(-1)[0]) < 1e5:
-        raise InputError(f"{path}: fps is {fps!r}, expected a positive frame rate")
+        raise InputError(f"{path}: fps is {shown_value(fps)}, expected a positive frame rate")
     arrays["fps"] = float(fps.reshape(-1)[0])
     return arrays
 
