@@ -14,6 +14,7 @@ read as the field's loaders read it, re-written here from their documented behav
 Each must give the vertices of our own read-back (our LBS on the file's arrays), and lie on
 the deformation transfer of the source mesh.
 """
+import json
 import os
 
 import numpy as np
@@ -344,3 +345,24 @@ def test_an_array_where_a_value_belongs_is_described_not_dumped(tmp_path):
         with pytest.raises(InputError) as error:
             read_motion(tmp_path / "m_poses.npz")
         assert f"{key} is {shown}" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_run_whose_every_file_fails_leaves_no_settings_record(kit, tmp_path, capsys):
+    """More betas than the model files hold fails each file; the folder must not then
+    claim results of those settings, which would refuse the corrected rerun."""
+    import convert_sequences
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    with np.load(kit.amass / kit.sequences[0]) as archive:
+        np.savez(tree / "a" / "one_poses.npz", **{key: archive[key][:6] if key in (
+            "poses", "trans", "dmpls") else archive[key] for key in archive.files})
+    config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+              "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
+              "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out")}
+    fast = ["--max-iterations", "1", "--chunk-frames", "8", "--shape-frames", "2"]
+    assert convert_sequences.main([str(tree), "--keep-going", "--num-betas", "400", *fast],
+                                  user_config=config) == 1
+    assert "400 betas asked for" in capsys.readouterr().out
+    assert not (tmp_path / "out" / "result_settings.json").exists()
+    assert convert_sequences.main([str(tree), *fast], user_config=config) == 0
+    assert json.loads((tmp_path / "out" / "result_settings.json").read_text())["num_betas"] == 16

@@ -240,11 +240,14 @@ class SequenceRun:
     """The deformation transfers and models of a run (loaded on first use per source kind
     and gender) and the per-file work."""
 
-    def __init__(self, options, source_kinds=()):
-        """source_kinds: the source models of the files to convert, whose transfers are
-        read now: when none of them can be read, nothing can be converted (InputError);
-        otherwise the files of a kind whose transfer failed fail alone, with its line."""
-        self.options = options
+    def __init__(self, options, settings: dict, source_kinds=()):
+        """settings: the run's result settings, recorded in the output folder just before
+        its first output (a run whose every file fails records nothing, so it cannot bar a
+        corrected rerun). source_kinds: the source models of the files to convert, whose
+        transfers are read now: when none of them can be read, nothing can be converted
+        (InputError); otherwise the files of a kind whose transfer failed fail alone, with
+        its line."""
+        self.options, self.settings, self._recorded = options, settings, False
         self.device = resolve_device(options.device)
         self._transfers = {}
         self._models = {}
@@ -305,6 +308,9 @@ class SequenceRun:
             raise InputError(f"{path}: the fit failed ({one_line(error)})") from None
         output = output_path(options.output_dir, relative, target)
         check_finite(output, motion_arrays(result.output))   # before its row is recorded
+        if not self._recorded:
+            record_result_settings(options.output_dir, self.settings, options.overwrite)
+            self._recorded = True
         row = sequence_row(relative, result, time.perf_counter() - start)
         merge_sequence_rows(Path(options.output_dir) / SEQUENCES_CSV, [row])
         write_quality(quality_path(options.output_dir, relative, target), result)
@@ -346,9 +352,7 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     shapes = [member_shape(path, "poses") for _relative, path in todo]
     kinds = ({options.source_model} if options.source_model else
              {KIND_OF_POSE_SIZE.get(shape[1]) for shape in shapes if len(shape) == 2})
-    run = SequenceRun(options, sorted(kinds - {None, target})) if todo else None
-    if todo:
-        record_result_settings(options.output_dir, settings, options.overwrite)
+    run = SequenceRun(options, settings, sorted(kinds - {None, target})) if todo else None
     start = time.perf_counter()
     with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), unit="frame",
               disable=not progress or not todo) as bar:
