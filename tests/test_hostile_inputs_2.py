@@ -131,6 +131,17 @@ def test_row5_stage2_refuses_the_mesh_folder_as_output_folder(kit, smplh_mesh, c
     assert sorted(path.name for path in smplh_mesh.iterdir()) == before
 
 
+def test_row12_a_run_whose_every_input_fails_records_no_settings(kit, tmp_path, capsys):
+    """Stage 2 over meshes that all fail: no record, so the next run, of other settings, is
+    not refused as if the folder held results (the sequences' case: test_sequence_pairs)."""
+    meshes, output = tmp_path / "meshes", tmp_path / "out"
+    meshes.mkdir()
+    (meshes / "000001.obj").write_text("v 0 0 0\n")
+    assert run_transfer.main(stage2_argv(kit, meshes, output) + ["--keep-going"]) == 1
+    assert "000001.obj" in capsys.readouterr().out
+    assert not (output / RESULT_SETTINGS).exists()
+
+
 def test_row12_stage2_checks_results_of_a_folder_without_a_record(kit, smplh_mesh, tmp_path,
                                                                    capsys):
     """Results written before settings were recorded are compared file by file."""

@@ -318,7 +318,11 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
 
     stage = _Stage2(options, source_params)
     output_dir.mkdir(parents=True, exist_ok=True)
-    record_result_settings(output_dir, settings, options.overwrite)
+    # The settings are recorded for the results the folder holds (found to match them), or
+    # else just before the first fit: a run whose every input fails records nothing.
+    recorded = summary.skipped > 0
+    if recorded:
+        record_result_settings(output_dir, settings, options.overwrite)
     start_time = time.perf_counter()
     with tqdm(total=num_new, unit="pose", disable=not progress or not work) as bar, \
             ThreadPoolExecutor(max_workers=1) as reader:
@@ -337,6 +341,9 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
             summary.failures.extend(failures)
             new_ids = {item.pose_id for item in ok if item.name in new}
             if new_ids:
+                if not recorded:
+                    record_result_settings(output_dir, settings, options.overwrite)
+                    recorded = True
                 rows, failures = stage.fit_and_write(ok, vertices, new_ids)
                 summary.rows.extend(rows)
                 summary.failures.extend(failures)

@@ -353,6 +353,8 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     kinds = ({options.source_model} if options.source_model else
              {KIND_OF_POSE_SIZE.get(shape[1]) for shape in shapes if len(shape) == 2})
     run = SequenceRun(options, settings, sorted(kinds - {None, target})) if todo else None
+    if summary.done_before:         # results found to match the settings: record them now
+        record_result_settings(options.output_dir, settings, options.overwrite)
     start = time.perf_counter()
     with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), unit="frame",
               disable=not progress or not todo) as bar:
