@@ -22,6 +22,13 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).splitlines())
 
 
+def below_least(checks) -> list:
+    """The problems of the (name, value, least) `checks` whose value is below its least:
+    "--cpus must be >= 1, got 0"."""
+    return [f"{name} must be >= {least}, got {value}" for name, value, least in checks
+            if value < least]
+
+
 def listed(items) -> str:
     """Items at the end of a message that lists them: " a" for one; for several, one per
     line, indented, as the commands print them (`error_text`)."""

@@ -26,7 +26,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import InputError, listed
+from .errors import InputError, below_least, listed
 from .family import KINDS, STAGE1_MODEL, same_topology
 from .fit.fitter import FIT_PRESETS, FitSettings
 from .formats.body_models import GENDERS
@@ -324,13 +324,11 @@ class TransferOptions:
                 problems.append(f"{name} must be one of {', '.join(KINDS)}, got {kind!r}")
         if mode not in MODES:
             problems.append(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        for name, value, least in (("shard_size", self.shard_size, 0),
-                                   ("shard_index", self.shard_index, 0),
-                                   ("poses_per_batch", self.poses_per_batch, 1),
-                                   ("fit.max_iterations", self.fit.max_iterations, 0),
-                                   ("fit.refine_iterations", self.fit.refine_iterations, 0)):
-            if value < least:
-                problems.append(f"{name} must be >= {least}, got {value}")
+        problems += below_least((("shard_size", self.shard_size, 0),
+                                 ("shard_index", self.shard_index, 0),
+                                 ("poses_per_batch", self.poses_per_batch, 1),
+                                 ("fit.max_iterations", self.fit.max_iterations, 0),
+                                 ("fit.refine_iterations", self.fit.refine_iterations, 0)))
         if self.gender not in GENDERS:
             problems.append(f"gender must be one of {', '.join(GENDERS)}, got "
                             f"{self.gender!r}")

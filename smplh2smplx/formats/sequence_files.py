@@ -19,6 +19,7 @@ finished only when it reads back valid (`read_motion_file`).
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def checked_motion(sequence: MotionSequence, rate_name: str = "framerate") -> Mo
         raise InputError(f"{name}: gender is {shown_value(sequence.gender)}, expected one of "
                          f"{', '.join(GENDERS)}")
     rate = sequence.framerate
-    if not isinstance(rate, (int, float, np.integer, np.floating)) or \
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or \
             not MIN_FRAMERATE <= float(rate) <= MAX_FRAMERATE:
         raise InputError(f"{name}: {rate_name} is {shown_value(rate)}, expected a number of "
                          f"frames per second from {MIN_FRAMERATE} to {MAX_FRAMERATE}")

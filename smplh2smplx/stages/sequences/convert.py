@@ -44,7 +44,7 @@ import torch
 
 from ...body.deformation import DeformationTransfer, load_pair_transfer
 from ...body.lbs import BodyModel, forward_kinematics
-from ...errors import InputError, listed
+from ...errors import InputError, below_least, listed
 from ...family import KINDS, NUM_BODY_JOINTS, map_pose, same_topology
 from ...fit.fitter import BodyFitter, FitSettings
 from ...fit.problem import forward
@@ -160,15 +160,12 @@ class SequenceOptions:
             problems.append(f"--fps must be positive, got {self.fps}")
         if self.num_betas is not None and self.num_betas < 1:
             problems.append(f"--num-betas must be >= 1, got {self.num_betas}")
-        for flag, value, least in (("shard-size", self.shard_size, 0),
-                                   ("shard-index", self.shard_index, 0),
-                                   ("chunk-frames", self.chunk_frames, 1),
-                                   ("shape-frames", self.shape_frames, 1),
-                                   ("shape_rounds", self.shape_rounds, 1),
-                                   ("max-iterations", self.fit.max_iterations, 0)):
-            if value < least:
-                problems.append(f"{'' if '_' in flag else '--'}{flag} must be >= {least}, "
-                                f"got {value}")
+        problems += below_least((("--shard-size", self.shard_size, 0),
+                                 ("--shard-index", self.shard_index, 0),
+                                 ("--chunk-frames", self.chunk_frames, 1),
+                                 ("--shape-frames", self.shape_frames, 1),
+                                 ("shape_rounds", self.shape_rounds, 1),      # no flag
+                                 ("--max-iterations", self.fit.max_iterations, 0)))
         if not 0 <= self.smoothing <= MAX_SMOOTHING_SECONDS:
             problems.append(f"--smoothing must be from 0 to {MAX_SMOOTHING_SECONDS} seconds, "
                             f"got {self.smoothing}")

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
-from ...errors import InputError, OutputError, error_text, listed, one_line
+from ...errors import InputError, OutputError, below_least, error_text, listed, one_line
 from ...family import KINDS
 from ...formats.files import (atomic_write, check_finite, check_writable_folder,
                               is_regular_file, name_problem, shown_name, shown_value,
@@ -438,9 +438,9 @@ def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
         raise InputError(f"--slurm: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
                          " not on PATH (no SLURM on this machine); run without --slurm to "
                          "convert here, or add --local to try the array on this machine")
-    impossible = [f"--{flag} must be >= {least}, got {value}" for flag, value, least in (
-        ("shards", slurm.shards, 1), ("time", slurm.minutes, 1), ("cpus", slurm.cpus, 1),
-        ("gpus", slurm.gpus, 0), ("mem-gb", slurm.mem_gb, 1)) if value < least]
+    impossible = below_least((("--shards", slurm.shards, 1), ("--time", slurm.minutes, 1),
+                              ("--cpus", slurm.cpus, 1), ("--gpus", slurm.gpus, 0),
+                              ("--mem-gb", slurm.mem_gb, 1)))
     if impossible:
         raise InputError("--slurm: resources no task can have:" + listed(impossible))
     check_writable_folder(slurm.log_dir)
