@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                         default="file",
                         help="body model: each file's own gender (default), or this one")
     parser.add_argument("--fps", type=float,
-                        help="output frame rate, e.g. 30 (every 4th frame of 120 fps); must "
-                             "divide the source rate (default: the source rate)")
+                        help="output frame rate, e.g. 30: every 4th frame of 120 fps, the "
+                             "motion between frames of 100 fps (slerp); at most the source "
+                             "rate (default: the source rate)")
     add_setting_flags(parser, TransferOptions, SHARED_FLAGS)
     # The spellings before the shared flags, kept working.
     parser.add_argument("--deftrafo", dest="deftrafo_path", help=argparse.SUPPRESS)

@@ -39,7 +39,7 @@ from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.fit.fitter import FIT_PRESETS, BodyFitter, FitSettings
 from smplh2smplx.formats.sequence_files import read_motion
 from smplh2smplx.stages.sequences.convert import (FRAME_FIT, GenderModels, SequenceOptions,
-                                                  SourceFrames, convert_sequence, frame_step,
+                                                  SourceFrames, convert_sequence, frame_spacing,
                                                   load_gender_model, pair_transfer)
 from smplh2smplx.stages.sequences.shared_shape import SHAPE_RIDGE, MaskedBody, shape_system
 from synthetic_kit import write_synthetic_kit
@@ -145,9 +145,8 @@ def measure(label, sequence, source_kind, target_kind, options, fps, iterations,
     options = replace(options, target_model=target_kind)
     target_data = load_gender_model(options, target_kind, gender)
     models = GenderModels(options, source_kind, gender, transfer.mask_ids, torch.device("cpu"))
-    step = frame_step(sequence.framerate, fps, sequence.path)
-    rate = sequence.framerate / step
-    source = SourceFrames(sequence, step, models, transfer)
+    spacing, rate = frame_spacing(sequence.framerate, fps, sequence.path)
+    source = SourceFrames(sequence, spacing, models, transfer)
     floor = shared_shape_floor(models, target_data, source)
     for count in iterations:
         frame_models = GenderModels(

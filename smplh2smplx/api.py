@@ -176,7 +176,8 @@ class Converter:
         Args:
             motion: a motion file of the source model (AMASS `*_poses.npz`, `*_stageii.npz`
                 or a SMPL motion `.npz`), or a `MotionSequence` made in memory.
-            fps: the output frame rate (must divide the source's); None: the source's.
+            fps: the output frame rate, at most the source's (every n-th frame where it
+                divides the source's, else the motion between frames); None: the source's.
         Returns:
             a `SequenceResult`: `.output` is the target `MotionSequence` (poses, trans,
             betas: as many as AMASS writes, 16 for SMPL-X and SMPL-H, 10 for SMPL),

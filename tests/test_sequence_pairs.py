@@ -16,6 +16,7 @@ the deformation transfer of the source mesh.
 """
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ import scipy.sparse
 import smplx
 import smplx.lbs
 import torch
+from scipy.spatial.transform import Rotation, Slerp
 
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.family import KINDS
@@ -31,8 +33,9 @@ from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.sequence_files import read_motion, read_motion_file
 from smplh2smplx.stages.sequences.convert import SequenceOptions
+from smplh2smplx.stages.sequences.report import posed_meshes
 from smplh2smplx.fit.fitter import FitSettings
-from smplh2smplx.stages.sequences.run import output_path, run_sequences
+from smplh2smplx.stages.sequences.run import output_path, quality_path, run_sequences
 
 FRAMES = 10
 DIRECTIONS = [(source, target) for source in KINDS for target in KINDS if source != target]
@@ -176,6 +179,73 @@ def test_every_direction_reads_back_in_the_loaders(converted, kit, source, targe
               for f in range(FRAMES)]
     # Measured on the kit: a few millimetres; a missed pose or translation is centimetres.
     assert max(errors) * 1000 < 12.0, errors
+
+
+def transferred_source(kit, source, target, poses, betas, trans):
+    """The source meshes of `poses` moved onto the target's mesh, on its mask: (F, M, 3)."""
+    vertices = own_vertices(kit, dict(poses=poses, betas=betas, trans=trans), source, "male")
+    setup = load_pickle(kit.deftrafo.parent / OFFICIAL_TRANSFER_FILES[f"{source}2{target}"])
+    matrix = scipy.sparse.csr_matrix(setup["mtx"])[:, :KINDS[source].num_vertices]
+    mask = np.load(kit.mask)
+    return np.stack([(matrix @ frame)[mask] for frame in vertices]), mask
+
+
+def test_a_rate_that_does_not_divide_the_source_is_resampled(kit, tmp_path, capsys):
+    """60 fps to 25 (a rate 60 is no whole multiple of): the frames written are the source
+    motion at 0, 1/25, 2/25 ... s, each joint's rotation slerped between its two source
+    frames and the translation interpolated (checked against scipy's Slerp and numpy's
+    interp), and the quality file measures the output against those in-between meshes; the
+    file is written at 25 fps. A rate above the source's is refused, naming the file."""
+    frames, rate = 13, 25.0
+    relative = source_name(kit, "smplh")
+    path = tmp_path / "CMU" / relative.split("/", 1)[1]
+    path.parent.mkdir(parents=True)
+    with np.load(kit.amass / relative) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    for key in ("poses", "trans", "dmpls"):
+        arrays[key] = arrays[key][:frames]
+    assert float(arrays["mocap_framerate"]) == 60.0
+    np.savez(path, **arrays)
+    options = SequenceOptions(
+        input_path=tmp_path / "CMU", output_dir=tmp_path / "out",
+        model_paths={kind: kit.body_models for kind in KINDS},
+        deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask, fps=rate, device="cpu",
+        chunk_frames=8, shape_frames=3, fit=FitSettings(max_iterations=3, fit_vertices=0))
+    summary = run_sequences(options, progress=False)
+    assert summary.failed == 0 and len(summary.rows) == 1, summary.lines()
+    name = summary.rows[0].sequence
+    written = read_motion_file(output_path(options.output_dir, name, "smplx"), "smplx")
+    times = np.arange(6) / rate                      # 12 frames of 60 fps last 0.2 s
+    assert float(written["mocap_frame_rate"]) == rate and len(written["poses"]) == len(times)
+    assert summary.rows[0].frames == len(times) and summary.rows[0].fps == rate
+
+    # The source motion at those times, independently: scipy's slerp per joint.
+    clock = np.arange(frames) / 60.0
+    source_poses = np.concatenate([
+        Slerp(clock, Rotation.from_rotvec(arrays["poses"][:, 3 * joint:3 * joint + 3]))(
+            times).as_rotvec() for joint in range(KINDS["smplh"].num_joints)], axis=1)
+    source_trans = np.stack([np.interp(times, clock, arrays["trans"][:, axis])
+                             for axis in range(3)], axis=1)
+    targets, mask = transferred_source(kit, "smplh", "smplx", source_poses, arrays["betas"],
+                                       source_trans)
+    fitted = own_vertices(kit, written, "smplx", "male")[:, mask]
+    errors = np.linalg.norm(fitted - targets, axis=2).mean(1) * 1000.0
+    with np.load(quality_path(options.output_dir, name, "smplx")) as quality:
+        assert float(quality["fps"]) == rate
+        np.testing.assert_allclose(quality["v2v_mm"], errors, rtol=1e-3, atol=1e-3)
+    # Measured on the kit: a few millimetres; the motion of a wrong time is more.
+    assert errors.max() < 12.0, errors
+    # The report shows the output beside the same in-between source meshes.
+    shown = posed_meshes(options, name, np.arange(len(times)))
+    np.testing.assert_allclose(shown[0], own_vertices(kit, dict(
+        poses=source_poses, betas=arrays["betas"], trans=source_trans), "smplh", "male"),
+        atol=1e-5)
+
+    capsys.readouterr()
+    summary = run_sequences(replace(options, fps=120.0, output_dir=tmp_path / "up"),
+                            progress=False)
+    assert summary.failed == 1 and str(path) in summary.failures[0][1]
+    assert "cannot raise 60 fps to 120 fps" in summary.failures[0][1]
 
 
 def test_num_betas_above_the_model_is_one_line(kit, tmp_path, capsys):

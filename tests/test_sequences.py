@@ -26,10 +26,11 @@ from smplh2smplx.formats.sequence_files import (MotionSequence, SkipFile,
                                                 is_finished, read_motion, read_motion_file,
                                                 write_motion)
 from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
-from smplh2smplx.stages.sequences.convert import SequenceOptions, frame_step
+from smplh2smplx.stages.sequences.convert import SequenceOptions, frame_spacing
 from smplh2smplx.stages.sequences.shared_shape import MaskedBody, solve_shape
 from smplh2smplx.stages.sequences.timeline import (carried_start, level_rows, low_pass,
-                                                   mean_acceleration, quaternion_left_columns,
+                                                   mean_acceleration, motion_at,
+                                                   quaternion_left_columns, sampled_positions,
                                                    smoothing_weights, unit_quaternion_log)
 from smplh2smplx.stages.sequences.run import (SlurmOptions, list_sequence_files, output_path,
                                               quality_path, run_sequences, submit_shards)
@@ -311,16 +312,23 @@ def test_command_line_exit_codes_and_lines(kit, male_only_models, tmp_path, caps
     assert "AMASS_DIR" in capsys.readouterr().err
 
 
-def test_frame_rate_that_does_not_divide_is_refused(kit, tmp_path):
-    path = tmp_path / "S" / "m_poses.npz"
-    write_npz(path, short_sequence(kit, kit.sequences[0], 12))
-    summary = run_sequences(options(kit, path, tmp_path / "out", fps=25.0),
-                            progress=False)
-    assert summary.failures and str(path) in summary.failures[0][1]
-    assert "cannot subsample 60 fps to 25 fps" in summary.failures[0][1]
-    assert frame_step(120.0, 30.0, path) == 4 and frame_step(59.94, 29.97, path) == 2
-    with pytest.raises(InputError):
-        frame_step(30.0, 60.0, path)
+def test_frame_spacing_keeps_whole_frames_where_it_can(kit):
+    """A rate that divides the source's keeps every n-th source frame as it is (59.94 to
+    29.97 within the tolerance); another lies between frames (100 to 30); none is above."""
+    path = "S/m_poses.npz"
+    assert frame_spacing(120.0, 30.0, path) == (4, 30.0)
+    assert frame_spacing(59.94, 29.97, path) == (2, 29.97)
+    assert frame_spacing(60.0, None, path) == (1, 60.0)
+    spacing, rate = frame_spacing(100.0, 30.0, path)
+    assert rate == 30.0 and spacing == pytest.approx(10 / 3)
+    np.testing.assert_allclose(sampled_positions(11, spacing), [0, 10 / 3, 20 / 3, 10])
+    for wanted in (60.0, 0.0):
+        with pytest.raises(InputError, match=path):
+            frame_spacing(30.0, wanted, path)
+    with np.load(kit.amass / kit.sequences[0]) as archive:
+        poses, trans = archive["poses"], archive["trans"]
+    kept = motion_at(poses, trans, sampled_positions(len(poses), 4))
+    assert np.array_equal(kept[0], poses[::4]) and np.array_equal(kept[1], trans[::4])
 
 
 def test_smplx_file_given_directly_fails(kit, tmp_path):

@@ -5,8 +5,10 @@ given), its own betas and translation; the target is the deformation transfer of
 mesh onto the target's topology (the identity between SMPL and SMPL-H, which share a mesh).
 The source and target kinds are data (`GenderModels`); one sequence, in order:
 
-1. subsample to the wanted frame rate (every n-th frame; a rate that does not divide the
-   source's is refused, naming the file);
+1. the wanted frame rate: every n-th frame where it divides the source's; otherwise the
+   source motion between its frames (joint rotations slerped, translation linear) at the
+   wanted rate (`frame_spacing`, `timeline.motion_at`); a rate above the source's is
+   refused, naming the file;
 2. shape: one target shape for the whole sequence, fitted jointly on `shape_frames` frames
    spread over it. With the joint rotations fixed, the LBS vertices are affine in the betas
    and the translation (joints are linear in the betas, pose correctives depend on the
@@ -56,9 +58,10 @@ from ...formats.sequences_csv import SequenceRow
 from ...runtime import cpu_single_thread
 from .frame_fits import KEPT_START_SPAN_SECONDS, FrameFits
 from .shared_shape import MaskedBody, solve_shape
-from .timeline import level_rows, mean_acceleration, smoothing_weights
+from .timeline import (level_rows, mean_acceleration, motion_at, sampled_positions,
+                       smoothing_weights)
 
-RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 passes, 100 -> 30 does not
+RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 is every 2nd frame, 100 -> 30 is not
 CHUNK_FRAMES = 256               # consecutive frames fitted in levels, their targets held
 # Per-frame fit: up to 5 steps from the warm start on the per-pose fit's 3000-vertex subset
 # (a step there costs about a third of one on the whole mask), the Gauss-Newton matrix
@@ -109,7 +112,7 @@ class SequenceOptions:
         official files (`smplh2smplx_deftrafo_setup.pkl`, ...); not needed between SMPL
         and SMPL-H (one mesh). mask_path: SMPL-X's valid vertices (SMPL-X targets only).
     gender: "file" (each file's own) or neutral, male or female for every file.
-    fps: output frame rate (None: the source's); must divide the source rate.
+    fps: output frame rate (None: the source's), at most the source's (`frame_spacing`).
     shard_size, shard_index: the slice of the sorted file list (shard_size 0: all).
     chunk_frames: frames fitted as one batch; shape_frames, shape_rounds: the joint shape fit.
     smoothing: standard deviation (seconds) of the low-pass of the fits' corrections over
@@ -264,20 +267,27 @@ class GenderModels:
 
 # ----------------------------------------------------------------- one sequence
 
-def frame_step(source_rate: float, wanted_rate: float | None, path: str | Path | None) -> int:
-    """The subsampling step n (every n-th frame) from `source_rate` to `wanted_rate`."""
+def frame_spacing(source_rate: float, wanted_rate: float | None,
+                  path: str | Path | None) -> tuple:
+    """(source frames per frame written, the rate written) from `source_rate` to
+    `wanted_rate` (None: the source's): every n-th frame where the wanted rate divides the
+    source's (within RATE_TOLERANCE: 59.94 to 29.97 keeps every 2nd frame, written at 29.97
+    fps); otherwise one frame every source/wanted frames, between source frames (100 to 30
+    fps: 3.33), written at the wanted rate. A rate above the source's is refused."""
     if wanted_rate is None:
-        return 1
+        return 1, source_rate
     if isinstance(wanted_rate, bool) or not isinstance(wanted_rate, numbers.Real) \
             or not wanted_rate > 0:
         raise InputError(f"{path}: the output frame rate must be a positive number, got "
                          f"{wanted_rate!r}")
     ratio = source_rate / wanted_rate
     step = round(ratio)
-    if step < 1 or abs(ratio - step) > RATE_TOLERANCE * ratio:
-        raise InputError(f"{path}: cannot subsample {source_rate:g} fps to {wanted_rate:g} fps "
-                         f"(the source rate must be a whole multiple of the output rate)")
-    return step
+    if step >= 1 and abs(ratio - step) <= RATE_TOLERANCE * ratio:
+        return step, source_rate / step
+    if ratio < 1:
+        raise InputError(f"{path}: cannot raise {source_rate:g} fps to {wanted_rate:g} fps "
+                         "(the output rate must be at most the source's)")
+    return ratio, float(wanted_rate)
 
 
 def spread_frames(num_frames: int, count: int) -> np.ndarray:
@@ -295,11 +305,12 @@ def body_joints(body: BodyModel, pose: torch.Tensor, betas: torch.Tensor,
 
 
 class SourceFrames:
-    """The subsampled source frames of a sequence, posed chunk by chunk on demand."""
+    """The source frames of a sequence at the rate written (one every `spacing` source
+    frames, `frame_spacing`), posed chunk by chunk on demand."""
 
-    def __init__(self, sequence, step, models, deformation):
-        self.poses = sequence.poses[::step]
-        self.trans = sequence.trans[::step]
+    def __init__(self, sequence, spacing, models, deformation):
+        self.poses, self.trans = motion_at(sequence.poses, sequence.trans,
+                                           sampled_positions(len(sequence.poses), spacing))
         self.models = models
         self.deformation = deformation
         count = models.source.num_betas
@@ -415,9 +426,8 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     """
     if sequence.kind != models.source_kind:
         raise ValueError(f"a {sequence.kind} sequence given to {models.source_kind} models")
-    step = frame_step(sequence.framerate, fps, sequence.path)
-    rate = sequence.framerate / step
-    source = SourceFrames(sequence, step, models, deformation)
+    spacing, rate = frame_spacing(sequence.framerate, fps, sequence.path)
+    source = SourceFrames(sequence, spacing, models, deformation)
     num_frames = len(source)
     anchors = spread_frames(num_frames, shape_frames)
     chunks = [np.arange(start, min(start + chunk_frames, num_frames))
@@ -450,7 +460,7 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     # Frame 0 (the first anchor) starts from its fit with the shape; the others guide.
     fits.keep(anchors[:1], anchor_poses[:1], anchor_transl[:1])
     fits.guide(anchors[1:], anchor_poses[1:], anchor_transl[1:])
-    waiting, reach = [], len(weights) // 2
+    waiting, reach, reported = [], len(weights) // 2, 0
     for index, frames in enumerate(chunks):
         if index == 0:
             (targets, joints), first = first, None         # held no longer than its chunk
@@ -462,8 +472,11 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         available = frames[-1] + 1
         while waiting and (waiting[0][0][-1] + reach < available or available == num_frames):
             finish(*waiting.pop(0), available)
-        if on_frames is not None:
-            on_frames(len(frames) * step)
+        if on_frames is not None:          # the source frames covered so far
+            covered = (len(sequence.poses) if index == len(chunks) - 1
+                       else round((frames[-1] + 1) * spacing))
+            on_frames(covered - reported)
+            reported = covered
 
     pose, transl = torch.cat(outputs["pose"]), torch.cat(outputs["transl"])
     output = MotionSequence(kind=models.target_kind,

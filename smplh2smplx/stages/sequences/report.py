@@ -22,8 +22,9 @@ from ...formats.files import atomic_write
 from ...formats.sequence_files import read_motion, read_motion_file
 from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
-from .convert import GenderModels, SequenceOptions, frame_step, pair_transfer
+from .convert import GenderModels, SequenceOptions, frame_spacing, pair_transfer
 from .run import output_path, quality_path, read_quality
+from .timeline import motion_at
 
 REPORT_DIR = "report"
 SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X
@@ -119,15 +120,15 @@ def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) ->
                           pair_transfer(options, sequence.kind, target).mask_ids,
                           torch.device("cpu"))
     rate = float(arrays[KINDS[target].motion.rate_key])
-    step = frame_step(sequence.framerate, rate, source_path)
-    source_frames = frames * step
+    spacing, _ = frame_spacing(sequence.framerate, rate, source_path)
+    source_poses, source_trans = motion_at(sequence.poses, sequence.trans, frames * spacing)
     betas = np.zeros(models.source.num_betas)
     count = min(len(betas), len(sequence.betas))
     betas[:count] = sequence.betas[:count]
     as_float = lambda array: torch.as_tensor(np.asarray(array), dtype=torch.float32)  # noqa
-    source = models.source(as_float(sequence.poses[source_frames]).view(len(frames), -1, 3),
+    source = models.source(as_float(source_poses).view(len(frames), -1, 3),
                            as_float(betas)[None].expand(len(frames), -1),
-                           as_float(sequence.trans[source_frames]))[0].numpy()
+                           as_float(source_trans))[0].numpy()
     body = models.target
     num_betas = min(body.num_betas, len(arrays["betas"]))
     fitted = body(torch.as_tensor(arrays["poses"][frames]).view(len(frames), -1, 3).to(
@@ -136,7 +137,7 @@ def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) ->
                       len(frames), -1).to(body.v_template),
                   torch.as_tensor(arrays["trans"][frames]).to(body.v_template))[0].numpy()
     azimuth = facing_azimuth(roma.rotvec_to_rotmat(
-        torch.as_tensor(sequence.poses[source_frames[0], :3])).numpy())
+        torch.as_tensor(source_poses[0, :3])).numpy())
     return source, models.source.faces.numpy(), fitted, body.faces.numpy(), azimuth
 
 

@@ -1,6 +1,7 @@
 """A motion's fitted frames over time: which frames a chunk fits first (`level_rows`), the
 starts carried from fitted frames (`carried_start`), the low-pass of the fits' corrections
-(`low_pass`) and the joints' acceleration (`mean_acceleration`).
+(`low_pass`), the joints' acceleration (`mean_acceleration`), and a motion at another
+frame rate (`sampled_positions`, `motion_at`).
 
 A correction is a frame's per-joint rotation R_fit R_src^T (and the translation's offset
 trans_fit - trans_src): what the fit changed of the source pose.
@@ -71,10 +72,45 @@ def carried_start(frames: np.ndarray, known: np.ndarray, corrections: torch.Tens
     """
     before, after, weight = known_around(frames, known)
     weight = torch.as_tensor(weight)
-    first, second = corrections[before], corrections[after]
-    turn = roma.rotmat_to_rotvec(first.transpose(-1, -2) @ second) * weight[:, None, None]
     shift = offsets[before] + weight[:, None] * (offsets[after] - offsets[before])
-    return first @ roma.rotvec_to_rotmat(turn), shift
+    return slerp(corrections[before], corrections[after], weight), shift
+
+
+def slerp(first: torch.Tensor, second: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Rotations (F, J, 3, 3) a fraction `weight` (F,) of the way from `first` to `second`
+    (F, J, 3, 3) along the shortest arc, first exp(w log(first^T second))."""
+    turn = roma.rotmat_to_rotvec(first.transpose(-1, -2) @ second) * weight[:, None, None]
+    return first @ roma.rotvec_to_rotmat(turn)
+
+
+def sampled_positions(num_frames: int, spacing: float) -> np.ndarray:
+    """(F,) where in a motion of `num_frames` frames the frames one every `spacing` source
+    frames lie (source frame indices, fractional between two frames): the first at 0, none
+    past the last."""
+    count = int(np.floor((num_frames - 1) / spacing + 1e-9)) + 1 if num_frames else 0
+    return np.arange(count) * spacing
+
+
+def motion_at(poses: np.ndarray, trans: np.ndarray, positions: np.ndarray) -> tuple:
+    """The poses (F, 3J) and translations (F, 3) of a motion (poses (T, 3J) axis-angle,
+    trans (T, 3)) at `positions` (F,) (`sampled_positions`): a frame itself at a whole
+    position; between two frames, each joint's rotation slerped and the translation
+    interpolated linearly (float64)."""
+    whole = np.round(positions).astype(np.int64)
+    if np.array_equal(whole, positions):
+        return poses[whole], trans[whole]
+    before = np.minimum(np.floor(positions).astype(np.int64), len(poses) - 1)
+    after = np.minimum(before + 1, len(poses) - 1)
+    weight = torch.as_tensor(positions - before)
+
+    def rotations(rows):
+        return roma.rotvec_to_rotmat(torch.as_tensor(poses[rows], dtype=torch.float64)
+                                     .view(len(rows), -1, 3))
+
+    pose = roma.rotmat_to_rotvec(slerp(rotations(before), rotations(after), weight))
+    trans = np.asarray(trans, dtype=np.float64)
+    shift = trans[before] + weight.numpy()[:, None] * (trans[after] - trans[before])
+    return pose.reshape(len(positions), -1).numpy(), shift
 
 
 def smoothing_weights(rate: float, seconds: float) -> np.ndarray:
