@@ -29,8 +29,8 @@ from smplh2smplx.cli import RUN_FLAGS, add_setting_flags, run_command, setting_f
 from smplh2smplx.errors import InputError, listed
 from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.stages.sequences.convert import (CHUNK_FRAMES, FRAME_FIT, MODEL_FLAGS,
-                                                  SHAPE_FRAMES, SMOOTHING_SECONDS,
-                                                  SequenceOptions)
+                                                  SEQUENCES_PER_BATCH, SHAPE_FRAMES,
+                                                  SMOOTHING_SECONDS, SequenceOptions)
 from smplh2smplx.stages.sequences.run import (ShardError, SlurmOptions, run_sequences,
                                               submit_shards)
 from smplh2smplx.settings import UNSET, USER_CONFIG, TransferOptions, read_user_config
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-index", dest="shard_index", help=argparse.SUPPRESS)
     parser.add_argument("--chunk-frames", type=int, default=CHUNK_FRAMES,
                         help="frames fitted at once (default: %(default)s)")
+    parser.add_argument("--sequences-per-batch", type=int, default=SEQUENCES_PER_BATCH,
+                        help="files converted at once, their fits batched together "
+                             "(default: %(default)s)")
     parser.add_argument("--shape-frames", type=int, default=SHAPE_FRAMES,
                         help="frames the sequence's shape is fitted on (default: %(default)s)")
     parser.add_argument("--smoothing", type=float, default=SMOOTHING_SECONDS, metavar="SECONDS",
@@ -163,6 +166,7 @@ def options_from_args(args, user_config):
                            num_betas=args.num_betas, gender=args.gender, fps=args.fps,
                            **setting_flag_values(TransferOptions, args, SHARED_FLAGS),
                            chunk_frames=args.chunk_frames, shape_frames=args.shape_frames,
+                           sequences_per_batch=args.sequences_per_batch,
                            smoothing=args.smoothing,
                            fit=replace(FRAME_FIT, max_iterations=args.max_iterations))
 

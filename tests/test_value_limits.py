@@ -112,19 +112,21 @@ def test_a_failing_fit_fails_its_file_alone_and_writes_nothing_of_it(kit, tmp_pa
     for name in ("good", "solver", "nan"):
         np.savez(tree / "a" / f"{name}_poses.npz", **arrays)
     np.savez(tree / "a" / "far_poses.npz", **changed(arrays, "trans", (3, 0), 1e30))
-    real_convert = run_module.convert_sequence
+    real_steps = run_module.sequence_steps
 
-    def convert(sequence, *args, **kwargs):
-        if sequence.path.name == "solver_poses.npz":
+    def steps(sequence, *args, **kwargs):
+        conversion = real_steps(sequence, *args, **kwargs)
+        if sequence.path.name == "solver_poses.npz":     # its first fit, batched, fails
+            yield next(conversion)
             raise torch.linalg.LinAlgError("linalg.eigh: the algorithm failed to converge")
-        result = real_convert(sequence, *args, **kwargs)
+        result = yield from conversion
         if sequence.path.name == "nan_poses.npz":
             poses = result.output.poses.copy()
             poses[2, 5] = np.nan
             result = replace(result, output=replace(result.output, poses=poses))
         return result
 
-    monkeypatch.setattr(run_module, "convert_sequence", convert)
+    monkeypatch.setattr(run_module, "sequence_steps", steps)
     code, printed = run_tree(kit, tree, output)
     assert code == 1 and "Traceback" not in printed
     failed = {"far": "frame 3 holds a translation beyond 1000 m",

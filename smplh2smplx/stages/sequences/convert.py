@@ -56,6 +56,7 @@ from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from ...formats.sequence_files import MotionSequence
 from ...formats.sequences_csv import SequenceRow
 from ...runtime import cpu_single_thread
+from .batching import FitRequest, fitted_alone
 from .frame_fits import KEPT_START_SPAN_SECONDS, FrameFits
 from .shared_shape import MaskedBody, solve_shape
 from .timeline import (level_rows, mean_acceleration, motion_at, sampled_positions,
@@ -63,6 +64,7 @@ from .timeline import (level_rows, mean_acceleration, motion_at, sampled_positio
 
 RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 is every 2nd frame, 100 -> 30 is not
 CHUNK_FRAMES = 256               # consecutive frames fitted in levels, their targets held
+SEQUENCES_PER_BATCH = 8          # files in flight at once, their fits batched together
 # Per-frame fit: up to 5 steps from the warm start on the per-pose fit's 3000-vertex subset
 # (a step there costs about a third of one on the whole mask), the Gauss-Newton matrix
 # rebuilt every 3 steps as in per-pose fits. Tuned on the realistic kit of seed 0 (SMPL-H to
@@ -115,6 +117,9 @@ class SequenceOptions:
     fps: output frame rate (None: the source's), at most the source's (`frame_spacing`).
     shard_size, shard_index: the slice of the sorted file list (shard_size 0: all).
     chunk_frames: frames fitted as one batch; shape_frames, shape_rounds: the joint shape fit.
+    sequences_per_batch: files converted at once, their fits batched together (a step of
+        the fitter costs a fixed part that a motion's small batches of frames do not fill:
+        `batching.py`).
     smoothing: standard deviation (seconds) of the low-pass of the fits' corrections over
         time (0: each frame as fitted).
     num_betas: betas written (None: the target layout's, 16 for SMPL-X and SMPL-H, 10 SMPL).
@@ -136,6 +141,7 @@ class SequenceOptions:
     keep_going: bool = False
     device: str = "auto"
     chunk_frames: int = CHUNK_FRAMES
+    sequences_per_batch: int = SEQUENCES_PER_BATCH
     shape_frames: int = SHAPE_FRAMES
     shape_rounds: int = 1
     smoothing: float = SMOOTHING_SECONDS
@@ -166,6 +172,7 @@ class SequenceOptions:
         problems += below_least((("--shard-size", self.shard_size, 0),
                                  ("--shard-index", self.shard_index, 0),
                                  ("--chunk-frames", self.chunk_frames, 1),
+                                 ("--sequences-per-batch", self.sequences_per_batch, 1),
                                  ("--shape-frames", self.shape_frames, 1),
                                  ("shape_rounds", self.shape_rounds, 1),      # no flag
                                  ("--max-iterations", self.fit.max_iterations, 0)))
@@ -336,8 +343,8 @@ class SourceFrames:
 
 
 def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray,
-              targets: torch.Tensor, rounds: int) -> tuple:
-    """Joint shape fit on `frames`.
+              targets: torch.Tensor, rounds: int):
+    """Joint shape fit on `frames` (a generator of its fits' `FitRequest`s).
 
     First every frame is fitted on its own with free betas (pose and shape together: an
     alternation started from the zero shape crawls, as the poses first bend to make up
@@ -351,16 +358,17 @@ def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray,
     """
     pose = models.map_pose(source.poses[frames]).float()
     # Only the poses are used: the errors are those of the fit's own subset (no posing).
-    result = models.shape_fitter.fit(targets, pose, shape_start(models, source, targets, pose),
-                                     error_set=models.shape_fitter.model.fit_set)
+    result = yield FitRequest(models.shape_fitter, targets, pose,
+                              shape_start(models, source, targets, pose),
+                              error_set=models.shape_fitter.model.fit_set)
     shape_targets = targets[:, models.shape_set]
     betas, transl = solve_shape(models.masked_target, result.pose.to(models.device),
                                 shape_targets)
     pose = result.pose
     for _ in range(rounds - 1):
-        pose = models.fitter.fit(targets, pose, betas.float().cpu().expand(len(frames), -1),
-                                 transl.float().cpu(),
-                                 error_set=models.fitter.model.fit_set).pose
+        pose = (yield FitRequest(models.fitter, targets, pose,
+                                 betas.float().cpu().expand(len(frames), -1),
+                                 transl.float().cpu(), models.fitter.model.fit_set)).pose
         betas, transl = solve_shape(models.masked_target, pose.to(models.device),
                                     shape_targets)
     return betas.cpu(), pose, transl.cpu()
@@ -412,7 +420,21 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
                      shape_frames: int = SHAPE_FRAMES,
                      shape_rounds: int = 1, smoothing: float = SMOOTHING_SECONDS,
                      on_frames=None) -> SequenceResult:
-    """Convert one checked `MotionSequence` with the models of its kind and gender.
+    """Convert one checked `MotionSequence` with the models of its kind and gender, its
+    fits each on its own (`sequence_steps`, whose arguments these are)."""
+    return fitted_alone(sequence_steps(sequence, models, deformation, fps, chunk_frames,
+                                       shape_frames, shape_rounds, smoothing, on_frames))
+
+
+def sequence_steps(sequence: MotionSequence, models: GenderModels, deformation,
+                   fps: float = None, chunk_frames: int = CHUNK_FRAMES,
+                   shape_frames: int = SHAPE_FRAMES,
+                   shape_rounds: int = 1, smoothing: float = SMOOTHING_SECONDS,
+                   on_frames=None):
+    """The conversion of one checked `MotionSequence` with the models of its kind and
+    gender, as a generator: it yields each fit it needs as a `FitRequest`, is sent the
+    `FitResult`, and returns the `SequenceResult` (`batching.py` fits the requests of
+    several sequences as one batch).
 
     The source and target kinds are those of `models` (`sequence.kind` must be the source);
     `deformation` maps the source mesh onto the target's (the identity between SMPL and
@@ -438,8 +460,8 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
     first = source.targets(chunks[0])
     anchor_targets = (first[0][torch.as_tensor(anchors, device=first[0].device)]
                       if anchors[-1] < len(chunks[0]) else source.targets(anchors)[0])
-    betas, anchor_poses, anchor_transl = fit_shape(models, source, anchors, anchor_targets,
-                                                   shape_rounds)
+    betas, anchor_poses, anchor_transl = yield from fit_shape(
+        models, source, anchors, anchor_targets, shape_rounds)
     fits = FrameFits(models, source, betas, int(KEPT_START_SPAN_SECONDS * rate + 1e-6))
     weights = smoothing_weights(rate, smoothing)
     outputs = {name: [] for name in ("pose", "transl", "v2v", "joints", "source_joints")}
@@ -467,7 +489,8 @@ def convert_sequence(sequence: MotionSequence, models: GenderModels, deformation
         else:
             targets, joints = source.targets(frames)
         for rows in level_rows(len(frames)):
-            fits.fit(frames[rows], targets[torch.as_tensor(rows, device=targets.device)])
+            yield from fits.fit(frames[rows],
+                                targets[torch.as_tensor(rows, device=targets.device)])
         waiting.append((frames, targets, joints))
         available = frames[-1] + 1
         while waiting and (waiting[0][0][-1] + reach < available or available == num_frames):

@@ -14,6 +14,7 @@ from ...fit.fitter import FitResult
 from ...fit.problem import forward, mean_distance
 from ...fit.solver import EXACT_FIT_RMS
 from ...runtime import cpu_single_thread
+from .batching import FitRequest
 from .timeline import carried_start, known_around, low_pass
 
 # A frame between two fitted frames whose interpolated start is already within this fraction
@@ -50,7 +51,7 @@ OUTLIER_MARGIN_MM = 0.1
 
 
 def refit_outliers(models, targets: torch.Tensor, betas: torch.Tensor, result: FitResult,
-                   error_set) -> int:
+                   error_set):
     """Fit again, with the full settings, the frames of a chunk whose error stands out.
 
     The per-frame fit is short (a warm start is a step away from the minimum); a frame
@@ -58,7 +59,8 @@ def refit_outliers(models, targets: torch.Tensor, betas: torch.Tensor, result: F
     level's median and the median by OUTLIER_MARGIN_MM (a jump in the source, a start that
     was not close), gets the full fit from where it stopped (`models`: the GenderModels;
     targets (F, M, 3); betas (nb,)). `result` (a FitResult, its errors on the VertexSet
-    `error_set`) is updated in place; returns the number of frames refitted.
+    `error_set`) is updated in place. A generator: it yields the refit's `FitRequest`
+    (`batching.py`) and returns the number of frames refitted.
     """
     errors = result.v2v_mean_mm
     median = errors.median()
@@ -66,9 +68,9 @@ def refit_outliers(models, targets: torch.Tensor, betas: torch.Tensor, result: F
                              & (errors > median + OUTLIER_MARGIN_MM)).squeeze(1)
     if len(outliers) == 0:
         return 0
-    again = models.refit_fitter.fit(targets[outliers], result.pose[outliers],
-                                    betas.expand(len(outliers), -1), result.transl[outliers],
-                                    error_set)
+    again = yield FitRequest(models.refit_fitter, targets[outliers], result.pose[outliers],
+                             betas.expand(len(outliers), -1), result.transl[outliers],
+                             error_set)
     better = again.v2v_mean_mm < errors[outliers]
     rows = outliers[better]
     for name in ("pose", "transl", "v2v_mean_mm", "v2v_max_mm", "converged"):
@@ -154,9 +156,9 @@ class FrameFits:
         ahead = self.guides & (np.arange(len(known)) > np.flatnonzero(known).max())
         return carried_start(frames, known | ahead, self.corrections, self.offsets)
 
-    def fit(self, frames: np.ndarray, targets: torch.Tensor) -> None:
+    def fit(self, frames: np.ndarray, targets: torch.Tensor):
         """Fit `frames` (targets (F, M, 3)) from their `starts`; a start as good as the
-        fitted frames around it is kept as it is."""
+        fitted frames around it is kept as it is. A generator of the fits' `FitRequest`s."""
         correction, offset = self.starts(frames)
         rows = self.keep_good_starts(frames, correction, offset, targets)
         if len(rows) == 0:
@@ -164,10 +166,11 @@ class FrameFits:
         frames, targets = frames[rows], targets[torch.as_tensor(rows, device=targets.device)]
         rotations = correction[rows] @ self.source_rotations(frames)
         transl = offset[rows] + self.source_trans[frames]
-        result = self.models.fitter.fit(targets, roma.rotmat_to_rotvec(rotations).float(),
-                                        self.betas.expand(len(frames), -1), transl.float(),
-                                        self.check_set)
-        refit_outliers(self.models, targets, self.betas, result, self.check_set)
+        result = yield FitRequest(self.models.fitter, targets,
+                                  roma.rotmat_to_rotvec(rotations).float(),
+                                  self.betas.expand(len(frames), -1), transl.float(),
+                                  self.check_set)
+        yield from refit_outliers(self.models, targets, self.betas, result, self.check_set)
         self.keep(frames, result.pose, result.transl)
         self.iterations[frames] = result.iterations
         self.errors[frames] = result.v2v_mean_mm.double()

@@ -41,8 +41,9 @@ from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, SkipFile, i
                                        write_motion)
 from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_rows
 from ...runtime import resolve_device
-from .convert import (GenderModels, SequenceOptions, SequenceResult, convert_sequence,
-                      pair_transfer, sequence_row)
+from .batching import FitScheduler
+from .convert import (GenderModels, SequenceOptions, SequenceResult, pair_transfer,
+                      sequence_row, sequence_steps)
 
 QUALITY_DIR = "quality"          # <output>/quality/<relative folder>/<name>_frames.npz
 
@@ -279,42 +280,45 @@ class SequenceRun:
 
         return _remembered(self._models, (source_kind, gender), load)
 
-    def convert(self, relative: str, path: Path,
-                on_frames: Callable[[int], None] | None = None) -> SequenceRow:
-        """Convert one file and write its row, quality file and output; the row."""
+    def start(self, relative: str, path: Path, on_frames: Callable[[int], None] | None = None):
+        """Read and check one file; its conversion as a generator of fits
+        (`convert.sequence_steps`)."""
         options = self.options
-        target = options.target_model
-        start = time.perf_counter()
         problem = name_problem(relative)
         if problem:
             raise InputError(f"{shown_name(relative)}: the file name {problem} (it could not "
                              "be written into sequences.csv); rename the file")
         sequence = read_motion(path, options.source_model)
-        if sequence.kind == target:
-            raise SkipFile(f"{path}: already a {KINDS[target].label} sequence")
+        if sequence.kind == options.target_model:
+            raise SkipFile(f"{path}: already a {KINDS[options.target_model].label} sequence")
         gender = sequence.gender if options.gender == "file" else options.gender
         try:
             models = self.models(sequence.kind, gender)
         except InputError as error:
             raise InputError(f"{path}: gender {gender}: {error}") from None
-        try:
-            result = convert_sequence(sequence, models, self.transfer(sequence.kind),
-                                      options.fps, options.chunk_frames, options.shape_frames,
-                                      options.shape_rounds, options.smoothing,
-                                      on_frames=on_frames)
-        except torch.linalg.LinAlgError as error:
+        return sequence_steps(sequence, models, self.transfer(sequence.kind), options.fps,
+                              options.chunk_frames, options.shape_frames,
+                              options.shape_rounds, options.smoothing, on_frames=on_frames)
+
+    def finish(self, relative: str, path: Path, outcome, seconds: float) -> SequenceRow:
+        """Write a converted file's row, quality file and output (`outcome`: its
+        SequenceResult, or the exception its conversion raised); its row."""
+        if isinstance(outcome, torch.linalg.LinAlgError):
             # Inputs within the limits never get here; if one did, it must fail alone, not
             # stop a run over thousands of files.
-            raise InputError(f"{path}: the fit failed ({one_line(error)})") from None
+            raise InputError(f"{path}: the fit failed ({one_line(outcome)})")
+        if isinstance(outcome, BaseException):
+            raise outcome
+        options, target = self.options, self.options.target_model
         output = output_path(options.output_dir, relative, target)
-        check_finite(output, motion_arrays(result.output))   # before its row is recorded
+        check_finite(output, motion_arrays(outcome.output))   # before its row is recorded
         if not self._recorded:
             record_result_settings(options.output_dir, self.settings, options.overwrite)
             self._recorded = True
-        row = sequence_row(relative, result, time.perf_counter() - start)
+        row = sequence_row(relative, outcome, seconds)
         merge_sequence_rows(Path(options.output_dir) / SEQUENCES_CSV, [row])
-        write_quality(quality_path(options.output_dir, relative, target), result)
-        write_motion(output, result.output)
+        write_quality(quality_path(options.output_dir, relative, target), outcome)
+        write_motion(output, outcome.output)
         return row
 
 
@@ -358,29 +362,74 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     start = time.perf_counter()
     with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), unit="frame",
               disable=not progress or not todo) as bar:
-        for (relative, path), shape in zip(todo, shapes):
-            done_before, frames = bar.n, shape[0] if shape else 0
-            try:
-                summary.rows.append(run.convert(
-                    relative, path, lambda count: bar.update(
-                        min(count, done_before + frames - bar.n))))
-            except InputError as error:
-                # A file that is not a motion file to convert is skipped in a tree, but
-                # fails when it is the one file asked for.
-                if isinstance(error, SkipFile) and not single_file:
-                    summary.skipped.append((relative, str(error)))
-                    continue
-                summary.failures.append((relative, str(error)))
-                if progress:
-                    tqdm.write(f"failed: {error}")
-                if not options.keep_going:
-                    summary.stopped = True
-                    break
-            finally:
-                # The bar counts the file's source frames whatever the subsampling.
-                bar.update(done_before + frames - bar.n)
+        convert_files(run, list(zip(todo, shapes)), summary, bar, single_file, progress)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def convert_files(run: SequenceRun, files: list, summary: SequenceSummary, bar,
+                  single_file: bool, progress: bool) -> None:
+    """Convert `files` ((relative, path), poses shape) with up to `sequences_per_batch` of
+    them in flight, their fits batched together (`batching.FitScheduler`); each file is
+    written as soon as it is done. Rows, skips and failures go into `summary`; without
+    keep_going a failure starts no other file (those in flight are finished)."""
+    options, scheduler = run.options, FitScheduler()
+    in_flight = {}                             # index -> (relative, path, frames, start)
+    counted = {}                               # index -> source frames on the bar
+
+    def count(index, frames):
+        """Move the bar by a file's source frames, at most its own."""
+        def update(amount):
+            amount = min(amount, frames - counted[index])
+            counted[index] += amount
+            bar.update(amount)
+        return update
+
+    def failed(relative, error):
+        # A file that is not a motion file to convert is skipped in a tree, but fails when
+        # it is the one file asked for.
+        if isinstance(error, SkipFile) and not single_file:
+            summary.skipped.append((relative, str(error)))
+            return
+        summary.failures.append((relative, str(error)))
+        if progress:
+            tqdm.write(f"failed: {error}")
+        if not options.keep_going:
+            summary.stopped = True
+
+    def ended(index, outcome):
+        relative, path, frames, started = in_flight.pop(index)
+        try:
+            summary.rows.append(run.finish(relative, path, outcome,
+                                           time.perf_counter() - started))
+        except InputError as error:
+            failed(relative, error)
+        finally:
+            # The bar counts the file's source frames whatever the frame rate written.
+            count(index, frames)(frames)
+
+    queue = list(enumerate(files))[::-1]
+    while queue or in_flight:
+        while queue and len(in_flight) < options.sequences_per_batch and not summary.stopped:
+            index, ((relative, path), shape) = queue.pop()
+            frames = shape[0] if shape else 0
+            counted[index] = 0
+            in_flight[index] = (relative, path, frames, time.perf_counter())
+            try:
+                steps = run.start(relative, path, count(index, frames))
+            except InputError as error:
+                steps = error
+            outcomes = ([(index, steps)] if isinstance(steps, InputError)
+                        else scheduler.add(index, steps))
+            for key, outcome in outcomes:
+                ended(key, outcome)
+        if summary.stopped and not in_flight:
+            break
+        if scheduler.pending:
+            for key, outcome in scheduler.round():
+                ended(key, outcome)
+        elif summary.stopped:
+            break
 
 
 # ----------------------------------------------------------------- SLURM through submitit
