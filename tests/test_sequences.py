@@ -963,3 +963,37 @@ def test_files_converted_together_give_what_each_gives_alone(kit, tmp_path, monk
         np.testing.assert_allclose(together["trans"], arrays["trans"], atol=1e-5)
         np.testing.assert_allclose(together["betas"], arrays["betas"], atol=1e-4)
         assert together_row.v2v_mean_mm == pytest.approx(row.v2v_mean_mm, rel=1e-4)
+
+
+def test_frames_posed_in_slices_are_those_posed_alone(kit, monkeypatch):
+    """A motion's source frames and the errors of its frames written are computed in slices
+    of POSING_SLICE_FRAMES on the CPU (here 16, the kit's motion having 60 frames): a chunk
+    of more frames than that gives each frame's targets, joints and errors as posing it
+    alone does."""
+    import smplh2smplx.runtime as runtime
+    from smplh2smplx.body.deformation import load_deformation_transfer
+    from smplh2smplx.stages.sequences.convert import GenderModels, SourceFrames
+    from smplh2smplx.stages.sequences.frame_fits import FrameFits
+    monkeypatch.setattr(runtime, "POSING_SLICE_FRAMES", 16)
+    assert runtime.posing_slices(40, "cpu") == [slice(0, 16), slice(16, 32), slice(32, 40)]
+    assert runtime.posing_slices(40, "cuda") == [slice(0, 40)]
+    deformation = load_deformation_transfer(kit.deftrafo, kit.mask)
+    models = GenderModels(options(kit, kit.amass, Path("unused")), "smplh", "male",
+                          deformation.mask_ids, torch.device("cpu"))
+    sequence = read_motion(kit.amass / kit.sequences[0])
+    source = SourceFrames(sequence, 1, models, deformation)
+    frames = np.arange(len(source))
+    assert len(frames) > 32
+    targets, joints = source.targets(frames)
+    assert targets.permute(1, 2, 0).is_contiguous()             # the fitter's layout
+    for frame in (0, 15, 16, len(frames) - 1):
+        alone, alone_joints = source.targets(frames[frame:frame + 1])
+        torch.testing.assert_close(targets[frame], alone[0], rtol=0, atol=1e-6)
+        torch.testing.assert_close(joints[frame], alone_joints[0], rtol=0, atol=1e-6)
+    fits = FrameFits(models, source, torch.zeros(models.target.num_betas), kept_span=4)
+    rotations = fits.source_rotations(frames)
+    transl = torch.as_tensor(source.trans[frames])
+    errors = fits.errors_of(rotations, transl, targets)
+    alone = torch.cat([fits.errors_of(rotations[[frame]], transl[[frame]],
+                                      targets[[frame]]) for frame in frames[::7]])
+    torch.testing.assert_close(errors[::7], alone, rtol=1e-5, atol=1e-6)

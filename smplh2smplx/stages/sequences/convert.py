@@ -55,7 +55,7 @@ from ...formats.body_models import BodyModelData, load_body_model
 from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from ...formats.sequence_files import MotionSequence
 from ...formats.sequences_csv import SequenceRow
-from ...runtime import cpu_single_thread
+from ...runtime import cpu_single_thread, posing_slices
 from .batching import FitRequest, fitted_alone
 from .frame_fits import KEPT_START_SPAN_SECONDS, FrameFits
 from .shared_shape import MaskedBody, solve_shape
@@ -335,11 +335,15 @@ class SourceFrames:
         device = self.models.device
         pose = torch.as_tensor(self.poses[frames], dtype=torch.float32, device=device)
         trans = torch.as_tensor(self.trans[frames], dtype=torch.float32, device=device)
+        targets, joints = [], []
         with cpu_single_thread(device):
-            vertices, joints = self.models.source.vertex_major(
-                pose.view(len(pose), -1, 3), self.betas, trans)
-            targets = self.deformation.apply_masked(vertices).permute(2, 0, 1)
-        return targets, joints[:, :NUM_BODY_JOINTS]
+            for rows in posing_slices(len(pose), device):
+                vertices, slice_joints = self.models.source.vertex_major(
+                    pose[rows].view(len(pose[rows]), -1, 3), self.betas, trans[rows])
+                targets.append(self.deformation.apply_masked(vertices))
+                joints.append(slice_joints[:, :NUM_BODY_JOINTS])
+            targets = torch.cat(targets, dim=-1) if len(targets) > 1 else targets[0]
+        return targets.permute(2, 0, 1), torch.cat(joints)
 
 
 def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray,

@@ -13,7 +13,7 @@ import torch
 from ...fit.fitter import FitResult
 from ...fit.problem import forward, mean_distance
 from ...fit.solver import EXACT_FIT_RMS
-from ...runtime import cpu_single_thread
+from ...runtime import cpu_single_thread, posing_slices
 from .batching import FitRequest
 from .timeline import carried_start, known_around, low_pass
 
@@ -123,11 +123,14 @@ class FrameFits:
         vertex_targets = targets.to(fitted).permute(1, 2, 0)
         if vertex_set is not model.mask_set:
             vertex_targets = vertex_targets[vertex_set.positions]
+        betas, errors = self.betas.to(fitted), []
         with cpu_single_thread(self.models.device):
-            residual = forward(model, vertex_set, rotations.to(fitted),
-                               self.betas.expand(len(transl), -1).to(fitted),
-                               transl.to(fitted))[0] - vertex_targets
-        return (mean_distance(vertex_set, residual.square().sum(1).sqrt()) * 1000.0).cpu()
+            for rows in posing_slices(len(transl), self.models.device):
+                residual = forward(model, vertex_set, rotations[rows].to(fitted),
+                                   betas.expand(len(transl[rows]), -1),
+                                   transl[rows].to(fitted))[0] - vertex_targets[..., rows]
+                errors.append(mean_distance(vertex_set, residual.square().sum(1).sqrt()))
+        return (torch.cat(errors) * 1000.0).cpu()
 
     def keep(self, frames: np.ndarray, pose: torch.Tensor, transl: torch.Tensor) -> None:
         """Frames `frames` are known with this pose (F, J, 3) and translation (F, 3)."""
