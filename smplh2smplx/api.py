@@ -2,7 +2,8 @@
 
 `Converter` loads the target model, the deformation transfer and its mask once, then
 converts batches on the CPU or a CUDA device: vertices of the source model, or source
-parameters (pose, betas, translation), to target parameters; and whole AMASS motion files.
+parameters (pose, betas, translation), to target parameters; and whole AMASS motion files,
+one at a time or several with their fits batched together.
 The pair is data (`family.KINDS`): any of "smpl", "smplh" and "smplx", both ways.
 """
 from os import PathLike
@@ -23,8 +24,9 @@ from .formats.limits import (MAX_ANGLE_RAD, MAX_BETA, MAX_COORDINATE_M, MAX_TRAN
                              value_problem)
 from .formats.sequence_files import MotionSequence, checked_motion, read_motion
 from .runtime import resolve_device
+from .stages.sequences.batching import fitted_together
 from .stages.sequences.convert import (GenderModels, SequenceOptions, SequenceResult,
-                                       convert_sequence)
+                                       convert_sequence, sequence_steps)
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 PathType = Union[str, PathLike]
@@ -183,6 +185,25 @@ class Converter:
             betas: as many as AMASS writes, 16 for SMPL-X and SMPL-H, 10 for SMPL),
             `.v2v_mm` the per-frame error.
         """
+        return convert_sequence(self._motion(motion), self._motion_models(),
+                                self.deformation, fps)
+
+    def convert_motions(self, motions: list, fps: Optional[float] = None) -> list:
+        """Convert several whole motions as `convert_motion` does each, their fits batched
+        together (a motion's frames come to the fitter a few dozen at a time, and a step
+        costs a fixed part that several motions share): one `SequenceResult` per motion, in
+        order. Every motion is read and checked first, and all are held in memory."""
+        sequences = [self._motion(motion) for motion in motions]
+        models = self._motion_models()
+        outcomes = fitted_together([sequence_steps(sequence, models, self.deformation, fps)
+                                    for sequence in sequences])
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return outcomes
+
+    def _motion(self, motion: Union[PathType, MotionSequence]) -> MotionSequence:
+        """A motion file of the source model, read, or a MotionSequence, checked."""
         if self.source_body is None:
             raise InputError("converting a motion needs the source model (source_model=)")
         if isinstance(motion, MotionSequence):
@@ -190,9 +211,8 @@ class Converter:
             if sequence.kind != self.source.name:
                 raise InputError(f"{motion.path or 'motion'}: is a {KINDS[motion.kind].label} "
                                  f"motion, the converter's source is {self.source.label}")
-        else:
-            sequence = read_motion(Path(motion), self.source.name)
-        return convert_sequence(sequence, self._motion_models(), self.deformation, fps)
+            return sequence
+        return read_motion(Path(motion), self.source.name)
 
     def _motion_models(self) -> GenderModels:
         """The models of the sequence stage, loaded on the first motion and kept."""

@@ -127,3 +127,25 @@ def test_motions_made_in_memory_are_checked(kit, converter):
     for fps in (0, -1, "30", float("nan")):
         with pytest.raises(InputError, match="output frame rate must be a positive number"):
             converter.convert_motion(motion, fps=fps)
+
+
+def test_motions_converted_together_are_those_converted_one_by_one(kit, converter):
+    """convert_motions: each motion's result in order, as convert_motion gives it (to the
+    batched products' rounding); a bad motion among them is named before any fit."""
+    from dataclasses import replace
+    from smplh2smplx.formats.sequence_files import read_motion
+    first = read_motion(kit.amass / kit.sequences[0])
+    second = replace(first, poses=first.poses[::-1].copy(), trans=first.trans[::-1].copy())
+    shorter = replace(first, poses=first.poses[:25], trans=first.trans[:25])
+    together = converter.convert_motions([first, second, shorter], fps=30.0)
+    assert [len(result.v2v_mm) for result in together] == [len(first.poses[::2]),
+                                                          len(first.poses[::2]), 13]
+    for motion, result in zip([first, second, shorter], together):
+        alone = converter.convert_motion(motion, fps=30.0)
+        np.testing.assert_allclose(result.output.poses, alone.output.poses, atol=1e-3)
+        np.testing.assert_allclose(result.output.trans, alone.output.trans, atol=1e-5)
+        np.testing.assert_allclose(result.v2v_mm, alone.v2v_mm, rtol=1e-3)
+    poses = first.poses.copy()
+    poses[2, 0] = np.inf
+    with pytest.raises(InputError, match="frame 2 holds NaN or infinite values"):
+        converter.convert_motions([first, replace(first, poses=poses)])

@@ -36,6 +36,7 @@ def placeholders(kit, tmp_path_factory):
         "/path/to/transfer/smplh2smplx_deftrafo_setup.pkl": kit.deftrafo,
         "/path/to/transfer/smplx_mask_ids.npy": kit.mask,
         "/path/to/amass/CMU/01/01_01_poses.npz": kit.amass / "CMU" / "03" / "03_01_poses.npz",
+        "/path/to/amass/CMU/01/01_02_poses.npz": kit.amass / kit.sequences[1],
         "/path/to/smplx_sequences/CMU/01/01_01_stageii.npz": kit.amass_smplx,
     }
     generator = torch.Generator().manual_seed(0)

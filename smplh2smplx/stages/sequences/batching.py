@@ -2,7 +2,8 @@
 
 A sequence's conversion is a generator (`convert.sequence_steps`) that yields each fit it
 needs as a `FitRequest` and is sent back the `FitResult`. Alone, each request is fitted as
-it comes (`fitted_alone`). Together (`FitScheduler`), the requests that several sequences
+it comes (`fitted_alone`). Together (`FitScheduler`, `fitted_together`), the requests that
+several sequences
 have pending for the same fitter are fitted as one batch: a step of the fitter costs a fixed
 part (the passes over the blend shapes, the Gauss-Newton matrix, a few hundred small
 operations) and a part per pose, and a motion's frames come in levels of a few to a few
@@ -51,6 +52,17 @@ def fitted_alone(steps: Steps):
             request = steps.send(request.fit())
     except StopIteration as stop:
         return stop.value
+
+
+def fitted_together(conversions: list) -> list:
+    """Run several conversions' generators to the end, their requests batched by
+    `FitScheduler`; each one's result, or the exception it raised, in order."""
+    scheduler, outcomes = FitScheduler(), {}
+    for index, steps in enumerate(conversions):
+        outcomes.update(scheduler.add(index, steps))
+    while len(scheduler):
+        outcomes.update(scheduler.round())
+    return [outcomes[index] for index in range(len(conversions))]
 
 
 def joined(requests: list) -> FitRequest:
