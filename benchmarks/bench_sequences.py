@@ -2,13 +2,15 @@
 
     python -m benchmarks.bench_sequences [--kit-seed 1] [--amass FILE]
         [--fps 30 0] [--kit-frames 120] [--directions smplh2smplx smpl2smplx ...]
-        [--iterations 1 2 3] [--fit-vertices 0] [--rounds 3]
+        [--iterations 1 2 3] [--fit-vertices 0] [--rounds 3] [--tree 8]
 
 Cases: the real AMASS SMPL+H sequence (../shared/data/amass_sample_smplh.npz) SMPL-H to SMPL-X
 at each --fps (0: its own 120 fps), posed with the realistic kit's models of its gender; and
 the realistic kit's first motion (its SMPL, SMPL+H and SMPL-X files) in every direction of
---directions, at the kit's 60 fps. The kit is written with --kit-seed (the defaults were
-tuned on seed 0: measure on another one). Per case and rate, on the same frames:
+--directions, at the kit's 60 fps; and the kit's first --tree motions (SMPL+H, their genders
+mixed as AMASS's subjects are) to SMPL-X, one at a time and together as a run over a tree
+converts them (their fits batched, `--sequences-per-batch`). The kit is written with --kit-seed (the defaults
+were tuned on seed 0: measure on another one). Per case and rate, on the same frames:
 
 - sequence: `convert_sequence` at its defaults (a row per --iterations steps per frame),
   timed whole (posing the source, the transfer, the shape, the frames, the joints);
@@ -38,9 +40,12 @@ import torch
 from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.fit.fitter import FIT_PRESETS, BodyFitter, FitSettings
 from smplh2smplx.formats.sequence_files import read_motion
-from smplh2smplx.stages.sequences.convert import (FRAME_FIT, GenderModels, SequenceOptions,
+from smplh2smplx.stages.sequences.batching import fitted_together
+from smplh2smplx.stages.sequences.convert import (FRAME_FIT, SEQUENCES_PER_BATCH, GenderModels,
+                                                  SequenceOptions, SequenceResult,
                                                   SourceFrames, convert_sequence, frame_spacing,
-                                                  load_gender_model, pair_transfer)
+                                                  load_gender_model, pair_transfer,
+                                                  sequence_steps)
 from smplh2smplx.stages.sequences.shared_shape import SHAPE_RIDGE, MaskedBody, shape_system
 from synthetic_kit import write_synthetic_kit
 
@@ -70,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="loss subset of the per-frame fit (0: the whole mask; default: "
                              "the product's)")
     parser.add_argument("--no-real", action="store_true", help="skip the real sequence")
+    parser.add_argument("--tree", type=int, default=SEQUENCES_PER_BATCH,
+                        help="motions of the kit (its SMPL+H files, mixed genders) converted "
+                             "to SMPL-X together, as a run over a tree does them "
+                             "(--sequences-per-batch), in one more row; 0: none (default: "
+                             "%(default)s)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="times the two paths are timed, taking turns; each keeps its "
                              "median (default %(default)s)")
@@ -164,6 +174,46 @@ def measure(label, sequence, source_kind, target_kind, options, fps, iterations,
                   np.median(per_pose_cpu), floor)
 
 
+def measure_tree(label, motions, options, rounds):
+    """Two rows for several SMPL-H motions converted to SMPL-X: one at a time, and together
+    (their fits batched by `batching.fitted_together`, as `run_sequences` does), each
+    against the per-pose path on the same frames and the motions' floors."""
+    transfer = pair_transfer(options, "smplh", "smplx")
+    options = replace(options, target_model="smplx")
+    genders = sorted({motion.gender for motion in motions})
+    models = {gender: GenderModels(options, "smplh", gender, transfer.mask_ids,
+                                   torch.device("cpu")) for gender in genders}
+    targets = {gender: load_gender_model(options, "smplx", gender) for gender in genders}
+    sources = [SourceFrames(motion, 1, models[motion.gender], transfer) for motion in motions]
+    floor = np.concatenate([
+        shared_shape_floor(models[motion.gender], targets[motion.gender], source)
+        for motion, source in zip(motions, sources)])
+    ways = {
+        "one at a time": lambda: [convert_sequence(motion, models[motion.gender], transfer)
+                                  for motion in motions],
+        "together": lambda: fitted_together([
+            sequence_steps(motion, models[motion.gender], transfer) for motion in motions])}
+
+    def per_pose_all():
+        for motion, source in zip(motions, sources):
+            model = models[motion.gender]
+            per_pose(per_pose_fitter(model, targets[motion.gender], FIT_PRESETS["fast"]),
+                     model, source)
+
+    per_pose_cpu, cpu, results = [], {way: [] for way in ways}, {}
+    for _ in range(rounds):
+        per_pose_cpu.append(cpu_timed(per_pose_all)[1])
+        for way, convert in ways.items():
+            results[way], seconds = cpu_timed(convert)
+            cpu[way].append(seconds)
+    for way, converted in results.items():
+        joined = SequenceResult(output=None, **{
+            name: np.concatenate([getattr(result, name) for result in converted])
+            for name in ("v2v_mm", "acceleration", "source_acceleration", "iterations")})
+        print_row(f"{label}, {way}", "smplh", "smplx", motions[0].framerate, joined,
+                  np.median(cpu[way]), np.median(per_pose_cpu), floor)
+
+
 def print_row(label, source_kind, target_kind, rate, result, sequence_cpu, per_pose_cpu,
               floor):
     frames, v2v = len(result.v2v_mm), result.v2v_mm
@@ -184,7 +234,8 @@ def main():
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        kit = write_synthetic_kit(Path(folder), seed=args.kit_seed, n_sequences=1,
+        kit = write_synthetic_kit(Path(folder), seed=args.kit_seed,
+                                  n_sequences=max(1, args.tree),
                                   frames_per_sequence=args.kit_frames, variant="realistic")
         print(f"realistic kit, seed {args.kit_seed}, written in "
               f"{time.perf_counter() - start:.0f} s; torch on 1 thread\n")
@@ -212,6 +263,11 @@ def main():
             measure(f"kit seed {args.kit_seed} {Path(relative).stem}", sequence,
                     source_kind, target_kind, options, None, args.iterations,
                     args.fit_vertices, args.rounds)
+        if args.tree:
+            motions = [read_motion(kit.amass / relative, "smplh")
+                       for relative in kit.sequences[:args.tree]]
+            measure_tree(f"kit seed {args.kit_seed}, {len(motions)} motions", motions, options,
+                         args.rounds)
 
 
 if __name__ == "__main__":
