@@ -409,7 +409,7 @@ def convert_files(run: SequenceRun, files: list, summary: SequenceSummary, bar,
             count(index, frames)(frames)
 
     queue = list(enumerate(files))[::-1]
-    while queue or in_flight:
+    while True:
         while queue and len(in_flight) < options.sequences_per_batch and not summary.stopped:
             index, ((relative, path), shape) = queue.pop()
             frames = shape[0] if shape else 0
@@ -423,13 +423,10 @@ def convert_files(run: SequenceRun, files: list, summary: SequenceSummary, bar,
                         else scheduler.add(index, steps))
             for key, outcome in outcomes:
                 ended(key, outcome)
-        if summary.stopped and not in_flight:
+        if not in_flight:                  # nothing in flight, nothing (more) to start
             break
-        if scheduler.pending:
-            for key, outcome in scheduler.round():
-                ended(key, outcome)
-        elif summary.stopped:
-            break
+        for key, outcome in scheduler.round():
+            ended(key, outcome)
 
 
 # ----------------------------------------------------------------- SLURM through submitit
