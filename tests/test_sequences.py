@@ -924,8 +924,10 @@ def test_files_converted_together_give_what_each_gives_alone(kit, tmp_path, monk
     """Four files (three of one gender) in flight at once, their fits batched by fitter:
     the same outputs and rows as one file at a time (each pose is fitted on its own: only
     the batched products' rounding differs), written as each file is done; the frames of
-    one gender went to the fitters in fewer, larger batches."""
+    one gender went to the fitters in fewer, larger batches. The source frames in flight
+    are bounded too (FRAMES_IN_FLIGHT): a budget below two files' converts one at a time."""
     import smplh2smplx.stages.sequences.batching as batching
+    import smplh2smplx.stages.sequences.run as run_module
     tree = tmp_path / "tree"
     genders = {relative: read_motion(kit.amass / relative).gender
                for relative in kit.sequences}
@@ -945,23 +947,32 @@ def test_files_converted_together_give_what_each_gives_alone(kit, tmp_path, monk
 
     monkeypatch.setattr(batching, "joined", counted)
     outputs = {}
-    for at_once in (1, 4):
+    # One at a time; four at once; four allowed but at most 30 source frames in flight.
+    for at_once, frames_in_flight in ((1, 20_000), (4, 20_000), (4, 30)):
         calls.clear()
-        output = tmp_path / f"out{at_once}"
+        monkeypatch.setattr(run_module, "FRAMES_IN_FLIGHT", frames_in_flight)
+        output = tmp_path / f"out{at_once}_{frames_in_flight}"
         summary = run_sequences(options(kit, tree, output, sequences_per_batch=at_once),
                                 progress=False)
         assert summary.failed == 0 and len(summary.rows) == 4
-        outputs[at_once] = {row.sequence: (row, read_motion_file(
+        outputs[at_once, frames_in_flight] = {row.sequence: (row, read_motion_file(
             output_path(output, row.sequence, "smplx"), "smplx")) for row in summary.rows}
-        assert (True in calls) == (at_once > 1)          # several sequences in one batch
-    assert outputs[1].keys() == outputs[4].keys()
-    for name, (row, arrays) in outputs[1].items():
-        together_row, together = outputs[4][name]
+        batched = at_once > 1 and frames_in_flight > 30
+        assert (True in calls) == batched                # several sequences in one batch
+    alone = outputs.pop((1, 20_000))
+    for together in outputs.values():
+        assert together.keys() == alone.keys()
+        compare_outputs(alone, together)
+
+
+def compare_outputs(alone, together):
+    for name, (row, arrays) in alone.items():
+        together_row, converted = together[name]
         # Where a rounding difference moves a pose's stop by a step: 1e-3 rad of a finger
         # joint moves its vertices by tens of micrometres.
-        np.testing.assert_allclose(together["poses"], arrays["poses"], atol=1e-3)
-        np.testing.assert_allclose(together["trans"], arrays["trans"], atol=1e-5)
-        np.testing.assert_allclose(together["betas"], arrays["betas"], atol=1e-4)
+        np.testing.assert_allclose(converted["poses"], arrays["poses"], atol=1e-3)
+        np.testing.assert_allclose(converted["trans"], arrays["trans"], atol=1e-5)
+        np.testing.assert_allclose(converted["betas"], arrays["betas"], atol=1e-4)
         assert together_row.v2v_mean_mm == pytest.approx(row.v2v_mean_mm, rel=1e-4)
 
 

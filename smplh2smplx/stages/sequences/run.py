@@ -367,12 +367,19 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     return summary
 
 
+# Source frames of the files in flight at most, beside `sequences_per_batch` (a file alone
+# may hold more): a conversion holds about 60 KB a source frame (12,000 SMPL-H frames to
+# SMPL-X: 1.84 GB at the peak, 60 frames 1.16 GB), so about 1.2 GB for the files together.
+FRAMES_IN_FLIGHT = 20_000
+
+
 def convert_files(run: SequenceRun, files: list, summary: SequenceSummary, bar,
                   single_file: bool, progress: bool) -> None:
     """Convert `files` ((relative, path), poses shape) with up to `sequences_per_batch` of
-    them in flight, their fits batched together (`batching.FitScheduler`); each file is
-    written as soon as it is done. Rows, skips and failures go into `summary`; without
-    keep_going a failure starts no other file (those in flight are finished)."""
+    them (and FRAMES_IN_FLIGHT source frames) in flight, their fits batched together
+    (`batching.FitScheduler`); each file is written as soon as it is done. Rows, skips and
+    failures go into `summary`; without keep_going a failure starts no other file (those in
+    flight are finished)."""
     options, scheduler = run.options, FitScheduler()
     in_flight = {}                             # index -> (relative, path, frames, start)
     counted = {}                               # index -> source frames on the bar
@@ -408,9 +415,14 @@ def convert_files(run: SequenceRun, files: list, summary: SequenceSummary, bar,
             # The bar counts the file's source frames whatever the frame rate written.
             count(index, frames)(frames)
 
+    def room_for(shape):
+        frames = sum(entry[2] for entry in in_flight.values())
+        return not in_flight or (len(in_flight) < options.sequences_per_batch
+                                 and frames + (shape[0] if shape else 0) <= FRAMES_IN_FLIGHT)
+
     queue = list(enumerate(files))[::-1]
     while True:
-        while queue and len(in_flight) < options.sequences_per_batch and not summary.stopped:
+        while queue and room_for(queue[-1][1][1]) and not summary.stopped:
             index, ((relative, path), shape) = queue.pop()
             frames = shape[0] if shape else 0
             counted[index] = 0
