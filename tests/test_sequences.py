@@ -1008,3 +1008,41 @@ def test_frames_posed_in_slices_are_those_posed_alone(kit, monkeypatch):
     alone = torch.cat([fits.errors_of(rotations[[frame]], transl[[frame]],
                                       targets[[frame]]) for frame in frames[::7]])
     torch.testing.assert_close(errors[::7], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_a_batch_that_fails_is_fitted_again_request_by_request():
+    """The FitScheduler fits the requests of one fitter as one batch; when that batch
+    raises (a solver error on one file's poses), each request is fitted again alone, so
+    that only the file whose poses fail gets the error and the others their results."""
+    from types import SimpleNamespace
+    from smplh2smplx.fit.fitter import FitResult
+    from smplh2smplx.stages.sequences.batching import FitRequest, FitScheduler
+
+    calls = []
+
+    def fit(targets, init_pose, betas, transl, error_set):
+        calls.append(len(targets))
+        if bool(torch.isnan(targets).any()):
+            raise torch.linalg.LinAlgError("linalg.eigh: the algorithm failed to converge")
+        count = len(targets)
+        return FitResult(pose=init_pose + 1, betas=torch.zeros(count, 2),
+                         transl=torch.zeros(count, 3), v2v_mean_mm=targets[:, 0, 0],
+                         v2v_max_mm=targets[:, 0, 0],
+                         iterations=torch.ones(count, dtype=torch.int64),
+                         converged=torch.ones(count, dtype=torch.bool))
+
+    fitter = SimpleNamespace(fit=fit)
+
+    def conversion(value, frames):
+        result = yield FitRequest(fitter, torch.full((frames, 4, 3), value),
+                                  torch.zeros(frames, 2, 3))
+        return float(result.v2v_mean_mm.sum()), result.pose.shape
+
+    scheduler, outcomes = FitScheduler(), {}
+    for key, (value, frames) in {"a": (1.0, 2), "bad": (float("nan"), 3), "b": (2.0, 1)}.items():
+        outcomes.update(scheduler.add(key, conversion(value, frames)))
+    assert not outcomes and len(scheduler) == 3
+    outcomes.update(scheduler.round())
+    assert calls == [6, 2, 3, 1]                  # the batch, then each request alone
+    assert outcomes["a"] == (2.0, (2, 2, 3)) and outcomes["b"] == (2.0, (1, 2, 3))
+    assert isinstance(outcomes["bad"], torch.linalg.LinAlgError) and len(scheduler) == 0
