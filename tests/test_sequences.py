@@ -1031,7 +1031,7 @@ def test_a_batch_that_fails_is_fitted_again_request_by_request():
                          iterations=torch.ones(count, dtype=torch.int64),
                          converged=torch.ones(count, dtype=torch.bool))
 
-    fitter = SimpleNamespace(fit=fit)
+    fitter = SimpleNamespace(fit=fit, device=torch.device("cpu"))
 
     def conversion(value, frames):
         result = yield FitRequest(fitter, torch.full((frames, 4, 3), value),

@@ -13,12 +13,14 @@ but for the rounding of the batched products.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from typing import Callable, Generator, Hashable
 
 import torch
 
 from ...fit.fitter import BodyFitter, FitResult
+from ...runtime import torch_threads
 
 
 @dataclass
@@ -105,22 +107,41 @@ class FitScheduler:
         return self._advance(key, steps, lambda: next(steps))
 
     def round(self) -> list:
-        """Fit every pending request once; the conversions that ended, as (key, outcome)."""
+        """Fit every pending request once; the conversions that ended, as (key, outcome).
+
+        On the CPU the conversions then go on to their next requests on a pool of as many
+        threads as torch has, torch single-threaded in each (a conversion's own work between
+        its fits, posing and measuring its frames, is about half of a run's time, and the
+        conversions are independent)."""
         batches = {}
         for key, (_steps, request) in self.pending.items():
             batches.setdefault(request.batch_key(), []).append(key)
-        ended = []
+        sent = []                          # (key, steps, its FitResult or the fit's error)
         for keys in batches.values():
             requests = [self.pending[key][1] for key in keys]
             try:
                 results = split(joined(requests).fit(), [len(r.targets) for r in requests])
-            except Exception:          # a failing batch: each request again on its own
-                results = [None] * len(keys)
-            for key, request, result in zip(keys, requests, results):
-                steps = self.pending[key][0]
-                ended += self._advance(key, steps, lambda: steps.send(
-                    request.fit() if result is None else result))
+            except Exception:              # a failing batch: each request again on its own
+                results = [fitted_or_error(request) for request in requests]
+            sent += [(key, self.pending[key][0], result) for key, result in zip(keys, results)]
+        threads = torch.get_num_threads()
+        if threads > 1 and len(sent) > 1 and self._on_cpu():
+            with torch_threads(1), ThreadPoolExecutor(min(threads, len(sent))) as pool:
+                steps_taken = list(pool.map(lambda item: resumed(*item[1:]), sent))
+        else:
+            steps_taken = [resumed(steps, result) for _key, steps, result in sent]
+        ended = []
+        for (key, steps, _result), (request, outcome) in zip(sent, steps_taken):
+            if request is None:
+                self.pending.pop(key)
+                ended.append((key, outcome))
+            else:
+                self.pending[key] = (steps, request)
         return ended
+
+    def _on_cpu(self) -> bool:
+        return all(request.fitter.device.type == "cpu"
+                   for _steps, request in self.pending.values())
 
     def _advance(self, key, steps: Steps, resume: Callable[[], FitRequest]) -> list:
         try:
@@ -132,3 +153,25 @@ class FitScheduler:
             outcome = error
         self.pending.pop(key, None)
         return [(key, outcome)]
+
+
+def fitted_or_error(request: FitRequest):
+    """The request's FitResult, or the exception its fit raised."""
+    try:
+        return request.fit()
+    except Exception as error:         # noqa: BLE001 (that conversion's own failure)
+        return error
+
+
+def resumed(steps: Steps, result) -> tuple:
+    """Send a conversion its fit's result: (its next FitRequest, None), or (None, its
+    result or the exception it raised, or that of its fit)."""
+    if isinstance(result, BaseException):
+        steps.close()
+        return None, result
+    try:
+        return steps.send(result), None
+    except StopIteration as stop:
+        return None, stop.value
+    except Exception as error:         # noqa: BLE001 (handed to the caller, per file)
+        return None, error
