@@ -17,6 +17,7 @@ import io
 import math
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -384,13 +385,15 @@ def convert_files(run: SequenceRun, files: list, summary: SequenceSummary, bar,
     options, scheduler = run.options, FitScheduler()
     in_flight = {}                             # index -> (relative, path, frames, start)
     counted = {}                               # index -> source frames on the bar
+    bar_lock = threading.Lock()                # files report their frames from the pool
 
     def count(index, frames):
         """Move the bar by a file's source frames, at most its own."""
         def update(amount):
-            amount = min(amount, frames - counted[index])
-            counted[index] += amount
-            bar.update(amount)
+            with bar_lock:
+                amount = min(amount, frames - counted[index])
+                counted[index] += amount
+                bar.update(amount)
         return update
 
     def failed(relative, error):
