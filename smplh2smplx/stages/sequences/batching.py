@@ -3,8 +3,8 @@
 A sequence's conversion is a generator (`convert.sequence_steps`) that yields each fit it
 needs as a `FitRequest` and is sent back the `FitResult`. Alone, each request is fitted as
 it comes (`fitted_alone`). Together (`FitScheduler`, `fitted_together`), the requests that
-several sequences
-have pending for the same fitter are fitted as one batch: a step of the fitter costs a fixed
+several sequences have pending for the same fitter are fitted as one batch: a step of the
+fitter costs a fixed
 part (the passes over the blend shapes, the Gauss-Newton matrix, a few hundred small
 operations) and a part per pose, and a motion's frames come in levels of a few to a few
 dozen frames, where the fixed part dominates. Every pose is fitted on its own (its own
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
-from typing import Callable, Generator, Hashable
+from typing import Generator, Hashable
 
 import torch
 
@@ -104,7 +104,7 @@ class FitScheduler:
 
     def add(self, key: Hashable, steps: Steps) -> list:
         """Start `steps`; returns [(key, outcome)] if it ended before asking for a fit."""
-        return self._advance(key, steps, lambda: next(steps))
+        return self._record(key, steps, *resumed(steps, None))     # send(None) starts it
 
     def round(self) -> list:
         """Fit every pending request once; the conversions that ended, as (key, outcome).
@@ -130,27 +130,18 @@ class FitScheduler:
                 steps_taken = list(pool.map(lambda item: resumed(*item[1:]), sent))
         else:
             steps_taken = [resumed(steps, result) for _key, steps, result in sent]
-        ended = []
-        for (key, steps, _result), (request, outcome) in zip(sent, steps_taken):
-            if request is None:
-                self.pending.pop(key)
-                ended.append((key, outcome))
-            else:
-                self.pending[key] = (steps, request)
-        return ended
+        return [ended for (key, steps, _result), taken in zip(sent, steps_taken)
+                for ended in self._record(key, steps, *taken)]
 
     def _on_cpu(self) -> bool:
         return all(request.fitter.device.type == "cpu"
                    for _steps, request in self.pending.values())
 
-    def _advance(self, key, steps: Steps, resume: Callable[[], FitRequest]) -> list:
-        try:
-            self.pending[key] = (steps, resume())
+    def _record(self, key, steps: Steps, request: FitRequest, outcome) -> list:
+        """Keep a conversion's next request; [(key, outcome)] if it has ended."""
+        if request is not None:
+            self.pending[key] = (steps, request)
             return []
-        except StopIteration as stop:
-            outcome = stop.value
-        except Exception as error:     # noqa: BLE001 (handed to the caller, per file)
-            outcome = error
         self.pending.pop(key, None)
         return [(key, outcome)]
 

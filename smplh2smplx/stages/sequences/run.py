@@ -419,24 +419,24 @@ def convert_files(run: SequenceRun, files: list, summary: SequenceSummary, bar,
             # The bar counts the file's source frames whatever the frame rate written.
             count(index, frames)(frames)
 
-    def room_for(shape):
-        frames = sum(entry[2] for entry in in_flight.values())
+    def room_for(frames):
+        held = sum(entry[2] for entry in in_flight.values())
         return not in_flight or (len(in_flight) < options.sequences_per_batch
-                                 and frames + (shape[0] if shape else 0) <= FRAMES_IN_FLIGHT)
+                                 and held + frames <= FRAMES_IN_FLIGHT)
 
-    queue = list(enumerate(files))[::-1]
+    # (index, relative, path, source frames), the first file last.
+    queue = [(index, relative, path, shape[0] if shape else 0)
+             for index, ((relative, path), shape) in enumerate(files)][::-1]
     while True:
-        while queue and room_for(queue[-1][1][1]) and not summary.stopped:
-            index, ((relative, path), shape) = queue.pop()
-            frames = shape[0] if shape else 0
+        while queue and room_for(queue[-1][3]) and not summary.stopped:
+            index, relative, path, frames = queue.pop()
             counted[index] = 0
             in_flight[index] = (relative, path, frames, time.perf_counter())
             try:
-                steps = run.start(relative, path, count(index, frames))
+                outcomes = scheduler.add(index, run.start(relative, path,
+                                                          count(index, frames)))
             except InputError as error:
-                steps = error
-            outcomes = ([(index, steps)] if isinstance(steps, InputError)
-                        else scheduler.add(index, steps))
+                outcomes = [(index, error)]
             for key, outcome in outcomes:
                 ended(key, outcome)
         if not in_flight:                  # nothing in flight, nothing (more) to start
