@@ -31,8 +31,8 @@ from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.stages.sequences.convert import (CHUNK_FRAMES, FRAME_FIT, MODEL_FLAGS,
                                                   SEQUENCES_PER_BATCH, SHAPE_FRAMES,
                                                   SMOOTHING_SECONDS, SequenceOptions)
-from smplh2smplx.stages.sequences.run import (ShardError, SlurmOptions, run_sequences,
-                                              submit_shards)
+from smplh2smplx.stages.sequences.run import run_sequences
+from smplh2smplx.stages.sequences.slurm import ShardError, SlurmOptions, submit_shards
 from smplh2smplx.settings import UNSET, USER_CONFIG, TransferOptions, read_user_config
 
 

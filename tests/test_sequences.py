@@ -32,8 +32,9 @@ from smplh2smplx.stages.sequences.timeline import (carried_start, level_rows, lo
                                                    mean_acceleration, motion_at,
                                                    quaternion_left_columns, sampled_positions,
                                                    smoothing_weights, unit_quaternion_log)
-from smplh2smplx.stages.sequences.run import (SlurmOptions, list_sequence_files, output_path,
-                                              quality_path, run_sequences, submit_shards)
+from smplh2smplx.stages.sequences.run import (list_sequence_files, output_path, quality_path,
+                                              run_sequences)
+from smplh2smplx.stages.sequences.slurm import SlurmOptions, submit_shards
 
 SHORT_FIT = FitSettings(max_iterations=2)
 

@@ -1,0 +1,105 @@
+"""A sequence run as a SLURM array job through submitit: one shard of the sorted file list
+per task, each task `run_sequences` with its `shard_index` (so a task submitted again resumes
+where it stopped, as a local run does)."""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ...errors import InputError, OutputError, below_least, error_text, listed, one_line
+from ...formats.files import check_writable_folder
+from .convert import SequenceOptions
+from .run import SequenceSummary, check_folders, list_sequence_files, run_sequences
+@dataclass(frozen=True)
+class SlurmOptions:
+    """An array job of `shards` tasks, one shard of the sorted file list each.
+
+    cluster: None (submitit picks SLURM when it is there) or "local" (this machine's local
+    executor, for tests and trials); log_dir: submitit's folder (logs, pickled results).
+    """
+    shards: int
+    log_dir: Path
+    partition: str = None
+    minutes: int = 240
+    cpus: int = 4
+    gpus: int = 0
+    mem_gb: int = 16
+    parallelism: int = 64
+    cluster: str = None
+
+
+@dataclass(frozen=True)
+class ShardError:
+    """What a task that stopped at a bad input or an unwritable output returns: the exit
+    code the command would give (2 or 3) and its one-line message."""
+    code: int
+    message: str
+
+
+def run_shard(options: SequenceOptions) -> SequenceSummary | ShardError:
+    """One array task: run a shard without a progress bar; its summary, or a ShardError
+    (a task's error comes back as data, not as submitit's traceback)."""
+    try:
+        return run_sequences(options, progress=False)
+    except InputError as error:
+        return ShardError(2, error_text(error))
+    except (OutputError, OSError) as error:
+        return ShardError(3, error_text(error))
+
+
+def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
+    """Submit the shards of `options`' file list as one array job; returns the jobs.
+
+    The file list is split into `slurm.shards` shards of equal size (the last shorter);
+    each task runs `run_shard` with its `shard_index`, so a task that is re-submitted
+    resumes where it stopped, as a local run does.
+    """
+    import submitit
+
+    options.check()
+    check_folders(options.input_path, options.output_dir)
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if slurm.cluster is None and missing:
+        raise InputError(f"--slurm: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
+                         " not on PATH (no SLURM on this machine); run without --slurm to "
+                         "convert here, or add --local to try the array on this machine")
+    impossible = below_least((("--shards", slurm.shards, 1), ("--time", slurm.minutes, 1),
+                              ("--cpus", slurm.cpus, 1), ("--gpus", slurm.gpus, 0),
+                              ("--mem-gb", slurm.mem_gb, 1)))
+    if impossible:
+        raise InputError("--slurm: resources no task can have:" + listed(impossible))
+    check_writable_folder(slurm.log_dir)
+    files = list_sequence_files(options.input_path, options.output_dir)
+    if not files:
+        raise InputError(f"{options.input_path}: no .npz files to convert")
+    shard_size = math.ceil(len(files) / slurm.shards)
+    count = math.ceil(len(files) / shard_size)
+    # Named, not detected: submitit's detection looks for srun and, without it, would run
+    # the array on this machine while the command reports a submitted job.
+    executor = submitit.AutoExecutor(folder=str(slurm.log_dir),
+                                     cluster=slurm.cluster or "slurm")
+    parameters = dict(timeout_min=slurm.minutes, cpus_per_task=slurm.cpus,
+                      gpus_per_node=slurm.gpus, mem_gb=slurm.mem_gb, name="convert_sequences")
+    if executor.cluster == "slurm":
+        parameters.update(slurm_array_parallelism=slurm.parallelism)
+        if slurm.partition:
+            parameters.update(slurm_partition=slurm.partition)
+    executor.update_parameters(**parameters)
+    # The tasks import this package: make its folder importable wherever they start.
+    repo = str(Path(__file__).resolve().parents[3])
+    paths = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    if repo not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([repo] + paths)
+    shards = [replace(options, shard_size=shard_size, shard_index=index)
+              for index in range(count)]
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):     # submitit prints sbatch's refusal
+            return executor.map_array(run_shard, shards)
+    except (submitit.core.utils.FailedJobError, OSError) as error:
+        raise InputError(f"--slurm: sbatch did not take the array job: {one_line(error)}") \
+            from None
