@@ -290,6 +290,51 @@ def test_bad_inputs_fail_alone_with_keep_going(kit, male_only_models, tmp_path):
     assert list(read_sequence_rows(output / SEQUENCES_CSV)) == ["tree/A/good_poses.npz"]
 
 
+
+def test_progress_bar_counts_each_files_source_frames_once(kit, male_only_models, tmp_path,
+                                                           monkeypatch):
+    """The bar's total is the source frames of the files to convert; a file converted moves
+    it chunk by chunk, one that fails or is skipped by its frames at once; it ends full."""
+    import smplh2smplx.stages.sequences.run as run_module
+    tree, output = tmp_path / "tree", tmp_path / "out"
+    bad_tree(kit, tree)
+    bars = []
+
+    class RecordingBar:
+        def __init__(self, total, unit, disable):
+            self.total, self.unit, self.updates = total, unit, []
+            bars.append(self)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *error):
+            return False
+
+        def update(self, amount):
+            self.updates.append(amount)
+
+        @staticmethod
+        def write(text):
+            pass
+
+    monkeypatch.setattr(run_module, "tqdm", RecordingBar)
+    run_sequences(options(kit, tree, output, keep_going=True, model_paths={
+        "smplh": male_only_models, "smplx": kit.body_models}), progress=True)
+    frames = []
+    for path in tree.rglob("*.npz"):
+        try:
+            with np.load(path) as archive:
+                frames.append(len(archive["poses"]))
+        except Exception:                     # the broken file: nothing to count
+            frames.append(0)
+    (bar,) = bars
+    assert bar.unit == "frame" and bar.total == sum(frames) == 45
+    assert sum(bar.updates) == bar.total
+    # The good file's 10 frames in its chunks of 8 and 2; the female, NaN and wide files'
+    # 10 and the SMPL-X file's 5 at once; the empty and broken files' none.
+    assert sorted(amount for amount in bar.updates if amount) == [2, 5, 8, 10, 10, 10]
+
 def test_command_line_exit_codes_and_lines(kit, male_only_models, tmp_path, capsys):
     tree, output = tmp_path / "tree", tmp_path / "out"
     bad_tree(kit, tree)
