@@ -15,6 +15,8 @@ from ...errors import InputError, OutputError, below_least, error_text, listed, 
 from ...formats.files import check_writable_folder
 from .convert import SequenceOptions
 from .run import SequenceSummary, check_folders, list_sequence_files, run_sequences
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
     """An array job of `shards` tasks, one shard of the sorted file list each.
