@@ -291,6 +291,19 @@ def test_bad_inputs_fail_alone_with_keep_going(kit, male_only_models, tmp_path):
 
 
 
+def test_a_run_whose_every_file_is_done_reports_and_exits_0(kit, tmp_path, capsys):
+    """A second run over a single file (or a shard) already converted: nothing to do, the
+    summary says so (it once ended in an AttributeError, there being no conversion)."""
+    path = tmp_path / "in" / "take_poses.npz"
+    write_npz(path, short_sequence(kit, kit.sequences[0]))
+    output = tmp_path / "out"
+    arguments = [str(path), "--device", "cpu", "--max-iterations", "2", "--shape-frames", "4"]
+    for _ in range(2):
+        assert convert_sequences.main(arguments, user_config=user_config(kit, output)) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == ("sequences: 0 converted, 1 already done, 0 skipped, 0 failed, of 1 "
+                       "files in this shard")
+
 def test_progress_bar_counts_each_files_source_frames_once(kit, male_only_models, tmp_path,
                                                            monkeypatch):
     """The bar's total is the source frames of the files to convert; a file converted moves

@@ -359,7 +359,8 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     start = time.perf_counter()
     with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), unit="frame",
               disable=not progress or not todo) as bar:
-        convert_files(run, list(zip(todo, shapes)), summary, bar, single_file, progress)
+        if todo:                    # a shard whose every file is done has no run
+            convert_files(run, list(zip(todo, shapes)), summary, bar, single_file, progress)
     summary.seconds = time.perf_counter() - start
     return summary
 
