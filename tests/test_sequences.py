@@ -291,6 +291,8 @@ def test_bad_inputs_fail_alone_with_keep_going(kit, male_only_models, tmp_path):
 
 
 
+
+
 def test_a_run_whose_every_file_is_done_reports_and_exits_0(kit, tmp_path, capsys):
     """A second run over a single file (or a shard) already converted: nothing to do, the
     summary says so (it once ended in an AttributeError, there being no conversion)."""
@@ -303,6 +305,37 @@ def test_a_run_whose_every_file_is_done_reports_and_exits_0(kit, tmp_path, capsy
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == ("sequences: 0 converted, 1 already done, 0 skipped, 0 failed, of 1 "
                        "files in this shard")
+
+def test_files_that_would_write_one_output_both_fail_in_every_shard(kit, tmp_path):
+    """A take's SMPL-H and SMPL-X files side by side are both `take_poses.npz` in SMPL: each
+    fails naming the other, in its own shard too, and nothing is written for them; and a
+    file of the target's own model beside its take is skipped again, never counted done."""
+    tree, output = tmp_path / "tree", tmp_path / "out"
+    write_npz(tree / "A" / "take_poses.npz", short_sequence(kit, kit.sequences[0]))
+    write_npz(tree / "A" / "take_stageii.npz", smplx_file_arrays())
+    write_npz(tree / "B" / "good_poses.npz", short_sequence(kit, kit.sequences[0]))
+    summaries = [run_sequences(options(kit, tree, output, target_model="smpl", keep_going=True,
+                                       shard_size=1, shard_index=index), progress=False)
+                 for index in range(3)]
+    shared = output / "tree" / "A" / "take_poses.npz"
+    for summary, (mine, other) in zip(summaries, [("take_poses", "take_stageii"),
+                                                  ("take_stageii", "take_poses")]):
+        ((name, message),) = summary.failures
+        assert name == f"tree/A/{mine}.npz" and not summary.rows
+        assert message == (f"{tree / 'A' / mine}.npz: its output {shared} would also be "
+                           f"written from {tree / 'A' / other}.npz; convert them into "
+                           "separate output folders")
+    assert [row.sequence for row in summaries[2].rows] == ["tree/B/good_poses.npz"]
+    assert not shared.exists() and (output / "tree" / "B" / "good_poses.npz").is_file()
+
+    # To SMPL-X the SMPL-X file is skipped, and stays skipped once its take is converted.
+    output = tmp_path / "to_smplx"
+    first, second = (run_sequences(options(kit, tree / "A", output), progress=False)
+                     for _ in range(2))
+    assert [row.sequence for row in first.rows] == ["A/take_poses.npz"]
+    assert [name for name, _ in first.skipped] == ["A/take_stageii.npz"]
+    assert not second.rows and second.done_before == 1
+    assert [name for name, _ in second.skipped] == ["A/take_stageii.npz"]
 
 def test_progress_bar_counts_each_files_source_frames_once(kit, male_only_models, tmp_path,
                                                            monkeypatch):

@@ -119,6 +119,39 @@ def quality_path(output_dir: str | Path, relative: str | Path, target_kind: str)
     return Path(output_dir) / QUALITY_DIR / relative.parent / name
 
 
+def converted_kind(poses_shape: tuple, options: SequenceOptions) -> str | None:
+    """The model a file whose `poses` member has this shape (`member_shape`) is converted
+    from, or None: no readable poses, the target's own model, or another model than
+    `source_model` (such files are skipped or fail, and write nothing)."""
+    kind = KIND_OF_POSE_SIZE.get(poses_shape[1]) if len(poses_shape) == 2 else None
+    if kind == options.target_model or options.source_model not in (None, kind):
+        return None
+    return kind
+
+
+def shared_outputs(files: list, options: SequenceOptions) -> dict:
+    """{relative name: message} for the files (relative, path) of the whole list whose output
+    another file to be converted would write too: the SMPL+H and SMPL-X files of one take side
+    by side (`X_poses.npz`, `X_stageii.npz`) are both `X_poses.npz` in SMPL, and a SMPL file
+    `X.npz` beside `X_poses.npz` one `X_stageii.npz` in SMPL-X. Neither is converted (each
+    fails, naming the other), in every shard alike; only such pairs' headers are read."""
+    writers = {}
+    for relative, path in files:
+        output = output_path(options.output_dir, relative, options.target_model)
+        writers.setdefault(output, []).append((relative, path))
+    clashes = {}
+    for output, inputs in writers.items():
+        if len(inputs) < 2:
+            continue
+        converted = [(relative, path) for relative, path in inputs
+                     if converted_kind(member_shape(path, "poses"), options)]
+        for relative, path in converted if len(converted) > 1 else ():
+            others = ", ".join(str(other) for name, other in converted if name != relative)
+            clashes[relative] = (f"{path}: its output {output} would also be written from "
+                                 f"{others}; convert them into separate output folders")
+    return clashes
+
+
 def result_settings(options: SequenceOptions) -> dict:
     """The settings that define a sequence run's outputs (recorded in the output folder)."""
     return {"target_model": options.target_model, "num_betas": options.betas_written,
@@ -238,14 +271,16 @@ class SequenceRun:
     """The deformation transfers and models of a run (loaded on first use per source kind
     and gender) and the per-file work."""
 
-    def __init__(self, options, settings: dict, source_kinds=()):
+    def __init__(self, options, settings: dict, source_kinds=(), clashes=None):
         """settings: the run's result settings, recorded in the output folder just before
         its first output (a run whose every file fails records nothing, so it cannot bar a
         corrected rerun). source_kinds: the source models of the files to convert, whose
         transfers are read now: when none of them can be read, nothing can be converted
         (InputError); otherwise the files of a kind whose transfer failed fail alone, with
-        its line."""
+        its line. clashes: {relative name: message} of the files that fail for sharing
+        their output (`shared_outputs`)."""
         self.options, self.settings, self._recorded = options, settings, False
+        self.clashes = clashes or {}
         self.device = resolve_device(options.device)
         self._transfers = {}
         self._models = {}
@@ -281,6 +316,8 @@ class SequenceRun:
         """Read and check one file; its conversion as a generator of fits
         (`convert.sequence_steps`)."""
         options = self.options
+        if relative in self.clashes:
+            raise InputError(self.clashes[relative])
         problem = name_problem(relative)
         if problem:
             raise InputError(f"{shown_name(relative)}: the file name {problem} (it could not "
@@ -345,18 +382,23 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
         log(f"shard {options.shard_index} of size {options.shard_size} is empty: the input "
             f"holds {len(files)} files ({math.ceil(len(files) / options.shard_size)} shards)")
     summary = SequenceSummary(total=len(shard))
+    clashes = shared_outputs(files, options)
+    shapes = {relative: member_shape(path, "poses") for relative, path in shard}
+    # Done: a file that would be converted and whose output reads back valid (a file that
+    # is skipped, or whose output another file wrote, is not).
     todo = [(relative, path) for relative, path in shard
-            if options.overwrite or not is_finished(
-                output_path(options.output_dir, relative, target), target)]
+            if options.overwrite or relative in clashes
+            or converted_kind(shapes[relative], options) is None
+            or not is_finished(output_path(options.output_dir, relative, target), target)]
     summary.done_before = len(shard) - len(todo)
     single_file = Path(options.input_path).is_file()
-    shapes = [member_shape(path, "poses") for _relative, path in todo]
-    kinds = ({options.source_model} if options.source_model else
-             {KIND_OF_POSE_SIZE.get(shape[1]) for shape in shapes if len(shape) == 2})
-    run = SequenceRun(options, settings, sorted(kinds - {None, target})) if todo else None
+    kinds = {converted_kind(shapes[relative], options) for relative, _path in todo
+             if relative not in clashes}
+    run = SequenceRun(options, settings, sorted(kinds - {None}), clashes) if todo else None
     if summary.done_before:         # results found to match the settings: record them now
         record_result_settings(options.output_dir, settings, options.overwrite)
     start = time.perf_counter()
+    shapes = [shapes[relative] for relative, _path in todo]
     with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), unit="frame",
               disable=not progress or not todo) as bar:
         if todo:                    # a shard whose every file is done has no run
