@@ -6,8 +6,9 @@
    PoseFix annotation files in the official formats (kept for the next run);
 2. stage 1: the SMPL-H meshes of the PoseFix-H and PoseScript-H poses;
 3. stage 2: their SMPL-X parameters, with the error summary;
-4. the HTML report of the conversion.
-Both stages skip what is already written, so a second run only reports.
+4. motions: the kit's AMASS sequences, whole, converted to SMPL-X at 30 fps;
+5. the HTML report of the stage-2 conversion.
+Every step skips what is already written, so a second run only reports.
 """
 import argparse
 import sys
@@ -16,6 +17,8 @@ from pathlib import Path
 from smplh2smplx.settings import ExtractOptions, TransferOptions
 from smplh2smplx.stages.extract import run_extract
 from smplh2smplx.stages.report import write_report
+from smplh2smplx.stages.sequences.convert import SequenceOptions
+from smplh2smplx.stages.sequences.run import run_sequences
 from smplh2smplx.stages.transfer import run_transfer
 
 from .kit import kit_paths, write_synthetic_kit
@@ -25,6 +28,7 @@ from .kit import kit_paths, write_synthetic_kit
 # mask, AMASS and the annotations (the kit's other models are not written).
 DEMO_FILES = ("smplh_npz", "smplx_npz", "deftrafo", "mask", "amass", "posescript_ids",
               "posescript_human", "posefix_human", "posefix_pairs", "posefix_ids")
+MOTION_FPS = 30     # the rate text-and-motion datasets take AMASS at
 
 
 def prepare_kit(root, log=print):
@@ -59,9 +63,19 @@ def run_demo(output, device="auto", report_poses=12, log=print):
     summary = run_transfer(options)
     log("\n".join(summary.lines()))
 
+    # The kit holds only neutral models (a real run takes each file's own gender).
+    log(f"\nmotions: the AMASS sequences, whole, to SMPL-X at {MOTION_FPS} fps")
+    motions_dir = output / "smplx_motions"
+    motions = run_sequences(SequenceOptions(
+        input_path=kit["amass"], output_dir=motions_dir,
+        model_paths={"smplh": kit["body_models"], "smplx": kit["body_models"]},
+        deftrafo_path=kit["deftrafo"], mask_path=kit["mask"], gender="neutral",
+        fps=MOTION_FPS, device=device), log=log)
+    log("\n".join(motions.lines()))
+
     report = write_report(options, output / "report", num_poses=report_poses)
     log(f"\nmeshes: {mesh_dir}\nSMPL-X parameters and errors.csv: {params_dir}\n"
-        f"report: {report}")
+        f"SMPL-X motions and sequences.csv: {motions_dir}\nreport: {report}")
     return summary
 
 
