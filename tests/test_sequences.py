@@ -323,10 +323,15 @@ def test_files_that_would_write_one_output_both_fail_in_every_shard(kit, tmp_pat
         ((name, message),) = summary.failures
         assert name == f"tree/A/{mine}.npz" and not summary.rows
         assert message == (f"{tree / 'A' / mine}.npz: its output {shared} would also be "
-                           f"written from {tree / 'A' / other}.npz; convert them into "
-                           "separate output folders")
+                           f"written from {tree / 'A' / other}.npz; convert one model's "
+                           "files (--source-model) or each into its own output folder")
     assert [row.sequence for row in summaries[2].rows] == ["tree/B/good_poses.npz"]
     assert not shared.exists() and (output / "tree" / "B" / "good_poses.npz").is_file()
+    # The way out the line gives: one model's files.
+    picked = run_sequences(options(kit, tree / "A", tmp_path / "picked", target_model="smpl",
+                                   source_model="smplh"), progress=False)
+    assert [row.sequence for row in picked.rows] == ["A/take_poses.npz"] and not picked.failures
+    assert [name for name, _ in picked.skipped] == ["A/take_stageii.npz"]
 
     # To SMPL-X the SMPL-X file is skipped, and stays skipped once its take is converted.
     output = tmp_path / "to_smplx"

@@ -148,7 +148,8 @@ def shared_outputs(files: list, options: SequenceOptions) -> dict:
         for relative, path in converted if len(converted) > 1 else ():
             others = ", ".join(str(other) for name, other in converted if name != relative)
             clashes[relative] = (f"{path}: its output {output} would also be written from "
-                                 f"{others}; convert them into separate output folders")
+                                 f"{others}; convert one model's files (--source-model) or "
+                                 "each into its own output folder")
     return clashes
 
 
