@@ -294,8 +294,9 @@ def test_bad_inputs_fail_alone_with_keep_going(kit, male_only_models, tmp_path):
 
 
 def test_a_run_whose_every_file_is_done_reports_and_exits_0(kit, tmp_path, capsys):
-    """A second run over a single file (or a shard) already converted: nothing to do, the
-    summary says so (it once ended in an AttributeError, there being no conversion)."""
+    """A second run over a single file (or a shard) already converted, or a shard past the
+    end of the list: nothing to do, the summary says so (both once ended in an
+    AttributeError, there being no conversion)."""
     path = tmp_path / "in" / "take_poses.npz"
     write_npz(path, short_sequence(kit, kit.sequences[0]))
     output = tmp_path / "out"
@@ -305,6 +306,12 @@ def test_a_run_whose_every_file_is_done_reports_and_exits_0(kit, tmp_path, capsy
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == ("sequences: 0 converted, 1 already done, 0 skipped, 0 failed, of 1 "
                        "files in this shard")
+    # A shard past the end of the list: the note and an empty summary, no traceback either.
+    shard = ["--shard-size", "1", "--shard-index", "5"]
+    assert convert_sequences.main(arguments + shard, user_config=user_config(kit, output)) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "shard 5 of size 1 is empty: the input holds 1 files (1 shards)",
+        "sequences: 0 converted, 0 already done, 0 skipped, 0 failed, of 0 files in this shard"]
 
 def test_files_that_would_write_one_output_both_fail_in_every_shard(kit, tmp_path):
     """A take's SMPL-H and SMPL-X files side by side are both `take_poses.npz` in SMPL: each
