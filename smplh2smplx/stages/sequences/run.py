@@ -384,22 +384,22 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
             f"holds {len(files)} files ({math.ceil(len(files) / options.shard_size)} shards)")
     summary = SequenceSummary(total=len(shard))
     clashes = shared_outputs(files, options)
-    shapes = {relative: member_shape(path, "poses") for relative, path in shard}
+    pose_shapes = {relative: member_shape(path, "poses") for relative, path in shard}
     # Done: a file that would be converted and whose output reads back valid (a file that
     # is skipped, or whose output another file wrote, is not).
     todo = [(relative, path) for relative, path in shard
             if options.overwrite or relative in clashes
-            or converted_kind(shapes[relative], options) is None
+            or converted_kind(pose_shapes[relative], options) is None
             or not is_finished(output_path(options.output_dir, relative, target), target)]
     summary.done_before = len(shard) - len(todo)
     single_file = Path(options.input_path).is_file()
-    kinds = {converted_kind(shapes[relative], options) for relative, _path in todo
+    kinds = {converted_kind(pose_shapes[relative], options) for relative, _path in todo
              if relative not in clashes}
     run = SequenceRun(options, settings, sorted(kinds - {None}), clashes) if todo else None
     if summary.done_before:         # results found to match the settings: record them now
         record_result_settings(options.output_dir, settings, options.overwrite)
     start = time.perf_counter()
-    shapes = [shapes[relative] for relative, _path in todo]
+    shapes = [pose_shapes[relative] for relative, _path in todo]
     with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), unit="frame",
               disable=not progress or not todo) as bar:
         if todo:                    # a shard whose every file is done has no run
