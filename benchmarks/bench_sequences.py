@@ -9,8 +9,9 @@ at each --fps (0: its own 120 fps), posed with the realistic kit's models of its
 the realistic kit's first motion (its SMPL, SMPL+H and SMPL-X files) in every direction of
 --directions, at the kit's 60 fps; and the kit's first --tree motions (SMPL+H, their genders
 mixed as AMASS's subjects are) to SMPL-X, one at a time and together as a run over a tree
-converts them (their fits batched, `--sequences-per-batch`). The kit is written with --kit-seed (the defaults
-were tuned on seed 0: measure on another one). Per case and rate, on the same frames:
+converts them (their fits batched, `--sequences-per-batch`). The kit is written with
+--kit-seed (the defaults were tuned on seed 0: measure on another one). Per case and rate,
+on the same frames:
 
 - sequence: `convert_sequence` at its defaults (a row per --iterations steps per frame),
   timed whole (posing the source, the transfer, the shape, the frames, the joints);

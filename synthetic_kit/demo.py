@@ -28,7 +28,7 @@ from .kit import kit_paths, write_synthetic_kit
 # mask, AMASS and the annotations (the kit's other models are not written).
 DEMO_FILES = ("smplh_npz", "smplx_npz", "deftrafo", "mask", "amass", "posescript_ids",
               "posescript_human", "posefix_human", "posefix_pairs", "posefix_ids")
-MOTION_FPS = 30     # the rate text-and-motion datasets take AMASS at
+MOTION_FPS = 30     # below the kit's 60 fps: every 2nd frame, as `--fps 30` takes them
 
 
 def prepare_kit(root, log=print):
