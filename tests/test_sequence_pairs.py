@@ -353,19 +353,87 @@ def test_an_error_listing_several_items_prints_one_per_line(kit, tmp_path, capsy
     assert error_text(FileNotFoundError(2, "No such file", "/x/y")) == "/x/y: No such file"
 
 
-def test_a_shape_per_frame_is_refused_with_the_way_out(tmp_path):
-    """Video pose estimators write betas (T, 10); a motion file holds one shape."""
+def test_a_shape_per_frame_is_read_and_checked(tmp_path):
+    """Video pose estimators write betas (T, 10), a shape per frame, or one shape as a row
+    (1, 10); any other 2-D shape is refused, naming the file and what was expected."""
     from smplh2smplx.errors import InputError
     path = tmp_path / "video_poses.npz"
-    np.savez(path, poses=np.zeros((7, 72)), trans=np.zeros((7, 3)), betas=np.zeros((7, 10)),
-             gender=np.array("male"), mocap_framerate=np.array(30.0))
-    with pytest.raises(InputError, match=r"video_poses.npz: betas has shape \(7, 10\), a shape "
-                                         r"per frame; .* betas.mean\(0\)"):
-        read_motion(path)
-    np.savez(path, poses=np.zeros((7, 72)), trans=np.zeros((7, 3)), betas=np.zeros((2, 10)),
-             gender=np.array("male"), mocap_framerate=np.array(30.0))
-    with pytest.raises(InputError, match=r"betas has shape \(2, 10\), expected \(S,\) floats"):
-        read_motion(path)
+    rng = np.random.default_rng(0)
+
+    def written(betas):
+        np.savez(path, poses=np.zeros((7, 72)), trans=np.zeros((7, 3)), betas=betas,
+                 gender=np.array("male"), mocap_framerate=np.array(30.0))
+        return path
+
+    per_frame = rng.normal(size=(7, 10))
+    np.testing.assert_array_equal(read_motion(written(per_frame)).betas, per_frame)
+    np.testing.assert_array_equal(read_motion(written(per_frame[:1])).betas, per_frame[0])
+    for shape in ((2, 10), (7, 10, 1), (7, 0)):
+        with pytest.raises(InputError, match=rf"video_poses.npz: betas has shape "
+                                             rf"\({shape[0]}, .*expected \(S,\) floats, or "
+                                             r"a shape per frame \(7, S\)"):
+            read_motion(written(np.zeros(shape)))
+    with pytest.raises(InputError, match=r"video_poses.npz: betas holds NaN"):
+        read_motion(written(np.where(np.eye(7, 10) > 0, np.nan, per_frame)))
+
+
+def test_a_shape_per_frame_is_converted_against_each_frames_own_mesh(kit, tmp_path):
+    """A SMPL motion with a shape per frame (its first beta swept from -1 to 1), converted
+    to SMPL-X at 25 fps from 60: each frame written is measured against the source mesh
+    with that frame's own shape (interpolated between two source frames like the pose,
+    checked with numpy's interp), not the mean shape; the output holds one shape, and the
+    report shows the same source meshes."""
+    frames, rate = 13, 25.0
+    relative = source_name(kit, "smpl")
+    path = tmp_path / "video" / "clip.npz"
+    path.parent.mkdir(parents=True)
+    with np.load(kit.smpl_motions / relative) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    for key in ("poses", "trans"):
+        arrays[key] = arrays[key][:frames]
+    betas = np.repeat(arrays["betas"][None], frames, axis=0)
+    betas[:, 0] += np.linspace(-1.0, 1.0, frames)
+    np.savez(path, **dict(arrays, betas=betas))
+    options = SequenceOptions(
+        input_path=path.parent, output_dir=tmp_path / "out",
+        model_paths={kind: kit.body_models for kind in KINDS},
+        deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask, fps=rate, device="cpu",
+        chunk_frames=8, shape_frames=3, fit=FitSettings(max_iterations=3, fit_vertices=0))
+    summary = run_sequences(options, progress=False)
+    assert summary.failed == 0 and len(summary.rows) == 1, summary.lines()
+    name = summary.rows[0].sequence
+    written = read_motion_file(output_path(options.output_dir, name, "smplx"), "smplx")
+    assert written["betas"].shape == (16,)
+
+    times, clock = np.arange(6) / rate, np.arange(frames) / 60.0
+    source_poses = np.concatenate([
+        Slerp(clock, Rotation.from_rotvec(arrays["poses"][:, 3 * joint:3 * joint + 3]))(
+            times).as_rotvec() for joint in range(KINDS["smpl"].num_joints)], axis=1)
+    source_trans, source_betas = (
+        np.stack([np.interp(times, clock, values[:, column])
+                  for column in range(values.shape[1])], axis=1)
+        for values in (arrays["trans"], betas))
+    fitted = own_vertices(kit, written, "smplx", "male")
+
+    def errors_against(shapes):
+        """v2v (mm) of the written frames against the source meshes of these shapes."""
+        result = []
+        for frame, shape in enumerate(shapes):
+            targets, mask = transferred_source(kit, "smpl", "smplx", source_poses[[frame]],
+                                               shape, source_trans[[frame]])
+            result.append(np.linalg.norm(fitted[frame, mask] - targets[0], axis=1).mean())
+        return np.array(result) * 1000.0
+
+    errors = errors_against(source_betas)
+    with np.load(quality_path(options.output_dir, name, "smplx")) as quality:
+        np.testing.assert_allclose(quality["v2v_mm"], errors, rtol=1e-3, atol=1e-3)
+    mean_shape = errors_against([betas.mean(0)] * len(times))
+    assert np.abs(mean_shape - errors).max() > 1.0, (mean_shape, errors)
+    shown = posed_meshes(options, name, np.arange(len(times)))
+    for frame in (0, len(times) - 1):
+        np.testing.assert_allclose(shown[0][frame], own_vertices(kit, dict(
+            poses=source_poses[[frame]], betas=source_betas[frame],
+            trans=source_trans[[frame]]), "smpl", "male")[0], atol=1e-5)
 
 
 def test_slurm_resources_no_task_can_have_are_listed(kit, tmp_path, capsys):

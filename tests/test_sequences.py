@@ -1003,16 +1003,22 @@ def test_shape_fits_between_one_mesh_start_from_the_source_betas(kit):
     frames = spread_frames(len(source), 3)
     targets, _ = source.targets(frames)
     pose = models.map_pose(source.poses[frames]).float()
-    start = shape_start(models, source, targets, pose)
+    start = shape_start(models, source, frames, targets, pose)
     assert start.shape == (3, models.shape_fitter.model.num_betas)
     count = len(source.betas)
     assert source.betas.abs().max() > 0.1
     torch.testing.assert_close(start[:, :count], source.betas.expand(3, -1))
     assert not start[:, count:].any()
-    source.betas = source.betas + 3.0                           # far from the subject's shape
-    assert shape_start(models, source, targets, pose) is None
+    shape = source.betas
+    # A file with a shape per frame: each shape frame starts from its own.
+    source.betas = shape + 0.002 * torch.arange(len(source))[:, None]
+    start = shape_start(models, source, frames, targets, pose)
+    torch.testing.assert_close(start[:, :count], source.betas[frames])
+    assert not torch.equal(start[0], start[-1])
+    source.betas = shape + 3.0                                  # far from the subject's shape
+    assert shape_start(models, source, frames, targets, pose) is None
     source.betas = torch.ones(models.shape_fitter.model.num_betas + 1)
-    assert shape_start(models, source, targets, pose) is None  # more than the target takes
+    assert shape_start(models, source, frames, targets, pose) is None  # more than it takes
     smplx_options = replace(run_options, target_model="smplx",
                             deftrafo_path=kit.deftrafo.parent)
     smplx_transfer = pair_transfer(smplx_options, "smpl", "smplx")
@@ -1020,7 +1026,7 @@ def test_shape_fits_between_one_mesh_start_from_the_source_betas(kit):
                                 torch.device("cpu"))
     smplx_source = SourceFrames(sequence, 1, smplx_models, smplx_transfer)
     smplx_targets, _ = smplx_source.targets(frames)
-    assert shape_start(smplx_models, smplx_source, smplx_targets,
+    assert shape_start(smplx_models, smplx_source, frames, smplx_targets,
                        smplx_models.map_pose(smplx_source.poses[frames]).float()) is None
 
 

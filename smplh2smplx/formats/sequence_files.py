@@ -53,8 +53,10 @@ class MotionSequence:
     """A motion of one model kind, checked.
 
     kind: "smpl", "smplh" or "smplx"; poses: (T, 3 J) float64 axis-angle (flat-hand
-    convention); trans: (T, 3) float64; betas: (S,) float64; gender: neutral, male or
-    female; framerate: frames/s; path: the file read (None for one made in memory).
+    convention); trans: (T, 3) float64; betas: (S,) float64, or (T, S) a shape per frame (as
+    video pose estimators write; only as a source: a converted motion has one shape);
+    gender: neutral, male or female; framerate: frames/s; path: the file read (None for one
+    made in memory).
     """
     kind: str
     poses: np.ndarray
@@ -177,12 +179,12 @@ def checked_motion(sequence: MotionSequence, rate_name: str = "framerate") -> Mo
                          f"{pose_size}) for {KINDS[sequence.kind].label}")
     if trans.shape != (num_frames, 3):
         raise InputError(f"{name}: trans has shape {trans.shape}, expected ({num_frames}, 3)")
-    if betas.ndim == 2 and len(betas) == num_frames:
-        raise InputError(f"{name}: betas has shape {betas.shape}, a shape per frame; a motion "
-                         "has one shape, (S,) (for a body that does not change, give "
-                         "betas.mean(0))")
-    if betas.ndim != 1 or len(betas) == 0:
-        raise InputError(f"{name}: betas has shape {betas.shape}, expected (S,) floats")
+    if betas.ndim == 2 and len(betas) == 1:
+        betas = betas[0]                               # (1, S): one shape, as a row
+    per_frame = betas.ndim == 2 and len(betas) == num_frames
+    if betas.shape[-1:] == (0,) or not (betas.ndim == 1 or per_frame):
+        raise InputError(f"{name}: betas has shape {betas.shape}, expected (S,) floats, or a "
+                         f"shape per frame ({num_frames}, S)")
     for frames, problem in (
             (np.flatnonzero(~(np.isfinite(poses).all(1) & np.isfinite(trans).all(1))),
              "NaN or infinite values"),
@@ -231,7 +233,9 @@ def motion_arrays(sequence: MotionSequence) -> dict:
                          f"{poses.shape} and {np.shape(sequence.trans)}")
     if not isinstance(sequence.gender, str) or sequence.gender not in GENDERS:
         raise ValueError(f"gender {sequence.gender!r}")
-    betas = np.asarray(sequence.betas, dtype=np.float64).reshape(-1)
+    betas = np.asarray(sequence.betas, dtype=np.float64)
+    if betas.ndim != 1:
+        raise ValueError(f"expected betas (S,): a motion file holds one shape, got {betas.shape}")
     rate = float(sequence.framerate)
     arrays = {"poses": poses, "trans": np.asarray(sequence.trans, dtype=np.float64),
               "betas": betas, "num_betas": np.array(len(betas)),

@@ -59,7 +59,7 @@ from ...runtime import cpu_single_thread, posing_slices
 from .batching import FitRequest, fitted_alone
 from .frame_fits import KEPT_START_SPAN_SECONDS, FrameFits
 from .shared_shape import MaskedBody, solve_shape
-from .timeline import (level_rows, mean_acceleration, motion_at, sampled_positions,
+from .timeline import (level_rows, mean_acceleration, motion_at, sampled_positions, shape_at,
                        smoothing_weights)
 
 RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 is every 2nd frame, 100 -> 30 is not
@@ -316,14 +316,19 @@ class SourceFrames:
     frames, `frame_spacing`), posed chunk by chunk on demand."""
 
     def __init__(self, sequence, spacing, models, deformation):
-        self.poses, self.trans = motion_at(sequence.poses, sequence.trans,
-                                           sampled_positions(len(sequence.poses), spacing))
+        positions = sampled_positions(len(sequence.poses), spacing)
+        self.poses, self.trans = motion_at(sequence.poses, sequence.trans, positions)
         self.models = models
         self.deformation = deformation
-        count = models.source.num_betas
-        betas = np.zeros(count)
-        betas[:min(count, len(sequence.betas))] = sequence.betas[:count]
-        self.betas = torch.as_tensor(betas, dtype=torch.float32, device=models.device)
+        # (nb,), or (F, nb) where the file holds a shape per frame.
+        self.betas = torch.as_tensor(shape_at(sequence.betas, positions, models.source.num_betas),
+                                     dtype=torch.float32, device=models.device)
+
+    def betas_of(self, frames: np.ndarray) -> torch.Tensor:
+        """The source's shape (nb,), or (F, nb) that of `frames` where it has one per frame."""
+        if self.betas.dim() == 1:
+            return self.betas
+        return self.betas[torch.as_tensor(frames, device=self.betas.device)]
 
     def __len__(self):
         return len(self.poses)
@@ -335,11 +340,13 @@ class SourceFrames:
         device = self.models.device
         pose = torch.as_tensor(self.poses[frames], dtype=torch.float32, device=device)
         trans = torch.as_tensor(self.trans[frames], dtype=torch.float32, device=device)
+        betas = self.betas_of(frames)
         targets, joints = [], []
         with cpu_single_thread(device):
             for rows in posing_slices(len(pose), device):
                 vertices, slice_joints = self.models.source.vertex_major(
-                    pose[rows].view(len(pose[rows]), -1, 3), self.betas, trans[rows])
+                    pose[rows].view(len(pose[rows]), -1, 3),
+                    betas if betas.dim() == 1 else betas[rows], trans[rows])
                 targets.append(self.deformation.apply_masked(vertices))
                 joints.append(slice_joints[:, :NUM_BODY_JOINTS])
             targets = torch.cat(targets, dim=-1) if len(targets) > 1 else targets[0]
@@ -363,7 +370,7 @@ def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray,
     pose = models.map_pose(source.poses[frames]).float()
     # Only the poses are used: the errors are those of the fit's own subset (no posing).
     result = yield FitRequest(models.shape_fitter, targets, pose,
-                              shape_start(models, source, targets, pose),
+                              shape_start(models, source, frames, targets, pose),
                               error_set=models.shape_fitter.model.fit_set)
     shape_targets = targets[:, models.shape_set]
     betas, transl = solve_shape(models.masked_target, result.pose.to(models.device),
@@ -379,9 +386,9 @@ def fit_shape(models: GenderModels, source: SourceFrames, frames: np.ndarray,
 
 
 @torch.no_grad()
-def shape_start(models: GenderModels, source: SourceFrames, targets: torch.Tensor,
-                pose: torch.Tensor) -> torch.Tensor | None:
-    """The betas (K, nb) the shape frames' fits start from: between the models of one mesh
+def shape_start(models: GenderModels, source: SourceFrames, frames: np.ndarray,
+                targets: torch.Tensor, pose: torch.Tensor) -> torch.Tensor | None:
+    """The betas (K, nb) the shape frames `frames` start from: between the models of one mesh
     (SMPL and SMPL-H) the source's own, when the target takes all of them and they fit the
     frames' targets (K, M, 3) at the source poses (K, J, 3) better than the zero shape, each
     with its best translation; otherwise None, the zero shape. Seed 0, SMPL -> SMPL-H, whose
@@ -390,13 +397,13 @@ def shape_start(models: GenderModels, source: SourceFrames, targets: torch.Tenso
     0.15% more v2v)."""
     model = models.shape_fitter.model
     if (not same_topology(models.source_kind, models.target_kind)
-            or bool(source.betas[model.num_betas:].any())):
+            or bool(source.betas[..., model.num_betas:].any())):
         return None
     vertex_set, count = model.fit_set, len(pose)
     fitted = vertex_set.v_template                               # device and dtype
-    own = torch.zeros(model.num_betas, dtype=fitted.dtype, device=fitted.device)
-    shared = min(model.num_betas, len(source.betas))
-    own[:shared] = source.betas[:shared]
+    own = torch.zeros(count, model.num_betas, dtype=fitted.dtype, device=fitted.device)
+    shared = min(model.num_betas, source.betas.shape[-1])
+    own[:, :shared] = source.betas_of(frames)[..., :shared]
     rotmats = roma.rotvec_to_rotmat(pose.to(fitted))
     vertex_targets = targets.to(fitted).permute(1, 2, 0)[vertex_set.positions]
 
@@ -405,7 +412,7 @@ def shape_start(models: GenderModels, source: SourceFrames, targets: torch.Tenso
                            fitted.new_zeros(count, 3))[0] - vertex_targets
         return (residual - residual.mean(0)).square().sum()
 
-    return own.expand(count, -1) if error(own) < error(torch.zeros_like(own)) else None
+    return own if error(own) < error(torch.zeros_like(own)) else None
 
 
 

@@ -24,7 +24,7 @@ from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
 from .convert import GenderModels, SequenceOptions, frame_spacing, pair_transfer
 from .run import output_path, quality_path, read_quality
-from .timeline import motion_at
+from .timeline import motion_at, shape_at
 
 REPORT_DIR = "report"
 SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X
@@ -122,12 +122,10 @@ def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) ->
     rate = float(arrays[KINDS[target].motion.rate_key])
     spacing, _ = frame_spacing(sequence.framerate, rate, source_path)
     source_poses, source_trans = motion_at(sequence.poses, sequence.trans, frames * spacing)
-    betas = np.zeros(models.source.num_betas)
-    count = min(len(betas), len(sequence.betas))
-    betas[:count] = sequence.betas[:count]
+    betas = shape_at(sequence.betas, frames * spacing, models.source.num_betas)
     as_float = lambda array: torch.as_tensor(np.asarray(array), dtype=torch.float32)  # noqa
     source = models.source(as_float(source_poses).view(len(frames), -1, 3),
-                           as_float(betas)[None].expand(len(frames), -1),
+                           as_float(betas).expand(len(frames), -1),
                            as_float(source_trans))[0].numpy()
     body = models.target
     num_betas = min(body.num_betas, len(arrays["betas"]))

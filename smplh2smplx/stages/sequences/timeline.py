@@ -113,6 +113,21 @@ def motion_at(poses: np.ndarray, trans: np.ndarray, positions: np.ndarray) -> tu
     return pose.reshape(len(positions), -1).numpy(), shift
 
 
+def shape_at(betas: np.ndarray, positions: np.ndarray, count: int) -> np.ndarray:
+    """A motion's betas for a model of `count` betas (the file's cut, or zeros added):
+    its one shape (count,), or where the file holds a shape per frame (T, S), those at
+    `positions` (`sampled_positions`), (F, count), linear between two frames (float64)."""
+    if betas.ndim == 2:
+        before = np.minimum(np.floor(positions).astype(np.int64), len(betas) - 1)
+        after = np.minimum(before + 1, len(betas) - 1)
+        weight = (positions - before)[:, None]
+        betas = betas[before] + weight * (betas[after] - betas[before])
+    shape = np.zeros(betas.shape[:-1] + (count,))
+    kept = min(count, betas.shape[-1])
+    shape[..., :kept] = betas[..., :kept]
+    return shape
+
+
 def smoothing_weights(rate: float, seconds: float) -> np.ndarray:
     """The Gaussian filter (2r+1,) of standard deviation `seconds` at `rate` frames/s, cut at
     three standard deviations ([1] for 0 seconds)."""
