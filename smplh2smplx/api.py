@@ -6,6 +6,7 @@ parameters (pose, betas, translation), to target parameters; and whole AMASS mot
 one at a time or several with their fits batched together.
 The pair is data (`family.KINDS`): any of "smpl", "smplh" and "smplx", both ways.
 """
+import warnings
 from os import PathLike
 from pathlib import Path
 from typing import Optional, Union
@@ -26,7 +27,7 @@ from .formats.sequence_files import MotionSequence, checked_motion, read_motion
 from .runtime import resolve_device
 from .stages.sequences.batching import fitted_together
 from .stages.sequences.convert import (GenderModels, SequenceOptions, SequenceResult,
-                                       convert_sequence, sequence_steps)
+                                       convert_sequence, sequence_steps, unused_betas)
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 PathType = Union[str, PathLike]
@@ -203,6 +204,18 @@ class Converter:
         return outcomes
 
     def _motion(self, motion: Union[PathType, MotionSequence]) -> MotionSequence:
+        """A motion file of the source model, read, or a MotionSequence, checked; a warning
+        when it gives more betas than the source model takes (`unused_betas`)."""
+        sequence = self._checked_motion(motion)
+        unused = unused_betas(sequence, self._motion_models())
+        if unused:
+            taken = sequence.betas.shape[-1] - unused
+            warnings.warn(f"{sequence.path or 'motion'}: the {self.source.label} model takes "
+                          f"{taken} betas; the motion gives {taken + unused}, not all zero "
+                          f"beyond the {taken}th: posed without those", stacklevel=3)
+        return sequence
+
+    def _checked_motion(self, motion: Union[PathType, MotionSequence]) -> MotionSequence:
         """A motion file of the source model, read, or a MotionSequence, checked."""
         if self.source_body is None:
             raise InputError("converting a motion needs the source model (source_model=)")

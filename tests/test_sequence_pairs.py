@@ -16,6 +16,7 @@ the deformation transfer of the source mesh.
 """
 import json
 import os
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -375,6 +376,45 @@ def test_a_shape_per_frame_is_read_and_checked(tmp_path):
             read_motion(written(np.zeros(shape)))
     with pytest.raises(InputError, match=r"video_poses.npz: betas holds NaN"):
         read_motion(written(np.where(np.eye(7, 10) > 0, np.nan, per_frame)))
+
+
+def test_betas_beyond_the_source_model_are_noted(kit, tmp_path):
+    """SMPL motion files of 16 betas where the SMPL model takes 10: each is posed with the
+    first 10 (as the file with zeros beyond them is), and the run prints one note for the
+    model naming a file whose betas beyond are not zero and how many more; the API warns."""
+    with np.load(kit.smpl_motions / source_name(kit, "smpl")) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays.update(poses=arrays["poses"][:6], trans=arrays["trans"][:6])
+    tree = tmp_path / "in"
+    tree.mkdir()
+    for name, extra in (("a", 0.5), ("b", 0.3), ("c", 0.0)):
+        np.savez(tree / f"{name}.npz", **dict(arrays, betas=np.r_[arrays["betas"],
+                                                                 np.full(6, extra)]))
+    options = SequenceOptions(
+        input_path=tree, output_dir=tmp_path / "out", target_model="smplh",
+        model_paths={kind: kit.body_models for kind in KINDS},
+        deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask, device="cpu",
+        chunk_frames=8, shape_frames=3, fit=FitSettings(max_iterations=3, fit_vertices=0))
+    summary = run_sequences(options, progress=False)
+    assert summary.failed == 0 and len(summary.rows) == 3, summary.lines()
+    assert [line for line in summary.lines() if line.startswith("note:")] == [
+        "note: the SMPL model (male) takes 10 betas; in/a.npz gives 16 (and 1 more files), "
+        "not all zero beyond the 10th: posed without those"]
+    outputs = [read_motion_file(output_path(options.output_dir, f"in/{name}.npz", "smplh"),
+                                "smplh") for name in "ac"]
+    np.testing.assert_allclose(outputs[0]["poses"], outputs[1]["poses"], atol=1e-5)
+    np.testing.assert_allclose(outputs[0]["betas"], outputs[1]["betas"], atol=1e-5)
+
+    import smplh2smplx
+    converter = smplh2smplx.Converter("smpl", "smplh", target_model=kit.body_models,
+                                      source_model=kit.body_models, gender="male",
+                                      device="cpu")
+    with pytest.warns(UserWarning, match=r"a.npz: the SMPL model takes 10 betas; the motion "
+                                         r"gives 16, not all zero beyond the 10th"):
+        converter.convert_motion(tree / "a.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # zeros beyond: nothing to say
+        converter.convert_motion(tree / "c.npz")
 
 
 def test_a_shape_per_frame_is_converted_against_each_frames_own_mesh(kit, tmp_path):

@@ -297,6 +297,14 @@ def frame_spacing(source_rate: float, wanted_rate: float | None,
     return ratio, float(wanted_rate)
 
 
+def unused_betas(sequence: MotionSequence, models: GenderModels) -> int:
+    """How many of a motion's betas its source model cannot take, when one of them is not
+    zero (0 otherwise): the source body is then posed without them, as the model file allows
+    (e.g. a SMPL model of 10 shape coefficients and a file of 16)."""
+    extra = sequence.betas[..., models.source.num_betas:]
+    return extra.shape[-1] if extra.any() else 0
+
+
 def spread_frames(num_frames: int, count: int) -> np.ndarray:
     """`count` frame indices spread evenly over 0..num_frames-1, first and last included."""
     return np.unique(np.linspace(0, num_frames - 1, min(count, num_frames)).round().astype(int))

@@ -40,7 +40,7 @@ from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_
 from ...runtime import resolve_device
 from .batching import FitScheduler
 from .convert import (GenderModels, SequenceOptions, SequenceResult, pair_transfer,
-                      sequence_row, sequence_steps)
+                      sequence_row, sequence_steps, unused_betas)
 
 QUALITY_DIR = "quality"          # <output>/quality/<relative folder>/<name>_frames.npz
 
@@ -223,6 +223,7 @@ class SequenceSummary:
     skipped: list = field(default_factory=list)       # (relative name, reason)
     failures: list = field(default_factory=list)      # (relative name, message)
     rows: list = field(default_factory=list)          # SequenceRow of each file converted now
+    notes: list = field(default_factory=list)         # lines about files converted with care
     seconds: float = 0.0
     stopped: bool = False                             # stopped at a failure (no keep_going)
 
@@ -248,6 +249,7 @@ class SequenceSummary:
                          f"(source {source.mean():.3f} m/s^2)")
             lines.append(f"speed: {frames / max(self.seconds, 1e-9):.1f} frames/s "
                          f"({frames} frames, {self.seconds:.1f} s)")
+        lines.extend(self.notes)
         lines.extend(f"skipped: {reason}" for _name, reason in self.skipped)
         lines.extend(f"failed: {message}" for _name, message in self.failures)
         if self.stopped:
@@ -285,6 +287,8 @@ class SequenceRun:
         self.device = resolve_device(options.device)
         self._transfers = {}
         self._models = {}
+        # (source kind, gender, betas the model takes) -> [(relative name, betas given)]
+        self.unused_betas = {}
         errors = []
         for kind in source_kinds:
             try:
@@ -331,9 +335,25 @@ class SequenceRun:
             models = self.models(sequence.kind, gender)
         except InputError as error:
             raise InputError(f"{path}: gender {gender}: {error}") from None
+        if unused_betas(sequence, models):
+            self.unused_betas.setdefault(
+                (sequence.kind, gender, models.source.num_betas), []).append(
+                    (relative, sequence.betas.shape[-1]))
         return sequence_steps(sequence, models, self.transfer(sequence.kind), options.fps,
                               options.chunk_frames, options.shape_frames,
                               options.shape_rounds, options.smoothing, on_frames=on_frames)
+
+    def notes(self) -> list:
+        """A line per source model that files gave more betas than it takes (not zero)."""
+        lines = []
+        for (kind, gender, taken), files in self.unused_betas.items():
+            (first, given), more = files[0], len(files) - 1
+            lines.append(
+                f"note: the {KINDS[kind].label} model ({gender}) takes {taken} betas; "
+                f"{shown_name(first)} gives {given}" + (f" (and {more} more files)" if more
+                                                      else "")
+                + f", not all zero beyond the {taken}th: posed without those")
+        return lines
 
     def finish(self, relative: str, path: Path, outcome, seconds: float) -> SequenceRow:
         """Write a converted file's row, quality file and output (`outcome`: its
@@ -404,6 +424,7 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
               disable=not progress or not todo) as bar:
         if todo:                    # a shard whose every file is done has no run
             convert_files(run, list(zip(todo, shapes)), summary, bar, single_file, progress)
+            summary.notes = run.notes()
     summary.seconds = time.perf_counter() - start
     return summary
 
