@@ -52,6 +52,22 @@ def source_name(kit, kind):
     return kit.sequences[0].replace("_poses.npz", KINDS[kind].motion.suffix + ".npz")
 
 
+def short_run(kit, input_path, output_dir, **changes) -> SequenceOptions:
+    """Options of a short test run: the kit's models and transfers, small chunks and fits."""
+    return SequenceOptions(
+        input_path=input_path, output_dir=output_dir,
+        model_paths={kind: kit.body_models for kind in KINDS},
+        deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask, device="cpu", chunk_frames=8,
+        shape_frames=3, fit=FitSettings(max_iterations=3, fit_vertices=0), **changes)
+
+
+def slerped(poses, clock, times):
+    """Axis-angle poses (T, 3J) at `clock` (T,) seconds, each joint's rotation at `times`
+    by scipy's Slerp."""
+    return np.concatenate([Slerp(clock, Rotation.from_rotvec(poses[:, joint:joint + 3]))(
+        times).as_rotvec() for joint in range(0, poses.shape[1], 3)], axis=1)
+
+
 @pytest.fixture(scope="module")
 def converted(kit, tmp_path_factory):
     """{(source, target): (source file, output file)} of the six directions."""
@@ -72,12 +88,7 @@ def converted(kit, tmp_path_factory):
             if target == source:
                 continue
             output = root / f"{source}2{target}"
-            options = SequenceOptions(
-                input_path=tree, output_dir=output,
-                model_paths={kind: kit.body_models for kind in KINDS},
-                deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask,
-                target_model=target, device="cpu", chunk_frames=8, shape_frames=3,
-                fit=FitSettings(max_iterations=3, fit_vertices=0))
+            options = short_run(kit, tree, output, target_model=target)
             summary = run_sequences(options, progress=False)
             assert summary.failed == 0 and len(summary.rows) == 1, summary.lines()
             name = summary.rows[0].sequence
@@ -207,11 +218,7 @@ def test_a_rate_that_does_not_divide_the_source_is_resampled(kit, tmp_path, caps
         arrays[key] = arrays[key][:frames]
     assert float(arrays["mocap_framerate"]) == 60.0
     np.savez(path, **arrays)
-    options = SequenceOptions(
-        input_path=tmp_path / "CMU", output_dir=tmp_path / "out",
-        model_paths={kind: kit.body_models for kind in KINDS},
-        deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask, fps=rate, device="cpu",
-        chunk_frames=8, shape_frames=3, fit=FitSettings(max_iterations=3, fit_vertices=0))
+    options = short_run(kit, tmp_path / "CMU", tmp_path / "out", fps=rate)
     summary = run_sequences(options, progress=False)
     assert summary.failed == 0 and len(summary.rows) == 1, summary.lines()
     name = summary.rows[0].sequence
@@ -222,9 +229,7 @@ def test_a_rate_that_does_not_divide_the_source_is_resampled(kit, tmp_path, caps
 
     # The source motion at those times, independently: scipy's slerp per joint.
     clock = np.arange(frames) / 60.0
-    source_poses = np.concatenate([
-        Slerp(clock, Rotation.from_rotvec(arrays["poses"][:, 3 * joint:3 * joint + 3]))(
-            times).as_rotvec() for joint in range(KINDS["smplh"].num_joints)], axis=1)
+    source_poses = slerped(arrays["poses"], clock, times)
     source_trans = np.stack([np.interp(times, clock, arrays["trans"][:, axis])
                              for axis in range(3)], axis=1)
     targets, mask = transferred_source(kit, "smplh", "smplx", source_poses, arrays["betas"],
@@ -390,11 +395,7 @@ def test_betas_beyond_the_source_model_are_noted(kit, tmp_path):
     for name, extra in (("a", 0.5), ("b", 0.3), ("c", 0.0)):
         np.savez(tree / f"{name}.npz", **dict(arrays, betas=np.r_[arrays["betas"],
                                                                  np.full(6, extra)]))
-    options = SequenceOptions(
-        input_path=tree, output_dir=tmp_path / "out", target_model="smplh",
-        model_paths={kind: kit.body_models for kind in KINDS},
-        deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask, device="cpu",
-        chunk_frames=8, shape_frames=3, fit=FitSettings(max_iterations=3, fit_vertices=0))
+    options = short_run(kit, tree, tmp_path / "out", target_model="smplh")
     summary = run_sequences(options, progress=False)
     assert summary.failed == 0 and len(summary.rows) == 3, summary.lines()
     assert [line for line in summary.lines() if line.startswith("note:")] == [
@@ -434,11 +435,7 @@ def test_a_shape_per_frame_is_converted_against_each_frames_own_mesh(kit, tmp_pa
     betas = np.repeat(arrays["betas"][None], frames, axis=0)
     betas[:, 0] += np.linspace(-1.0, 1.0, frames)
     np.savez(path, **dict(arrays, betas=betas))
-    options = SequenceOptions(
-        input_path=path.parent, output_dir=tmp_path / "out",
-        model_paths={kind: kit.body_models for kind in KINDS},
-        deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask, fps=rate, device="cpu",
-        chunk_frames=8, shape_frames=3, fit=FitSettings(max_iterations=3, fit_vertices=0))
+    options = short_run(kit, path.parent, tmp_path / "out", fps=rate)
     summary = run_sequences(options, progress=False)
     assert summary.failed == 0 and len(summary.rows) == 1, summary.lines()
     name = summary.rows[0].sequence
@@ -446,9 +443,7 @@ def test_a_shape_per_frame_is_converted_against_each_frames_own_mesh(kit, tmp_pa
     assert written["betas"].shape == (16,)
 
     times, clock = np.arange(6) / rate, np.arange(frames) / 60.0
-    source_poses = np.concatenate([
-        Slerp(clock, Rotation.from_rotvec(arrays["poses"][:, 3 * joint:3 * joint + 3]))(
-            times).as_rotvec() for joint in range(KINDS["smpl"].num_joints)], axis=1)
+    source_poses = slerped(arrays["poses"], clock, times)
     source_trans, source_betas = (
         np.stack([np.interp(times, clock, values[:, column])
                   for column in range(values.shape[1])], axis=1)
