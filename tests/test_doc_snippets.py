@@ -34,6 +34,8 @@ def placeholders(kit, tmp_path_factory):
     table = {
         "/path/to/models": kit.body_models,
         "/path/to/transfer/smplh2smplx_deftrafo_setup.pkl": kit.deftrafo,
+        "/path/to/transfer/smpl2smplx_deftrafo_setup.pkl":
+            kit.deftrafo.parent / "smpl2smplx_deftrafo_setup.pkl",
         "/path/to/transfer/smplx_mask_ids.npy": kit.mask,
         "/path/to/amass/CMU/01/01_01_poses.npz": kit.amass / "CMU" / "03" / "03_01_poses.npz",
         "/path/to/amass/CMU/01/01_02_poses.npz": kit.amass / kit.sequences[1],
