@@ -206,13 +206,12 @@ class Converter:
     def _motion(self, motion: Union[PathType, MotionSequence]) -> MotionSequence:
         """A motion file of the source model, read, or a MotionSequence, checked; a warning
         when it gives more betas than the source model takes (`unused_betas`)."""
-        sequence = self._checked_motion(motion)
-        unused = unused_betas(sequence, self._motion_models())
-        if unused:
-            taken = sequence.betas.shape[-1] - unused
+        sequence, models = self._checked_motion(motion), self._motion_models()
+        if unused_betas(sequence, models):
+            taken = models.source.num_betas
             warnings.warn(f"{sequence.path or 'motion'}: the {self.source.label} model takes "
-                          f"{taken} betas; the motion gives {taken + unused}, not all zero "
-                          f"beyond the {taken}th: posed without those", stacklevel=3)
+                          f"{taken} betas; the motion gives {sequence.betas.shape[-1]}, not "
+                          f"all zero beyond the {taken}th: posed without those", stacklevel=3)
         return sequence
 
     def _checked_motion(self, motion: Union[PathType, MotionSequence]) -> MotionSequence:

@@ -347,12 +347,11 @@ class SequenceRun:
         """A line per source model that files gave more betas than it takes (not zero)."""
         lines = []
         for (kind, gender, taken), files in self.unused_betas.items():
-            (first, given), more = files[0], len(files) - 1
-            lines.append(
-                f"note: the {KINDS[kind].label} model ({gender}) takes {taken} betas; "
-                f"{shown_name(first)} gives {given}" + (f" (and {more} more files)" if more
-                                                      else "")
-                + f", not all zero beyond the {taken}th: posed without those")
+            first, given = files[0]
+            more = f" (and {len(files) - 1} more files)" if len(files) > 1 else ""
+            lines.append(f"note: the {KINDS[kind].label} model ({gender}) takes {taken} betas; "
+                         f"{shown_name(first)} gives {given}{more}, not all zero beyond the "
+                         f"{taken}th: posed without those")
         return lines
 
     def finish(self, relative: str, path: Path, outcome, seconds: float) -> SequenceRow:
