@@ -290,9 +290,6 @@ def test_bad_inputs_fail_alone_with_keep_going(kit, male_only_models, tmp_path):
     assert list(read_sequence_rows(output / SEQUENCES_CSV)) == ["tree/A/good_poses.npz"]
 
 
-
-
-
 def test_a_run_whose_every_file_is_done_reports_and_exits_0(kit, tmp_path, capsys):
     """A second run over a single file (or a shard) already converted, or a shard past the
     end of the list: nothing to do, the summary says so (both once ended in an
@@ -312,6 +309,7 @@ def test_a_run_whose_every_file_is_done_reports_and_exits_0(kit, tmp_path, capsy
     assert capsys.readouterr().out.splitlines() == [
         "shard 5 of size 1 is empty: the input holds 1 files (1 shards)",
         "sequences: 0 converted, 0 already done, 0 skipped, 0 failed, of 0 files in this shard"]
+
 
 def test_files_that_would_write_one_output_both_fail_in_every_shard(kit, tmp_path):
     """A take's SMPL-H and SMPL-X files side by side are both `take_poses.npz` in SMPL: each
@@ -348,6 +346,7 @@ def test_files_that_would_write_one_output_both_fail_in_every_shard(kit, tmp_pat
     assert [name for name, _ in first.skipped] == ["A/take_stageii.npz"]
     assert not second.rows and second.done_before == 1
     assert [name for name, _ in second.skipped] == ["A/take_stageii.npz"]
+
 
 def test_progress_bar_counts_each_files_source_frames_once(kit, male_only_models, tmp_path,
                                                            monkeypatch):
@@ -392,6 +391,7 @@ def test_progress_bar_counts_each_files_source_frames_once(kit, male_only_models
     # The good file's 10 frames in its chunks of 8 and 2; the female, NaN and wide files'
     # 10 and the SMPL-X file's 5 at once; the empty and broken files' none.
     assert sorted(amount for amount in bar.updates if amount) == [2, 5, 8, 10, 10, 10]
+
 
 def test_command_line_exit_codes_and_lines(kit, male_only_models, tmp_path, capsys):
     tree, output = tmp_path / "tree", tmp_path / "out"
@@ -448,6 +448,7 @@ def test_smplx_file_given_directly_fails(kit, tmp_path):
 
 
 # ----------------------------------------------------------------- pieces
+
 
 def test_solve_shape_recovers_shared_betas_and_translations(kit):
     """Vertices posed with known betas and translations are solved back exactly."""
@@ -814,6 +815,7 @@ def test_an_unknown_gender_is_named_with_its_file(tmp_path, gender):
 
 # ----------------------------------------------------------------- submitit
 
+
 def test_submitit_local_executor_runs_the_shards(kit, tmp_path):
     tree, output = tmp_path / "tree", tmp_path / "out"
     names = [f"S{i}/m{i}_poses.npz" for i in range(2)]
@@ -831,6 +833,7 @@ def test_submitit_local_executor_runs_the_shards(kit, tmp_path):
 
 
 # ----------------------------------------------------------------- report
+
 
 def test_report_page_plots_and_animation(converted, kit):
     from PIL import Image
