@@ -45,6 +45,7 @@ from smplh2smplx.formats.param_files import build_parameters, read_parameters
 from smplh2smplx.family import KINDS
 from smplh2smplx.formats import sequence_files
 from smplh2smplx.formats.sequence_files import MotionSequence, read_motion, read_motion_file
+from smplh2smplx.formats.sequences_csv import read_sequence_rows
 from smplh2smplx.formats.source_params import read_source_params
 from smplh2smplx.stages.sequences.run import read_quality
 from smplh2smplx.cli import settings_yaml
@@ -412,6 +413,21 @@ VALID_CSV = (b"pose_id,v2v_mean_mm,v2v_max_mm,iterations,converged,flagged\n"
 def test_errors_csv_reader(data):
     with tempfile.TemporaryDirectory() as folder:
         read_safely(read_error_rows, written(folder, "errors.csv", data))
+
+
+VALID_SEQUENCES_CSV = (
+    b"sequence,frames,fps,gender,v2v_mean_mm,v2v_p95_mm,v2v_max_mm,jitter_mps2,"
+    b"source_jitter_mps2,jitter_excess_mps2,seconds\n"
+    b"CMU/01/01_01_poses.npz,120,30,male,4.6,4.9,5.1,6.5,6.4,0.1,2.5\n"
+    b"'=HYPERLINK(1),3,60,female,1,2,3,4,5,-1,0.5\n")
+
+
+@fuzz(120)
+@given(data=st.one_of(mutated(VALID_SEQUENCES_CSV), st.binary(max_size=120)))
+def test_sequences_csv_reader(data):
+    with tempfile.TemporaryDirectory() as folder:
+        rows = read_safely(read_sequence_rows, written(folder, "sequences.csv", data))
+        assert rows is None or all(name == row.sequence for name, row in rows.items())
 
 
 # ----------------------------------------------------------------- YAML experiment config

@@ -6,7 +6,9 @@
 - `exclusive_lock`: a lock file beside a shared output, opened without following links;
 - `remove_stale_temporaries`: removes what `atomic_write` left behind in a killed run;
 - `check_writable_folder`: an unwritable output folder is found before any work;
-- `check_finite`: nothing non-finite is written as a result.
+- `check_finite`: nothing non-finite is written as a result;
+- `read_csv_rows`, `merge_csv_rows`: the result tables, read with every flaw an InputError,
+  merged under their lock.
 OS errors on the write side become `OutputError` naming the path.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import IO, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import InputError, OutputError, listed
+from ..errors import InputError, OutputError, listed, one_line
 
 try:
     import fcntl
@@ -243,6 +245,56 @@ def write_csv(path: str | Path, columns: Sequence[str], rows: Iterable[list]) ->
     writer.writerows(rows)
     with atomic_write(path, "w") as handle:
         handle.write(text.getvalue())
+
+
+def read_csv_rows(path: str | Path, columns: Sequence[str], parse: Callable) -> list:
+    """The rows of a table `write_csv` wrote with the header `columns`, each line's cells
+    parsed by `parse` (ValueError for a malformed line); [] when there is no file. Anything
+    else (other columns, a malformed line, bytes that are not UTF-8 text, a cell over the
+    csv module's limit) is an InputError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    try:
+        with open_regular(path, "r", newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                return []
+            if tuple(header) != tuple(columns):
+                raise InputError(f"{path}: columns {shown_value(header)}, expected "
+                                 f"{list(columns)}")
+            for line_number, cells in enumerate(reader, start=2):
+                try:
+                    rows.append(parse(cells))
+                except ValueError:
+                    raise InputError(f"{path}: line {line_number} is malformed: "
+                                     f"{shown_value(cells)}") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a readable CSV table ({one_line(error)})") from None
+    return rows
+
+
+def merge_csv_rows(path: str | Path, columns: Sequence[str], read: Callable[[Path], dict],
+                   new_rows: Iterable, key: Callable) -> None:
+    """Merge `new_rows` into the table at `path` under its exclusive lock: `read(path)` gives
+    the stored rows by key, a new row replaces the stored row of its `key(row)`, and the
+    table, sorted by key, replaces the file atomically (each row's `cells()`).
+
+    With no new rows the table is only read (it is always replaced whole, so without the
+    lock, and nothing is created): a run does so before any fit, so that a table it cannot
+    merge into (damaged, or saved by a spreadsheet in its own format) stops it then, not
+    after its first results.
+    """
+    new_rows = list(new_rows)
+    if not new_rows:
+        read(path)
+        return
+    with exclusive_lock(path):
+        rows = read(path)
+        rows.update((key(row), row) for row in new_rows)
+        write_csv(path, columns, [rows[name].cells() for name in sorted(rows)])
 
 
 def name_problem(name: str) -> str | None:

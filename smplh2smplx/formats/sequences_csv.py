@@ -7,14 +7,11 @@ written behind a `'` (`spreadsheet_text`) and read back as it was.
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ..errors import InputError
-from .files import (exclusive_lock, open_regular, spreadsheet_text, text_from_spreadsheet,
-                    write_csv)
+from .files import merge_csv_rows, read_csv_rows, spreadsheet_text, text_from_spreadsheet
 
 SEQUENCES_CSV = "sequences.csv"
 
@@ -51,37 +48,19 @@ CSV_COLUMNS = ("sequence", "frames", "fps", "gender", "v2v_mean_mm", "v2v_p95_mm
 
 
 def read_sequence_rows(path: str | Path) -> dict:
-    """{sequence: SequenceRow} of a sequences.csv; empty when the file does not exist."""
-    path = Path(path)
-    if not path.exists():
-        return {}
-    rows = {}
-    with open_regular(path, "r", newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            return {}
-        if tuple(header) != CSV_COLUMNS:
-            raise InputError(f"{path}: columns {header}, expected {list(CSV_COLUMNS)}")
-        for line_number, cells in enumerate(reader, start=2):
-            try:
-                name, frames, fps, gender, mean, p95, peak, jitter, source, _excess, secs = cells
-                row = SequenceRow(text_from_spreadsheet(name), int(frames), float(fps),
-                                  gender, float(mean), float(p95), float(peak), float(jitter),
-                                  float(source), float(secs))
-            except ValueError:
-                raise InputError(f"{path}: line {line_number} is malformed: {cells}") from None
-            rows[row.sequence] = row
-    return rows
+    """{sequence: SequenceRow} of a sequences.csv; empty when the file does not exist.
+    InputError naming the file when it is not such a table (`read_csv_rows`)."""
+    def parse(cells):
+        name, frames, fps, gender, mean, p95, peak, jitter, source, _excess, secs = cells
+        return SequenceRow(text_from_spreadsheet(name), int(frames), float(fps), gender,
+                           float(mean), float(p95), float(peak), float(jitter),
+                           float(source), float(secs))
+
+    return {row.sequence: row for row in read_csv_rows(path, CSV_COLUMNS, parse)}
 
 
 def merge_sequence_rows(path: str | Path, new_rows: Iterable[SequenceRow]) -> None:
     """Merge rows into sequences.csv under an exclusive lock; a new row replaces the stored
-    row of the same sequence; the file is sorted by sequence and replaced atomically."""
-    new_rows = list(new_rows)
-    if not new_rows:
-        return
-    with exclusive_lock(path):
-        rows = read_sequence_rows(path)
-        rows.update((row.sequence, row) for row in new_rows)
-        write_csv(path, CSV_COLUMNS, [rows[name].cells() for name in sorted(rows)])
+    row of the same sequence; the file is sorted by sequence and replaced atomically.
+    No rows: the table is only checked (`merge_csv_rows`)."""
+    merge_csv_rows(path, CSV_COLUMNS, read_sequence_rows, new_rows, lambda row: row.sequence)
