@@ -498,6 +498,40 @@ def test_principle_nothing_non_finite_is_written_by_stage2(kit, smplh_mesh, tmp_
     assert not (output / "000001.pkl").exists()
 
 
+# What a results table can hold that no row can be merged into: bytes that are not text, a
+# cell over the csv module's limit, and the table as a spreadsheet saves it in some locales.
+DAMAGED_TABLES = {"not text": b"\xff\xfe\x00\x01 binary",
+                  "a huge cell": b'"' + b"x" * 200_000 + b'"\n',
+                  "semicolons": b"pose_id;v2v_mean_mm\n1;2.5\n"}
+
+
+@pytest.mark.parametrize("table", DAMAGED_TABLES.values(), ids=list(DAMAGED_TABLES))
+def test_principle_a_table_that_cannot_take_rows_stops_a_run_before_any_fit(
+        kit, smplh_mesh, tmp_path, capsys, table):
+    """errors.csv and sequences.csv are read before the first fit: a damaged one stops the run
+    with one line naming it, not a traceback (or an error) after fits whose results could
+    then not be recorded; the table is left as it was."""
+    stage2 = tmp_path / "stage2"
+    stage2.mkdir()
+    (stage2 / "errors.csv").write_bytes(table)
+    assert run_transfer.main(stage2_argv(kit, smplh_mesh, stage2)) == 2
+    line = capsys.readouterr().err.strip()
+    assert str(stage2 / "errors.csv") in line and "\n" not in line
+    assert not (stage2 / "000001.pkl").exists() and not (stage2 / RESULT_SETTINGS).exists()
+    assert (stage2 / "errors.csv").read_bytes() == table
+
+    source, output = tmp_path / "amass", tmp_path / "out"
+    short_tree(kit, source)
+    output.mkdir()
+    (output / SEQUENCES_CSV).write_bytes(table)
+    with pytest.raises(InputError) as error:
+        run_sequences(sequence_options(kit, source, output), progress=False)
+    assert str(output / SEQUENCES_CSV) in str(error.value)
+    assert not output_path(output, "amass/a/one_poses.npz", "smplx").exists()
+    assert not (output / RESULT_SETTINGS).exists()
+    assert (output / SEQUENCES_CSV).read_bytes() == table
+
+
 def test_principle_nothing_non_finite_is_written_by_sequences_and_stage1(tmp_path):
     poses = np.zeros((3, 165))
     poses[1, 6] = np.inf

@@ -263,7 +263,8 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
     """Run stage 2 with `options` (a `TransferOptions`); returns a `TransferSummary`.
 
     Raises InputError, before any pose is fitted, for a missing or wrong model,
-    deformation transfer, mask, mesh folder or source_params.npz, and for the first bad
+    deformation transfer, mask, mesh folder or source_params.npz, an errors.csv that cannot
+    take rows, and for the first bad
     mesh (the poses of earlier batches are written); with options.keep_going a bad mesh
     only fails its pose (listed in the summary) and the other poses are converted.
 
@@ -282,6 +283,7 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
     settings = result_settings(options)
     check_result_settings(output_dir, settings, options.overwrite,
                           lambda: _existing_results(output_dir))
+    merge_error_rows(output_dir / ERRORS_CSV, [])              # it takes rows
     remove_stale_temporaries(output_dir, _is_stage2_output)
     source_path = Path(options.mesh_dir) / SOURCE_PARAMS
     if options.from_params and not source_path.is_file():

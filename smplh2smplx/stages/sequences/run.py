@@ -380,8 +380,8 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
                   log: Callable[[str], None] = print) -> SequenceSummary:
     """Convert this shard's sequences with `options`; returns a `SequenceSummary`.
 
-    Raises InputError before any fit for bad options, a missing input or a bad deformation
-    transfer; a bad file fails alone (with keep_going the run goes on). The progress bar
+    Raises InputError before any fit for bad options, a missing input, a sequences.csv that
+    cannot take rows or a bad deformation transfer; a bad file fails alone (with keep_going the run goes on). The progress bar
     counts source frames.
     """
     options.check()
@@ -393,6 +393,7 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     files = list_sequence_files(options.input_path, options.output_dir)
     if not files:
         raise InputError(f"{options.input_path}: no .npz files to convert")
+    merge_sequence_rows(Path(options.output_dir) / SEQUENCES_CSV, [])   # it takes rows
     if options.shard_size == 0 and options.shard_index != 0:
         log(f"note: shard index {options.shard_index} is ignored: shard size is 0, so the "
             "one shard is the whole input")
