@@ -615,9 +615,15 @@ def test_row12_a_damaged_settings_record_is_named_and_overwrite_replaces_it(tmp_
     from smplh2smplx.formats.result_settings import (check_result_settings,
                                                      record_result_settings)
     settings = {"target_model": "smplx", "num_betas": 10, "gender": "neutral"}
-    (tmp_path / RESULT_SETTINGS).write_text("{not json")
-    with pytest.raises(InputError, match=r"result_settings.json: not a readable settings"):
+    for damaged in ("{not json", "[" * 100_000 + "]" * 100_000):     # the second: too deep
+        (tmp_path / RESULT_SETTINGS).write_text(damaged)
+        with pytest.raises(InputError, match=r"result_settings.json: not a readable settings"):
+            check_result_settings(tmp_path, settings, overwrite=False)
+    # A recorded value is shown shortened, whatever its size.
+    (tmp_path / RESULT_SETTINGS).write_text(json.dumps({**settings, "gender": ["x"] * 10_000}))
+    with pytest.raises(InputError, match=r"gender \['x', .*\.\.\. \(this run: neutral\)") as error:
         check_result_settings(tmp_path, settings, overwrite=False)
+    assert len(str(error.value)) < 500
     record_result_settings(tmp_path, settings, overwrite=True)
     assert json.loads((tmp_path / RESULT_SETTINGS).read_text()) == settings
     check_result_settings(tmp_path, settings, overwrite=False)

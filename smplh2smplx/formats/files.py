@@ -327,7 +327,12 @@ def shown_value(value) -> str:
         return f"an array of shape {value.shape} and type {value.dtype}"
     if getattr(value, "size", 0) == 1:
         value = value.item()                   # a numpy scalar or one-element array
-    text = shown_name(" ".join(repr(value).split()))
+    return shown_text(repr(value))
+
+
+def shown_text(text: str) -> str:
+    """`text` on one printable line of at most 80 characters."""
+    text = shown_name(" ".join(str(text).split()))
     return text if len(text) <= 80 else text[:77] + "..."
 
 

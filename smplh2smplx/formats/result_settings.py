@@ -19,8 +19,8 @@ import json
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
-from ..errors import InputError, listed
-from .files import atomic_write, exclusive_lock, open_regular
+from ..errors import InputError, listed, one_line
+from .files import atomic_write, exclusive_lock, open_regular, shown_text
 
 RESULT_SETTINGS = "result_settings.json"
 
@@ -36,9 +36,10 @@ def _read_record(path: Path) -> dict | None:
             record = json.load(handle)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
-        raise InputError(f"{path}: not a readable settings record ({error}); remove it "
-                         "only if the results beside it were made with this run's settings")
+    except (OSError, ValueError, RecursionError) as error:     # RecursionError: too deep
+        raise InputError(f"{path}: not a readable settings record ({one_line(error)}); remove "
+                         "it only if the results beside it were made with this run's "
+                         "settings") from None
     if not isinstance(record, dict):
         raise InputError(f"{path}: not a settings record (a JSON object)")
     return record
@@ -46,7 +47,10 @@ def _read_record(path: Path) -> dict | None:
 
 def _differences(recorded: Mapping, settings: Mapping) -> list[str]:
     """'name X (this run: Y)' for each setting that differs."""
-    return [f"{name} {recorded.get(name, 'unset')} (this run: {settings.get(name, 'unset')})"
+    def shown(values, name):
+        return shown_text(values[name]) if name in values else "unset"
+
+    return [f"{shown_text(name)} {shown(recorded, name)} (this run: {shown(settings, name)})"
             for name in sorted(set(recorded) | set(settings))
             if recorded.get(name) != settings.get(name)]
 
