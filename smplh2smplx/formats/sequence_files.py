@@ -129,8 +129,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSeq
     kind = file_kind(path, arrays)
     if expected_kind is not None and kind != expected_kind:
         raise SkipFile(f"{path}: is a {KINDS[kind].label} sequence (poses "
-                       f"{arrays['poses'].shape}), not {KINDS[expected_kind].label} as "
-                       "--source-model says")
+                       f"{arrays['poses'].shape}), not {KINDS[expected_kind].label}, the source "
+                       "model given")
     missing = [key for key in ("trans", "betas", "gender") if key not in arrays]
     rate_key = next((key for key in RATE_KEYS if key in arrays), None)
     missing += [] if rate_key else [KINDS[kind].motion.rate_key]
