@@ -5,10 +5,12 @@ Each test failed on main before its fix; docs/BAD_INPUTS.md names them. Fits are
 drivers' handling of bad inputs and settings, not the fitter.
 """
 import csv
+import errno
 import io
 import json
 import os
 import pickle
+import re
 import shutil
 import time
 import zipfile
@@ -23,9 +25,9 @@ import convert_sequences
 import extract_to_obj
 import run_transfer
 from smplh2smplx.body.lbs import BodyModel
-from smplh2smplx.errors import InputError
+from smplh2smplx.errors import InputError, OutputError
 from smplh2smplx.fit.fitter import FitSettings
-from smplh2smplx.formats import npz as npz_module
+from smplh2smplx.formats import files as files_module, npz as npz_module
 from smplh2smplx.formats.amass import read_smplh_poses
 from smplh2smplx.formats.body_models import load_smplh, load_smplx
 from smplh2smplx.formats.meshes import write_obj
@@ -41,6 +43,7 @@ from smplh2smplx.settings import TransferOptions, load_settings
 from smplh2smplx.stages import transfer as transfer_module
 from smplh2smplx.stages.sequences.convert import SequenceOptions
 from smplh2smplx.stages.sequences.report import plot_sequence, write_sequence_report
+from smplh2smplx.stages.sequences import run as sequences_run
 from smplh2smplx.stages.sequences.run import (list_sequence_files, output_path, quality_path,
                                               read_quality, run_sequences)
 
@@ -530,6 +533,52 @@ def test_principle_a_table_that_cannot_take_rows_stops_a_run_before_any_fit(
     assert not output_path(output, "amass/a/one_poses.npz", "smplx").exists()
     assert not (output / RESULT_SETTINGS).exists()
     assert (output / SEQUENCES_CSV).read_bytes() == table
+
+
+def no_conversion(*_args, **_kwargs):
+    raise AssertionError("nothing may be converted before the output folder is checked")
+
+
+def test_principle_an_unwritable_output_folder_stops_sequences_before_any_fit(
+        kit, tmp_path, monkeypatch):
+    """As stages 1 and 2 do: before, the first file was converted, then lost."""
+    source = tmp_path / "amass"
+    short_tree(kit, source)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    monkeypatch.setattr(sequences_run, "convert_files", no_conversion)
+    for output in (blocker, blocker / "out"):
+        with pytest.raises(OutputError, match="not a folder") as error:
+            run_sequences(sequence_options(kit, source, output), progress=False)
+        assert str(output) in str(error.value)
+    assert blocker.read_text() == "a file"
+
+
+def test_principle_a_file_system_without_locks_is_refused_before_any_work(
+        kit, smplh_mesh, tmp_path, monkeypatch, capsys):
+    """Shards sharing a folder merge its tables under a lock: where the file system has none
+    (a cluster's mounted without them), each merge failed after its fit, and unlocked merges
+    would lose rows. Every stage refuses such a folder up front, naming it."""
+    def no_locks(*_args, **_kwargs):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(files_module.fcntl, "flock", no_locks)
+    monkeypatch.setattr(sequences_run, "convert_files", no_conversion)
+    stage2 = tmp_path / "stage2"
+    assert run_transfer.main(stage2_argv(kit, smplh_mesh, stage2)) == 3
+    line = capsys.readouterr().err.strip()
+    assert str(stage2) in line and "cannot lock files" in line and "\n" not in line
+    assert not stage2.exists()
+    source = tmp_path / "amass"
+    short_tree(kit, source)
+    with pytest.raises(OutputError, match="cannot lock files") as error:
+        run_sequences(sequence_options(kit, source, tmp_path / "out"), progress=False)
+    assert str(tmp_path / "out") in str(error.value) and not (tmp_path / "out").exists()
+    # Locks that go away during a run: the lock file is named.
+    with pytest.raises(OutputError, match=r"\.table\.csv\.lock: cannot write: "
+                       + re.escape(os.strerror(errno.ENOLCK))):
+        with files_module.exclusive_lock(tmp_path / "table.csv"):
+            pass
 
 
 def test_principle_nothing_non_finite_is_written_by_sequences_and_stage1(tmp_path):

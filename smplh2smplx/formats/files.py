@@ -5,7 +5,8 @@
   an input would hang or mislead a reader);
 - `exclusive_lock`: a lock file beside a shared output, opened without following links;
 - `remove_stale_temporaries`: removes what `atomic_write` left behind in a killed run;
-- `check_writable_folder`: an unwritable output folder is found before any work;
+- `check_writable_folder`: an output folder that cannot be written or locked is found
+  before any work;
 - `check_finite`: nothing non-finite is written as a result;
 - `read_csv_rows`, `merge_csv_rows`: the result tables, read with every flaw an InputError,
   merged under their lock.
@@ -147,7 +148,10 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
         if not stat.S_ISREG(mode_bits):
             raise OutputError(f"{lock_path}: is {_kind(mode_bits)}, expected a lock file "
                               "(remove it)")
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as error:               # a file system without locks
+            raise output_error(lock_path, error) from None
         try:
             yield
         finally:
@@ -202,7 +206,10 @@ def remove_stale_temporaries(folder: str | Path, is_ours: Callable[[str], bool],
 
 
 def check_writable_folder(folder: str | Path) -> None:
-    """Raise OutputError naming `folder` when output files cannot be written into it.
+    """Raise OutputError naming `folder` when output files cannot be written into it, or
+    cannot be locked there (`exclusive_lock`: shards sharing the folder merge its tables
+    under a lock, and a file system without locks, such as a cluster's mounted without
+    them, would fail every merge, or lose rows if merges went unlocked).
 
     A missing folder is not created here (a run stopped by bad input then leaves nothing
     behind): its nearest existing parent must be a folder that a file can be made in.
@@ -215,11 +222,19 @@ def check_writable_folder(folder: str | Path) -> None:
         where = "is" if existing == folder else f"lies under {existing}, which is"
         raise OutputError(f"{folder}: cannot be the output folder: {where} not a folder")
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        probe = tempfile.TemporaryFile(dir=existing)
     except OSError as error:
         raise OutputError(f"{folder}: cannot write into {existing}: "
                           f"{error.strerror or error}") from None
+    with probe:
+        try:
+            if fcntl is not None:
+                fcntl.flock(probe.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            raise OutputError(f"{folder}: cannot lock files in {existing} "
+                              f"({error.strerror or error}); give an output folder on a file "
+                              "system with locks (a local disk, or a cluster file system "
+                              "mounted with them)") from None
 
 
 # A cell starting with one of these is a formula to a spreadsheet (CSV injection).

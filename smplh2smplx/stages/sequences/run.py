@@ -28,8 +28,9 @@ from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
 from ...errors import InputError, listed, one_line
 from ...family import KINDS
-from ...formats.files import (atomic_write, check_finite, is_regular_file, name_problem,
-                              remove_stale_temporaries, shown_name, shown_value)
+from ...formats.files import (atomic_write, check_finite, check_writable_folder,
+                              is_regular_file, name_problem, remove_stale_temporaries,
+                              shown_name, shown_value)
 from ...formats.mesh_folder import select_shard
 from ...formats.npz import member_shape, read_npz
 from ...formats.result_settings import check_result_settings, record_result_settings
@@ -380,13 +381,15 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
                   log: Callable[[str], None] = print) -> SequenceSummary:
     """Convert this shard's sequences with `options`; returns a `SequenceSummary`.
 
-    Raises InputError before any fit for bad options, a missing input, a sequences.csv that
-    cannot take rows or a bad deformation transfer; a bad file fails alone (with keep_going the run goes on). The progress bar
-    counts source frames.
+    Raises, before any fit, InputError for bad options, a missing input, a sequences.csv
+    that cannot take rows or a bad deformation transfer, and OutputError for an output
+    folder that cannot be written or locked; a bad file fails alone (with keep_going the
+    run goes on). The progress bar counts source frames.
     """
     options.check()
     target = options.target_model
     check_folders(options.input_path, options.output_dir)
+    check_writable_folder(options.output_dir)
     settings = result_settings(options)
     check_result_settings(options.output_dir, settings, options.overwrite,
                           lambda: _existing_outputs(options))
