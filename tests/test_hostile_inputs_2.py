@@ -441,12 +441,15 @@ def test_row6_temporaries_of_a_killed_sequence_write_are_removed_on_rerun(kit, t
 def test_row8_slurm_local_wait_gives_the_tasks_exit_code_and_line(kit, tmp_path, capsys):
     tree = tmp_path / "amass"
     short_tree(kit, tree)
-    blocker = tmp_path / "a_file"
+    # The output folder passes the submission's checks; the file's own folder under it
+    # cannot be made.
+    blocker = tmp_path / "out" / "amass"
+    blocker.parent.mkdir()
     blocker.write_text("not a folder")
     code = convert_sequences.main(
         [str(tree), "--slurm", "--local", "--wait", "--shards", "1", "--device", "cpu",
          "--log-dir", str(tmp_path / "logs")],
-        user_config=sequences_config(kit, blocker / "out"))
+        user_config=sequences_config(kit, blocker.parent))
     printed = capsys.readouterr()
     assert code == 3, printed
     assert "shard 0: error:" in printed.err and str(blocker) in printed.err

@@ -316,6 +316,31 @@ def test_slurm_submits_or_says_why_not_and_never_runs_here(kit, tmp_path, capsys
     assert not list(output.rglob("*.npz")) and not (output / "sequences.csv").exists()
 
 
+def test_slurm_checks_the_output_folder_before_submitting(kit, tmp_path, capsys, monkeypatch):
+    """An output folder no task could write into, or holding results of other settings, is
+    refused at submission, not in every task of the array (logs kept elsewhere)."""
+    import convert_sequences
+    calls = tmp_path / "sbatch_calls"
+    tools = fake_slurm_tools(tmp_path / "bin", f"echo called >> {calls}; "
+                                               "echo 'Submitted batch job 4242'")
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}/bin{os.pathsep}/usr/bin")
+    (tmp_path / "file").write_text("")
+    other_settings = tmp_path / "other"
+    other_settings.mkdir()
+    (other_settings / "result_settings.json").write_text('{"target_model": "smplh"}')
+    for output, code, named in ((tmp_path / "file" / "out", 3, "not a folder"),
+                                (other_settings, 2, "target_model smplh")):
+        config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
+                  "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
+                  "SEQUENCE_OUTPUT_DIR": str(output), "AMASS_DIR": str(kit.amass)}
+        assert convert_sequences.main(["--slurm", "--log-dir", str(tmp_path / "logs")],
+                                      user_config=config) == code
+        printed = capsys.readouterr()
+        assert str(output) in printed.err and named in printed.err
+        assert "submitted" not in printed.out
+    assert not calls.exists()
+
+
 def test_missing_arrays_are_listed_one_per_line_and_frames_counted(tmp_path):
     from smplh2smplx.errors import InputError
     from smplh2smplx.formats.npz import member_shape

@@ -79,16 +79,6 @@ def list_sequence_files(input_path: str | Path, output_dir: str | Path | None = 
     return sorted(found)
 
 
-def check_folders(input_path: str | Path, output_dir: str | Path) -> None:
-    """InputError when the output folder is the input folder or lies above it (the outputs
-    would be read as inputs, or mixed into the input tree)."""
-    source, target = Path(input_path).resolve(), Path(output_dir).resolve()
-    if Path(input_path).is_dir() and (source == target or target in source.parents):
-        where = "is" if source == target else "lies inside"
-        raise InputError(f"{input_path}: the input folder {where} the output folder "
-                         f"{output_dir}; give another --output-dir")
-
-
 def _is_sequence_output(name):
     """Whether `name` is a file a sequence run writes (its stale temporaries are removed)."""
     return name == SEQUENCES_CSV or name.endswith(".npz")
@@ -179,6 +169,24 @@ def _existing_outputs(options):
         except Exception:   # not one of our outputs, or unreadable: converted again
             continue
         yield path, shown
+
+
+def check_output_folder(options: SequenceOptions) -> None:
+    """Raise, before any work, when the run's outputs cannot go into its output folder:
+    InputError when it is the input folder or lies above it (the outputs would be read as
+    inputs, or mixed into the input tree), holds results of other settings
+    (`check_result_settings`) or a sequences.csv that cannot take rows; OutputError when it
+    cannot be written or locked (`check_writable_folder`)."""
+    input_path, output_dir = Path(options.input_path), Path(options.output_dir)
+    source, target = input_path.resolve(), output_dir.resolve()
+    if input_path.is_dir() and (source == target or target in source.parents):
+        where = "is" if source == target else "lies inside"
+        raise InputError(f"{input_path}: the input folder {where} the output folder "
+                         f"{output_dir}; give another --output-dir")
+    check_writable_folder(output_dir)
+    check_result_settings(output_dir, result_settings(options), options.overwrite,
+                          lambda: _existing_outputs(options))
+    merge_sequence_rows(output_dir / SEQUENCES_CSV, [])              # it takes rows
 
 
 def write_quality(path: str | Path, result: SequenceResult) -> None:
@@ -381,22 +389,17 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
                   log: Callable[[str], None] = print) -> SequenceSummary:
     """Convert this shard's sequences with `options`; returns a `SequenceSummary`.
 
-    Raises, before any fit, InputError for bad options, a missing input, a sequences.csv
-    that cannot take rows or a bad deformation transfer, and OutputError for an output
-    folder that cannot be written or locked; a bad file fails alone (with keep_going the
-    run goes on). The progress bar counts source frames.
+    Raises, before any fit, InputError for bad options, a missing input or a bad
+    deformation transfer, and what `check_output_folder` raises; a bad file fails alone
+    (with keep_going the run goes on). The progress bar counts source frames.
     """
     options.check()
     target = options.target_model
-    check_folders(options.input_path, options.output_dir)
-    check_writable_folder(options.output_dir)
+    check_output_folder(options)
     settings = result_settings(options)
-    check_result_settings(options.output_dir, settings, options.overwrite,
-                          lambda: _existing_outputs(options))
     files = list_sequence_files(options.input_path, options.output_dir)
     if not files:
         raise InputError(f"{options.input_path}: no .npz files to convert")
-    merge_sequence_rows(Path(options.output_dir) / SEQUENCES_CSV, [])   # it takes rows
     if options.shard_size == 0 and options.shard_index != 0:
         log(f"note: shard index {options.shard_index} is ignored: shard size is 0, so the "
             "one shard is the whole input")

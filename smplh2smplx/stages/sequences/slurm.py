@@ -14,7 +14,7 @@ from pathlib import Path
 from ...errors import InputError, OutputError, below_least, error_text, listed, one_line
 from ...formats.files import check_writable_folder
 from .convert import SequenceOptions
-from .run import SequenceSummary, check_folders, list_sequence_files, run_sequences
+from .run import SequenceSummary, check_output_folder, list_sequence_files, run_sequences
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
     import submitit
 
     options.check()
-    check_folders(options.input_path, options.output_dir)
+    check_output_folder(options)              # here, not in every task
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if slurm.cluster is None and missing:
         raise InputError(f"--slurm: {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'}"
