@@ -263,10 +263,11 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
     """Run stage 2 with `options` (a `TransferOptions`); returns a `TransferSummary`.
 
     Raises InputError, before any pose is fitted, for a missing or wrong model,
-    deformation transfer, mask, mesh folder or source_params.npz, an errors.csv that cannot
-    take rows, and for the first bad
-    mesh (the poses of earlier batches are written); with options.keep_going a bad mesh
-    only fails its pose (listed in the summary) and the other poses are converted.
+    deformation transfer, mask, mesh folder or source_params.npz and an errors.csv that
+    cannot take rows (OutputError for an output folder that cannot be written or locked),
+    and for the first bad mesh (the poses of earlier batches are written); with
+    options.keep_going a bad mesh only fails its pose (listed in the summary) and the other
+    poses are converted.
 
     Batches are fixed slices of the shard's sorted list, whatever is already converted: a
     batch with any pose left to convert is fitted whole, so that a resumed run fits every
