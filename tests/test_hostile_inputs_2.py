@@ -584,6 +584,24 @@ def test_principle_a_file_system_without_locks_is_refused_before_any_work(
             pass
 
 
+def test_principle_a_name_whose_outputs_would_be_too_long_fails_before_its_fit(kit, tmp_path):
+    """An input name of 254 bytes fits its file system, but its output (`_stageii.npz`) and
+    quality file (`_frames.npz`, and their temporaries) do not: that file fails alone before
+    its fit. Before, it was converted, its row recorded, then its quality file failed with
+    exit 3, and the files after it were never converted."""
+    long_name = "a" * 244 + "_poses.npz"
+    tree, output = tmp_path / "amass", tmp_path / "out"
+    short_tree(kit, tree, names=(f"s/{long_name}", "s/b_poses.npz"))
+    summary = run_sequences(sequence_options(kit, tree, output, keep_going=True),
+                            progress=False)
+    assert [row.sequence for row in summary.rows] == ["amass/s/b_poses.npz"]
+    assert len(summary.failures) == 1
+    _name, message = summary.failures[0]
+    assert long_name in message and "too long" in message and "255 bytes" in message
+    assert list(read_sequence_rows(output / SEQUENCES_CSV)) == ["amass/s/b_poses.npz"]
+    assert output_path(output, "amass/s/b_poses.npz", "smplx").exists()
+
+
 def test_principle_nothing_non_finite_is_written_by_sequences_and_stage1(tmp_path):
     poses = np.zeros((3, 165))
     poses[1, 6] = np.inf

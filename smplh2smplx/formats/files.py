@@ -162,6 +162,14 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
 
 # `.<final name>.<8 characters of mkstemp>.tmp`, as atomic_write names its temporaries.
 _TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+# The longest file name of the common file systems (ext4, XFS, Btrfs, NFS, Lustre), in bytes.
+NAME_MAX_BYTES = 255
+
+
+def name_too_long(path: str | Path) -> bool:
+    """Whether `atomic_write` cannot write `path`: the name of its temporary is over
+    NAME_MAX_BYTES."""
+    return len(os.fsencode(f".{Path(path).name}.12345678.tmp")) > NAME_MAX_BYTES
 
 
 def remove_stale_temporaries(folder: str | Path, is_ours: Callable[[str], bool],

@@ -28,9 +28,10 @@ from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
 from ...errors import InputError, listed, one_line
 from ...family import KINDS
-from ...formats.files import (atomic_write, check_finite, check_writable_folder,
-                              is_regular_file, name_problem, remove_stale_temporaries,
-                              shown_name, shown_value)
+from ...formats.files import (NAME_MAX_BYTES, atomic_write, check_finite,
+                              check_writable_folder, is_regular_file, name_problem,
+                              name_too_long, remove_stale_temporaries, shown_name,
+                              shown_value)
 from ...formats.mesh_folder import select_shard
 from ...formats.npz import member_shape, read_npz
 from ...formats.result_settings import check_result_settings, record_result_settings
@@ -336,6 +337,12 @@ class SequenceRun:
         if problem:
             raise InputError(f"{shown_name(relative)}: the file name {problem} (it could not "
                              "be written into sequences.csv); rename the file")
+        target = options.target_model
+        written = (output_path(options.output_dir, relative, target),
+                   quality_path(options.output_dir, relative, target))
+        if any(name_too_long(output) for output in written):
+            raise InputError(f"{path}: the file name is too long: the names of its outputs "
+                             f"would be over {NAME_MAX_BYTES} bytes; rename the file")
         sequence = read_motion(path, options.source_model)
         if sequence.kind == options.target_model:
             raise SkipFile(f"{path}: already a {KINDS[options.target_model].label} sequence")
