@@ -27,7 +27,8 @@ from .formats.sequence_files import MotionSequence, checked_motion, read_motion
 from .runtime import resolve_device
 from .stages.sequences.batching import fitted_together
 from .stages.sequences.convert import (GenderModels, SequenceOptions, SequenceResult,
-                                       convert_sequence, sequence_steps, unused_betas)
+                                       convert_sequence, sequence_steps, unused_betas,
+                                       unused_betas_note)
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
 PathType = Union[str, PathLike]
@@ -208,10 +209,9 @@ class Converter:
         when it gives more betas than the source model takes (`unused_betas`)."""
         sequence, models = self._checked_motion(motion), self._motion_models()
         if unused_betas(sequence, models):
-            taken = models.source.num_betas
-            warnings.warn(f"{sequence.path or 'motion'}: the {self.source.label} model takes "
-                          f"{taken} betas; the motion gives {sequence.betas.shape[-1]}, not "
-                          f"all zero beyond the {taken}th: posed without those", stacklevel=3)
+            note = unused_betas_note(f"{self.source.label} model", models.source.num_betas,
+                                     f"the motion gives {sequence.betas.shape[-1]}")
+            warnings.warn(f"{sequence.path or 'motion'}: {note}", stacklevel=3)
         return sequence
 
     def _checked_motion(self, motion: Union[PathType, MotionSequence]) -> MotionSequence:

@@ -297,12 +297,18 @@ def frame_spacing(source_rate: float, wanted_rate: float | None,
     return ratio, float(wanted_rate)
 
 
-def unused_betas(sequence: MotionSequence, models: GenderModels) -> int:
-    """How many of a motion's betas its source model cannot take, when one of them is not
-    zero (0 otherwise): the source body is then posed without them, as the model file allows
-    (e.g. a SMPL model of 10 shape coefficients and a file of 16)."""
-    extra = sequence.betas[..., models.source.num_betas:]
-    return extra.shape[-1] if extra.any() else 0
+def unused_betas(sequence: MotionSequence, models: GenderModels) -> bool:
+    """Whether a motion gives betas its source model cannot take, one of them not zero: the
+    source body is then posed without them, as the model file allows (e.g. a SMPL model of
+    10 shape coefficients and a file of 16)."""
+    return bool(sequence.betas[..., models.source.num_betas:].any())
+
+
+def unused_betas_note(model: str, taken: int, given: str) -> str:
+    """The line (the run's note, the API's warning) that says betas beyond the `taken` that
+    `model` takes were left out; `given`: which motion gives how many."""
+    return (f"the {model} takes {taken} betas; {given}, not all zero beyond the {taken}th: "
+            "posed without those")
 
 
 def spread_frames(num_frames: int, count: int) -> np.ndarray:

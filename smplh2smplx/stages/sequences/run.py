@@ -42,7 +42,7 @@ from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_
 from ...runtime import resolve_device
 from .batching import FitScheduler
 from .convert import (GenderModels, SequenceOptions, SequenceResult, pair_transfer,
-                      sequence_row, sequence_steps, unused_betas)
+                      sequence_row, sequence_steps, unused_betas, unused_betas_note)
 
 QUALITY_DIR = "quality"          # <output>/quality/<relative folder>/<name>_frames.npz
 
@@ -344,8 +344,8 @@ class SequenceRun:
             raise InputError(f"{path}: the file name is too long: the names of its outputs "
                              f"would be over {NAME_MAX_BYTES} bytes; rename the file")
         sequence = read_motion(path, options.source_model)
-        if sequence.kind == options.target_model:
-            raise SkipFile(f"{path}: already a {KINDS[options.target_model].label} sequence")
+        if sequence.kind == target:
+            raise SkipFile(f"{path}: already a {KINDS[target].label} sequence")
         gender = sequence.gender if options.gender == "file" else options.gender
         try:
             models = self.models(sequence.kind, gender)
@@ -365,9 +365,9 @@ class SequenceRun:
         for (kind, gender, taken), files in self.unused_betas.items():
             first, given = files[0]
             more = f" (and {len(files) - 1} more files)" if len(files) > 1 else ""
-            lines.append(f"note: the {KINDS[kind].label} model ({gender}) takes {taken} betas; "
-                         f"{shown_name(first)} gives {given}{more}, not all zero beyond the "
-                         f"{taken}th: posed without those")
+            model = f"{KINDS[kind].label} model ({gender})"
+            lines.append("note: " + unused_betas_note(
+                model, taken, f"{shown_name(first)} gives {given}{more}"))
         return lines
 
     def finish(self, relative: str, path: Path, outcome, seconds: float) -> SequenceRow:

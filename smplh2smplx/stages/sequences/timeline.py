@@ -99,18 +99,30 @@ def motion_at(poses: np.ndarray, trans: np.ndarray, positions: np.ndarray) -> tu
     whole = np.round(positions).astype(np.int64)
     if np.array_equal(whole, positions):
         return poses[whole], trans[whole]
-    before = np.minimum(np.floor(positions).astype(np.int64), len(poses) - 1)
-    after = np.minimum(before + 1, len(poses) - 1)
-    weight = torch.as_tensor(positions - before)
+    before, after, weight = frames_around(positions, len(poses))
 
     def rotations(rows):
         return roma.rotvec_to_rotmat(torch.as_tensor(poses[rows], dtype=torch.float64)
                                      .view(len(rows), -1, 3))
 
-    pose = roma.rotmat_to_rotvec(slerp(rotations(before), rotations(after), weight))
-    trans = np.asarray(trans, dtype=np.float64)
-    shift = trans[before] + weight.numpy()[:, None] * (trans[after] - trans[before])
-    return pose.reshape(len(positions), -1).numpy(), shift
+    pose = roma.rotmat_to_rotvec(slerp(rotations(before), rotations(after),
+                                       torch.as_tensor(weight)))
+    return pose.reshape(len(positions), -1).numpy(), linear_at(trans, positions)
+
+
+def frames_around(positions: np.ndarray, num_frames: int) -> tuple:
+    """The frames (F,) before and after each of `positions` in a motion of `num_frames`
+    frames (the last frame for both past it) and the fraction (F,) of the way between them."""
+    before = np.minimum(np.floor(positions).astype(np.int64), num_frames - 1)
+    return before, np.minimum(before + 1, num_frames - 1), positions - before
+
+
+def linear_at(values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Per-frame `values` (T, ...) at `positions`, linear between two frames (float64)."""
+    values = np.asarray(values, dtype=np.float64)
+    before, after, weight = frames_around(positions, len(values))
+    weight = weight.reshape(-1, *[1] * (values.ndim - 1))
+    return values[before] + weight * (values[after] - values[before])
 
 
 def shape_at(betas: np.ndarray, positions: np.ndarray, count: int) -> np.ndarray:
@@ -118,10 +130,7 @@ def shape_at(betas: np.ndarray, positions: np.ndarray, count: int) -> np.ndarray
     its one shape (count,), or where the file holds a shape per frame (T, S), those at
     `positions` (`sampled_positions`), (F, count), linear between two frames (float64)."""
     if betas.ndim == 2:
-        before = np.minimum(np.floor(positions).astype(np.int64), len(betas) - 1)
-        after = np.minimum(before + 1, len(betas) - 1)
-        weight = (positions - before)[:, None]
-        betas = betas[before] + weight * (betas[after] - betas[before])
+        betas = linear_at(betas, positions)
     shape = np.zeros(betas.shape[:-1] + (count,))
     kept = min(count, betas.shape[-1])
     shape[..., :kept] = betas[..., :kept]
