@@ -32,7 +32,8 @@ from smplh2smplx.stages.sequences.convert import (CHUNK_FRAMES, FRAME_FIT, MODEL
                                                   SEQUENCES_PER_BATCH, SHAPE_FRAMES,
                                                   SMOOTHING_SECONDS, SequenceOptions)
 from smplh2smplx.stages.sequences.run import run_sequences
-from smplh2smplx.stages.sequences.slurm import ShardError, SlurmOptions, submit_shards
+from smplh2smplx.stages.sequences.slurm import (ShardError, SlurmOptions, shard_outcome,
+                                                 submit_shards)
 from smplh2smplx.settings import UNSET, USER_CONFIG, TransferOptions, read_user_config
 
 
@@ -185,7 +186,7 @@ def submit(options, args):
         return 0
     code = 0
     for index, job in enumerate(jobs):
-        outcome = job.result()
+        outcome = shard_outcome(job)
         if isinstance(outcome, ShardError):
             print(f"shard {index}: error: {outcome.message}", file=sys.stderr)
             code = max(code, outcome.code)

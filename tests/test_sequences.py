@@ -4,7 +4,10 @@ One conversion of a synthetic AMASS tree (two shards through the command line, 6
 is shared by the tests of the output tree, the round trip and resume. The bad-input and
 submitit tests use trees of short sequences and a short fit.
 """
+import os
 import shutil
+import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +37,8 @@ from smplh2smplx.stages.sequences.timeline import (carried_start, level_rows, lo
                                                    smoothing_weights, unit_quaternion_log)
 from smplh2smplx.stages.sequences.run import (list_sequence_files, output_path, quality_path,
                                               run_sequences)
-from smplh2smplx.stages.sequences.slurm import SlurmOptions, submit_shards
+from smplh2smplx.stages.sequences.slurm import (ShardError, SlurmOptions, shard_outcome,
+                                                 submit_shards)
 
 SHORT_FIT = FitSettings(max_iterations=2)
 
@@ -830,6 +834,72 @@ def test_submitit_local_executor_runs_the_shards(kit, tmp_path):
     assert [[row.sequence for row in summary.rows] for summary in summaries] == [
         names[:1], names[1:]]
     assert all(is_finished(output_path(output, name, "smplx"), "smplx") for name in names)
+
+
+def task_process(job):
+    """The process id of a local job's one task: the child of submitit's controller
+    (found in /proc once the controller has started it)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:                                  # the process ended meanwhile
+                continue
+            if parent == job._process.pid:
+                return int(stat.parent.name)
+        time.sleep(0.05)
+    raise AssertionError("the local job started no task")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_a_task_signalled_at_its_time_limit_is_requeued_and_resumes(kit, tmp_path):
+    """SLURM signals a task (USR2) before its time limit: the task is requeued, not ended,
+    and run again converts only the files not yet done."""
+    tree, output = tmp_path / "tree", tmp_path / "out"
+    names = [f"S/m{i:02d}_poses.npz" for i in range(24)]
+    for name in names:
+        write_npz(tree / name, short_sequence(kit, kit.sequences[0], 8))
+    # One minute: the task counts as timed out at any signal (submitit's rule), the case
+    # a plain function is not requeued in.
+    job, = submit_shards(options(kit, tree, output), SlurmOptions(
+        shards=1, log_dir=tmp_path / "logs", cluster="local", minutes=1, cpus=1))
+    outputs = [output_path(output, named(tree, name), "smplx") for name in names]
+    deadline = time.monotonic() + 120
+    while not any(path.exists() for path in outputs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(task_process(job), signal.SIGUSR2)
+    summary = shard_outcome(job)
+    assert not isinstance(summary, ShardError), summary.message
+    assert "Requeued" in job.stdout()
+    assert summary.done_before >= 1
+    assert summary.done_before + len(summary.rows) == len(names)
+    assert all(is_finished(path, "smplx") for path in outputs)
+
+
+def test_a_task_that_ends_without_a_result_is_one_line_naming_its_log(kit, tmp_path, capsys):
+    tree, output = tmp_path / "tree", tmp_path / "out"
+    write_npz(tree / "S/m_poses.npz", short_sequence(kit, kit.sequences[0], 8))
+    job, = submit_shards(options(kit, tree, output), SlurmOptions(
+        shards=1, log_dir=tmp_path / "logs", cluster="local", minutes=10, cpus=1))
+    os.kill(task_process(job), signal.SIGKILL)                      # as the out-of-memory killer does
+    outcome = shard_outcome(job)
+    assert isinstance(outcome, ShardError) and outcome.code == 1
+    assert "the task ended without a result" in outcome.message
+    assert str(job.paths.stdout) in outcome.message and "\n" not in outcome.message
+
+
+def test_a_task_that_crashes_is_one_line_with_its_error_and_log(tmp_path):
+    import submitit
+    executor = submitit.LocalExecutor(tmp_path / "logs")
+    executor.update_parameters(timeout_min=1)
+    job = executor.submit(int, "x")                   # raises in the task, as a bug would
+    outcome = shard_outcome(job)
+    assert isinstance(outcome, ShardError) and outcome.code == 1
+    assert outcome.message.startswith(
+        "the task failed (ValueError: invalid literal for int() with base 10: 'x'); its log: "
+        f"{job.paths.stderr}")
+    assert "\n" not in outcome.message
 
 
 # ----------------------------------------------------------------- report

@@ -1,6 +1,7 @@
 """A sequence run as a SLURM array job through submitit: one shard of the sorted file list
 per task, each task `run_sequences` with its `shard_index` (so a task submitted again resumes
-where it stopped, as a local run does)."""
+where it stopped, as a local run does, and submitit requeues a task that runs out of time or
+is preempted)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,6 +11,9 @@ import os
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import submitit
+from submitit.helpers import Checkpointable
 
 from ...errors import InputError, OutputError, below_least, error_text, listed, one_line
 from ...formats.files import check_writable_folder
@@ -43,26 +47,48 @@ class ShardError:
     message: str
 
 
-def run_shard(options: SequenceOptions) -> SequenceSummary | ShardError:
-    """One array task: run a shard without a progress bar; its summary, or a ShardError
-    (a task's error comes back as data, not as submitit's traceback)."""
+class ShardTask(Checkpointable):
+    """One array task: a shard run without a progress bar; its summary, or a ShardError
+    (a task's error comes back as data, not as submitit's traceback).
+
+    Checkpointable, so that when SLURM signals the time limit (90 s ahead) or a preemption,
+    submitit requeues the task (up to three time-outs) instead of ending it; run again, the
+    task skips the files already done. The file being converted at the signal is redone.
+    """
+
+    def __call__(self, options: SequenceOptions) -> SequenceSummary | ShardError:
+        try:
+            return run_sequences(options, progress=False)
+        except InputError as error:
+            return ShardError(2, error_text(error))
+        except (OutputError, OSError) as error:
+            return ShardError(3, error_text(error))
+
+
+def shard_outcome(job) -> SequenceSummary | ShardError:
+    """What a submitted task gave: its summary or ShardError, or, for a task that ended
+    without one (killed, out of memory, out of time once too often, a crash), a ShardError
+    with exit code 1 naming its log. Waits for the task."""
     try:
-        return run_sequences(options, progress=False)
-    except InputError as error:
-        return ShardError(2, error_text(error))
-    except (OutputError, OSError) as error:
-        return ShardError(3, error_text(error))
+        return job.result()
+    except submitit.core.utils.FailedJobError as error:
+        lines = [line for line in str(error).splitlines() if line.strip(" -")]
+        cause = next((line for line in reversed(lines) if not line.startswith((
+            "You can check", "or at paths", "  - "))), "no cause given")
+        return ShardError(1, f"the task failed ({one_line(cause)}); its log: "
+                             f"{job.paths.stderr}; rerun the command to resume it")
+    except submitit.core.utils.UncompletedJobError:
+        return ShardError(1, "the task ended without a result (killed, or out of memory?); "
+                             f"its log: {job.paths.stdout}; rerun the command to resume it")
 
 
 def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
     """Submit the shards of `options`' file list as one array job; returns the jobs.
 
     The file list is split into `slurm.shards` shards of equal size (the last shorter);
-    each task runs `run_shard` with its `shard_index`, so a task that is re-submitted
+    each task runs a `ShardTask` with its `shard_index`, so a task that is re-submitted
     resumes where it stopped, as a local run does.
     """
-    import submitit
-
     options.check()
     check_output_folder(options)              # here, not in every task
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
@@ -101,7 +127,7 @@ def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
               for index in range(count)]
     try:
         with contextlib.redirect_stderr(io.StringIO()):     # submitit prints sbatch's refusal
-            return executor.map_array(run_shard, shards)
+            return executor.map_array(ShardTask(), shards)
     except (submitit.core.utils.FailedJobError, OSError) as error:
         raise InputError(f"--slurm: sbatch did not take the array job: {one_line(error)}") \
             from None
