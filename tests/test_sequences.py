@@ -37,8 +37,8 @@ from smplh2smplx.stages.sequences.timeline import (carried_start, level_rows, lo
                                                    smoothing_weights, unit_quaternion_log)
 from smplh2smplx.stages.sequences.run import (list_sequence_files, output_path, quality_path,
                                               run_sequences)
-from smplh2smplx.stages.sequences.slurm import (ShardError, SlurmOptions, shard_outcome,
-                                                 submit_shards)
+from smplh2smplx.stages.sequences.slurm import (ShardError, ShardTask, SlurmOptions,
+                                                 shard_outcome, submit_shards)
 
 SHORT_FIT = FitSettings(max_iterations=2)
 
@@ -887,6 +887,23 @@ def test_a_task_that_ends_without_a_result_is_one_line_naming_its_log(kit, tmp_p
     assert isinstance(outcome, ShardError) and outcome.code == 1
     assert "the task ended without a result" in outcome.message
     assert str(job.paths.stdout) in outcome.message and "\n" not in outcome.message
+
+
+def test_a_task_runs_on_at_most_the_cpus_it_asked_for(monkeypatch):
+    """On a node that shows a task more cores than it was given, torch would start a thread
+    per core."""
+    import smplh2smplx.stages.sequences.slurm as slurm_module
+    seen = []
+    monkeypatch.setattr(slurm_module, "run_sequences",
+                        lambda options, progress: seen.append(torch.get_num_threads()))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ShardTask(1)(None)
+        ShardTask(8)(None)
+        assert seen == [1, 2] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_a_task_that_crashes_is_one_line_with_its_error_and_log(tmp_path):

@@ -13,10 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import submitit
+import torch
 from submitit.helpers import Checkpointable
 
 from ...errors import InputError, OutputError, below_least, error_text, listed, one_line
 from ...formats.files import check_writable_folder
+from ...runtime import torch_threads
 from .convert import SequenceOptions
 from .run import SequenceSummary, check_output_folder, list_sequence_files, run_sequences
 
@@ -48,17 +50,24 @@ class ShardError:
 
 
 class ShardTask(Checkpointable):
-    """One array task: a shard run without a progress bar; its summary, or a ShardError
-    (a task's error comes back as data, not as submitit's traceback).
+    """One array task: a shard run without a progress bar on at most `cpus` torch threads;
+    its summary, or a ShardError (a task's error comes back as data, not as submitit's
+    traceback).
 
+    The thread cap: a node that limits a task's CPU time but not the cores it sees would
+    otherwise get a thread per core of the node, many times the CPUs the task was given.
     Checkpointable, so that when SLURM signals the time limit (90 s ahead) or a preemption,
     submitit requeues the task (up to three time-outs) instead of ending it; run again, the
     task skips the files already done. The file being converted at the signal is redone.
     """
 
+    def __init__(self, cpus: int):
+        self.cpus = cpus
+
     def __call__(self, options: SequenceOptions) -> SequenceSummary | ShardError:
         try:
-            return run_sequences(options, progress=False)
+            with torch_threads(min(self.cpus, torch.get_num_threads())):
+                return run_sequences(options, progress=False)
         except InputError as error:
             return ShardError(2, error_text(error))
         except (OutputError, OSError) as error:
@@ -127,7 +136,7 @@ def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
               for index in range(count)]
     try:
         with contextlib.redirect_stderr(io.StringIO()):     # submitit prints sbatch's refusal
-            return executor.map_array(ShardTask(), shards)
+            return executor.map_array(ShardTask(slurm.cpus), shards)
     except (submitit.core.utils.FailedJobError, OSError) as error:
         raise InputError(f"--slurm: sbatch did not take the array job: {one_line(error)}") \
             from None
