@@ -100,7 +100,6 @@ def run_official_engine(options, args):
         raise InputError(f"--engine official is not available in this checkout "
                          f"(patches.official.run_official: {error})") from None
     csv_path = Path(options.output_dir) / ERRORS_CSV
-    merge_error_rows(csv_path, [])                                # it takes rows
     summary = TransferSummary()
 
     def record(results):

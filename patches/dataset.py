@@ -4,9 +4,8 @@ Replaces the official `transfer_model.data.datasets.MeshFolder`, which lists the
 `os.listdir` order (arbitrary, so shards of one folder are not reproducible) and converts
 everything every time. The PoseScript/PoseFix instructions edit it to sort, shard and skip;
 `MeshShard` does that, in this order: sort the whole folder by file name, cut the shard
-(stable whatever has been converted), then drop the meshes whose parameter file exists.
+(stable whatever has been converted), then drop the meshes whose result is done.
 """
-from pathlib import Path
 
 import numpy as np
 import trimesh
@@ -15,7 +14,7 @@ from torch.utils.data import Dataset
 from smplh2smplx.errors import InputError
 from smplh2smplx.formats.limits import check_coordinates
 from smplh2smplx.formats.mesh_folder import list_mesh_inputs, select_shard
-from smplh2smplx.formats.param_files import parameter_path
+
 
 def read_mesh(path):
     """(vertices float32 (V, 3), faces int32 (F, 3)) of a mesh file, vertex order kept.
@@ -41,15 +40,14 @@ class MeshShard(Dataset):
 
     Args:
         data_folder: folder of `<pose_id:06d>.obj` (or `.ply`) meshes of one topology.
-        output_folder: where `<pose_id:06d>.pkl` parameter files are written.
+        is_done: is_done(pose_id), whether that pose's result is done (its mesh is
+            dropped); None: none is (an overwriting run).
         shard_size, shard_index: see `formats.mesh_folder.select_shard`.
-        overwrite: keep meshes whose parameter file already exists.
     Items are dicts like the official dataset's: `vertices` float32 (V, 3), `faces` int32
     (F, 3), `paths` (str), plus `pose_id` (int).
     """
 
-    def __init__(self, data_folder, output_folder, shard_size=0, shard_index=0,
-                 overwrite=False):
+    def __init__(self, data_folder, is_done=None, shard_size=0, shard_index=0):
         inputs = select_shard(list_mesh_inputs(data_folder), shard_size, shard_index)
         seen = {}
         for item in inputs:
@@ -57,9 +55,8 @@ class MeshShard(Dataset):
                 raise InputError(f"{item.mesh_path}: the file name is not a pose id "
                                  "(<pose_id:06d>.obj) or repeats another file's pose id")
             seen[item.pose_id] = item.mesh_path
-        self.output_folder = Path(output_folder)
         self.items = [(pose_id, path) for pose_id, path in seen.items()
-                      if overwrite or not parameter_path(self.output_folder, pose_id).exists()]
+                      if is_done is None or not is_done(pose_id)]
         self.skipped = len(inputs) - len(self.items)
 
     def __len__(self):

@@ -41,7 +41,9 @@ from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.formats.deformation_files import read_mask_ids
 from smplh2smplx.formats.errors_csv import ErrorRow
 from smplh2smplx.formats.param_files import parameter_path
+from smplh2smplx.formats.result_settings import record_result_settings
 from smplh2smplx.runtime import resolve_device
+from smplh2smplx.stages.transfer import check_output_folder, is_done
 
 from .config import official_config
 from .dataset import MeshShard
@@ -242,6 +244,7 @@ def run_official(options, smplx_repo, device=None, on_batch=None, verbose=False,
     Raises:
         InputError for a bad clone, missing dependency, config value, file or mesh.
     """
+    settings = check_output_folder(options)
     modules = load_transfer_model(smplx_repo)
     exp_cfg = official_config(options, modules.defaults.conf, verbose=verbose)
     device = resolve_device(options.device if device is None else device)
@@ -249,10 +252,13 @@ def run_official(options, smplx_repo, device=None, on_batch=None, verbose=False,
     data_folder = _existing(exp_cfg.datasets.mesh_folder.data_folder, "mesh folder",
                             "mesh_dir")
     output_folder = Path(str(exp_cfg.output_folder)).expanduser()
-    dataset = MeshShard(data_folder, output_folder, options.shard_size, options.shard_index,
-                        options.overwrite)
-    if log and dataset.skipped:
-        log(f"official: {dataset.skipped} meshes of the shard already converted, skipped")
+    dataset = MeshShard(data_folder, None if options.overwrite else (
+        lambda pose_id: is_done(parameter_path(output_folder, pose_id), settings)),
+        options.shard_size, options.shard_index)
+    if dataset.skipped:             # results found to match the settings: record them now
+        record_result_settings(output_folder, settings, options.overwrite)
+        if log:
+            log(f"official: {dataset.skipped} meshes of the shard already converted, skipped")
     if len(dataset) == 0:
         return []
     output_folder.mkdir(parents=True, exist_ok=True)
@@ -260,6 +266,7 @@ def run_official(options, smplx_repo, device=None, on_batch=None, verbose=False,
     results = []
     with quiet_official(modules, verbose):
         run = _OfficialRun(modules, exp_cfg, device, options.source_model)
+        record_result_settings(output_folder, settings, options.overwrite)  # before a fit
         for start in range(0, len(dataset), batch_size):
             stop = min(start + batch_size, len(dataset))
             batch_results = run.fit([dataset[index] for index in range(start, stop)],

@@ -126,6 +126,36 @@ def test_row12_stage2_refuses_a_folder_of_another_target_model_or_betas(
     assert json.loads((output / RESULT_SETTINGS).read_text())["num_betas"] == 16
 
 
+def test_principle_resuming_an_overwrite_with_new_settings_converts_what_it_left(
+        kit, smplh_mesh, tmp_path):
+    """An --overwrite run with new settings records them before its first fit; stopped
+    before the end (here: it converts one shard), it leaves results of the old settings
+    under the new record. Resuming converts those again: none is kept as done."""
+    meshes, output = tmp_path / "meshes", tmp_path / "out"
+    meshes.mkdir()
+    for pose_id in (1, 2):
+        shutil.copy(smplh_mesh / "000001.obj", meshes / f"{pose_id:06d}.obj")
+    smplh = ["--target-model", "smplh"]
+    assert run_transfer.main(smplh + stage2_argv(kit, meshes, output)) == 0
+    new = smplh + stage2_argv(kit, meshes, output, "fit.num_betas=16")
+    assert run_transfer.main(new + ["--overwrite", "--shard-size", "1"]) == 0
+    assert run_transfer.main(new) == 0
+    assert [read_parameters(output / f"{pose_id:06d}.pkl", "smplh")["betas"].shape
+            for pose_id in (1, 2)] == [(1, 16), (1, 16)]
+
+    tree = tmp_path / "amass"
+    short_tree(kit, tree, names=("a/one_poses.npz", "a/two_poses.npz"))
+    out = tmp_path / "sequences"
+    assert len(run_sequences(sequence_options(kit, tree, out, num_betas=10),
+                             **QUIET).rows) == 2
+    assert len(run_sequences(sequence_options(kit, tree, out, overwrite=True, shard_size=1),
+                             **QUIET).rows) == 1
+    resumed = run_sequences(sequence_options(kit, tree, out), **QUIET)
+    assert [row.sequence for row in resumed.rows] == ["amass/a/two_poses.npz"]
+    assert [len(read_motion_file(output_path(out, f"amass/a/{name}_poses.npz", "smplx"),
+                                 "smplx")["betas"]) for name in ("one", "two")] == [16, 16]
+
+
 def test_row5_stage2_refuses_the_mesh_folder_as_output_folder(kit, smplh_mesh, capsys):
     before = sorted(path.name for path in smplh_mesh.iterdir())
     assert run_transfer.main(stage2_argv(kit, smplh_mesh, smplh_mesh)) == 2

@@ -41,16 +41,17 @@ def touch_meshes(folder, names):
 
 
 def test_shard_skips_converted_meshes_after_cutting(tmp_path):
-    meshes, outputs = tmp_path / "meshes", tmp_path / "out"
+    meshes = tmp_path / "meshes"
     touch_meshes(meshes, [f"{i:06d}.obj" for i in (5, 1, 9, 3, 7)])
-    outputs.mkdir()
-    (outputs / "000003.pkl").write_bytes(b"done")
-    shard = dataset.MeshShard(meshes, outputs, shard_size=2, shard_index=1)
+    def is_done(pose_id):
+        return pose_id == 3
+
+    shard = dataset.MeshShard(meshes, is_done, shard_size=2, shard_index=1)
     # sorted: 1 3 | 5 7 | 9 -> shard 1 is 5, 7 whatever is converted
     assert [pose_id for pose_id, _ in shard.items] == [5, 7]
-    first = dataset.MeshShard(meshes, outputs, shard_size=2, shard_index=0)
+    first = dataset.MeshShard(meshes, is_done, shard_size=2, shard_index=0)
     assert [pose_id for pose_id, _ in first.items] == [1] and first.skipped == 1
-    again = dataset.MeshShard(meshes, outputs, shard_size=2, shard_index=0, overwrite=True)
+    again = dataset.MeshShard(meshes, None, shard_size=2, shard_index=0)
     assert [pose_id for pose_id, _ in again.items] == [1, 3]
     item = first[0]
     assert item["pose_id"] == 1 and item["vertices"].dtype == np.float32
@@ -60,12 +61,12 @@ def test_shard_skips_converted_meshes_after_cutting(tmp_path):
 def test_mesh_names_must_be_unique_pose_ids(tmp_path):
     touch_meshes(tmp_path / "a", ["000001.obj", "pose.obj"])
     with pytest.raises(InputError, match="pose.obj"):
-        dataset.MeshShard(tmp_path / "a", tmp_path / "out")
+        dataset.MeshShard(tmp_path / "a")
     touch_meshes(tmp_path / "b", ["000001.obj", "000001.ply"])
     with pytest.raises(InputError, match="000001.ply.*repeats another file's pose id"):
-        dataset.MeshShard(tmp_path / "b", tmp_path / "out")
+        dataset.MeshShard(tmp_path / "b")
     with pytest.raises(InputError, match="not found"):
-        dataset.MeshShard(tmp_path / "missing", tmp_path / "out")
+        dataset.MeshShard(tmp_path / "missing")
 
 
 def test_mesh_vertex_order_is_kept(tmp_path):
@@ -595,12 +596,16 @@ def test_official_run_converts_two_meshes(clone, models, tmp_path):
         assert np.isfinite(result.v2v_mean_mm) and result.v2v_max_mm >= result.v2v_mean_mm
         row = result.error_row(flag_threshold_mm=1e9)
         assert row.pose_id == result.pose_id and not row.flagged
-    assert sorted(p.name for p in output.iterdir()) == ["000007.pkl", "000012.pkl"]
+    assert sorted(p.name for p in output.glob("*.pkl")) == ["000007.pkl", "000012.pkl"]
     first, second = (read_parameters(output / name, "smplx") for name in ("000007.pkl", "000012.pkl"))
     # one file per mesh: a batch of two must not write the same parameters twice
     assert not torch.equal(first["body_pose"], second["body_pose"])
-    # a second run finds everything converted and fits nothing
+    # a second run finds everything converted and fits nothing; one of other settings is
+    # refused (as our engine's), before any fit
     assert run_official(config, smplx_repo=repo, device="cpu", log=None) == []
+    other = official_test_config(models, meshes, output, "fit.num_betas=16")
+    with pytest.raises(InputError, match=r"made with other settings.*num_betas 10 \(this run: 16\)"):
+        run_official(other, smplx_repo=repo, device="cpu", log=None)
     # the clone is left as it was: no edits, no bytecode of the rewritten modules
     assert clone_files(repo) == before
 

@@ -25,9 +25,8 @@ from smplh2smplx.family import KINDS
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.safe_pickle import load_pickle
-from smplh2smplx.formats.sequence_files import (MotionSequence, SkipFile,
-                                                is_finished, read_motion, read_motion_file,
-                                                write_motion)
+from smplh2smplx.formats.sequence_files import (MotionSequence, SkipFile, read_motion,
+                                                read_motion_file, write_motion)
 from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from smplh2smplx.stages.sequences.convert import SequenceOptions, frame_spacing
 from smplh2smplx.stages.sequences.shared_shape import MaskedBody, solve_shape
@@ -62,6 +61,15 @@ def options(kit, input_path, output_dir, **changes):
 def named(tree, relative):
     """The run's name of a file of `tree`: the tree folder's own name first."""
     return f"{Path(tree).name}/{relative}"
+
+
+def is_finished(path, kind):
+    """Whether `path` is an output file of `kind` that reads back valid."""
+    try:
+        read_motion_file(path, kind)
+    except InputError:
+        return False
+    return True
 
 
 def short_sequence(kit, relative, frames=10, **changes):

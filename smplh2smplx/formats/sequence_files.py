@@ -294,12 +294,3 @@ def read_motion_file(path: str | Path, kind: str) -> dict:
         raise InputError(f"{path}: {layout.rate_key} {rate} (and mocap_time_length) do not "
                          f"fit {num_frames} frames")
     return arrays
-
-
-def is_finished(path: str | Path, kind: str) -> bool:
-    """Whether `path` is an output file of `kind` that reads back valid."""
-    try:
-        read_motion_file(path, kind)
-    except InputError:
-        return False
-    return True

@@ -9,7 +9,7 @@ The run, in order:
    pose ids recorded in `source_params.npz` in the same order;
 2. keep this run's shard (`shard_size` inputs from `shard_index * shard_size`; taken over the
    whole sorted list, so shards never depend on what earlier runs finished), then drop the
-   poses whose `.pkl` exists unless `overwrite`;
+   poses whose `.pkl` is done (`is_done`) unless `overwrite`;
 3. load and check the target model, the deformation transfer and its mask (SMPL and SMPL-H
    share one mesh: the identity, every vertex) and, with `from_params`, the SMPL-H model: any
    problem is an `InputError` naming the file, before any fit;
@@ -214,17 +214,19 @@ def _is_stage2_output(name):
     return name == ERRORS_CSV or (suffix == "pkl" and stem.isdigit())
 
 
-def is_complete_result(path: Path, target: str) -> bool:
-    """Whether `path` is a finished result: a regular file (not a link) that passes the
-    reader of the `target` model's parameter files. Anything else (0 bytes, truncated, a
-    planted link) is converted again, and the new file replaces it."""
+def is_done(path: Path, settings: dict) -> bool:
+    """Whether `path` is a finished result of a run of `settings`: a regular file (not a
+    link) that passes the reader of the target model's parameter files, with the run's
+    number of betas. Anything else (0 bytes, truncated, a planted link, a result that an
+    --overwrite run with other settings left when it stopped) is converted again, and the
+    new file replaces it."""
     if not is_regular_file(path):
         return False
     try:
-        read_parameters(path, target)
+        params = read_parameters(path, settings["target_model"])
     except InputError:
         return False
-    return True
+    return params["betas"].shape[1] == settings["num_betas"]
 
 
 def result_settings(options: TransferOptions) -> dict:
@@ -259,6 +261,27 @@ def _no_inputs_message(options, source_params):
     return f"{options.mesh_dir}: no .obj or .ply mesh files in the mesh folder{hint}"
 
 
+def check_output_folder(options: TransferOptions) -> dict:
+    """Raise, before any model is loaded, when a run's results cannot go into its output
+    folder (either engine): InputError when it is the mesh folder, holds results of other
+    settings (`check_result_settings`) or an errors.csv that cannot take rows; OutputError
+    when it cannot be written or locked. Removes the stale temporaries of killed runs.
+    Returns the run's result settings."""
+    output_dir = Path(options.output_dir)
+    if output_dir.resolve() == Path(options.mesh_dir).resolve():
+        # A .pkl beside a mesh is read as that pose's source parameters (its start).
+        raise InputError(f"{output_dir}: the output folder is the mesh folder; the results "
+                         "would be read as source parameters by the next run: give another "
+                         "--output-dir")
+    check_writable_folder(output_dir)
+    settings = result_settings(options)
+    check_result_settings(output_dir, settings, options.overwrite,
+                          lambda: _existing_results(output_dir))
+    merge_error_rows(output_dir / ERRORS_CSV, [])              # it takes rows
+    remove_stale_temporaries(output_dir, _is_stage2_output)
+    return settings
+
+
 def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> TransferSummary:
     """Run stage 2 with `options` (a `TransferOptions`); returns a `TransferSummary`.
 
@@ -275,17 +298,7 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
     """
     options.check()
     output_dir = Path(options.output_dir)
-    if output_dir.resolve() == Path(options.mesh_dir).resolve():
-        # A .pkl beside a mesh is read as that pose's source parameters (its start).
-        raise InputError(f"{output_dir}: the output folder is the mesh folder; the results "
-                         "would be read as source parameters by the next run: give another "
-                         "--output-dir")
-    check_writable_folder(output_dir)            # before the models are loaded, not after
-    settings = result_settings(options)
-    check_result_settings(output_dir, settings, options.overwrite,
-                          lambda: _existing_results(output_dir))
-    merge_error_rows(output_dir / ERRORS_CSV, [])              # it takes rows
-    remove_stale_temporaries(output_dir, _is_stage2_output)
+    settings = check_output_folder(options)
     source_path = Path(options.mesh_dir) / SOURCE_PARAMS
     if options.from_params and not source_path.is_file():
         raise InputError(f"{source_path}: not found (from_params needs the poses recorded by "
@@ -307,8 +320,7 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
 
     def is_new(item):
         return (options.overwrite or item.pose_id is None
-                or not is_complete_result(parameter_path(output_dir, item.pose_id),
-                                          options.target_model))
+                or not is_done(parameter_path(output_dir, item.pose_id), settings))
 
     work = []                                    # (batch, names of its poses to convert)
     for start in range(0, len(shard), options.poses_per_batch):

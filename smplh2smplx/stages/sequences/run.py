@@ -35,9 +35,9 @@ from ...formats.files import (NAME_MAX_BYTES, atomic_write, check_finite,
 from ...formats.mesh_folder import select_shard
 from ...formats.npz import member_shape, read_npz
 from ...formats.result_settings import check_result_settings, record_result_settings
-from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, SkipFile, is_finished,
+from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, SkipFile,
                                        motion_arrays, output_name, read_motion,
-                                       write_motion)
+                                       read_motion_file, write_motion)
 from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_rows
 from ...runtime import resolve_device
 from .batching import FitScheduler
@@ -152,24 +152,45 @@ def result_settings(options: SequenceOptions) -> dict:
             "fps": "source" if options.fps is None else float(options.fps)}
 
 
+def _shown_settings(arrays: dict, options: SequenceOptions) -> dict:
+    """The settings an output file's arrays show: its model and number of betas, and its
+    gender and frame rate where the run fixes them."""
+    shown = {"target_model": KIND_OF_POSE_SIZE[arrays["poses"].shape[1]],
+             "num_betas": len(arrays["betas"])}
+    if options.gender != "file":
+        shown["gender"] = str(arrays["gender"])
+    if options.fps is not None:
+        shown["fps"] = float(next(arrays[key] for key in RATE_KEYS if key in arrays))
+    return shown
+
+
 def _existing_outputs(options):
-    """Each motion file under the output folder with the settings it shows: its model and
-    number of betas, and its gender and frame rate where the run fixes them."""
+    """Each motion file under the output folder with the settings it shows."""
     output_dir = Path(options.output_dir)
     for path in sorted(output_dir.rglob("*.npz")):
         if QUALITY_DIR in path.relative_to(output_dir).parts[:1] or not is_regular_file(path):
             continue
         try:
             arrays = read_npz(path, ("poses", "betas", "gender") + RATE_KEYS)
-            shown = {"target_model": KIND_OF_POSE_SIZE[arrays["poses"].shape[1]],
-                     "num_betas": len(arrays["betas"])}
-            if options.gender != "file":
-                shown["gender"] = str(arrays["gender"])
-            if options.fps is not None:
-                shown["fps"] = float(next(arrays[key] for key in RATE_KEYS if key in arrays))
+            shown = _shown_settings(arrays, options)
         except Exception:   # not one of our outputs, or unreadable: converted again
             continue
         yield path, shown
+
+
+def is_done(path: Path, options: SequenceOptions, settings: dict) -> bool:
+    """Whether `path` is a finished output (it reads back valid) of this run's settings.
+
+    An output of other settings in a folder whose record matches the run is what an
+    --overwrite run with new settings left when it stopped before the end: it is not done,
+    so resuming converts it again rather than keep it under the new record.
+    """
+    try:
+        arrays = read_motion_file(path, options.target_model)
+    except InputError:
+        return False
+    return all(settings.get(name) == value
+               for name, value in _shown_settings(arrays, options).items())
 
 
 def check_output_folder(options: SequenceOptions) -> None:
@@ -418,12 +439,13 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     summary = SequenceSummary(total=len(shard))
     clashes = shared_outputs(files, options)
     pose_shapes = {relative: member_shape(path, "poses") for relative, path in shard}
-    # Done: a file that would be converted and whose output reads back valid (a file that
-    # is skipped, or whose output another file wrote, is not).
+    # Done: a file that would be converted and whose output is done (a file that is
+    # skipped, or whose output another file wrote, is not).
     todo = [(relative, path) for relative, path in shard
             if options.overwrite or relative in clashes
             or converted_kind(pose_shapes[relative], options) is None
-            or not is_finished(output_path(options.output_dir, relative, target), target)]
+            or not is_done(output_path(options.output_dir, relative, target), options,
+                           settings)]
     summary.done_before = len(shard) - len(todo)
     single_file = Path(options.input_path).is_file()
     kinds = {converted_kind(pose_shapes[relative], options) for relative, _path in todo
