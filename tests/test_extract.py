@@ -14,6 +14,7 @@ from smplh2smplx.stages.extract import SmplhPoser, run_extract
 from smplh2smplx.formats.meshes import format_obj, format_vertex_lines, read_obj_vertices
 from smplh2smplx.formats.annotations import ID_MAPPING
 from smplh2smplx.formats.source_params import SOURCE_PARAMS, read_source_params
+from smplh2smplx.formats.result_settings import RESULT_SETTINGS
 
 REAL_AMASS = Path(__file__).resolve().parents[2] / "shared" / "data" / "amass_sample_smplh.npz"
 QUIET = dict(progress=False, log=lambda _line: None)
@@ -118,11 +119,17 @@ def test_obj_text_is_what_printf_formatting_gives(kit, few_ids):
 def test_existing_outputs_are_skipped_unless_overwrite(kit, few_ids, tmp_path):
     first, rest = few_ids[:2], few_ids[2:]
     run_extract(options(kit, tmp_path, ids=first), **QUIET)
-    kept = tmp_path / f"{first[0]:06d}.obj"
-    kept.write_text("v 0 0 0\n")
+    kept, cut = (tmp_path / f"{pose_id:06d}.obj" for pose_id in first)
+    whole, whole_cut = kept.read_bytes(), cut.read_bytes()
+    marked = b"v 0 0 0\n" + whole.split(b"\n", 1)[1]     # whole, its first vertex moved
+    kept.write_bytes(marked)
+    cut.write_bytes(whole_cut[:-100])                     # cut short: written again
     summary = run_extract(options(kit, tmp_path, ids=few_ids), **QUIET)
-    assert (summary.written, summary.skipped) == (len(rest), len(first))
-    assert kept.read_text() == "v 0 0 0\n"
+    assert (summary.written, summary.skipped) == (len(rest) + 1, len(first) - 1)
+    assert kept.read_bytes() == marked
+    reference = tmp_path / "reference.obj.txt"
+    reference.write_bytes(whole_cut)
+    assert np.allclose(read_obj_vertices(cut), read_obj_vertices(reference), atol=1e-6)
     assert sorted(read_source_params(tmp_path / SOURCE_PARAMS)) == few_ids
     # a later run of other poses keeps the earlier entries of source_params.npz
     others = sorted(set(map(int, load(kit.posefix_ids))) - set(few_ids))[:2]
@@ -130,7 +137,7 @@ def test_existing_outputs_are_skipped_unless_overwrite(kit, few_ids, tmp_path):
     assert sorted(read_source_params(tmp_path / SOURCE_PARAMS)) == sorted(few_ids + others)
     summary = run_extract(options(kit, tmp_path, ids=first, overwrite=True), **QUIET)
     assert (summary.written, summary.skipped) == (len(first), 0)
-    assert len(read_obj_vertices(kept)) == 6890
+    assert kept.read_bytes() == whole
 
 
 def test_an_interrupted_run_leaves_whole_files_and_resumes(kit, few_ids, tmp_path,
@@ -148,8 +155,9 @@ def test_an_interrupted_run_leaves_whole_files_and_resumes(kit, few_ids, tmp_pat
     with pytest.raises(KeyboardInterrupt):
         run_extract(options(kit, tmp_path, ids=few_ids), **QUIET)
     assert len(obj_files(tmp_path)) == 3
-    assert sorted(path.name for path in tmp_path.iterdir()) == [
-        f".{SOURCE_PARAMS}.lock"] + obj_files(tmp_path) + [SOURCE_PARAMS]   # no temporary left
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [f".{RESULT_SETTINGS}.lock", f".{SOURCE_PARAMS}.lock", RESULT_SETTINGS, SOURCE_PARAMS]
+        + obj_files(tmp_path))                                      # no temporary left
     assert all(len(read_obj_vertices(tmp_path / name)) == 6890 for name in obj_files(tmp_path))
     monkeypatch.undo()
     summary = run_extract(options(kit, tmp_path, ids=few_ids), **QUIET)

@@ -30,7 +30,7 @@ from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.formats import files as files_module, npz as npz_module
 from smplh2smplx.formats.amass import read_smplh_poses
 from smplh2smplx.formats.body_models import load_smplh, load_smplx
-from smplh2smplx.formats.meshes import write_obj
+from smplh2smplx.formats.meshes import read_obj_vertices, write_obj
 from smplh2smplx.formats.result_settings import RESULT_SETTINGS
 from smplh2smplx.formats.sequence_files import (MotionSequence, read_motion, read_motion_file,
                                                 write_motion)
@@ -450,6 +450,40 @@ def test_row5_stage1_empty_ids_is_an_error(kit, tmp_path, capsys):
     line = capsys.readouterr().err.strip()
     assert code == 2 and "--ids: no pose id given" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_principle_stage1_refuses_a_folder_of_meshes_of_another_model(kit, tmp_path, capsys):
+    """Meshes of another SMPL-H model (another file's content, whatever its path) are not
+    mixed into a folder: the rerun is refused before anything is written, --overwrite
+    replaces them; source_params.npz alone (params format) does not depend on the model."""
+    with np.load(kit.smplh_npz) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays["v_template"] = arrays["v_template"] * 1.1                  # a taller body
+    other = tmp_path / "other" / "SMPLH_NEUTRAL.npz"
+    other.parent.mkdir()
+    np.savez(other, **arrays)
+    output = tmp_path / "out"
+    pose_id, second = sorted(int(key) for key in json.loads(kit.posefix_ids.read_text()))[:2]
+    config = {"AMASS_DIR": str(kit.amass), "SMPLH_MODEL": str(kit.smplh_npz),
+              "POSESCRIPT_DIR": str(kit.posescript_ids.parent),
+              "POSEFIX_DIR": str(kit.posefix_ids.parent), "MESH_DIR": str(output)}
+    argv = ["--ids", str(pose_id)]
+    assert extract_to_obj.main(argv, user_config=config) == 0
+    mesh = output / f"{pose_id:06d}.obj"
+    before = mesh.read_bytes()
+    height = np.ptp(read_obj_vertices(mesh)[:, 1])
+    capsys.readouterr()
+    assert extract_to_obj.main(argv + ["--ids", str(second), "--smplh-model", str(other)],
+                               user_config=config) == 2
+    line = capsys.readouterr().err.strip()
+    assert str(output) in line and "smplh_model sha256:" in line and "--overwrite" in line
+    assert sorted(path.name for path in output.glob("*.obj")) == [mesh.name]
+    assert extract_to_obj.main(argv + ["--smplh-model", str(other), "--output-format",
+                                       "params"], user_config=config) == 0
+    assert mesh.read_bytes() == before
+    assert extract_to_obj.main(argv + ["--smplh-model", str(other), "--overwrite"],
+                               user_config=config) == 0
+    assert np.ptp(read_obj_vertices(mesh)[:, 1]) > 1.05 * height
 
 
 def test_row6_temporaries_of_a_killed_sequence_write_are_removed_on_rerun(kit, tmp_path):

@@ -1,7 +1,8 @@
 """Stage 1: pose the selected PoseScript/PoseFix poses with SMPL-H and write them out.
 
 The run, in order:
-1. load and check the SMPL-H model, the selection (see selection.py) and any earlier
+1. load and check the SMPL-H model (a folder of meshes of another model is refused,
+   `result_settings`), the selection (see selection.py) and any earlier
    `source_params.npz`; drop the poses already done (unless `overwrite`);
 2. read each AMASS sequence once for all of its selected frames, checking every id, file
    and frame: a bad input is an InputError naming it, raised before anything is written
@@ -18,6 +19,7 @@ a run interrupted while writing meshes leaves a complete `source_params.npz` and
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import time
@@ -38,8 +40,9 @@ from ..formats.amass import SMPLH_POSE_SIZE, check_frame, check_frame_values, re
 from ..formats.annotations import Selection, select_pose_ids
 from ..formats.body_models import load_smplh
 from ..formats.files import (atomic_write, check_finite, check_writable_folder,
-                             remove_stale_temporaries)
+                             is_regular_file, open_regular, remove_stale_temporaries)
 from ..formats.meshes import format_face_lines, format_vertex_lines
+from ..formats.result_settings import check_result_settings, record_result_settings
 from ..formats.safe_pickle import load_pickle
 from ..formats.source_params import SOURCE_PARAMS, merge_source_params, read_source_params
 from ..runtime import torch_threads
@@ -239,12 +242,39 @@ def _is_stage1_output(name):
     return name == SOURCE_PARAMS or (suffix == "obj" and stem.isdigit())
 
 
-def _to_do(pose_ids, recorded, output_dir, options):
+def result_settings(poser: SmplhPoser) -> dict:
+    """The settings that define stage 1's meshes (recorded beside them): the model's
+    arrays that pose a zero-shape body, as a digest (its path may change, its content
+    not; the shape blend shapes play no part at zero betas)."""
+    data = poser.data
+    digest = hashlib.sha256()
+    for array in (data.v_template, data.faces, data.j_regressor, data.parents, data.weights,
+                  data.posedirs):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return {"smplh_model": f"sha256:{digest.hexdigest()[:16]}"}
+
+
+def mesh_is_done(path: Path, last_line: bytes) -> bool:
+    """Whether `path` is a whole mesh: a regular file (not a link) that ends with the
+    model's last face line, as ours do. A file cut short (a copy that stopped, a disk that
+    filled up under another tool), a link or a folder is written again."""
+    if not is_regular_file(path):
+        return False
+    try:
+        with open_regular(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - len(last_line)))
+            return handle.read() == last_line
+    except OSError:
+        return False
+
+
+def _to_do(pose_ids, recorded, output_dir, options, last_line):
     """(ids whose poses must be read, ids whose meshes must be written) given what exists."""
     if options.overwrite:
         return list(pose_ids), (list(pose_ids) if options.output_format == "obj" else [])
-    existing = set(os.listdir(output_dir)) if output_dir.is_dir() else set()
-    meshes = ([pose_id for pose_id in pose_ids if f"{pose_id:06d}.obj" not in existing]
+    meshes = ([pose_id for pose_id in pose_ids
+               if not mesh_is_done(obj_path(output_dir, pose_id), last_line)]
               if options.output_format == "obj" else [])
     missing_meshes = set(meshes)
     read = [pose_id for pose_id in pose_ids
@@ -273,12 +303,17 @@ def run_extract(options: ExtractOptions, progress: bool = True,
     check_writable_folder(options.output_dir)        # before any work, not after it
     remove_stale_temporaries(options.output_dir, _is_stage1_output)
     poser = SmplhPoser(options.smplh_model, options.body_model)
+    meshes = options.output_format == "obj"
+    settings = result_settings(poser)
+    if meshes:             # source_params.npz alone does not depend on the model
+        check_result_settings(options.output_dir, settings, options.overwrite)
     selection = select_pose_ids(options.posefix_dir, options.posescript_dir, options.ids,
                                 options.all_poses)
     output_dir = options.output_dir
     params_path = output_dir / SOURCE_PARAMS
     recorded = read_source_params(params_path)
-    read_ids, mesh_ids = _to_do(selection.pose_ids, recorded, output_dir, options)
+    read_ids, mesh_ids = _to_do(selection.pose_ids, recorded, output_dir, options,
+                                format_face_lines(poser.faces[-1:]))
     log(f"{len(selection.pose_ids)} poses selected, {len(read_ids)} to read from AMASS")
     read_ids, poses, failures = read_source_poses(read_ids, selection, options.amass_dir,
                                                   progress)
@@ -290,11 +325,13 @@ def run_extract(options: ExtractOptions, progress: bool = True,
     output_dir.mkdir(parents=True, exist_ok=True)
     if read_ids:
         merge_source_params(params_path, dict(zip(read_ids, poses)))
-    if options.output_format == "params":
+    if not meshes:
         summary.written = len(read_ids)         # read = not recorded yet, or overwrite
     else:
         row_of = {pose_id: row for row, pose_id in enumerate(read_ids)}
         mesh_ids = [pose_id for pose_id in mesh_ids if pose_id in row_of]
+        if mesh_ids:                            # just before the first mesh
+            record_result_settings(output_dir, settings, options.overwrite)
         with tqdm(total=len(mesh_ids), unit="pose", desc="writing meshes",
                   disable=not progress or not mesh_ids) as bar:
             rows = np.array([row_of[pose_id] for pose_id in mesh_ids], dtype=np.int64)
