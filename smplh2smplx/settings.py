@@ -30,6 +30,7 @@ from .errors import InputError, below_least, listed
 from .family import KINDS, STAGE1_MODEL, same_topology
 from .fit.fitter import FIT_PRESETS, FitSettings
 from .formats.body_models import GENDERS
+from .formats.files import open_regular
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 USER_CONFIG = REPO_ROOT / "config.py"
@@ -458,7 +459,10 @@ def _read_yaml(path):
     if not path.is_file():
         raise InputError(f"{path}: config file not found")
     try:
-        config = OmegaConf.load(path)
+        with open_regular(path, "r", max_bytes=1 << 20, encoding="utf-8") as handle:
+            config = OmegaConf.load(handle)          # a settings file is a few kB
+    except InputError:
+        raise
     except Exception as error:           # YAML syntax errors come in several types
         raise InputError(f"{path}: not a readable YAML config: {error}") from None
     if not isinstance(config, DictConfig):

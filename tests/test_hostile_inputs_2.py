@@ -486,6 +486,41 @@ def test_principle_stage1_refuses_a_folder_of_meshes_of_another_model(kit, tmp_p
     assert np.ptp(read_obj_vertices(mesh)[:, 1]) > 1.05 * height
 
 
+def sparse_file(path, size):
+    """A file of `size` bytes that takes no room on disk (and cost its maker nothing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def test_principle_a_huge_file_is_refused_before_it_is_read(kit, smplh_mesh, tmp_path,
+                                                            capsys):
+    """Readers that take a whole file in memory refuse one larger than any genuine file of
+    theirs (a mesh, an id list, a settings file), naming it, before reading a byte; they
+    read such files whole into memory (a MemoryError traceback, or a machine swapping)."""
+    meshes, output = tmp_path / "meshes", tmp_path / "out"
+    shutil.copytree(smplh_mesh, meshes)
+    sparse_file(meshes / "000002.obj", 200 * 1000 * 1000)
+    assert run_transfer.main(stage2_argv(kit, meshes, output) + ["--keep-going"]) == 1
+    printed = capsys.readouterr().out
+    assert "000002.obj: 200.0 MB, more than such a file holds (at most 64 MB); not read" \
+        in printed
+    assert (output / "000001.pkl").exists() and not (output / "000002.pkl").exists()
+
+    ids = sparse_file(tmp_path / "ids.txt", 1100 * 1000 * 1000)
+    config = {"AMASS_DIR": str(kit.amass), "SMPLH_MODEL": str(kit.smplh_npz),
+              "POSESCRIPT_DIR": str(kit.posescript_ids.parent),
+              "POSEFIX_DIR": str(kit.posefix_ids.parent), "MESH_DIR": str(tmp_path / "m")}
+    assert extract_to_obj.main(["--ids-file", str(ids)], user_config=config) == 2
+    assert f"{ids}: 1,100.0 MB, more than such a file holds" in capsys.readouterr().err
+
+    settings = sparse_file(tmp_path / "settings.yaml", 50 * 1000 * 1000)
+    assert run_transfer.main(["--exp-cfg", str(settings)]
+                             + stage2_argv(kit, meshes, output)) == 2
+    assert f"{settings}: 50.0 MB, more than such a file holds" in capsys.readouterr().err
+
+
 def test_row6_temporaries_of_a_killed_sequence_write_are_removed_on_rerun(kit, tmp_path):
     tree, output = tmp_path / "amass", tmp_path / "out"
     short_tree(kit, tree)

@@ -19,6 +19,10 @@ from typing import Iterable
 from ..errors import InputError, listed
 from .files import open_regular
 
+# The largest release file (PoseScript's automatic captions of 100k poses) is some tens of
+# MB; the id mapping and id lists are smaller.
+MAX_TEXT_BYTES = 1000 * 1000 * 1000
+
 ID_MAPPING = "ids_2_dataset_sequence_and_frame_index_100k.json"
 POSEFIX_HUMAN = "posefix_human_6157.json"
 POSEFIX_PAIRS = "pair_id_2_pose_ids.json"
@@ -40,7 +44,7 @@ def read_json(path: str | Path) -> object:
     """The parsed contents of a JSON file; InputError naming the file if it cannot be."""
     path = Path(path)
     try:
-        with open_regular(path, "r", encoding="utf-8") as stream:
+        with open_regular(path, "r", max_bytes=MAX_TEXT_BYTES, encoding="utf-8") as stream:
             return json.load(stream)
     except FileNotFoundError:
         raise InputError(f"{path}: not found") from None
@@ -145,7 +149,7 @@ def read_pose_ids_file(path: str | Path) -> list:
     """Ids listed in a text file (separated by spaces, commas or new lines)."""
     path = Path(path)
     try:
-        with open_regular(path, "r", encoding="utf-8") as stream:
+        with open_regular(path, "r", max_bytes=MAX_TEXT_BYTES, encoding="utf-8") as stream:
             text = stream.read()
     except FileNotFoundError:
         raise InputError(f"{path}: id list not found") from None

@@ -94,18 +94,25 @@ def _kind(mode):
     return "not a regular file"
 
 
-def open_regular(path: str | Path, mode: str = "rb", **kwargs) -> IO:
+def open_regular(path: str | Path, mode: str = "rb", max_bytes: int | None = None,
+                 **kwargs) -> IO:
     """Open an existing file for reading, refusing anything but a regular file.
 
     Links are followed. The file is opened without blocking, so a FIFO (which would wait
     for a writer forever) or a device is refused at once with an InputError naming it;
-    a missing file raises the usual FileNotFoundError. `kwargs` go to `open` (encoding...).
+    a missing file raises the usual FileNotFoundError. A file larger than `max_bytes` is
+    refused too: readers that take a whole file in memory give the largest any genuine
+    file of theirs can be (a sparse file of terabytes costs its maker nothing). `kwargs`
+    go to `open` (encoding...).
     """
     fd = os.open(path, os.O_RDONLY | _NONBLOCK | _CLOEXEC)
     try:
-        mode_bits = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode_bits):
-            raise InputError(f"{path}: is {_kind(mode_bits)}, expected a regular file")
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise InputError(f"{path}: is {_kind(status.st_mode)}, expected a regular file")
+        if max_bytes is not None and status.st_size > max_bytes:
+            raise InputError(f"{path}: {status.st_size / 1e6:,.1f} MB, more than such a file "
+                             f"holds (at most {max_bytes / 1e6:,.0f} MB); not read")
         if _NONBLOCK:
             os.set_blocking(fd, True)
         return os.fdopen(fd, mode, **kwargs)

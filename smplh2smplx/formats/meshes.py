@@ -15,6 +15,10 @@ from ..errors import InputError
 from .files import atomic_write, open_regular
 from .limits import check_coordinates
 
+# A body mesh of 10,475 vertices is about 2 MB as text (with normals and texture
+# coordinates, a few times that): a mesh file larger than this is not one.
+MAX_MESH_BYTES = 64 * 1000 * 1000
+
 
 # (3, 1000): the three ASCII digits of 0..999, zero-padded, one number per column.
 _DIGITS = np.array([list(f"{number:03d}".encode()) for number in range(1000)], np.uint8).T
@@ -91,7 +95,7 @@ def read_obj_vertices(path: str | Path, num_faces: int | None = None) -> np.ndar
     then lacks faces; a cut inside a number cannot be seen otherwise). Only regular files
     are read (a FIFO would hang the reader).
     """
-    with open_regular(path) as stream:
+    with open_regular(path, max_bytes=MAX_MESH_BYTES) as stream:
         data = stream.read()
     lines = data.split(b"\n")
     rows = [line[2:] for line in lines if line.startswith(b"v ")]
@@ -120,7 +124,7 @@ def read_mesh(path: str | Path, num_faces: int | None = None) -> np.ndarray:
         return read_obj_vertices(path, num_faces)
     if path.suffix.lower() == ".ply":
         import trimesh
-        with open_regular(path) as stream:
+        with open_regular(path, max_bytes=MAX_MESH_BYTES) as stream:
             data = stream.read()
         try:
             mesh = trimesh.load(io.BytesIO(data), file_type="ply", process=False,
@@ -143,12 +147,12 @@ def read_mesh_faces(path: str | Path, num_vertices: int) -> np.ndarray:
     try:
         if path.suffix.lower() == ".ply":
             import trimesh
-            with open_regular(path) as stream:
+            with open_regular(path, max_bytes=MAX_MESH_BYTES) as stream:
                 data = io.BytesIO(stream.read())
             faces = trimesh.load(data, file_type="ply", process=False, maintain_order=True,
                                  force="mesh").faces
         else:
-            with open_regular(path) as stream:
+            with open_regular(path, max_bytes=MAX_MESH_BYTES) as stream:
                 lines = [line.split()[1:] for line in stream.read().split(b"\n")
                          if line.startswith(b"f ")]
             # "f 1/1/1 2/2/2 3/3/3" keeps the vertex index before the first slash.

@@ -32,7 +32,7 @@ FileSettings = Iterable[tuple[Path, Mapping[str, object]]]
 def _read_record(path: Path) -> dict | None:
     """The recorded settings, None when there is no record; InputError when damaged."""
     try:
-        with open_regular(path, "r", encoding="utf-8") as handle:
+        with open_regular(path, "r", max_bytes=1 << 20, encoding="utf-8") as handle:
             record = json.load(handle)
     except FileNotFoundError:
         return None
