@@ -520,6 +520,17 @@ def test_principle_a_huge_file_is_refused_before_it_is_read(kit, smplh_mesh, tmp
                              + stage2_argv(kit, meshes, output)) == 2
     assert f"{settings}: 50.0 MB, more than such a file holds" in capsys.readouterr().err
 
+    mask = tmp_path / "mask.npy"
+    with open(kit.mask, "rb") as handle:
+        header = handle.read(128)
+    mask.write_bytes(header)
+    with open(mask, "r+b") as handle:
+        handle.truncate(10 ** 9)
+    argv = stage2_argv(kit, meshes, tmp_path / "out2")
+    argv[argv.index(str(kit.mask))] = str(mask)
+    assert run_transfer.main(argv) == 2
+    assert f"{mask}: 1,000.0 MB, more than such a file holds" in capsys.readouterr().err
+
 
 def test_row6_temporaries_of_a_killed_sequence_write_are_removed_on_rerun(kit, tmp_path):
     tree, output = tmp_path / "amass", tmp_path / "out"

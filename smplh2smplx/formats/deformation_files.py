@@ -60,7 +60,8 @@ def read_mask_ids(path: str | Path, num_vertices: int) -> np.ndarray:
     """(M,) int64 vertex ids of a mask file, checked to be unique and below `num_vertices`."""
     path = Path(path)
     try:
-        with open_regular(path) as handle:
+        # SMPL-X's mask is some 80 kB; numpy allocates what a header declares.
+        with open_regular(path, max_bytes=16 << 20) as handle:
             ids = np.lib.format.read_array(handle, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(f"{path}: mask file not found") from None
