@@ -863,26 +863,32 @@ def task_process(job):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
 def test_a_task_signalled_at_its_time_limit_is_requeued_and_resumes(kit, tmp_path):
     """SLURM signals a task (USR2) before its time limit: the task is requeued, not ended,
-    and run again converts only the files not yet done."""
+    and run again converts only the files not yet done; with --overwrite, the files it has
+    not yet converted again."""
     tree, output = tmp_path / "tree", tmp_path / "out"
     names = [f"S/m{i:02d}_poses.npz" for i in range(24)]
     for name in names:
         write_npz(tree / name, short_sequence(kit, kit.sequences[0], 8))
-    # One minute: the task counts as timed out at any signal (submitit's rule), the case
-    # a plain function is not requeued in.
-    job, = submit_shards(options(kit, tree, output), SlurmOptions(
-        shards=1, log_dir=tmp_path / "logs", cluster="local", minutes=1, cpus=1))
     outputs = [output_path(output, named(tree, name), "smplx") for name in names]
-    deadline = time.monotonic() + 120
-    while not any(path.exists() for path in outputs) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.kill(task_process(job), signal.SIGUSR2)
-    summary = shard_outcome(job)
-    assert not isinstance(summary, ShardError), summary.message
-    assert "Requeued" in job.stdout()
-    assert summary.done_before >= 1
-    assert summary.done_before + len(summary.rows) == len(names)
-    assert all(is_finished(path, "smplx") for path in outputs)
+    for overwrite in (False, True):
+        submitted = time.time()
+        # One minute: the task counts as timed out at any signal (submitit's rule), the
+        # case a plain function is not requeued in.
+        job, = submit_shards(options(kit, tree, output, overwrite=overwrite), SlurmOptions(
+            shards=1, log_dir=tmp_path / f"logs{overwrite}", cluster="local", minutes=1,
+            cpus=1))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(
+                path.exists() and path.stat().st_mtime >= submitted for path in outputs):
+            time.sleep(0.05)
+        os.kill(task_process(job), signal.SIGUSR2)
+        summary = shard_outcome(job)
+        assert not isinstance(summary, ShardError), summary.message
+        assert "Requeued" in job.stdout()
+        assert summary.done_before >= 1
+        assert summary.done_before + len(summary.rows) == len(names)
+        assert all(is_finished(path, "smplx") for path in outputs)
+        assert all(path.stat().st_mtime >= submitted for path in outputs)
 
 
 def test_a_task_that_ends_without_a_result_is_one_line_naming_its_log(kit, tmp_path, capsys):
@@ -890,7 +896,7 @@ def test_a_task_that_ends_without_a_result_is_one_line_naming_its_log(kit, tmp_p
     write_npz(tree / "S/m_poses.npz", short_sequence(kit, kit.sequences[0], 8))
     job, = submit_shards(options(kit, tree, output), SlurmOptions(
         shards=1, log_dir=tmp_path / "logs", cluster="local", minutes=10, cpus=1))
-    os.kill(task_process(job), signal.SIGKILL)                      # as the out-of-memory killer does
+    os.kill(task_process(job), signal.SIGKILL)       # as the out-of-memory killer does
     outcome = shard_outcome(job)
     assert isinstance(outcome, ShardError) and outcome.code == 1
     assert "the task ended without a result" in outcome.message

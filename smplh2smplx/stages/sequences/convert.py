@@ -116,6 +116,9 @@ class SequenceOptions:
     gender: "file" (each file's own) or neutral, male or female for every file.
     fps: output frame rate (None: the source's), at most the source's (`frame_spacing`).
     shard_size, shard_index: the slice of the sorted file list (shard_size 0: all).
+    overwrite: convert again files whose output is done; overwrite_since: with it, outputs
+        written since this time (seconds since the epoch: the first start of a SLURM task
+        that was requeued) are done all the same.
     chunk_frames: frames fitted as one batch; shape_frames, shape_rounds: the joint shape fit.
     sequences_per_batch: files converted at once, their fits batched together (a step of
         the fitter costs a fixed part that a motion's small batches of frames do not fill:
@@ -138,6 +141,7 @@ class SequenceOptions:
     shard_size: int = 0
     shard_index: int = 0
     overwrite: bool = False
+    overwrite_since: float = None
     keep_going: bool = False
     device: str = "auto"
     chunk_frames: int = CHUNK_FRAMES

@@ -179,15 +179,19 @@ def _existing_outputs(options):
 
 
 def is_done(path: Path, options: SequenceOptions, settings: dict) -> bool:
-    """Whether `path` is a finished output (it reads back valid) of this run's settings.
+    """Whether `path` is a finished output (it reads back valid) of this run's settings;
+    with `overwrite`, only one written since `overwrite_since`.
 
     An output of other settings in a folder whose record matches the run is what an
     --overwrite run with new settings left when it stopped before the end: it is not done,
     so resuming converts it again rather than keep it under the new record.
     """
     try:
+        if options.overwrite and not (options.overwrite_since is not None
+                                      and path.stat().st_mtime >= options.overwrite_since):
+            return False
         arrays = read_motion_file(path, options.target_model)
-    except InputError:
+    except (InputError, OSError):
         return False
     return all(settings.get(name) == value
                for name, value in _shown_settings(arrays, options).items())
@@ -442,8 +446,7 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     # Done: a file that would be converted and whose output is done (a file that is
     # skipped, or whose output another file wrote, is not).
     todo = [(relative, path) for relative, path in shard
-            if options.overwrite or relative in clashes
-            or converted_kind(pose_shapes[relative], options) is None
+            if relative in clashes or converted_kind(pose_shapes[relative], options) is None
             or not is_done(output_path(options.output_dir, relative, target), options,
                            settings)]
     summary.done_before = len(shard) - len(todo)

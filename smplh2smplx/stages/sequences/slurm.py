@@ -9,6 +9,7 @@ import io
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -58,13 +59,16 @@ class ShardTask(Checkpointable):
     otherwise get a thread per core of the node, many times the CPUs the task was given.
     Checkpointable, so that when SLURM signals the time limit (90 s ahead) or a preemption,
     submitit requeues the task (up to three time-outs) instead of ending it; run again, the
-    task skips the files already done. The file being converted at the signal is redone.
+    task skips the files already done (with --overwrite, those it wrote itself). The file
+    being converted at the signal is redone.
     """
 
     def __init__(self, cpus: int):
         self.cpus = cpus
+        self.started = None                 # the first start (kept through requeues)
 
     def __call__(self, options: SequenceOptions) -> SequenceSummary | ShardError:
+        self.started = self.started or time.time()
         try:
             with torch_threads(min(self.cpus, torch.get_num_threads())):
                 return run_sequences(options, progress=False)
@@ -72,6 +76,12 @@ class ShardTask(Checkpointable):
             return ShardError(2, error_text(error))
         except (OutputError, OSError) as error:
             return ShardError(3, error_text(error))
+
+    def checkpoint(self, options: SequenceOptions):
+        """The requeued call: an --overwrite task keeps what its earlier starts wrote."""
+        if options.overwrite:
+            options = replace(options, overwrite_since=self.started)
+        return super().checkpoint(options)
 
 
 def shard_outcome(job) -> SequenceSummary | ShardError:
