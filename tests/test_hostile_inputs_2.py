@@ -472,6 +472,9 @@ def test_principle_stage1_refuses_a_folder_of_meshes_of_another_model(kit, tmp_p
     mesh = output / f"{pose_id:06d}.obj"
     before = mesh.read_bytes()
     height = np.ptp(read_obj_vertices(mesh)[:, 1])
+    # The same model as a .pkl elsewhere (its arrays in float64): the same model.
+    same = ["--smplh-model", str(kit.body_models / "smplh" / "SMPLH_NEUTRAL.pkl")]
+    assert extract_to_obj.main(argv + same, user_config=config) == 0
     capsys.readouterr()
     assert extract_to_obj.main(argv + ["--ids", str(second), "--smplh-model", str(other)],
                                user_config=config) == 2

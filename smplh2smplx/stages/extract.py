@@ -245,12 +245,14 @@ def _is_stage1_output(name):
 def result_settings(poser: SmplhPoser) -> dict:
     """The settings that define stage 1's meshes (recorded beside them): the model's
     arrays that pose a zero-shape body, as a digest (its path may change, its content
-    not; the shape blend shapes play no part at zero betas)."""
+    not; the shape blend shapes play no part at zero betas). Numbers are taken in float32,
+    as the meshes are posed, so one model saved as float32 or float64 is one model."""
     data = poser.data
     digest = hashlib.sha256()
-    for array in (data.v_template, data.faces, data.j_regressor, data.parents, data.weights,
-                  data.posedirs):
-        digest.update(np.ascontiguousarray(array).tobytes())
+    for array in (data.faces, data.parents):
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    for array in (data.v_template, data.j_regressor, data.weights, data.posedirs):
+        digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
     return {"smplh_model": f"sha256:{digest.hexdigest()[:16]}"}
 
 
