@@ -954,6 +954,30 @@ def test_report_page_plots_and_animation(converted, kit):
         assert name in page and (index.parent / name).stat().st_size > 1000
 
 
+def test_report_counts_the_input_files_without_an_output(converted, kit, tmp_path, capsys):
+    """After a cluster run, which motion files are not converted (failed, a shard not run, a
+    task that ended): the report counts and lists them; the shape file and the SMPL-X file
+    that the run skips are not counted."""
+    from smplh2smplx.stages.sequences.report import write_sequence_report
+    source, converted_output, _ = converted
+    tree, output = tmp_path / source.name, tmp_path / "out"
+    shutil.copytree(source, tree)
+    shutil.copytree(converted_output, output)
+    new = named(tree, "extra/late_poses.npz")
+    write_npz(tree / "extra" / "late_poses.npz", short_sequence(kit, kit.sequences[0], 8))
+    index = write_sequence_report(options(kit, tree, output, fps=30.0), num_worst=1,
+                                  animation_frames=2)
+    assert "3 motion files to convert, 2 converted, 1 without an output" in index.read_text()
+    assert (index.parent / "not_converted.txt").read_text() == f"{new}\n"
+    assert "1 of the input's 3 motion files have no output" in capsys.readouterr().out
+    convert_sequences.main([str(tree), "--fps", "30", "--device", "cpu", "--chunk-frames",
+                            "16", "--shape-frames", "6"], user_config=user_config(kit, output))
+    index = write_sequence_report(options(kit, tree, output, fps=30.0), num_worst=1,
+                                  animation_frames=2)
+    assert "3 motion files to convert, 3 converted, 0 without" in index.read_text()
+    assert (index.parent / "not_converted.txt").read_text() == ""
+
+
 def test_frames_follow_the_subset_alone(kit):
     """On SMPL-H's mesh the per-pose loss subset is cut to a third of the mask, and a per-pose
     fit ends with a step on the whole mask; a sequence's frame and shape fitters follow a

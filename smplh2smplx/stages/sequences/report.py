@@ -18,12 +18,14 @@ import torch
 
 from ...errors import InputError
 from ...family import KINDS
-from ...formats.files import atomic_write
+from ...formats.files import atomic_write, shown_name
+from ...formats.npz import member_shape
 from ...formats.sequence_files import read_motion, read_motion_file
 from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
 from .convert import GenderModels, SequenceOptions, frame_spacing, pair_transfer
-from .run import output_path, quality_path, read_quality
+from .run import (converted_kind, list_sequence_files, output_path, quality_path,
+                  read_quality)
 from .timeline import motion_at, shape_at
 
 REPORT_DIR = "report"
@@ -139,6 +141,20 @@ def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) ->
     return source, models.source.faces.numpy(), fitted, body.faces.numpy(), azimuth
 
 
+def unconverted_files(options: SequenceOptions, converted: set) -> tuple[int, list]:
+    """(how many motion files of the input a run converts, the relative names of those
+    without a converted output: failed, or not converted yet). Only the files' headers are
+    read; subject shape files, files of the target's own or of another model, and files
+    without readable poses are not counted (a run's summary names each). (0, []) when the
+    input is not at hand."""
+    if not Path(options.input_path).exists():
+        return 0, []
+    convertible = [relative for relative, path in list_sequence_files(options.input_path,
+                                                                      options.output_dir)
+                   if converted_kind(member_shape(path, "poses"), options) is not None]
+    return len(convertible), [name for name in convertible if name not in converted]
+
+
 def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
                           animation_frames: int = 40,
                           log: Callable[[str], None] = print) -> Path:
@@ -147,6 +163,8 @@ def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
     A sequence whose quality file is damaged is left out with one line (`log`)."""
     output_dir = Path(options.output_dir)
     rows = read_sequence_rows(output_dir / SEQUENCES_CSV)
+    total, missing = unconverted_files(options, {
+        name for name in rows if output_path(output_dir, name, options.target_model).is_file()})
     rows = {name: row for name, row in rows.items()
             if quality_path(output_dir, name, options.target_model).is_file()
             and output_path(output_dir, name, options.target_model).is_file()}
@@ -163,6 +181,11 @@ def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
                          f"({SEQUENCES_CSV} and the outputs)")
     folder = output_dir / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
+    with atomic_write(folder / "not_converted.txt", "w") as handle:
+        handle.writelines(f"{shown_name(name)}\n" for name in missing)      # empty: none
+    if missing:
+        log(f"{len(missing)} of the input's {total} motion files have no output (failed, or "
+            f"not converted yet): {folder / 'not_converted.txt'}")
     worst = sorted(rows.values(), key=lambda row: -row.v2v_mean_mm)[:num_worst]
     means = np.array([row.v2v_mean_mm for row in rows.values()])
     excess = np.array([row.jitter_excess for row in rows.values()])
@@ -172,6 +195,11 @@ def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
              f"v2v_mm (per-sequence mean): mean {means.mean():.2f}, max {means.max():.2f}. "
              f"Jitter, fitted minus source: mean {excess.mean():+.3f} m/s², max "
              f"{excess.max():+.3f} m/s².</p>",
+             f"<p>Input {html.escape(shown_name(options.input_path))}: {total} motion files to "
+             f"convert, {total - len(missing)} converted, {len(missing)} without an output "
+             "(failed, or not converted yet: the run's summary or its tasks' logs say which; "
+             "listed in <a href='not_converted.txt'>not_converted.txt</a>).</p>"
+             if total else "",
              "<table border=1 cellpadding=3><tr><th>sequence</th><th>frames</th><th>fps</th>"
              "<th>v2v mean</th><th>p95</th><th>max</th><th>jitter</th><th>source jitter</th></tr>"]
     for row in worst:
