@@ -146,6 +146,22 @@ def test_source_mesh_from_params_when_the_mesh_file_is_gone(run, kit, tmp_path):
     np.testing.assert_array_equal(from_params[1], from_file[1])
 
 
+def test_poses_of_the_mesh_folder_without_a_result_are_counted_and_listed(run, tmp_path):
+    """After shards on a cluster, which poses have no result (failed, or a shard not run)."""
+    mesh_dir = tmp_path / "meshes"
+    shutil.copytree(run.mesh_dir, mesh_dir)
+    shutil.copy(mesh_dir / f"{POSE_IDS[0]:06d}.obj", mesh_dir / "000009.obj")
+    options = TransferOptions(**{**vars(run), "mesh_dir": mesh_dir})
+    index = write_report(options, report_dir=tmp_path / "report", num_poses=0,
+                         progress=False)
+    assert (f"holds {len(POSE_IDS) + 1} poses: {len(POSE_IDS)} converted, 1 without a result"
+            in index.read_text())
+    assert (index.parent / "not_converted.txt").read_text() == "000009\n"
+    index = write_report(run, report_dir=tmp_path / "report", num_poses=0, progress=False)
+    assert f"{len(POSE_IDS)} converted, 0 without" in index.read_text()
+    assert (index.parent / "not_converted.txt").read_text() == ""
+
+
 def test_missing_or_empty_output_folder(run, tmp_path):
     for folder in (tmp_path / "nowhere", tmp_path):
         options = TransferOptions(**{**vars(run), "output_dir": folder})

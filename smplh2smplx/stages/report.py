@@ -38,7 +38,7 @@ from ..family import KINDS, STAGE1_MODEL
 from ..formats.body_models import load_body_model
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, read_error_rows
 from ..formats.files import atomic_write
-from ..formats.mesh_folder import MESH_SUFFIXES, read_mesh_vertices
+from ..formats.mesh_folder import MESH_SUFFIXES, list_mesh_inputs, read_mesh_vertices
 from ..formats.meshes import read_mesh_faces
 from ..formats.param_files import parameter_path, pose_from_parameters, read_parameters
 from ..formats.source_params import SOURCE_PARAMS, read_source_params
@@ -48,6 +48,7 @@ from ..settings import TransferOptions, is_unset
 REPORT_DIR = "report"
 INDEX = "index.html"
 HISTOGRAM = "v2v_histogram.png"
+NOT_CONVERTED = "not_converted.txt"          # pose ids of the mesh folder without a result
 SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue source, orange fit
 OUTSIDE_MASK_COLOR = "#bdbdbd"
 UP_AXIS = "z"          # stage 1 keeps AMASS's raw root orientation: its world is z-up
@@ -130,6 +131,16 @@ def converted_rows(output_dir: str | Path) -> tuple:
         raise InputError(f"{output_dir}: no converted pose to report (needs {ERRORS_CSV} rows "
                          "and their <pose_id:06d>.pkl files; run stage 2 first)")
     return kept, len(rows) - len(kept)
+
+
+def unconverted_poses(options: TransferOptions, rows: Iterable[ErrorRow]) -> tuple:
+    """(how many poses the mesh folder holds, the sorted ids of those without a converted
+    result: failed, or not converted yet). (0, []) when the mesh folder is not at hand."""
+    if is_unset(options.mesh_dir) or not Path(options.mesh_dir).is_dir():
+        return 0, []
+    pose_ids = {item.pose_id for item in list_mesh_inputs(options.mesh_dir)
+                if item.pose_id is not None}
+    return len(pose_ids), sorted(pose_ids - {row.pose_id for row in rows})
 
 
 def worst_rows(rows: Iterable[ErrorRow], count: int) -> list:
@@ -383,7 +394,8 @@ mean {view.mean_error_mm:.2f} mm, max {np.nanmax(view.vertex_error_mm):.2f} mm.<
 
 def page(output_dir: Path, statistics: RunStatistics, flag_threshold_mm: float,
          worst: Sequence[ErrorRow], shown: Sequence[ErrorRow], views: dict, files: dict,
-         without_pkl: int, error_max_mm: float, labels: tuple = ("SMPL-H", "SMPL-X")) -> str:
+         without_pkl: int, error_max_mm: float, labels: tuple = ("SMPL-H", "SMPL-X"),
+         unconverted: tuple = (0, [])) -> str:
     """The text of index.html.
 
     Args:
@@ -391,12 +403,19 @@ def page(output_dir: Path, statistics: RunStatistics, flag_threshold_mm: float,
         views, files: {pose_id: PoseView} and {pose_id: (overlay, error) file names}.
         without_pkl: rows of errors.csv left out because their .pkl is missing.
         labels: (source label, target label).
+        unconverted: `unconverted_poses` of the run.
     """
     source, target = labels
     note = ""
     if without_pkl:
         note = (f"<p>{without_pkl} rows of {ERRORS_CSV} have no .pkl file (a batch that was "
                 "interrupted; the next run fits them again) and are left out.</p>")
+    total, missing = unconverted
+    if total:
+        note += (f"<p>The mesh folder holds {total} poses: {total - len(missing)} converted, "
+                 f"{len(missing)} without a result (failed, or not converted yet: the run's "
+                 f"summary says which; listed in <a href='{NOT_CONVERTED}'>{NOT_CONVERTED}"
+                 "</a>).</p>")
     sections = "\n".join(pose_section(row, label, views[row.pose_id], files[row.pose_id])
                          for row, label in shown)
     pictures = "<p>No poses drawn (0 asked for).</p>"
@@ -487,12 +506,16 @@ def write_report(options: TransferOptions, report_dir: Optional[Path] = None,
     for path in report_dir.glob("pose_*.png"):
         if path.name not in written:
             path.unlink()
+    unconverted = unconverted_poses(options, rows)
+    with atomic_write(report_dir / NOT_CONVERTED, "w") as handle:       # empty: none
+        handle.writelines(f"{pose_id:06d}\n" for pose_id in unconverted[1])
     index = report_dir / INDEX
     with atomic_write(index, "w") as handle:
         handle.write(page(output_dir, statistics, options.flag_threshold_mm,
                           worst_rows(rows, table_rows), shown, views, files, without_pkl,
                           error_max_mm,
-                          (KINDS[options.source_model].label, KINDS[options.target_model].label)))
+                          (KINDS[options.source_model].label, KINDS[options.target_model].label),
+                          unconverted))
     return index
 
 
