@@ -29,6 +29,7 @@ from .run import (converted_kind, list_sequence_files, output_path, quality_path
 from .timeline import motion_at, shape_at
 
 REPORT_DIR = "report"
+NOT_CONVERTED = "not_converted.txt"      # the input's motion files without an output
 SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X
 
 
@@ -181,11 +182,11 @@ def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
                          f"({SEQUENCES_CSV} and the outputs)")
     folder = output_dir / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    with atomic_write(folder / "not_converted.txt", "w") as handle:
+    with atomic_write(folder / NOT_CONVERTED, "w") as handle:
         handle.writelines(f"{shown_name(name)}\n" for name in missing)      # empty: none
     if missing:
         log(f"{len(missing)} of the input's {total} motion files have no output (failed, or "
-            f"not converted yet): {folder / 'not_converted.txt'}")
+            f"not converted yet): {folder / NOT_CONVERTED}")
     worst = sorted(rows.values(), key=lambda row: -row.v2v_mean_mm)[:num_worst]
     means = np.array([row.v2v_mean_mm for row in rows.values()])
     excess = np.array([row.jitter_excess for row in rows.values()])
@@ -198,7 +199,7 @@ def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
              f"<p>Input {html.escape(shown_name(options.input_path))}: {total} motion files to "
              f"convert, {total - len(missing)} converted, {len(missing)} without an output "
              "(failed, or not converted yet: the run's summary or its tasks' logs say which; "
-             "listed in <a href='not_converted.txt'>not_converted.txt</a>).</p>"
+             f"listed in <a href='{NOT_CONVERTED}'>{NOT_CONVERTED}</a>).</p>"
              if total else "",
              "<table border=1 cellpadding=3><tr><th>sequence</th><th>frames</th><th>fps</th>"
              "<th>v2v mean</th><th>p95</th><th>max</th><th>jitter</th><th>source jitter</th></tr>"]
