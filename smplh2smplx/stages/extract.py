@@ -306,8 +306,8 @@ def run_extract(options: ExtractOptions, progress: bool = True,
     remove_stale_temporaries(options.output_dir, _is_stage1_output)
     poser = SmplhPoser(options.smplh_model, options.body_model)
     meshes = options.output_format == "obj"
-    settings = result_settings(poser)
     if meshes:             # source_params.npz alone does not depend on the model
+        settings = result_settings(poser)
         check_result_settings(options.output_dir, settings, options.overwrite)
     selection = select_pose_ids(options.posefix_dir, options.posescript_dir, options.ids,
                                 options.all_poses)

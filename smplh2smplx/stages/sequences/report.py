@@ -164,11 +164,11 @@ def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
     A sequence whose quality file is damaged is left out with one line (`log`)."""
     output_dir = Path(options.output_dir)
     rows = read_sequence_rows(output_dir / SEQUENCES_CSV)
-    total, missing = unconverted_files(options, {
-        name for name in rows if output_path(output_dir, name, options.target_model).is_file()})
     rows = {name: row for name, row in rows.items()
-            if quality_path(output_dir, name, options.target_model).is_file()
-            and output_path(output_dir, name, options.target_model).is_file()}
+            if output_path(output_dir, name, options.target_model).is_file()}
+    total, missing = unconverted_files(options, set(rows))
+    rows = {name: row for name, row in rows.items()
+            if quality_path(output_dir, name, options.target_model).is_file()}
     qualities = {}
     for name, row in list(rows.items()):
         try:

@@ -187,8 +187,8 @@ def is_done(path: Path, options: SequenceOptions, settings: dict) -> bool:
     so resuming converts it again rather than keep it under the new record.
     """
     try:
-        if options.overwrite and not (options.overwrite_since is not None
-                                      and path.stat().st_mtime >= options.overwrite_since):
+        if options.overwrite and (options.overwrite_since is None
+                                  or path.stat().st_mtime < options.overwrite_since):
             return False
         arrays = read_motion_file(path, options.target_model)
     except (InputError, OSError):
