@@ -147,17 +147,24 @@ def test_source_mesh_from_params_when_the_mesh_file_is_gone(run, kit, tmp_path):
 
 
 def test_poses_of_the_mesh_folder_without_a_result_are_counted_and_listed(run, tmp_path):
-    """After shards on a cluster, which poses have no result (failed, or a shard not run)."""
+    """After shards on a cluster, which poses have no result (failed, or a shard not run):
+    on the page, in not_converted.txt, and in one line where the command was run."""
     mesh_dir = tmp_path / "meshes"
     shutil.copytree(run.mesh_dir, mesh_dir)
     shutil.copy(mesh_dir / f"{POSE_IDS[0]:06d}.obj", mesh_dir / "000009.obj")
     options = TransferOptions(**{**vars(run), "mesh_dir": mesh_dir})
+    lines = []
     index = write_report(options, report_dir=tmp_path / "report", num_poses=0,
-                         progress=False)
+                         progress=False, log=lines.append)
     assert (f"holds {len(POSE_IDS) + 1} poses: {len(POSE_IDS)} converted, 1 without a result"
             in index.read_text())
     assert (index.parent / "not_converted.txt").read_text() == "000009\n"
-    index = write_report(run, report_dir=tmp_path / "report", num_poses=0, progress=False)
+    assert lines == [f"1 of the mesh folder's {len(POSE_IDS) + 1} poses have no result (failed, "
+                     f"or not converted yet): {index.parent / 'not_converted.txt'}"]
+    lines.clear()
+    index = write_report(run, report_dir=tmp_path / "report", num_poses=0, progress=False,
+                         log=lines.append)
+    assert lines == []
     assert f"{len(POSE_IDS)} converted, 0 without" in index.read_text()
     assert (index.parent / "not_converted.txt").read_text() == ""
 

@@ -24,7 +24,7 @@ import html
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import numpy as np
 import roma
@@ -457,7 +457,8 @@ between the fitted {target} mesh and the deformation-transferred target over the
 
 def write_report(options: TransferOptions, report_dir: Optional[Path] = None,
                  num_poses: int = 12, smplh_model: Optional[Path] = None, table_rows: int = 20,
-                 seed: int = 0, progress: bool = True) -> Path:
+                 seed: int = 0, progress: bool = True,
+                 log: Callable[[str], None] = print) -> Path:
     """Write the report of a finished stage-2 run; returns the path of its index.html.
 
     Args:
@@ -470,6 +471,7 @@ def write_report(options: TransferOptions, report_dir: Optional[Path] = None,
         table_rows: rows of the worst-pose table.
         seed: seed of the random pick.
         progress: show a progress bar while rendering.
+        log: where the line counting the poses without a result goes (when there are).
     Raises:
         InputError naming the folder when it holds no converted pose, or the file or pose
         a picture cannot be made from.
@@ -509,6 +511,9 @@ def write_report(options: TransferOptions, report_dir: Optional[Path] = None,
     unconverted = unconverted_poses(options, rows)
     with atomic_write(report_dir / NOT_CONVERTED, "w") as handle:       # empty: none
         handle.writelines(f"{pose_id:06d}\n" for pose_id in unconverted[1])
+    if unconverted[1]:
+        log(f"{len(unconverted[1])} of the mesh folder's {unconverted[0]} poses have no result "
+            f"(failed, or not converted yet): {report_dir / NOT_CONVERTED}")
     index = report_dir / INDEX
     with atomic_write(index, "w") as handle:
         handle.write(page(output_dir, statistics, options.flag_threshold_mm,
