@@ -370,8 +370,8 @@ def test_progress_bar_counts_each_files_source_frames_once(kit, male_only_models
     bars = []
 
     class RecordingBar:
-        def __init__(self, total, unit, disable):
-            self.total, self.unit, self.updates = total, unit, []
+        def __init__(self, total, desc, unit, disable):
+            self.total, self.desc, self.unit, self.updates = total, desc, unit, []
             bars.append(self)
 
         def __enter__(self):
@@ -398,7 +398,7 @@ def test_progress_bar_counts_each_files_source_frames_once(kit, male_only_models
         except Exception:                     # the broken file: nothing to count
             frames.append(0)
     (bar,) = bars
-    assert bar.unit == "frame" and bar.total == sum(frames) == 45
+    assert (bar.desc, bar.unit) == ("source frames", "frame") and bar.total == sum(frames) == 45
     assert sum(bar.updates) == bar.total
     # The good file's 10 frames in its chunks of 8 and 2; the female, NaN and wide files'
     # 10 and the SMPL-X file's 5 at once; the empty and broken files' none.

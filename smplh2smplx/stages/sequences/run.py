@@ -458,8 +458,9 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
         record_result_settings(options.output_dir, settings, options.overwrite)
     start = time.perf_counter()
     shapes = [pose_shapes[relative] for relative, _path in todo]
-    with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), unit="frame",
-              disable=not progress or not todo) as bar:
+    # Named on the bar: with --fps the frames written are fewer than the source's.
+    with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), desc="source frames",
+              unit="frame", disable=not progress or not todo) as bar:
         if todo:                    # a shard whose every file is done has no run
             convert_files(run, list(zip(todo, shapes)), summary, bar, single_file, progress)
             summary.notes = run.notes()
