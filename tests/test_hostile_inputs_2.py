@@ -442,6 +442,38 @@ def test_row5_sequences_refuse_output_equal_to_or_above_the_input_and_an_empty_i
     assert sorted(path.name for path in tree.rglob("*")) == ["a", "one_poses.npz"]
 
 
+def test_principle_a_sequence_run_never_writes_over_its_inputs(kit, tmp_path):
+    """Outputs that would land on input files, even with --overwrite, stop the run before
+    anything is written: a single file's grandparent folder as the output folder (SMPL to
+    SMPL-H: `_poses.npz` both), and an output folder linking back into the input tree, where
+    a SMPL+H file's SMPL-X output is the name of a SMPL-X input beside it."""
+    smpl_file = tmp_path / "in" / "CMU" / "03" / "take_poses.npz"
+    smpl_file.parent.mkdir(parents=True)
+    shutil.copy(kit.smpl_motions / kit.sequences[0], smpl_file)
+    tree = tmp_path / "amass"
+    (one,) = short_tree(kit, tree)
+    beside = one.with_name("one_stageii.npz")
+    shutil.copy(kit.smplx_motions / kit.sequences[0].replace("_poses", "_stageii"), beside)
+    linked = tmp_path / "out"
+    linked.mkdir()
+    (linked / "amass").symlink_to(tree, target_is_directory=True)
+    inputs = [smpl_file, one, beside]
+    before = [path.read_bytes() for path in inputs]
+    models = {kind: kit.body_models for kind in ("smpl", "smplh", "smplx")}
+    for input_path, output, changes, overwritten in (
+            (smpl_file, smpl_file.parents[1], dict(target_model="smplh"), smpl_file),
+            (tree, linked, {}, beside)):
+        options = sequence_options(kit, input_path, output, overwrite=True,
+                                   model_paths=models, deftrafo_path=kit.deftrafo.parent,
+                                   **changes)
+        with pytest.raises(InputError, match=f"^{re.escape(str(overwritten))}: the run would "
+                                             "write .* over this input file"):
+            run_sequences(options, **QUIET)
+    assert [path.read_bytes() for path in inputs] == before
+    assert sorted(path.name for path in tmp_path.rglob("*") if path.is_file()) == sorted(
+        path.name for path in inputs)
+
+
 def test_row5_stage1_empty_ids_is_an_error(kit, tmp_path, capsys):
     config = {"AMASS_DIR": str(kit.amass), "SMPLH_MODEL": str(kit.body_models),
               "POSESCRIPT_DIR": str(kit.posescript_ids.parent),

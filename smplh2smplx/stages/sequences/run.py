@@ -145,6 +145,40 @@ def shared_outputs(files: list, options: SequenceOptions) -> dict:
     return clashes
 
 
+def _file_identity(path) -> tuple | None:
+    """(device, inode) of the file at `path`, following links; None when there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def check_outputs_spare_inputs(files: list, converted: list, options: SequenceOptions) -> None:
+    """InputError, before anything is written, when a file the run would write is one of the
+    input files (`files`, (relative, path)): an output folder that mirrors the input tree
+    onto itself (a single file's grandparent folder as --output-dir, a link into the input
+    tree), where SMPL <-> SMPL-H outputs (`_poses.npz` both) or an output beside an input of
+    the target's name would replace the inputs. `converted` are the relative names of the
+    files to convert; only outputs that exist are compared, so a fresh run stats nothing
+    more than its outputs."""
+    written = {}
+    for relative in converted:
+        for path in (output_path(options.output_dir, relative, options.target_model),
+                     quality_path(options.output_dir, relative, options.target_model)):
+            identity = _file_identity(path)
+            if identity is not None:
+                written[identity] = path
+    if not written:
+        return
+    for relative, path in files:
+        output = written.get(_file_identity(path))
+        if output is not None:
+            raise InputError(f"{path}: the run would write {output} over this input file "
+                             "(the output folder mirrors the input tree onto itself); give "
+                             "another --output-dir")
+
+
 def result_settings(options: SequenceOptions) -> dict:
     """The settings that define a sequence run's outputs (recorded in the output folder)."""
     return {"target_model": options.target_model, "num_betas": options.betas_written,
@@ -450,6 +484,9 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
             or not is_done(output_path(options.output_dir, relative, target), options,
                            settings)]
     summary.done_before = len(shard) - len(todo)
+    check_outputs_spare_inputs(files, [relative for relative, _path in todo
+                                       if converted_kind(pose_shapes[relative], options)],
+                               options)
     single_file = Path(options.input_path).is_file()
     kinds = {converted_kind(pose_shapes[relative], options) for relative, _path in todo
              if relative not in clashes}
