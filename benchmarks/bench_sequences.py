@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_sequences [--kit-seed 1] [--amass FILE]
         [--fps 30 0] [--kit-frames 120] [--directions smplh2smplx smpl2smplx ...]
-        [--iterations 1 2 3] [--fit-vertices 0] [--rounds 3] [--tree 8]
+        [--iterations 1 2 3] [--fit-vertices 0] [--rounds 3] [--tree 8] [--device cuda]
 
 Cases: the real AMASS SMPL+H sequence (../shared/data/amass_sample_smplh.npz) SMPL-H to SMPL-X
 at each --fps (0: its own 120 fps), posed with the realistic kit's models of its gender; and
@@ -31,6 +31,11 @@ the sequence and per-pose paths (torch on one thread: the machine is shared) and
 each path's the median of `--rounds` turns taken in alternation (the machine's speed drifts).
 Goals (issue 18): v2v mean <= 1.02x the floor where there is a deformation transfer; jitter
 <= 1.05x the source's; >= 3x the per-pose frames per CPU-second.
+
+With `--device cuda` both paths run on the GPU and are timed by the wall clock (the device
+synchronised): the sequence path with each motion's frames in one chunk (one batch per
+level), the per-pose path in batches of GPU_BATCH frames, as stage 2 is run on a GPU.
+Goal: >= 2,000 frames per second.
 """
 import argparse
 import tempfile
@@ -41,11 +46,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from smplh2smplx.errors import InputError
 from smplh2smplx.family import KINDS, same_topology
 from smplh2smplx.fit.fitter import FIT_PRESETS, BodyFitter, FitSettings
 from smplh2smplx.formats.sequence_files import read_motion
+from smplh2smplx.runtime import resolve_device
 from smplh2smplx.stages.sequences.batching import fitted_together
-from smplh2smplx.stages.sequences.convert import (FRAME_FIT, SEQUENCES_PER_BATCH, GenderModels,
+from smplh2smplx.stages.sequences.convert import (CHUNK_FRAMES, FRAME_FIT, SEQUENCES_PER_BATCH,
+                                                  GenderModels,
                                                   SequenceOptions, SequenceResult,
                                                   SourceFrames, body_joints, convert_sequence,
                                                   frame_spacing, load_gender_model, pair_transfer,
@@ -57,7 +65,8 @@ from synthetic_kit import write_synthetic_kit
 REPO = Path(__file__).resolve().parents[1]
 AMASS_SAMPLE = REPO.parent / "shared" / "data" / "amass_sample_smplh.npz"
 FLOOR = FitSettings(max_iterations=100, tolerance=1e-7, fit_vertices=0)
-CHUNK = 64
+CHUNK = 64           # frames a batch of the per-pose path and the floor on the CPU
+GPU_BATCH = 1024     # on a GPU
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3,
                         help="times the two paths are timed, taking turns; each keeps its "
                              "median (default %(default)s)")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (one thread, CPU time) or cuda (wall time; default "
+                             "%(default)s)")
     return parser
 
 
@@ -96,29 +108,43 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    try:
+        args.device = resolve_device(args.device)
+    except InputError as error:
+        parser.error(str(error))
     return args
 
 
-def cpu_timed(function):
-    """(result, CPU seconds) of function()."""
-    start = time.process_time()
+def timed(function, device: torch.device):
+    """(result, seconds) of function(): CPU seconds on the CPU, wall seconds on a GPU."""
+    if device.type == "cpu":
+        start = time.process_time()
+        return function(), time.process_time() - start
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
     result = function()
-    return result, time.process_time() - start
+    torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start
+
+
+def batches(count: int, device: torch.device) -> list:
+    """Frame index arrays of the per-pose path's and the floor's batches."""
+    size = CHUNK if device.type == "cpu" else GPU_BATCH
+    return [np.arange(start, min(start + size, count)) for start in range(0, count, size)]
 
 
 def per_pose_fitter(models, target_data, settings):
     """A fresh fitter of the per-pose path (nothing learned yet), built outside its timing
     as the sequence path's models are (building one takes about half a second)."""
     return BodyFitter(target_data, models.mask_ids.cpu().numpy(),
-                      replace(settings, num_betas=models.target.num_betas))
+                      replace(settings, num_betas=models.target.num_betas)).to(models.device)
 
 
 def per_pose(fitter, models, source):
     """Every frame fitted on its own (free betas) from its source pose by `fitter`: (pose,
     betas, transl, v2v) over all frames."""
     parts = []
-    for start in range(0, len(source), CHUNK):
-        frames = np.arange(start, min(start + CHUNK, len(source)))
+    for frames in batches(len(source), models.device):
         targets, _ = source.targets(frames)
         parts.append(fitter.fit(targets, models.map_pose(source.poses[frames]).float()))
     return [torch.cat([getattr(part, name) for part in parts])
@@ -133,72 +159,81 @@ def shared_shape_floor(models, target_data, source):
     num_betas = masked.body.num_betas
     normal = torch.zeros(num_betas, num_betas, dtype=torch.float64)
     right = torch.zeros(num_betas, dtype=torch.float64)
-    for start in range(0, len(source), CHUNK):       # normal equations, chunk by chunk
-        frames = np.arange(start, min(start + CHUNK, len(source)))
+    for frames in batches(len(source), models.device):   # normal equations, by batches
         targets, _ = source.targets(frames)
-        chunk_normal, chunk_right, _, _ = shape_system(masked, pose[frames], targets)
-        normal += chunk_normal
-        right += chunk_right
+        chunk_normal, chunk_right, _, _ = shape_system(masked, pose[frames].to(models.device),
+                                                       targets)
+        normal += chunk_normal.cpu()
+        right += chunk_right.cpu()
     betas = torch.linalg.solve(normal + SHAPE_RIDGE * torch.eye(num_betas), right).float()
     fitter = BodyFitter(target_data, models.mask_ids.cpu().numpy(),
-                        replace(FLOOR, fit_betas=False, num_betas=num_betas))
+                        replace(FLOOR, fit_betas=False, num_betas=num_betas)).to(models.device)
     errors = []
-    for start in range(0, len(source), CHUNK):
-        frames = np.arange(start, min(start + CHUNK, len(source)))
+    for frames in batches(len(source), models.device):
         targets, _ = source.targets(frames)
         errors.append(fitter.fit(targets, pose[frames], betas.expand(len(frames), -1))
                       .v2v_mean_mm)
     return torch.cat(errors).numpy()
 
 
+def sequence_chunk(frames: int, device: torch.device) -> int:
+    """Frames of a chunk of the sequence path: the product's default on the CPU, the whole
+    motion on a GPU (one batch per level)."""
+    return CHUNK_FRAMES if device.type == "cpu" else max(frames, 1)
+
+
 def measure(label, sequence, source_kind, target_kind, options, fps, iterations, fit_vertices,
-            rounds):
+            rounds, device=torch.device("cpu")):
     """A printed row per count of steps per frame; the sequence and per-pose paths take
-    turns `rounds` times and each keeps its median CPU time (the machine's speed drifts)."""
+    turns `rounds` times and each keeps its median time (the machine's speed drifts)."""
     gender = sequence.gender
     transfer = pair_transfer(options, source_kind, target_kind)
     options = replace(options, target_model=target_kind)
     target_data = load_gender_model(options, target_kind, gender)
-    models = GenderModels(options, source_kind, gender, transfer.mask_ids, torch.device("cpu"))
+    models = GenderModels(options, source_kind, gender, transfer.mask_ids, device)
     spacing, rate = frame_spacing(sequence.framerate, fps, sequence.path)
     source = SourceFrames(sequence, spacing, models, transfer)
     floor = shared_shape_floor(models, target_data, source)
+    chunk = sequence_chunk(len(source), device)
     for count in iterations:
         frame_models = GenderModels(
             replace(options, fit=replace(FRAME_FIT, max_iterations=count,
                                          fit_vertices=fit_vertices)),
-            source_kind, gender, transfer.mask_ids, torch.device("cpu"))
-        per_pose_cpu, sequence_cpu = [], []
+            source_kind, gender, transfer.mask_ids, device)
+        per_pose_seconds, sequence_seconds = [], []
         for _ in range(rounds):
             fitter = per_pose_fitter(models, target_data, FIT_PRESETS["fast"])
-            per_pose_cpu.append(cpu_timed(lambda: per_pose(fitter, models, source))[1])
-            result, seconds = cpu_timed(
-                lambda: convert_sequence(sequence, frame_models, transfer, fps))
-            sequence_cpu.append(seconds)
-        print_row(label, source_kind, target_kind, rate, result, np.median(sequence_cpu),
-                  np.median(per_pose_cpu), floor,
+            per_pose_seconds.append(timed(lambda: per_pose(fitter, models, source), device)[1])
+            result, seconds = timed(
+                lambda: convert_sequence(sequence, frame_models, transfer, fps, chunk), device)
+            sequence_seconds.append(seconds)
+        print_row(label, source_kind, target_kind, rate, result, np.median(sequence_seconds),
+                  np.median(per_pose_seconds), floor,
                   source_on_target_jitter(models, source, result.output.betas, rate))
 
 
-def measure_tree(label, motions, options, rounds):
+def measure_tree(label, motions, options, rounds, device=torch.device("cpu")):
     """Two rows for several SMPL-H motions converted to SMPL-X: one at a time, and together
     (their fits batched by `batching.fitted_together`, as `run_sequences` does), each
     against the per-pose path on the same frames and the motions' floors."""
     transfer = pair_transfer(options, "smplh", "smplx")
     options = replace(options, target_model="smplx")
     genders = sorted({motion.gender for motion in motions})
-    models = {gender: GenderModels(options, "smplh", gender, transfer.mask_ids,
-                                   torch.device("cpu")) for gender in genders}
+    models = {gender: GenderModels(options, "smplh", gender, transfer.mask_ids, device)
+              for gender in genders}
     targets = {gender: load_gender_model(options, "smplx", gender) for gender in genders}
     sources = [SourceFrames(motion, 1, models[motion.gender], transfer) for motion in motions]
     floor = np.concatenate([
         shared_shape_floor(models[motion.gender], targets[motion.gender], source)
         for motion, source in zip(motions, sources)])
+    chunks = [sequence_chunk(len(motion.poses), device) for motion in motions]
     ways = {
-        "one at a time": lambda: [convert_sequence(motion, models[motion.gender], transfer)
-                                  for motion in motions],
+        "one at a time": lambda: [
+            convert_sequence(motion, models[motion.gender], transfer, None, chunk)
+            for motion, chunk in zip(motions, chunks)],
         "together": lambda: fitted_together([
-            sequence_steps(motion, models[motion.gender], transfer) for motion in motions])}
+            sequence_steps(motion, models[motion.gender], transfer, None, chunk)
+            for motion, chunk in zip(motions, chunks)])}
 
     def per_pose_all():
         for motion, source in zip(motions, sources):
@@ -206,12 +241,12 @@ def measure_tree(label, motions, options, rounds):
             per_pose(per_pose_fitter(model, targets[motion.gender], FIT_PRESETS["fast"]),
                      model, source)
 
-    per_pose_cpu, cpu, results = [], {way: [] for way in ways}, {}
+    per_pose_seconds, seconds_of, results = [], {way: [] for way in ways}, {}
     for _ in range(rounds):
-        per_pose_cpu.append(cpu_timed(per_pose_all)[1])
+        per_pose_seconds.append(timed(per_pose_all, device)[1])
         for way, convert in ways.items():
-            results[way], seconds = cpu_timed(convert)
-            cpu[way].append(seconds)
+            results[way], seconds = timed(convert, device)
+            seconds_of[way].append(seconds)
     for way, converted in results.items():
         joined = SequenceResult(output=None, **{
             name: np.concatenate([getattr(result, name) for result in converted])
@@ -221,7 +256,7 @@ def measure_tree(label, motions, options, rounds):
                                     motion.framerate)
             for motion, source, result in zip(motions, sources, converted)])
         print_row(f"{label}, {way}", "smplh", "smplx", motions[0].framerate, joined,
-                  np.median(cpu[way]), np.median(per_pose_cpu), floor, on_target)
+                  np.median(seconds_of[way]), np.median(per_pose_seconds), floor, on_target)
 
 
 @torch.no_grad()
@@ -236,11 +271,11 @@ def source_on_target_jitter(models, source, betas, rate):
     return mean_acceleration(joints.cpu().numpy(), rate)
 
 
-def print_row(label, source_kind, target_kind, rate, result, sequence_cpu, per_pose_cpu,
-              floor, on_target):
+def print_row(label, source_kind, target_kind, rate, result, sequence_seconds,
+              per_pose_seconds, floor, on_target):
     frames, v2v = len(result.v2v_mm), result.v2v_mm
     jitter, source_jitter = result.acceleration.mean(), result.source_acceleration.mean()
-    speed, per_pose_speed = frames / sequence_cpu, frames / per_pose_cpu
+    speed, per_pose_speed = frames / sequence_seconds, frames / per_pose_seconds
     transferred = not same_topology(source_kind, target_kind)
     print(f"| {label} | {KINDS[source_kind].label} -> {KINDS[target_kind].label} | {rate:g} | "
           f"{frames} | {v2v.mean():.3f} / {floor.mean():.3f} = "
@@ -252,23 +287,28 @@ def print_row(label, source_kind, target_kind, rate, result, sequence_cpu, per_p
           f"{result.iterations.mean():.2f} |", flush=True)
 
 
-def main():
-    args = parse_args()
-    torch.set_num_threads(1)
+def main(argv=None):
+    args = parse_args(argv)
+    device = args.device
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+        where, speed = "torch on 1 thread", "frames per CPU-s"
+    else:
+        where, speed = f"on {torch.cuda.get_device_name(device)}", "frames/s (wall)"
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         kit = write_synthetic_kit(Path(folder), seed=args.kit_seed,
                                   n_sequences=max(1, args.tree),
                                   frames_per_sequence=args.kit_frames, variant="realistic")
         print(f"realistic kit, seed {args.kit_seed}, written in "
-              f"{time.perf_counter() - start:.0f} s; torch on 1 thread\n")
+              f"{time.perf_counter() - start:.0f} s; {where}\n")
         options = SequenceOptions(
             input_path=Path(folder), output_dir=Path("unused"),
             model_paths={kind: kit.body_models for kind in KINDS},
-            deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask)
+            deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask, device=str(device))
         print("| case | direction | fps | frames | v2v mean / floor | p95 / floor | "
               "jitter / source (m/s^2) | source's poses on target body / source | "
-              "frames per CPU-s: sequence / per-pose | steps/frame |")
+              f"{speed}: sequence / per-pose | steps/frame |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         if not args.no_real and not args.amass.is_file():
             print(f"| {args.amass}: not found (--amass), the real sequence is not measured |")
@@ -276,7 +316,7 @@ def main():
             real = read_motion(args.amass, "smplh")
             for fps in args.fps:
                 measure(args.amass.name, real, "smplh", "smplx", options, fps or None,
-                        args.iterations, args.fit_vertices, args.rounds)
+                        args.iterations, args.fit_vertices, args.rounds, device)
         trees = {"smpl": kit.smpl_motions, "smplh": kit.amass, "smplx": kit.smplx_motions}
         for direction in args.directions:
             source_kind, target_kind = direction.split("2")
@@ -285,12 +325,12 @@ def main():
             sequence = read_motion(trees[source_kind] / relative, source_kind)
             measure(f"kit seed {args.kit_seed} {Path(relative).stem}", sequence,
                     source_kind, target_kind, options, None, args.iterations,
-                    args.fit_vertices, args.rounds)
+                    args.fit_vertices, args.rounds, device)
         if args.tree:
             motions = [read_motion(kit.amass / relative, "smplh")
                        for relative in kit.sequences[:args.tree]]
             measure_tree(f"kit seed {args.kit_seed}, {len(motions)} motions", motions, options,
-                         args.rounds)
+                         args.rounds, device)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,31 @@ def test_source_poses_on_the_target_body_match_the_stock_layer(kit):
     expected = np.linalg.norm(second, axis=-1).mean(-1) * rate ** 2
     assert measured.shape == (count - 2,)
     np.testing.assert_allclose(measured, expected, rtol=2e-3, atol=1e-3)
+
+
+def test_the_benchmark_keeps_its_tensors_where_a_gpu_run_needs_them(kit, monkeypatch, capsys):
+    """`--device cuda`, checked on the stand-in device (tests/device_discipline.py): the
+    floor, both paths and the tree's rows run and print."""
+    from dataclasses import replace
+
+    from benchmarks.bench_sequences import measure, measure_tree
+    from device_discipline import STAND_IN, DeviceDiscipline, take_cuda_branches
+    from smplh2smplx.stages.sequences.convert import FRAME_FIT
+
+    take_cuda_branches(monkeypatch)
+    options = SequenceOptions(input_path=kit.amass, output_dir=Path("unused"),
+                              model_paths={kind: kit.body_models for kind in KINDS},
+                              deftrafo_path=kit.deftrafo.parent, mask_path=kit.mask,
+                              device=str(STAND_IN))
+    motions = [read_motion(kit.amass / name, "smplh") for name in kit.sequences[:2]]
+    motions = [replace(motion, poses=motion.poses[:16], trans=motion.trans[:16])
+               for motion in motions]
+    with DeviceDiscipline():
+        measure("one", motions[0], "smplh", "smplx", options, None, [FRAME_FIT.max_iterations],
+                FRAME_FIT.fit_vertices, 1, STAND_IN)
+        measure_tree("two", motions, options, 1, STAND_IN)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    columns = [row.split(" | ") for row in rows]
+    assert [(cells[0], cells[1], cells[3]) for cells in columns] == [
+        ("| one", "SMPL-H -> SMPL-X", "16"), ("| two, one at a time", "SMPL-H -> SMPL-X", "32"),
+        ("| two, together", "SMPL-H -> SMPL-X", "32")]
