@@ -810,14 +810,17 @@ def test_output_file_reads_back_and_rejects_inconsistency(tmp_path):
 
 
 @pytest.mark.parametrize("written, read", [("Female", "female"), (b"MALE ", "male"),
-                                           (" neutral\n", "neutral")])
+                                           (" neutral\n", "neutral"),
+                                           ("b'female'", "female"), ('b"Male"', "male")])
 def test_gender_is_read_in_any_case_and_without_spaces(tmp_path, written, read):
+    """As AMASS's files spell it; its SSM_synced files hold the text of a bytes object."""
     path = tmp_path / "a_stageii.npz"
     write_npz(path, dict(smplx_file_arrays(), gender=np.array(written)))
     assert read_motion(path).gender == read
 
 
-@pytest.mark.parametrize("gender", [np.array("woman"), np.array(1), np.array(["male", "male"])])
+@pytest.mark.parametrize("gender", [np.array("woman"), np.array(1), np.array(["male", "male"]),
+                                    np.array("b'woman'"), np.array("b'male")])
 def test_an_unknown_gender_is_named_with_its_file(tmp_path, gender):
     path = tmp_path / "a_stageii.npz"
     write_npz(path, dict(smplx_file_arrays(), gender=gender))

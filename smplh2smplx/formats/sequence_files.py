@@ -20,6 +20,7 @@ finished only when it reads back valid (`read_motion_file`).
 from __future__ import annotations
 
 import numbers
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -69,6 +70,16 @@ class MotionSequence:
     @property
     def num_frames(self) -> int:
         return len(self.poses)
+
+
+# The text of a bytes object, `b'female'`: AMASS's SSM_synced files hold their gender so.
+BYTES_TEXT = re.compile(r"""b(['"])(.*)\1""")
+
+
+def _unquoted(text: str) -> str:
+    """`text` without the `b'...'` around it (module comment), when it has them."""
+    match = BYTES_TEXT.fullmatch(text)
+    return match.group(2).strip() if match else text
 
 
 def _text(value):
@@ -144,7 +155,7 @@ def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSeq
     # Spelled in any case, with spaces around it (`Female`, b'MALE '): exports other than
     # AMASS's own write genders so; the output spells it as AMASS does.
     text = _text(arrays.get("gender"))
-    gender = arrays.get("gender") if text is None else text.strip().lower()
+    gender = arrays.get("gender") if text is None else _unquoted(text.strip().lower())
     framerate = arrays.get(rate_key)
     if framerate is not None and (framerate.size != 1 or framerate.dtype.kind not in "fiu"):
         raise InputError(f"{path}: {rate_key} is {shown_value(framerate)}, expected a number "
