@@ -149,3 +149,35 @@ def test_motions_converted_together_are_those_converted_one_by_one(kit, converte
     poses[2, 0] = np.inf
     with pytest.raises(InputError, match="frame 2 holds NaN or infinite values"):
         converter.convert_motions([first, replace(first, poses=poses)])
+
+
+def test_a_converted_motion_is_written_as_the_loaders_read_it(kit, converter, tmp_path):
+    """`write_motion` of a motion's output: AMASS's SMPL-X layout with 16 betas, read back by
+    `read_motion` unchanged and posed by a human_body_prior-style reader (16 betas) at the
+    converted body's own vertices (the stock smplx layer)."""
+    import smplx
+    from test_sequence_pairs import hbp_vertices
+
+    motion = converter.convert_motion(kit.amass / kit.sequences[0], fps=30.0)
+    path = tmp_path / "01_01_stageii.npz"
+    smplh2smplx.write_motion(path, motion.output)
+    again = smplh2smplx.read_motion(path)
+    assert again.kind == "smplx" and again.gender == motion.output.gender
+    np.testing.assert_array_equal(again.poses, motion.output.poses)
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    assert arrays["poses"].shape == (len(motion.v2v_mm), 165) and arrays["betas"].shape == (16,)
+    read = hbp_vertices(kit.body_models / "smplx" / "SMPLX_NEUTRAL.npz", arrays, "smplx")
+    count = len(arrays["poses"])
+    layer = smplx.create(str(kit.body_models), model_type="smplx", ext="npz", num_betas=16,
+                         use_pca=False, flat_hand_mean=True, batch_size=count)
+    output = motion.output
+    pose = torch.as_tensor(output.poses, dtype=torch.float32)
+    with torch.no_grad():
+        posed = layer(betas=torch.as_tensor(output.betas, dtype=torch.float32).expand(count, -1),
+                      transl=torch.as_tensor(output.trans, dtype=torch.float32),
+                      global_orient=pose[:, :3], body_pose=pose[:, 3:66], jaw_pose=pose[:, 66:69],
+                      leye_pose=pose[:, 69:72], reye_pose=pose[:, 72:75],
+                      left_hand_pose=pose[:, 75:120], right_hand_pose=pose[:, 120:165],
+                      expression=torch.zeros(count, 10)).vertices.numpy()
+    np.testing.assert_allclose(read, posed, atol=1e-5)
