@@ -81,26 +81,32 @@ def test_converter_on_a_gpu(kit, monkeypatch):
 
 
 def test_stage2_on_a_gpu(kit, tmp_path, monkeypatch):
+    """From the mesh files, and from source_params.npz alone (--from-params)."""
     smplh = load_smplh(kit.smplh_npz)
     poses = 0.3 * torch.randn(4, 52, 3, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         vertices = BodyModel(smplh)(poses)[0].numpy()
     for pose_id, mesh in enumerate(vertices):
         write_obj(tmp_path / "meshes" / f"{pose_id:06d}.obj", mesh, smplh.faces)
+    np.savez(tmp_path / "meshes" / "source_params.npz", pose_ids=np.arange(4),
+             poses=poses.reshape(4, -1).numpy())
     take_cuda_branches(monkeypatch)
     outputs = {}
-    for name, device in (("cpu", "cpu"), ("gpu", STAND_IN)):
+    for name, device, from_params in (("cpu", "cpu", False), ("gpu", STAND_IN, False),
+                                      ("gpu_params", STAND_IN, True)):
         options = TransferOptions(mesh_dir=tmp_path / "meshes", output_dir=tmp_path / name,
-                                  smplx_model=kit.body_models,
+                                  smplx_model=kit.body_models, smplh_model=kit.body_models,
                                   deformation_transfer=kit.deftrafo, mask=kit.mask,
-                                  poses_per_batch=4, device=str(device), fit=FAST)
+                                  poses_per_batch=4, device=str(device), fit=FAST,
+                                  from_params=from_params)
         with DeviceDiscipline():
             summary = run_transfer(options, **QUIET)
         assert summary.done == 4 and not summary.failures
         outputs[name] = [read_parameters(tmp_path / name / f"{pose_id:06d}.pkl", "smplx")
                          for pose_id in range(4)]
-    for cpu, gpu in zip(outputs["cpu"], outputs["gpu"]):
+    for cpu, gpu, from_params in zip(outputs["cpu"], outputs["gpu"], outputs["gpu_params"]):
         assert np.allclose(cpu["body_pose"], gpu["body_pose"], atol=1e-3)
+        assert np.allclose(cpu["body_pose"], from_params["body_pose"], atol=1e-2)
 
 
 def test_sequences_on_a_gpu(kit, tmp_path, monkeypatch):
