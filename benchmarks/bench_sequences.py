@@ -53,8 +53,7 @@ from smplh2smplx.formats.sequence_files import read_motion
 from smplh2smplx.runtime import resolve_device
 from smplh2smplx.stages.sequences.batching import fitted_together
 from smplh2smplx.stages.sequences.convert import (CHUNK_FRAMES, FRAME_FIT, SEQUENCES_PER_BATCH,
-                                                  GenderModels,
-                                                  SequenceOptions, SequenceResult,
+                                                  GenderModels, SequenceOptions, SequenceResult,
                                                   SourceFrames, body_joints, convert_sequence,
                                                   frame_spacing, load_gender_model, pair_transfer,
                                                   sequence_steps)
