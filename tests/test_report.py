@@ -169,6 +169,22 @@ def test_poses_of_the_mesh_folder_without_a_result_are_counted_and_listed(run, t
     assert (index.parent / "not_converted.txt").read_text() == ""
 
 
+def test_a_report_removes_only_its_own_earlier_pictures(run, tmp_path):
+    """A second report into the folder of a first drops the first's pictures it no longer
+    shows, and keeps every other file (`--report-dir` may be a folder of one's own)."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    own = ["pose_1.png", "pose_holiday.png", "pose_000001_overlay.jpg", "notes.txt"]
+    for name in own:
+        (folder / name).write_bytes(b"mine")
+    write_report(run, report_dir=folder, num_poses=DRAWN, table_rows=4, progress=False)
+    first = {path.name for path in folder.glob("pose_*_error.png")}
+    assert len(first) == DRAWN
+    write_report(run, report_dir=folder, num_poses=0, table_rows=4, progress=False)
+    assert not list(folder.glob("pose_*_error.png"))          # none shown: none left
+    assert all((folder / name).read_bytes() == b"mine" for name in own)
+
+
 def test_missing_or_empty_output_folder(run, tmp_path):
     for folder in (tmp_path / "nowhere", tmp_path):
         options = TransferOptions(**{**vars(run), "output_dir": folder})

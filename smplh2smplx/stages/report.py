@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
@@ -49,6 +50,7 @@ REPORT_DIR = "report"
 INDEX = "index.html"
 HISTOGRAM = "v2v_histogram.png"
 NOT_CONVERTED = "not_converted.txt"          # pose ids of the mesh folder without a result
+PICTURE_NAME = re.compile(r"pose_\d{6,}_(overlay|error)\.png")     # `render_pose`'s names
 SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue source, orange fit
 OUTSIDE_MASK_COLOR = "#bdbdbd"
 UP_AXIS = "z"          # stage 1 keeps AMASS's raw root orientation: its world is z-up
@@ -503,10 +505,11 @@ def write_report(options: TransferOptions, report_dir: Optional[Path] = None,
     for row, _label in tqdm(shown, desc="rendering", unit="pose", disable=not progress):
         files[row.pose_id] = render_pose(views[row.pose_id], report_dir, row.pose_id,
                                          error_max_mm)
-    # Pictures of an earlier report of this folder that this one does not show.
+    # Pictures of an earlier report of this folder that this one does not show: only names
+    # a report gives (`--report-dir` may be a folder that holds other pictures).
     written = {name for pair in files.values() for name in pair}
     for path in report_dir.glob("pose_*.png"):
-        if path.name not in written:
+        if PICTURE_NAME.fullmatch(path.name) and path.name not in written:
             path.unlink()
     unconverted = unconverted_poses(options, rows)
     with atomic_write(report_dir / NOT_CONVERTED, "w") as handle:       # empty: none
