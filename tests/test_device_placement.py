@@ -19,7 +19,8 @@ from smplh2smplx.formats.param_files import read_parameters
 from smplh2smplx.formats.sequence_files import read_motion_file
 from smplh2smplx.settings import TransferOptions
 from smplh2smplx.stages.sequences.convert import SequenceOptions
-from smplh2smplx.stages.sequences.run import output_path, run_sequences
+from smplh2smplx.stages.sequences.run import run_sequences
+from smplh2smplx.stages.sequences.tree import output_path
 from smplh2smplx.stages.transfer import run_transfer
 
 FAST = FitSettings(max_iterations=3, refine_iterations=1, fit_vertices=500)

@@ -47,7 +47,7 @@ from smplh2smplx.formats import sequence_files
 from smplh2smplx.formats.sequence_files import MotionSequence, read_motion, read_motion_file
 from smplh2smplx.formats.sequences_csv import read_sequence_rows
 from smplh2smplx.formats.source_params import read_source_params
-from smplh2smplx.stages.sequences.run import read_quality
+from smplh2smplx.stages.sequences.tree import read_quality
 from smplh2smplx.cli import settings_yaml
 from smplh2smplx.settings import TransferOptions, load_settings, setting_types
 

@@ -44,8 +44,9 @@ from smplh2smplx.stages import transfer as transfer_module
 from smplh2smplx.stages.sequences.convert import SequenceOptions
 from smplh2smplx.stages.sequences.report import plot_sequence, write_sequence_report
 from smplh2smplx.stages.sequences import run as sequences_run
-from smplh2smplx.stages.sequences.run import (list_sequence_files, output_path, quality_path,
-                                              read_quality, run_sequences)
+from smplh2smplx.stages.sequences.run import run_sequences
+from smplh2smplx.stages.sequences.tree import (list_sequence_files, output_path, quality_path,
+                                               read_quality)
 
 FAST = FitSettings(max_iterations=3, refine_iterations=1, fit_vertices=500)
 SHORT_FIT = FitSettings(max_iterations=2)

@@ -36,7 +36,8 @@ from smplh2smplx.formats.sequence_files import read_motion, read_motion_file
 from smplh2smplx.stages.sequences.convert import SequenceOptions
 from smplh2smplx.stages.sequences.report import posed_meshes
 from smplh2smplx.fit.fitter import FitSettings
-from smplh2smplx.stages.sequences.run import output_path, quality_path, run_sequences
+from smplh2smplx.stages.sequences.run import run_sequences
+from smplh2smplx.stages.sequences.tree import output_path, quality_path
 
 FRAMES = 10
 DIRECTIONS = [(source, target) for source in KINDS for target in KINDS if source != target]

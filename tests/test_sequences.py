@@ -34,8 +34,8 @@ from smplh2smplx.stages.sequences.timeline import (carried_start, level_rows, lo
                                                    mean_acceleration, motion_at,
                                                    quaternion_left_columns, sampled_positions,
                                                    smoothing_weights, unit_quaternion_log)
-from smplh2smplx.stages.sequences.run import (list_sequence_files, output_path, quality_path,
-                                              run_sequences)
+from smplh2smplx.stages.sequences.run import run_sequences
+from smplh2smplx.stages.sequences.tree import list_sequence_files, output_path, quality_path
 from smplh2smplx.stages.sequences.slurm import (ShardError, ShardTask, SlurmOptions,
                                                  shard_outcome, submit_shards)
 

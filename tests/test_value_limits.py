@@ -23,7 +23,7 @@ from smplh2smplx.formats.sequence_files import read_motion
 from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from smplh2smplx.formats.source_params import SOURCE_PARAMS, read_source_params
 from smplh2smplx.stages.sequences import run as run_module
-from smplh2smplx.stages.sequences.run import output_path, quality_path
+from smplh2smplx.stages.sequences.tree import output_path, quality_path
 
 
 def motion_arrays(kit, frames=8):

@@ -24,9 +24,9 @@ from ...formats.sequence_files import read_motion, read_motion_file
 from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
 from .convert import GenderModels, SequenceOptions, frame_spacing, pair_transfer
-from .run import (converted_kind, list_sequence_files, output_path, quality_path,
-                  read_quality)
 from .timeline import motion_at, shape_at
+from .tree import (converted_kind, list_sequence_files, output_path, quality_path,
+                   read_quality)
 
 REPORT_DIR = "report"
 NOT_CONVERTED = "not_converted.txt"      # the input's motion files without an output

@@ -21,7 +21,8 @@ from ...errors import InputError, OutputError, below_least, error_text, listed, 
 from ...formats.files import check_writable_folder
 from ...runtime import torch_threads
 from .convert import SequenceOptions
-from .run import SequenceSummary, check_output_folder, list_sequence_files, run_sequences
+from .run import SequenceSummary, run_sequences
+from .tree import check_output_folder, list_sequence_files
 
 
 @dataclass(frozen=True)
