@@ -37,8 +37,7 @@ from .convert import (GenderModels, SequenceOptions, pair_transfer, sequence_row
                       sequence_steps, unused_betas, unused_betas_note)
 from .tree import (check_output_folder, check_outputs_spare_inputs, converted_kind, is_done,
                    list_sequence_files, output_path, quality_path,
-                   remove_stale_sequence_temporaries, result_settings, shared_outputs,
-                   write_quality)
+                   remove_stale_sequence_temporaries, shared_outputs, write_quality)
 
 @dataclass
 class SequenceSummary:
@@ -217,8 +216,7 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     """
     options.check()
     target = options.target_model
-    check_output_folder(options)
-    settings = result_settings(options)
+    settings = check_output_folder(options)
     files = list_sequence_files(options.input_path, options.output_dir)
     if not files:
         raise InputError(f"{options.input_path}: no .npz files to convert")
@@ -233,19 +231,18 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     summary = SequenceSummary(total=len(shard))
     clashes = shared_outputs(files, options)
     pose_shapes = {relative: member_shape(path, "poses") for relative, path in shard}
+    kind_of = {relative: converted_kind(shape, options) for relative, shape in pose_shapes.items()}
     # Done: a file that would be converted and whose output is done (a file that is
     # skipped, or whose output another file wrote, is not).
     todo = [(relative, path) for relative, path in shard
-            if relative in clashes or converted_kind(pose_shapes[relative], options) is None
+            if relative in clashes or kind_of[relative] is None
             or not is_done(output_path(options.output_dir, relative, target), options,
                            settings)]
     summary.done_before = len(shard) - len(todo)
     check_outputs_spare_inputs(files, [relative for relative, _path in todo
-                                       if converted_kind(pose_shapes[relative], options)],
-                               options)
+                                       if kind_of[relative]], options)
     single_file = Path(options.input_path).is_file()
-    kinds = {converted_kind(pose_shapes[relative], options) for relative, _path in todo
-             if relative not in clashes}
+    kinds = {kind_of[relative] for relative, _path in todo if relative not in clashes}
     run = SequenceRun(options, settings, sorted(kinds - {None}), clashes) if todo else None
     if summary.done_before:         # results found to match the settings: record them now
         record_result_settings(options.output_dir, settings, options.overwrite)

@@ -213,12 +213,13 @@ def is_done(path: Path, options: SequenceOptions, settings: dict) -> bool:
                for name, value in _shown_settings(arrays, options).items())
 
 
-def check_output_folder(options: SequenceOptions) -> None:
+def check_output_folder(options: SequenceOptions) -> dict:
     """Raise, before any work, when the run's outputs cannot go into its output folder:
     InputError when it is the input folder or lies above it (the outputs would be read as
     inputs, or mixed into the input tree), holds results of other settings
     (`check_result_settings`) or a sequences.csv that cannot take rows; OutputError when it
-    cannot be written or locked (`check_writable_folder`)."""
+    cannot be written or locked (`check_writable_folder`). Returns the run's result
+    settings."""
     input_path, output_dir = Path(options.input_path), Path(options.output_dir)
     source, target = input_path.resolve(), output_dir.resolve()
     if input_path.is_dir() and (source == target or target in source.parents):
@@ -226,9 +227,11 @@ def check_output_folder(options: SequenceOptions) -> None:
         raise InputError(f"{input_path}: the input folder {where} the output folder "
                          f"{output_dir}; give another --output-dir")
     check_writable_folder(output_dir)
-    check_result_settings(output_dir, result_settings(options), options.overwrite,
+    settings = result_settings(options)
+    check_result_settings(output_dir, settings, options.overwrite,
                           lambda: _existing_outputs(options))
     merge_sequence_rows(output_dir / SEQUENCES_CSV, [])              # it takes rows
+    return settings
 
 
 def write_quality(path: str | Path, result: SequenceResult) -> None:
