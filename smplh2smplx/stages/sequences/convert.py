@@ -493,20 +493,25 @@ def sequence_steps(sequence: MotionSequence, models: GenderModels, deformation,
         models, source, anchors, anchor_targets, shape_rounds)
     fits = FrameFits(models, source, betas, int(KEPT_START_SPAN_SECONDS * rate + 1e-6))
     weights = smoothing_weights(rate, smoothing)
-    outputs = {name: [] for name in ("pose", "transl", "v2v", "joints", "source_joints")}
+    # The frames written, filled chunk by chunk. Made whole here: a chunk's small arrays
+    # kept until the end would settle in the holes its large, short-lived ones leave, and
+    # the heap would grow by a chunk's targets every other chunk (60,000 frames: 7.8 GB).
+    written = {"pose": np.empty((num_frames, models.target.num_joints, 3)),
+               "transl": np.empty((num_frames, 3)), "v2v": np.empty(num_frames),
+               "joints": np.empty((num_frames, NUM_BODY_JOINTS, 3)),
+               "source_joints": np.empty((num_frames, NUM_BODY_JOINTS, 3))}
 
     def finish(frames, targets, joints, available):
         rotations, transl = fits.filtered(frames, weights, available)
         pose = roma.rotmat_to_rotvec(rotations)
-        outputs["v2v"].append(fits.errors_of(rotations, transl, targets))
+        written["pose"][frames], written["transl"][frames] = pose.numpy(), transl.numpy()
+        written["v2v"][frames] = fits.errors_of(rotations, transl, targets).numpy()
         with cpu_single_thread(models.device):
             target = models.target.v_template
-            outputs["joints"].append(body_joints(
+            written["joints"][frames] = body_joints(
                 models.target, pose.to(target), betas.to(target).expand(len(frames), -1),
-                transl.to(target)).cpu())
-        outputs["pose"].append(pose)
-        outputs["transl"].append(transl)
-        outputs["source_joints"].append(joints.cpu())
+                transl.to(target)).cpu().numpy()
+        written["source_joints"][frames] = joints.cpu().numpy()
 
     # Frame 0 (the first anchor) starts from its fit with the shape; the others guide.
     fits.keep(anchors[:1], anchor_poses[:1], anchor_transl[:1])
@@ -530,16 +535,14 @@ def sequence_steps(sequence: MotionSequence, models: GenderModels, deformation,
             on_frames(covered - reported)
             reported = covered
 
-    pose, transl = torch.cat(outputs["pose"]), torch.cat(outputs["transl"])
     output = MotionSequence(kind=models.target_kind,
-                            poses=pose.double().numpy().reshape(num_frames, -1),
-                            trans=transl.double().numpy(), betas=betas.numpy(),
+                            poses=written["pose"].reshape(num_frames, -1),
+                            trans=written["transl"], betas=betas.numpy(),
                             gender=models.gender, framerate=rate)
     return SequenceResult(
-        output=output, v2v_mm=torch.cat(outputs["v2v"]).numpy().astype(np.float64),
-        acceleration=mean_acceleration(torch.cat(outputs["joints"]).numpy(), rate),
-        source_acceleration=mean_acceleration(torch.cat(outputs["source_joints"]).numpy(),
-                                              rate),
+        output=output, v2v_mm=written["v2v"],
+        acceleration=mean_acceleration(written["joints"], rate),
+        source_acceleration=mean_acceleration(written["source_joints"], rate),
         iterations=fits.iterations.numpy())
 
 

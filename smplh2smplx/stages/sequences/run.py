@@ -259,9 +259,9 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
 
 
 # Source frames of the files in flight at most, beside `sequences_per_batch` (a file alone
-# may hold more): a conversion holds about 60 KB a source frame (12,000 SMPL-H frames to
-# SMPL-X: 1.84 GB at the peak, 60 frames 1.16 GB) and its chunks' targets, some 100 MB
-# (8 files of 601 frames in flight: 1.95 GB, one at a time 1.16 GB).
+# may hold more): a conversion holds about 8 KB a frame written (SMPL-X targets) and its
+# chunks' targets, some 100 MB (8 files of 601 frames in flight: 1.95 GB, one at a time
+# 1.16 GB).
 FRAMES_IN_FLIGHT = 20_000
 
 
