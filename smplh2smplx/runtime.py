@@ -1,9 +1,10 @@
 """What a run runs on: its torch device, torch's thread count for a block, how many frames
-it poses at once, optional modules."""
+it poses at once, the memory it may still take, optional modules."""
 from __future__ import annotations
 
 import importlib.util
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -67,6 +68,79 @@ def posing_slices(count: int, device: str | torch.device) -> list:
         return [slice(0, count)]
     return [slice(start, min(start + POSING_SLICE_FRAMES, count))
             for start in range(0, count, POSING_SLICE_FRAMES)] or [slice(0, 0)]
+
+
+# A cgroup v1 limit at or above this is "no limit" (the kernel writes 2^63 less a page).
+NO_CGROUP_LIMIT = 2 ** 60
+
+
+def available_memory(proc: Path = Path("/proc"),
+                     cgroups: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """Bytes of memory this process can still take, or None where that cannot be told (not
+    Linux): the machine's MemAvailable (free memory and page cache it can drop) and, where
+    the process lies in memory-limited control groups (a SLURM job's --mem, a container),
+    the least room any of them leaves: its limit less what it holds beside page cache."""
+    rooms = [_meminfo_available(proc / "meminfo")]
+    rooms += [_cgroup_room(folder) for folder in _memory_cgroups(proc / "self" / "cgroup",
+                                                                  cgroups)]
+    rooms = [room for room in rooms if room is not None]
+    return max(min(rooms), 0) if rooms else None
+
+
+def _meminfo_available(meminfo: Path) -> int | None:
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024          # kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _memory_cgroups(membership: Path, cgroups: Path) -> list:
+    """The folders of the process's memory cgroups and of their ancestors (v2: the unified
+    hierarchy; v1: the memory controller's)."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:
+        return []
+    folders = []
+    for line in lines:
+        _number, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":
+            base = cgroups
+        elif "memory" in controllers.split(","):
+            base = cgroups / "memory"
+        else:
+            continue
+        folder = base / path.strip("/")
+        folders += [folder, *[parent for parent in folder.parents
+                              if parent.is_relative_to(base)]]
+    return folders
+
+
+def _cgroup_room(folder: Path) -> int | None:
+    """A cgroup's limit less what it holds beside page cache; None without a limit."""
+    def number(name):
+        return int((folder / name).read_text().strip())
+
+    def page_cache(key):
+        stat = dict(line.split() for line in (folder / "memory.stat").read_text().splitlines())
+        return int(stat.get(key, 0))
+
+    try:
+        if (folder / "memory.max").exists():                      # v2
+            if (folder / "memory.max").read_text().strip() == "max":
+                return None
+            return number("memory.max") - (number("memory.current") - page_cache("file"))
+        if (folder / "memory.limit_in_bytes").exists():           # v1
+            limit = number("memory.limit_in_bytes")
+            if limit >= NO_CGROUP_LIMIT:
+                return None
+            return limit - (number("memory.usage_in_bytes") - page_cache("total_cache"))
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def is_installed(module: str) -> bool:

@@ -846,3 +846,73 @@ def test_row12_a_damaged_settings_record_is_named_and_overwrite_replaces_it(tmp_
     check_result_settings(tmp_path, settings, overwrite=False)
     with pytest.raises(InputError, match=r"gender neutral \(this run: male\)"):
         record_result_settings(tmp_path, {**settings, "gender": "male"}, overwrite=False)
+
+
+def test_principle_a_motion_longer_than_memory_allows_fails_alone(kit, tmp_path, monkeypatch):
+    """A motion whose frames would need more memory than the process can still take (a few
+    MB of compressed zeros can declare millions of frames) fails alone before its fit,
+    naming its frames and the memory; the other files are converted. The frames counted
+    are those written: at a lower --fps the same file fits."""
+    tree = tmp_path / "tree"
+    long, short = short_tree(kit, tree, frames=40, names=("a/long_poses.npz",
+                                                           "a/short_poses.npz"))
+    with np.load(long) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    np.savez(short, **{key: value[:8] if key in ("poses", "trans", "dmpls") else value
+                       for key, value in arrays.items()})
+    # What a SMPL-H to SMPL-X frame holds at least: 55 target joints' pose and correction,
+    # 12 float64 each, 5.3 KB; 100 KB is less than 40 such frames and more than 8 whole.
+    room = 100_000
+    monkeypatch.setattr(sequences_run, "available_memory", lambda: room)
+    output = tmp_path / "out"
+    summary = run_sequences(sequence_options(kit, tree, output, keep_going=True), **QUIET)
+    assert [row.sequence for row in summary.rows] == ["tree/a/short_poses.npz"]
+    ((name, message),) = summary.failures
+    assert name == "tree/a/long_poses.npz"
+    match = re.fullmatch(re.escape(str(long)) + r": its 40 frames to write need at least "
+                         r"(\S+) GB of memory, and 0\.0001 GB is available here; .*--fps.*",
+                         message)
+    assert match and 40 * 12 * 55 * 8 <= float(match.group(1)) * 1e9 <= 40 * room / 8
+    assert not list(output.rglob("long_*"))
+    fps = float(arrays["mocap_framerate"]) / 8                       # 5 frames written
+    summary = run_sequences(sequence_options(kit, long, tmp_path / "slow", fps=fps), **QUIET)
+    assert summary.failed == 0 and [row.frames for row in summary.rows] == [5]
+    # Where even its poses could not be read (stored, and as float64, 40 x 156 values), it
+    # fails before they are: from the shape its header declares.
+    room = 40 * 156 * 8
+    monkeypatch.setattr(sequences_run, "read_motion", None)         # never called
+    summary = run_sequences(sequence_options(kit, long, tmp_path / "unread"), **QUIET)
+    ((_name, message),) = summary.failures
+    assert re.match(f"{re.escape(str(long))}: its poses \\(40, 156\\) to read need at least "
+                    "9.98e-05 GB of memory, and 4.99e-05 GB is available here", message)
+
+
+@pytest.mark.parametrize("machine, expected", [
+    # cgroup v2 (a SLURM job's step below its job): the job's limit less its memory beside
+    # page cache, 4 - (1.5 - 0.5) GB; the step has no limit of its own; the machine has 20.
+    ({"proc/meminfo": "MemTotal: 32000000 kB\nMemAvailable: 20000000 kB\n",
+      "proc/self/cgroup": "0::/job/step\n",
+      "cgroup/job/memory.max": "4000000000\n", "cgroup/job/memory.current": "1500000000\n",
+      "cgroup/job/memory.stat": "anon 900000000\nfile 500000000\n",
+      "cgroup/job/step/memory.max": "max\n"}, 3_000_000_000),
+    # cgroup v1, the memory controller's hierarchy: 2 GB less (0.6 - 0.1) GB.
+    ({"proc/meminfo": "MemAvailable: 20000000 kB\n",
+      "proc/self/cgroup": "5:cpu,cpuacct:/slurm/job_2\n4:memory:/slurm/job_2\n",
+      "cgroup/memory/slurm/job_2/memory.limit_in_bytes": "2000000000\n",
+      "cgroup/memory/slurm/job_2/memory.usage_in_bytes": "600000000\n",
+      "cgroup/memory/slurm/job_2/memory.stat": "cache 5\ntotal_cache 100000000\n",
+      "cgroup/memory/slurm/memory.limit_in_bytes": "9223372036854771712\n"}, 1_500_000_000),
+    # A limit above what the machine has left: the machine's.
+    ({"proc/meminfo": "MemAvailable: 1000000 kB\n", "proc/self/cgroup": "0::/job\n",
+      "cgroup/job/memory.max": "4000000000\n", "cgroup/job/memory.current": "0\n",
+      "cgroup/job/memory.stat": "file 0\n"}, 1_024_000_000),
+    ({"proc/meminfo": "MemAvailable: 8000000 kB\n"}, 8_192_000_000),   # no cgroups
+    ({}, None),                                                      # not Linux
+])
+def test_available_memory_is_the_least_room_of_the_machine_and_its_cgroups(
+        tmp_path, machine, expected):
+    from smplh2smplx.runtime import available_memory
+    for relative, text in machine.items():
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text(text)
+    assert available_memory(tmp_path / "proc", tmp_path / "cgroup") == expected

@@ -42,11 +42,15 @@ def value_problem(values, limit: float, unit: str = "") -> str | None:
     return None
 
 
-def rows_beyond(values: np.ndarray, limit: float) -> np.ndarray:
+def rows_beyond(values: np.ndarray, limit: float, block_rows: int = 65536) -> np.ndarray:
     """Indices of the rows (first axis) of `values` that hold NaN, infinity or a number
-    beyond +-limit."""
-    flat = np.abs(np.asarray(values)).reshape(len(values), -1)
-    return np.flatnonzero(~(flat <= limit).all(1))      # NaN compares False
+    beyond +-limit. Measured `block_rows` at a time: a motion of millions of frames is
+    checked without a copy of it."""
+    values = np.asarray(values)
+    rows = [start + np.flatnonzero(~(np.abs(block).reshape(len(block), -1) <= limit).all(1))
+            for start in range(0, len(values), block_rows)      # NaN compares False
+            for block in [values[start:start + block_rows]]]
+    return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
 
 
 def check_coordinates(path, vertices: np.ndarray) -> None:

@@ -301,6 +301,24 @@ def frame_spacing(source_rate: float, wanted_rate: float | None,
     return ratio, float(wanted_rate)
 
 
+def frames_written(sequence: MotionSequence, fps: float | None) -> int:
+    """How many frames a conversion of `sequence` at `fps` (None: the source's) writes."""
+    spacing, _rate = frame_spacing(sequence.framerate, fps, sequence.path)
+    return len(sampled_positions(len(sequence.poses), spacing))
+
+
+def memory_per_frame(models: GenderModels) -> int:
+    """Bytes a conversion holds per frame written until its end, float64 each: the frame
+    written (`sequence_steps`: pose, translation, error, its own and its source's body
+    joints), its correction and offset (`FrameFits`), its source pose and translation at the
+    rate written (`SourceFrames`). SMPL-X targets: 7.7 KB."""
+    joints = models.target.num_joints
+    written = 3 * joints + 3 + 1 + 2 * 3 * NUM_BODY_JOINTS    # pose, transl, v2v, joints
+    fitted = 9 * joints + 3 + 1 + 1                           # correction, offset, error, steps
+    source = KINDS[models.source_kind].pose_size + 3          # pose, translation
+    return 8 * (written + fitted + source)
+
+
 def unused_betas(sequence: MotionSequence, models: GenderModels) -> bool:
     """Whether a motion gives betas its source model cannot take, one of them not zero: the
     source body is then posed without them, as the model file allows (e.g. a SMPL model of

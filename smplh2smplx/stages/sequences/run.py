@@ -31,10 +31,11 @@ from ...formats.npz import member_shape
 from ...formats.result_settings import record_result_settings
 from ...formats.sequence_files import SkipFile, motion_arrays, read_motion, write_motion
 from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_rows
-from ...runtime import resolve_device
+from ...runtime import available_memory, resolve_device
 from .batching import FitScheduler
-from .convert import (GenderModels, SequenceOptions, pair_transfer, sequence_row,
-                      sequence_steps, unused_betas, unused_betas_note)
+from .convert import (GenderModels, SequenceOptions, frames_written, memory_per_frame,
+                      pair_transfer, sequence_row, sequence_steps, unused_betas,
+                      unused_betas_note)
 from .tree import (check_output_folder, check_outputs_spare_inputs, converted_kind, is_done,
                    list_sequence_files, output_path, quality_path,
                    remove_stale_sequence_temporaries, shared_outputs, write_quality)
@@ -157,6 +158,9 @@ class SequenceRun:
         if any(name_too_long(output) for output in written):
             raise InputError(f"{path}: the file name is too long: the names of its outputs "
                              f"would be over {NAME_MAX_BYTES} bytes; rename the file")
+        declared = member_shape(path, "poses")     # as stored and as float64: 16 B a value
+        check_memory(path, math.prod(declared) * 16 if declared else 0,
+                     f"its poses {declared} to read")
         sequence = read_motion(path, options.source_model)
         if sequence.kind == target:
             raise SkipFile(f"{path}: already a {KINDS[target].label} sequence")
@@ -165,6 +169,9 @@ class SequenceRun:
             models = self.models(sequence.kind, gender)
         except InputError as error:
             raise InputError(f"{path}: gender {gender}: {error}") from None
+        frames = frames_written(sequence, options.fps)
+        check_memory(path, frames * memory_per_frame(models), f"its {frames:,} frames to write",
+                     ", at a lower --fps")
         if unused_betas(sequence, models):
             self.unused_betas.setdefault(
                 (sequence.kind, gender, models.source.num_betas), []).append(
@@ -204,6 +211,19 @@ class SequenceRun:
         write_quality(quality_path(options.output_dir, relative, target), outcome)
         write_motion(output, outcome.output)
         return row
+
+
+def check_memory(path: Path, needed: int, what: str, advice: str = "") -> None:
+    """InputError naming the file when `what` (its frames to write, its poses to read) needs
+    more than the memory this process can still take (`available_memory`): millions of
+    frames cost a file's maker a few MB of compressed zeros, and reading or converting them
+    would swap a laptop or get a cluster task killed, losing the files after it. (A file of
+    over FRAMES_IN_FLIGHT source frames is converted alone.)"""
+    available = available_memory()
+    if available is not None and needed > available:
+        raise InputError(f"{path}: {what} need at least {needed / 1e9:.3g} GB of memory, and "
+                         f"{available / 1e9:.3g} GB is available here; convert it with more "
+                         f"memory (with --slurm: --mem-gb){advice}, or split it")
 
 
 def run_sequences(options: SequenceOptions, progress: bool = True,
