@@ -877,14 +877,36 @@ def test_principle_a_motion_longer_than_memory_allows_fails_alone(kit, tmp_path,
     fps = float(arrays["mocap_framerate"]) / 8                       # 5 frames written
     summary = run_sequences(sequence_options(kit, long, tmp_path / "slow", fps=fps), **QUIET)
     assert summary.failed == 0 and [row.frames for row in summary.rows] == [5]
-    # Where even its poses could not be read (stored, and as float64, 40 x 156 values), it
-    # fails before they are: from the shape its header declares.
-    room = 40 * 156 * 8
-    monkeypatch.setattr(sequences_run, "read_motion", None)         # never called
+    # Where even its poses could not be read, it fails before they are decompressed, from
+    # the shape the member's header declares (the reader's own check, next test).
+    monkeypatch.setattr(npz_module, "available_memory", lambda: 40 * 156 * 8 - 1)
     summary = run_sequences(sequence_options(kit, long, tmp_path / "unread"), **QUIET)
     ((_name, message),) = summary.failures
-    assert re.match(f"{re.escape(str(long))}: its poses \\(40, 156\\) to read need at least "
-                    "9.98e-05 GB of memory, and 4.99e-05 GB is available here", message)
+    assert message.startswith(f"{long}: member poses (40, 156) needs at least ")
+
+
+def test_principle_an_npz_member_that_memory_cannot_hold_is_not_read(kit, monkeypatch):
+    """Every .npz input (here stage 1's AMASS sequence) is refused, naming the file and the
+    member, when the member as stored and its float64 copy need more memory than the
+    process can still take; before a byte of it is decompressed."""
+    decompressed = []
+    real_read = npz_module._read_exactly
+    monkeypatch.setattr(npz_module, "_read_exactly", lambda member, size: (
+        decompressed.append(size), real_read(member, size))[1])
+    path = kit.amass / kit.sequences[0]
+    frames = npz_module.member_shape(path, "poses")[0]
+    poses_bytes = frames * 156 * 8                        # float64: no copy is made
+    monkeypatch.setattr(npz_module, "available_memory", lambda: poses_bytes)
+    assert read_smplh_poses(path, [0]).shape == (frames, 156)
+    assert poses_bytes in decompressed
+    decompressed.clear()
+    monkeypatch.setattr(npz_module, "available_memory", lambda: poses_bytes - 1)
+    gigabytes = f"{poses_bytes / 1e9:.3g} GB"
+    with pytest.raises(InputError, match=f"^{re.escape(str(path))}: member poses "
+                                         f"\\({frames}, 156\\) needs at least {gigabytes} of "
+                                         f"memory to read, and {gigabytes} is available here"):
+        read_smplh_poses(path, [0])
+    assert poses_bytes not in decompressed
 
 
 @pytest.mark.parametrize("machine, expected", [

@@ -14,6 +14,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import InputError
+from ..runtime import available_memory
 from .files import open_regular
 
 # The largest array an input may hold: a SMPL-X model's posedirs is 10475 x 3 x 486
@@ -47,6 +48,22 @@ def _read_exactly(member, size):
             break
         filled += count
     return buffer, filled
+
+
+def check_memory_to_read(path: Path, key: str, shape: tuple, dtype: np.dtype) -> None:
+    """InputError naming the file when a member, as stored and as the float64 copy its
+    reader makes (none of a float64 member), needs more memory than this process can still
+    take (`runtime.available_memory`): a few MB of compressed zeros can declare a motion of
+    millions of frames, and reading them would swap a laptop or get a cluster task killed,
+    losing the work after it."""
+    count = int(np.prod(shape, dtype=np.float64))
+    needed = count * dtype.itemsize + (0 if dtype == np.float64 else 8 * count)
+    available = available_memory()
+    if available is not None and needed > available:
+        raise InputError(f"{path}: member {key} {tuple(shape)} needs at least "
+                         f"{needed / 1e9:.3g} GB of memory to read, and "
+                         f"{available / 1e9:.3g} GB is available here; read it with more "
+                         "memory (with --slurm: --mem-gb), or split it")
 
 
 def member_shape(path: Path, key: str) -> tuple:
@@ -90,6 +107,7 @@ def read_npz(path: Path, keys: Iterable[str]) -> dict:
                     if size > info.file_size:
                         raise InputError(f"{path}: member {key} declares shape {shape} of "
                                          f"{dtype} ({size} bytes) in {info.file_size} bytes")
+                    check_memory_to_read(path, key, shape, dtype)
                     data, filled = _read_exactly(member, size)
                 if filled != size:
                     raise InputError(f"{path}: member {key} is cut short")

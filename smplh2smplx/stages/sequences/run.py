@@ -158,9 +158,6 @@ class SequenceRun:
         if any(name_too_long(output) for output in written):
             raise InputError(f"{path}: the file name is too long: the names of its outputs "
                              f"would be over {NAME_MAX_BYTES} bytes; rename the file")
-        declared = member_shape(path, "poses")     # as stored and as float64: 16 B a value
-        check_memory(path, math.prod(declared) * 16 if declared else 0,
-                     f"its poses {declared} to read")
         sequence = read_motion(path, options.source_model)
         if sequence.kind == target:
             raise SkipFile(f"{path}: already a {KINDS[target].label} sequence")
@@ -169,9 +166,7 @@ class SequenceRun:
             models = self.models(sequence.kind, gender)
         except InputError as error:
             raise InputError(f"{path}: gender {gender}: {error}") from None
-        frames = frames_written(sequence, options.fps)
-        check_memory(path, frames * memory_per_frame(models), f"its {frames:,} frames to write",
-                     ", at a lower --fps")
+        check_memory(path, frames_written(sequence, options.fps), models)
         if unused_betas(sequence, models):
             self.unused_betas.setdefault(
                 (sequence.kind, gender, models.source.num_betas), []).append(
@@ -213,17 +208,20 @@ class SequenceRun:
         return row
 
 
-def check_memory(path: Path, needed: int, what: str, advice: str = "") -> None:
-    """InputError naming the file when `what` (its frames to write, its poses to read) needs
-    more than the memory this process can still take (`available_memory`): millions of
-    frames cost a file's maker a few MB of compressed zeros, and reading or converting them
-    would swap a laptop or get a cluster task killed, losing the files after it. (A file of
-    over FRAMES_IN_FLIGHT source frames is converted alone.)"""
-    available = available_memory()
+def check_memory(path: Path, frames: int, models: GenderModels) -> None:
+    """InputError naming the file when the arrays its conversion keeps for its `frames` to
+    write (`memory_per_frame`) need more memory than this process can still take
+    (`available_memory`): a file of millions of frames costs its maker a few MB of
+    compressed zeros, and converting them would swap a laptop or get a cluster task killed,
+    losing the files after it. (The reader refuses poses that could not even be read:
+    `npz.check_memory_to_read`; a file of over FRAMES_IN_FLIGHT source frames is converted
+    alone.)"""
+    needed, available = frames * memory_per_frame(models), available_memory()
     if available is not None and needed > available:
-        raise InputError(f"{path}: {what} need at least {needed / 1e9:.3g} GB of memory, and "
-                         f"{available / 1e9:.3g} GB is available here; convert it with more "
-                         f"memory (with --slurm: --mem-gb){advice}, or split it")
+        raise InputError(f"{path}: its {frames:,} frames to write need at least "
+                         f"{needed / 1e9:.3g} GB of memory, and {available / 1e9:.3g} GB is "
+                         "available here; convert it with more memory (with --slurm: "
+                         "--mem-gb), at a lower --fps, or split it")
 
 
 def run_sequences(options: SequenceOptions, progress: bool = True,
