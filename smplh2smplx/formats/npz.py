@@ -62,8 +62,8 @@ def check_memory_to_read(path: Path, key: str, shape: tuple, dtype: np.dtype) ->
     if available is not None and needed > available:
         raise InputError(f"{path}: member {key} {tuple(shape)} needs at least "
                          f"{needed / 1e9:.3g} GB of memory to read, and "
-                         f"{available / 1e9:.3g} GB is available here; read it with more "
-                         "memory (with --slurm: --mem-gb), or split it")
+                         f"{available / 1e9:.3g} GB is available here; read it where more "
+                         "memory is, or split it")
 
 
 def member_shape(path: Path, key: str) -> tuple:
