@@ -106,7 +106,10 @@ def _memory_cgroups(membership: Path, cgroups: Path) -> list:
         return []
     folders = []
     for line in lines:
-        _number, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        parts = line.split(":", 2)            # hierarchy id, controllers, path
+        if len(parts) != 3:
+            continue
+        _number, controllers, path = parts
         if controllers == "":
             base = cgroups
         elif "memory" in controllers.split(","):

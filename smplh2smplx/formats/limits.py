@@ -47,10 +47,12 @@ def rows_beyond(values: np.ndarray, limit: float, block_rows: int = 65536) -> np
     beyond +-limit. Measured `block_rows` at a time: a motion of millions of frames is
     checked without a copy of it."""
     values = np.asarray(values)
-    rows = [start + np.flatnonzero(~(np.abs(block).reshape(len(block), -1) <= limit).all(1))
-            for start in range(0, len(values), block_rows)      # NaN compares False
-            for block in [values[start:start + block_rows]]]
-    return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    rows = [np.zeros(0, dtype=np.int64)]
+    for start in range(0, len(values), block_rows):
+        block = np.abs(values[start:start + block_rows])
+        within = (block.reshape(len(block), -1) <= limit).all(1)    # NaN compares False
+        rows.append(start + np.flatnonzero(~within))
+    return np.concatenate(rows)
 
 
 def check_coordinates(path, vertices: np.ndarray) -> None:

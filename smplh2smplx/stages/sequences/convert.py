@@ -311,7 +311,7 @@ def memory_per_frame(models: GenderModels) -> int:
     """Bytes a conversion holds per frame written until its end, float64 each: the frame
     written (`sequence_steps`: pose, translation, error, its own and its source's body
     joints), its correction and offset (`FrameFits`), its source pose and translation at the
-    rate written (`SourceFrames`). SMPL-X targets: 7.7 KB."""
+    rate written (`SourceFrames`). SMPL-H to SMPL-X: 7.7 KB."""
     joints = models.target.num_joints
     written = 3 * joints + 3 + 1 + 2 * 3 * NUM_BODY_JOINTS    # pose, transl, v2v, joints
     fitted = 9 * joints + 3 + 1 + 1                           # correction, offset, error, steps
