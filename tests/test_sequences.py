@@ -923,6 +923,54 @@ def test_a_task_runs_on_at_most_the_cpus_it_asked_for(monkeypatch):
         torch.set_num_threads(previous)
 
 
+def test_a_slurm_task_is_waited_for_by_its_result_and_the_queue_not_accounting(
+        tmp_path, monkeypatch):
+    """On a cluster without accounting (sacct refuses), a task killed without a result is
+    reported once it has left the queue (squeue), not waited for forever; one still queued,
+    or whose queue squeue cannot read, is waited for until its result comes."""
+    import threading
+    import submitit
+    import smplh2smplx.stages.sequences.slurm as slurm_module
+    from submitit.core.utils import cloudpickle_dump
+    queue, reachable = tmp_path / "queue", tmp_path / "reachable"
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name, script in (("squeue", f"test -e {reachable} || exit 1; cat {queue}"),
+                         ("sacct", "echo 'Slurm accounting storage is disabled' >&2; exit 1")):
+        (tools / name).write_text(f"#!/bin/sh\n{script}\n")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}/bin{os.pathsep}/usr/bin")
+    monkeypatch.setattr(slurm_module, "RESULT_POLL_SECONDS", 0.01)
+    monkeypatch.setattr(slurm_module, "QUEUE_POLL_SECONDS", 0.05)
+    (tmp_path / "logs").mkdir()
+
+    def waiting(job_id):
+        job = submitit.SlurmJob(tmp_path / "logs", job_id)
+        outcome = []
+        thread = threading.Thread(target=lambda: outcome.append(shard_outcome(job)),
+                                  daemon=True)
+        thread.start()
+        return job, thread, outcome
+
+    queue.write_text("7_0\n7_1\n")
+    job, thread, outcome = waiting("7_1")
+    time.sleep(0.5)                          # squeue does not answer: still waiting
+    reachable.touch()
+    time.sleep(0.5)                          # listed: still waiting
+    assert thread.is_alive()
+    cloudpickle_dump(("success", "its summary"), job.paths.result_pickle)
+    thread.join(10)
+    assert outcome == ["its summary"]
+
+    queue.write_text("7_1\n")               # 7_2 killed: gone, and no result
+    job, thread, outcome = waiting("7_2")
+    thread.join(10)
+    assert not thread.is_alive(), "still waiting for a task that left the queue"
+    assert outcome == [ShardError(1, "the task ended without a result (killed, or out of "
+                                     f"memory?); its log: {job.paths.stdout}; rerun the "
+                                     "command to resume it")]
+
+
 def test_a_task_that_crashes_is_one_line_with_its_error_and_log(tmp_path):
     import submitit
     executor = submitit.LocalExecutor(tmp_path / "logs")

@@ -9,6 +9,7 @@ import io
 import math
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -85,10 +86,53 @@ class ShardTask(Checkpointable):
         return super().checkpoint(options)
 
 
+# How often a waiting command looks for a SLURM task's result file, and asks SLURM's queue
+# whether the task is still there. A task that has left the queue without a result in two
+# asks running (a minute or more: time for a result written on a node to show through a
+# shared file system's cache) ended without one.
+RESULT_POLL_SECONDS = 5
+QUEUE_POLL_SECONDS = 60
+
+
+def queued_tasks() -> set | None:
+    """The ids ("12_3") of this user's jobs and array tasks in SLURM's queue, or None when
+    squeue cannot tell (not there, the controller not answering)."""
+    try:
+        listed = subprocess.run(["squeue", "--noheader", "--array", "--me", "--format", "%i"],
+                                capture_output=True, text=True, timeout=120, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return set(listed.stdout.split())
+
+
+def wait_for_slurm_task(job) -> bool:
+    """Wait until the SLURM task `job` has its result file (True) or has left the queue
+    without one (False).
+
+    Not submitit's own wait: it learns that a task ended from SLURM's accounting (sacct),
+    and where a cluster keeps none it would wait forever for a task killed without a result,
+    printing sacct's refusal at every poll."""
+    asked, absent = float("-inf"), 0
+    while not job.paths.result_pickle.exists():
+        if time.monotonic() - asked >= QUEUE_POLL_SECONDS:
+            asked = time.monotonic()
+            queued = queued_tasks()
+            absent = absent + 1 if queued is not None and job.job_id not in queued else 0
+            if absent == 2:
+                return job.paths.result_pickle.exists()
+        time.sleep(RESULT_POLL_SECONDS)
+    return True
+
+
 def shard_outcome(job) -> SequenceSummary | ShardError:
     """What a submitted task gave: its summary or ShardError, or, for a task that ended
     without one (killed, out of memory, out of time once too often, a crash), a ShardError
     with exit code 1 naming its log. Waits for the task."""
+    ended_without_result = ShardError(
+        1, "the task ended without a result (killed, or out of memory?); its log: "
+           f"{job.paths.stdout}; rerun the command to resume it")
+    if isinstance(job, submitit.SlurmJob) and not wait_for_slurm_task(job):
+        return ended_without_result
     try:
         return job.result()
     except submitit.core.utils.FailedJobError as error:
@@ -98,8 +142,7 @@ def shard_outcome(job) -> SequenceSummary | ShardError:
         return ShardError(1, f"the task failed ({one_line(cause)}); its log: "
                              f"{job.paths.stderr}; rerun the command to resume it")
     except submitit.core.utils.UncompletedJobError:
-        return ShardError(1, "the task ended without a result (killed, or out of memory?); "
-                             f"its log: {job.paths.stdout}; rerun the command to resume it")
+        return ended_without_result
 
 
 def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
