@@ -192,7 +192,7 @@ def submit(options, args):
             code = max(code, outcome.code)
             continue
         print(f"shard {index}: " + "\n  ".join(outcome.lines()))
-        code = max(code, 1 if outcome.failed else 0)
+        code = max(code, 2 if outcome.stopped else 1 if outcome.failed else 0)   # as here
     return code
 
 

@@ -604,6 +604,29 @@ def test_row8_slurm_local_wait_gives_the_tasks_exit_code_and_line(kit, tmp_path,
     assert "FailedJobError" not in printed.out + printed.err
 
 
+@pytest.mark.parametrize("keep_going, expected_code", [(False, 2), (True, 1)])
+def test_slurm_wait_gives_the_exit_status_a_run_here_would(kit, tmp_path, capsys,
+                                                            keep_going, expected_code):
+    """A task stopped by a bad file is bad input (2), as the same run here; with
+    --keep-going the others are converted and the bad file makes it 1."""
+    tree = tmp_path / "amass"
+    bad, good = short_tree(kit, tree, names=("a/bad_poses.npz", "a/good_poses.npz"))
+    with np.load(bad) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    np.savez(bad, **{**arrays, "trans": arrays["trans"][:-1]})
+    arguments = [str(tree), "--device", "cpu"] + ["--keep-going"] * keep_going
+    here = convert_sequences.main(arguments, user_config=sequences_config(kit, tmp_path / "here"))
+    code = convert_sequences.main(
+        arguments + ["--slurm", "--local", "--wait", "--shards", "1",
+                     "--log-dir", str(tmp_path / "logs")],
+        user_config=sequences_config(kit, tmp_path / "array"))
+    printed = capsys.readouterr()
+    assert code == here == expected_code, printed
+    assert f"{bad}: trans has shape (7, 3), expected (8, 3)" in printed.out
+    converted = output_path(tmp_path / "array", "amass/a/good_poses.npz", "smplx").exists()
+    assert converted == keep_going
+
+
 def test_row9_sequences_refuse_negative_iterations_and_note_a_lone_batch_index(
         kit, tmp_path, capsys):
     tree, output = tmp_path / "amass", tmp_path / "out"
