@@ -447,6 +447,22 @@ def test_frame_spacing_keeps_whole_frames_where_it_can(kit):
     assert np.array_equal(kept[0], poses[::4]) and np.array_equal(kept[1], trans[::4])
 
 
+@pytest.mark.parametrize("source, wanted, spacing", [
+    (59.94, 30.0, 2), (29.97, 30.0, 1), (119.88, 30.0, 4), (23.976, 24.0, 1),
+    (60000 / 1001, 30.0, 2), (30000 / 1001, 30.0, 1)])
+def test_ntsc_rates_asked_at_their_round_rate_keep_whole_frames(source, wanted, spacing):
+    """Video's NTSC rates (1000/1001 of the round ones), exact or rounded as files store
+    them, are the round rate's clock: `--fps 30` keeps every n-th frame, written at the
+    source's rate / n, never refused as a raise nor interpolated."""
+    assert frame_spacing(source, wanted, "v.npz") == (spacing, source / spacing)
+
+
+def test_rates_a_little_further_apart_are_not_one_clock():
+    assert frame_spacing(30.1, 30.0, "v.npz") == (pytest.approx(30.1 / 30), 30.0)
+    with pytest.raises(InputError, match="cannot raise 29.9 fps to 30 fps"):
+        frame_spacing(29.9, 30.0, "v.npz")
+
+
 def test_smplx_file_given_directly_fails(kit, tmp_path):
     path = tmp_path / "x_stageii.npz"
     write_npz(path, smplx_file_arrays())

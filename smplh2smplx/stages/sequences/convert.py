@@ -62,7 +62,10 @@ from .shared_shape import MaskedBody, solve_shape
 from .timeline import (level_rows, mean_acceleration, motion_at, sampled_positions, shape_at,
                        smoothing_weights)
 
-RATE_TOLERANCE = 1e-3            # relative: 59.94 -> 29.97 is every 2nd frame, 100 -> 30 is not
+# Two rates this close (relative) are one clock: video's NTSC rates are 1000/1001 of the
+# round ones (59.94 asked at 30 fps is every 2nd frame, written at 29.97; 29.97 at 30 is
+# every frame), and files store them rounded. No two rates of capture are closer.
+RATE_TOLERANCE = 2e-3
 CHUNK_FRAMES = 256               # consecutive frames fitted in levels, their targets held
 SEQUENCES_PER_BATCH = 8          # files in flight at once, their fits batched together
 # Per-frame fit: up to 5 steps from the warm start on the per-pose fit's 3000-vertex subset
@@ -282,7 +285,7 @@ def frame_spacing(source_rate: float, wanted_rate: float | None,
                   path: str | Path | None) -> tuple:
     """(source frames per frame written, the rate written) from `source_rate` to
     `wanted_rate` (None: the source's): every n-th frame where the wanted rate divides the
-    source's (within RATE_TOLERANCE: 59.94 to 29.97 keeps every 2nd frame, written at 29.97
+    source's (within RATE_TOLERANCE: 59.94 to 30 keeps every 2nd frame, written at 29.97
     fps); otherwise one frame every source/wanted frames, between source frames (100 to 30
     fps: 3.33), written at the wanted rate. A rate above the source's is refused."""
     if wanted_rate is None:
@@ -293,7 +296,7 @@ def frame_spacing(source_rate: float, wanted_rate: float | None,
                          f"{wanted_rate!r}")
     ratio = source_rate / wanted_rate
     step = round(ratio)
-    if step >= 1 and abs(ratio - step) <= RATE_TOLERANCE * ratio:
+    if step >= 1 and abs(ratio - step) <= RATE_TOLERANCE * step:
         return step, source_rate / step
     if ratio < 1:
         raise InputError(f"{path}: cannot raise {source_rate:g} fps to {wanted_rate:g} fps "
