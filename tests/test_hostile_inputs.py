@@ -398,6 +398,25 @@ def test_item10_truncated_obj_is_refused(smplh_mesh, tmp_path, cut):
     assert str(path) in str(error.value)
 
 
+def test_obj_with_vertex_colours_as_trimesh_writes_it_reads_its_positions(smplh_mesh, tmp_path):
+    """`v x y z r g b` (trimesh, MeshLab, Open3D with colours): the positions, in file order;
+    a vertex line of another length is still refused, naming the file."""
+    import trimesh
+    _, vertices, faces = smplh_mesh
+    colours = np.random.default_rng(0).integers(0, 256, (len(vertices), 4), dtype=np.uint8)
+    path = tmp_path / "000001.obj"
+    trimesh.Trimesh(vertices, faces, vertex_colors=colours, process=False).export(path)
+    assert path.read_text().splitlines()[1].count(" ") == 6          # v x y z r g b
+    np.testing.assert_allclose(read_mesh_vertices(path, SMPLH), vertices, atol=1e-7)
+    lines = path.read_bytes().split(b"\n")
+    first = next(index for index, line in enumerate(lines) if line.startswith(b"v "))
+    lines[first] = b" ".join(lines[first].split()[:6])                # x y z r g
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(InputError, match="vertex line") as error:
+        read_mesh_vertices(path, SMPLH)
+    assert str(path) in str(error.value)
+
+
 # ----------------------------------------------------------------- 11: FIFOs and devices
 
 def read_smplh_mesh(path):

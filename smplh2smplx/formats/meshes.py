@@ -88,7 +88,8 @@ def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> None
 
 
 def read_obj_vertices(path: str | Path, num_faces: int | None = None) -> np.ndarray:
-    """(V, 3) float64 vertices of an `.obj`, in file order (faces and normals are ignored).
+    """(V, 3) float64 vertices of an `.obj`, in file order (faces, normals and vertex
+    colours are ignored).
 
     With `num_faces`, the file must be complete: it ends with a new line and holds exactly
     `num_faces` face lines (a file cut in its faces, or in its vertices, which come first,
@@ -103,8 +104,10 @@ def read_obj_vertices(path: str | Path, num_faces: int | None = None) -> np.ndar
         vertices = np.array(b" ".join(rows).split(), dtype=np.float64)
     except ValueError as error:
         raise InputError(f"{path}: unreadable vertex line ({str(error)[:200]})") from None
-    if vertices.size != 3 * len(rows):
-        raise InputError(f"{path}: every vertex line must hold exactly x y z")
+    if vertices.size == 6 * len(rows) and all(len(row.split()) == 6 for row in rows):
+        vertices = vertices.reshape(-1, 6)[:, :3]        # x y z r g b: a colour per vertex
+    elif vertices.size != 3 * len(rows):
+        raise InputError(f"{path}: every vertex line must hold x y z (or x y z r g b)")
     if num_faces is not None:
         if not data.endswith(b"\n"):
             raise InputError(f"{path}: incomplete file (the last line is cut: no new line "
