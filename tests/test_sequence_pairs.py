@@ -277,7 +277,9 @@ def test_explicit_source_model_that_contradicts_the_file(kit, tmp_path):
 
 
 def fake_slurm_tools(folder, sbatch_script, srun=True):
-    """A folder of stand-ins for sbatch (running `sbatch_script`) and srun."""
+    """A folder of stand-ins for sbatch (running `sbatch_script`) and srun. The tests put it
+    alone on PATH (the stand-ins use the shell's builtins only), so that a machine with SLURM
+    installed runs them the same."""
     folder.mkdir()
     tools = {"sbatch": sbatch_script, **({"srun": "exit 0"} if srun else {})}
     for name, script in tools.items():
@@ -300,7 +302,7 @@ def test_slurm_submits_or_says_why_not_and_never_runs_here(kit, tmp_path, capsys
     picks its local executor when it finds no srun)."""
     import convert_sequences
     path = (fake_slurm_tools(tmp_path / "bin", *tools) if tools else tmp_path)
-    monkeypatch.setenv("PATH", f"{path}{os.pathsep}/bin{os.pathsep}/usr/bin")
+    monkeypatch.setenv("PATH", str(path))
     config = {"SMPLH_MODEL": str(kit.body_models), "SMPLX_MODEL": str(kit.body_models),
               "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
               "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out"), "AMASS_DIR": str(kit.amass)}
@@ -324,7 +326,7 @@ def test_slurm_checks_the_output_folder_before_submitting(kit, tmp_path, capsys,
     calls = tmp_path / "sbatch_calls"
     tools = fake_slurm_tools(tmp_path / "bin", f"echo called >> {calls}; "
                                                "echo 'Submitted batch job 4242'")
-    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}/bin{os.pathsep}/usr/bin")
+    monkeypatch.setenv("PATH", str(tools))
     (tmp_path / "file").write_text("")
     other_settings = tmp_path / "other"
     other_settings.mkdir()
