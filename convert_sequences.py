@@ -192,7 +192,8 @@ def submit(options, args):
             code = max(code, outcome.code)
             continue
         print(f"shard {index}: " + "\n  ".join(outcome.lines()))
-        code = max(code, 2 if outcome.stopped else 1 if outcome.failed else 0)   # as here
+        # The status the same run here would give: 2 for a shard stopped at a bad file.
+        code = max(code, 2 if outcome.stopped else 1 if outcome.failed else 0)
     return code
 
 

@@ -64,7 +64,8 @@ from .timeline import (level_rows, mean_acceleration, motion_at, sampled_positio
 
 # Two rates this close (relative) are one clock: video's NTSC rates are 1000/1001 of the
 # round ones (59.94 asked at 30 fps is every 2nd frame, written at 29.97; 29.97 at 30 is
-# every frame), and files store them rounded. No two rates of capture are closer.
+# every frame), and files store them rounded. Distinct capture rates (24, 25, 30, 50, 60,
+# 100, 120, ...) are much further apart.
 RATE_TOLERANCE = 2e-3
 CHUNK_FRAMES = 256               # consecutive frames fitted in levels, their targets held
 SEQUENCES_PER_BATCH = 8          # files in flight at once, their fits batched together
