@@ -919,7 +919,7 @@ def test_a_task_that_ends_without_a_result_is_one_line_naming_its_log(kit, tmp_p
     outcome = shard_outcome(job)
     assert isinstance(outcome, ShardError) and outcome.code == 1
     assert "the task ended without a result" in outcome.message
-    assert str(job.paths.stdout) in outcome.message and "\n" not in outcome.message
+    assert str(job.paths.stderr) in outcome.message and "\n" not in outcome.message
 
 
 def test_a_task_runs_on_at_most_the_cpus_it_asked_for(monkeypatch):
@@ -985,7 +985,7 @@ def test_a_slurm_task_is_waited_for_by_its_result_and_the_queue_not_accounting(
     thread.join(10)
     assert not thread.is_alive(), "still waiting for a task that left the queue"
     assert outcome == [ShardError(1, "the task ended without a result (killed, or out of "
-                                     f"memory?); its log: {job.paths.stdout}; rerun the "
+                                     f"memory?); its log: {job.paths.stderr}; rerun the "
                                      "command to resume it")]
 
 

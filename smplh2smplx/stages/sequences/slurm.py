@@ -130,7 +130,7 @@ def shard_outcome(job) -> SequenceSummary | ShardError:
     with exit code 1 naming its log. Waits for the task."""
     ended_without_result = ShardError(
         1, "the task ended without a result (killed, or out of memory?); its log: "
-           f"{job.paths.stdout}; rerun the command to resume it")
+           f"{job.paths.stderr}; rerun the command to resume it")
     if isinstance(job, submitit.SlurmJob) and not wait_for_slurm_task(job):
         return ended_without_result
     try:
