@@ -174,6 +174,34 @@ def test_params_format_writes_no_mesh(kit, few_ids, tmp_path):
     assert (again.written, again.skipped) == (0, len(few_ids))
 
 
+@pytest.mark.parametrize("mapped, on_disk", [
+    ("BioMotionLab_NTroje", "BMLrub"),                  # the mapping's name, today's folder
+    ("BMLrub", "BioMotionLab_NTroje"),                  # and the other way round
+    ("BioMotionLab_NTroje", "BMLrub/BioMotionLab_NTroje")])   # nested in today's folder
+def test_subsets_amass_renamed_are_found_under_either_name(kit, few_ids, tmp_path, mapped,
+                                                           on_disk):
+    """The PoseScript/PoseFix id mapping names AMASS subsets by the folders of AMASS's older
+    release (BioMotionLab_NTroje/); a download of today may hold them under the newer names
+    (BMLrub/). Either way the poses are read, the same as under the mapping's own path."""
+    bml_ids = [pose_id for pose_id, (_, relative, _) in load(kit.posefix_ids).items()
+               if relative.startswith("BMLrub/")][:3]
+    changes = {pose_id: ["AMASS", mapped + relative[len("BMLrub"):], frame]
+               for pose_id, (_, relative, frame) in load(kit.posefix_ids).items()
+               if pose_id in bml_ids}
+    posefix = mapping_folder(kit, tmp_path / "fix", changes)
+    amass = tmp_path / "amass"
+    shutil.copytree(kit.amass, amass)
+    (amass / "BMLrub").rename(amass / "moved")
+    (amass / on_disk).parent.mkdir(parents=True, exist_ok=True)
+    (amass / "moved").rename(amass / on_disk)
+    ids = [int(pose_id) for pose_id in bml_ids]
+    run_extract(options(kit, tmp_path / "out", ids=ids, amass_dir=amass, posefix_dir=posefix,
+                        output_format="params"), **QUIET)
+    recorded = read_source_params(tmp_path / "out" / SOURCE_PARAMS)
+    np.testing.assert_array_equal(np.stack([recorded[i] for i in ids]),
+                                  amass_poses(kit, ids).astype(np.float32))
+
+
 # ----------------------------------------------------------------- bad inputs
 
 def amass_tree(kit, root, replace):
@@ -218,6 +246,8 @@ def bad_input_cases(kit, few_ids, tmp):
         (dict(posefix_dir=mapping_folder(kit, tmp / "fix", {few_ids[1]: [
             "AMASS", relative, 10_000]})), f"pose {few_ids[1]}: frame 10000 is beyond "
                                            f"{kit.amass / relative}"),
+        (dict(posefix_dir=mapping_folder(kit, tmp / "dot", {few_ids[1]: ["AMASS", ".", 0]})),
+         f"pose {few_ids[1]}: {kit.amass}: AMASS sequence not found"),
         (dict(amass_dir=amass_tree(kit, tmp / "smplx_amass", {relative: dict(
             poses=np.zeros((80, 165)), surface_model_type="smplx")})),
          f"pose {few_ids[0]}: {tmp / 'smplx_amass' / relative}: is an AMASS SMPL-X sequence"),

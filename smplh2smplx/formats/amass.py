@@ -22,6 +22,33 @@ from .npz import read_npz
 # (T, 156) for SMPL-H: root, 21 body joints, 15 + 15 hand joints
 SMPLH_POSE_SIZE = STAGE1_MODEL.pose_size
 
+# AMASS renamed these subsets after its first release: the PoseScript/PoseFix id mapping
+# names the older folders, a download of today may hold the newer ones (sometimes with the
+# older folder inside). {older name: newer name}
+RENAMED_SUBSETS = {
+    "BioMotionLab_NTroje": "BMLrub", "DFaust_67": "DFaust",
+    "Eyes_Japan_Dataset": "EyesJapanDataset", "MPI_HDM05": "HDM05", "MPI_Limits": "PosePrior",
+    "MPI_mosh": "MoSh", "SSM_synced": "SSM", "TCD_handMocap": "TCDHands",
+    "Transitions_mocap": "Transitions"}
+
+
+def sequence_path(amass_dir: str | Path, relative: str) -> Path:
+    """The file of the id mapping's `relative` path under `amass_dir`: as written, else under
+    its subset's other name (`RENAMED_SUBSETS`, either way), else nested in the newer
+    folder (BMLrub/BioMotionLab_NTroje/...). The path as written when none is there."""
+    written, parts = Path(amass_dir) / relative, Path(relative).parts
+    if not parts:                                              # "." names no file
+        return written
+    subset, rest = parts[0], parts[1:]
+    newer = RENAMED_SUBSETS.get(subset)
+    older = next((old for old, new in RENAMED_SUBSETS.items() if new == subset), None)
+    candidates = [written]
+    if newer:
+        candidates += [Path(amass_dir, newer, *rest), Path(amass_dir, newer, subset, *rest)]
+    if older:
+        candidates += [Path(amass_dir, older, *rest), Path(amass_dir, subset, older, *rest)]
+    return next((path for path in candidates if path.is_file()), written)
+
 
 def _other_model(stated: str, poses: np.ndarray) -> Optional[str]:
     """The label of the model a sequence holds when it is not stage 1's (told by its

@@ -36,7 +36,8 @@ from tqdm import tqdm
 from ..body.lbs import BodyModel
 from ..errors import InputError, listed
 from ..family import STAGE1_MODEL
-from ..formats.amass import SMPLH_POSE_SIZE, check_frame, check_frame_values, read_smplh_poses
+from ..formats.amass import (SMPLH_POSE_SIZE, check_frame, check_frame_values, read_smplh_poses,
+                             sequence_path)
 from ..formats.annotations import Selection, select_pose_ids
 from ..formats.body_models import load_smplh
 from ..formats.files import (atomic_write, check_finite, check_writable_folder,
@@ -174,7 +175,7 @@ def read_source_poses(pose_ids: Sequence[int], selection: Selection, amass_dir: 
     found = {}
     for relative in tqdm(sorted(by_sequence), desc="reading AMASS", unit="sequence",
                          disable=not progress or not by_sequence):
-        path = Path(amass_dir) / relative
+        path = sequence_path(amass_dir, relative)
         try:
             sequence = read_smplh_poses(path, frames=())     # each frame checked below
         except InputError as error:
