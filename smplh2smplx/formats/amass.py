@@ -30,6 +30,7 @@ RENAMED_SUBSETS = {
     "Eyes_Japan_Dataset": "EyesJapanDataset", "MPI_HDM05": "HDM05", "MPI_Limits": "PosePrior",
     "MPI_mosh": "MoSh", "SSM_synced": "SSM", "TCD_handMocap": "TCDHands",
     "Transitions_mocap": "Transitions"}
+OLDER_SUBSET_NAMES = {newer: older for older, newer in RENAMED_SUBSETS.items()}
 
 
 def sequence_path(amass_dir: str | Path, relative: str) -> Path:
@@ -37,16 +38,14 @@ def sequence_path(amass_dir: str | Path, relative: str) -> Path:
     its subset's other name (`RENAMED_SUBSETS`, either way), else nested in the newer
     folder (BMLrub/BioMotionLab_NTroje/...). The path as written when none is there."""
     written, parts = Path(amass_dir) / relative, Path(relative).parts
-    if not parts:                                              # "." names no file
+    subset = parts[0] if parts else ""                         # "." names no file
+    older = subset if subset in RENAMED_SUBSETS else OLDER_SUBSET_NAMES.get(subset)
+    if older is None:
         return written
-    subset, rest = parts[0], parts[1:]
-    newer = RENAMED_SUBSETS.get(subset)
-    older = next((old for old, new in RENAMED_SUBSETS.items() if new == subset), None)
-    candidates = [written]
-    if newer:
-        candidates += [Path(amass_dir, newer, *rest), Path(amass_dir, newer, subset, *rest)]
-    if older:
-        candidates += [Path(amass_dir, older, *rest), Path(amass_dir, subset, older, *rest)]
+    newer = RENAMED_SUBSETS[older]
+    other = newer if subset == older else older
+    candidates = (written, Path(amass_dir, other, *parts[1:]),
+                  Path(amass_dir, newer, older, *parts[1:]))
     return next((path for path in candidates if path.is_file()), written)
 
 
