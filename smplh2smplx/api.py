@@ -178,8 +178,10 @@ class Converter:
         motion, then every frame warm-started from the one before.
 
         Args:
-            motion: a motion file of the source model (AMASS `*_poses.npz`, `*_stageii.npz`
-                or a SMPL motion `.npz`), or a `MotionSequence` made in memory.
+            motion: a motion file of the source model (AMASS `*_poses.npz`, `*_stageii.npz`,
+                a SMPL motion `.npz`, or the pose cut into parts: docs/FORMATS.md; a file
+                without a gender takes the converter's), or a `MotionSequence` made in
+                memory.
             fps: the output frame rate, at most the source's (every n-th frame where it
                 divides the source's, else the motion between frames); None: the source's.
         Returns:
@@ -224,7 +226,7 @@ class Converter:
                 raise InputError(f"{motion.path or 'motion'}: is a {KINDS[motion.kind].label} "
                                  f"motion, the converter's source is {self.source.label}")
             return sequence
-        return read_motion(Path(motion), self.source.name)
+        return read_motion(Path(motion), self.source.name, self.gender)
 
     def _motion_models(self) -> GenderModels:
         """The models of the sequence stage, loaded on the first motion and kept."""

@@ -917,7 +917,7 @@ def test_principle_an_npz_member_that_memory_cannot_hold_is_not_read(kit, monkey
     monkeypatch.setattr(npz_module, "_read_exactly", lambda member, size: (
         decompressed.append(size), real_read(member, size))[1])
     path = kit.amass / kit.sequences[0]
-    frames = npz_module.member_shape(path, "poses")[0]
+    frames = npz_module.member_shapes(path, ["poses"])["poses"][0]
     poses_bytes = frames * 156 * 8                        # float64: no copy is made
     monkeypatch.setattr(npz_module, "available_memory", lambda: poses_bytes)
     assert read_smplh_poses(path, [0]).shape == (frames, 156)

@@ -66,16 +66,35 @@ def check_memory_to_read(path: Path, key: str, shape: tuple, dtype: np.dtype) ->
                          "memory is, or split it")
 
 
-def member_shape(path: Path, key: str) -> tuple:
-    """The shape a member of the .npz at `path` declares in its `.npy` header, read without
-    decompressing the array; () when the file or the member cannot be read (the reader of
-    the file says why, later)."""
+def member_shapes(path: Path, keys: Iterable[str]) -> dict:
+    """{key: shape} of the members `keys` of the .npz at `path` that it holds, as their `.npy`
+    headers declare them, read without decompressing the arrays; {} when the file cannot be
+    read, and no entry for a member that cannot (the reader of the file says why, later)."""
+    shapes = {}
     try:
-        with open_regular(Path(path)) as handle, zipfile.ZipFile(handle) as archive, \
-                archive.open(f"{key}.npy") as member:
-            return tuple(_header(member, path, key)[0])
-    except Exception:   # any unreadable file or member: no shape
-        return ()
+        with open_regular(Path(path)) as handle, zipfile.ZipFile(handle) as archive:
+            names = set(archive.namelist())
+            for key in keys:
+                if f"{key}.npy" not in names:
+                    continue
+                try:
+                    with archive.open(f"{key}.npy") as member:
+                        shapes[key] = tuple(_header(member, path, key)[0])
+                except Exception:   # an unreadable member: no shape
+                    pass
+    except Exception:               # an unreadable file (or a FIFO, a folder): no shapes
+        return {}
+    return shapes
+
+
+def member_names(path: Path) -> list:
+    """The names of the members of the .npz at `path` (`.npy` suffixes dropped); [] when it
+    cannot be read."""
+    try:
+        with open_regular(Path(path)) as handle, zipfile.ZipFile(handle) as archive:
+            return [name.removesuffix(".npy") for name in archive.namelist()]
+    except Exception:               # unreadable: its reader says why
+        return []
 
 
 def read_npz(path: Path, keys: Iterable[str]) -> dict:

@@ -10,15 +10,22 @@ model holds:
   `betas` (16), `gender`, `mocap_framerate` (sic), `dmpls` (T, 8) (zero when we write it);
 - SMPL: `<name>_poses.npz` with `poses` (T, 72), `trans`, `betas` (10), `gender`,
   `mocap_framerate`.
-The model of an input is told by the width of `poses` (and `surface_model_type` where the
-file has one). `shape.npz` (betas and gender only) and files already in the target model
-are skipped with a reason (`SkipFile`); anything else wrong is an `InputError` naming the
-file. Outputs hold plain arrays only (`np.load(path, allow_pickle=False)` reads them),
-float64 and numpy str as AMASS writes them; a file is written atomically and counts as
-finished only when it reads back valid (`read_motion_file`).
+Files written outside AMASS's releases may hold the pose split into parts instead of
+`poses`: human_body_prior's names (`root_orient`, `pose_body`, `pose_hand`, `pose_jaw`,
+`pose_eye`) or the smplx package's (`global_orient`, `body_pose`, `left_hand_pose`, ...,
+`transl`), as video pose estimators write them; a part left out is at rest; a frame rate
+may be spelled `fps`, `frame_rate` or `framerate` too.
+The model of an input is told by the width of `poses`, or by which parts it has and their
+sizes (and `surface_model_type` where the file has one). `shape.npz` (betas and gender
+only) and files already in the target model are skipped with a reason (`SkipFile`);
+anything else wrong is an `InputError` naming the file. Outputs hold plain arrays only
+(`np.load(path, allow_pickle=False)` reads them), float64 and numpy str as AMASS writes
+them; a file is written atomically and counts as finished only when it reads back valid
+(`read_motion_file`).
 """
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from dataclasses import dataclass, replace
@@ -30,18 +37,35 @@ from ..errors import InputError, listed
 from ..family import KINDS
 from .files import atomic_write, check_finite, shown_value
 from .limits import MAX_ANGLE_RAD, MAX_BETA, MAX_TRANSLATION_M, rows_beyond, value_problem
-from .npz import read_npz
+from .npz import member_names, member_shapes, read_npz
 
 GENDERS = ("neutral", "male", "female")
 # Every frame-rate spelling of the layouts (SMPL+H's mocap_framerate, SMPL-X's
-# mocap_frame_rate): an input may hold either.
+# mocap_frame_rate) first, then those of other exports: an input may hold any.
 RATE_KEYS = tuple(dict.fromkeys(kind.motion.rate_key for kind in KINDS.values()))
+INPUT_RATE_KEYS = RATE_KEYS + ("fps", "frame_rate", "framerate")
 IGNORED_KEYS = ("marker_data", "marker_labels", "dmpls")
-INPUT_KEYS = ("poses", "trans", "betas", "gender", "surface_model_type") + RATE_KEYS
 MIN_FRAMERATE, MAX_FRAMERATE = 1, 10000      # frames/s any capture could have
 
 
 KIND_OF_POSE_SIZE = {kind.pose_size: name for name, kind in KINDS.items()}
+
+
+def _part_schemes(kind) -> tuple:
+    """The ways a file may split a pose of `kind` into parts, each {part name: slice of the
+    model's joints}, root and body first: human_body_prior's names (AMASS's SMPL-X part
+    arrays; SMPL's two hand joints as `pose_hand`), then the smplx package's."""
+    amass = {name: slice(*joints) for name, joints in kind.motion.parts.items()} or {
+        "root_orient": slice(0, 1), "pose_body": slice(1, 22),
+        "pose_hand": slice(22, kind.num_joints)}
+    return amass, kind.joint_slices
+
+
+PART_SCHEMES = {name: _part_schemes(kind) for name, kind in KINDS.items()}
+PART_KEYS = tuple(dict.fromkeys(part for schemes in PART_SCHEMES.values()
+                                for scheme in schemes for part in scheme))
+INPUT_KEYS = (("poses", "trans", "transl", "betas", "gender", "surface_model_type")
+              + INPUT_RATE_KEYS + PART_KEYS)
 
 
 class SkipFile(InputError):
@@ -100,33 +124,119 @@ def _load(path, keys):
         raise InputError(f"{path}: not found") from None
 
 
-def file_kind(path: str | Path, arrays: dict) -> str:
-    """The model kind of a motion file's arrays: from the width of `poses`, checked
-    against `surface_model_type` when there is one. SkipFile for a file without poses."""
-    if "poses" not in arrays:
-        what = ("a subject shape file" if "betas" in arrays
-                else "keys: " + (", ".join(sorted(arrays)) or "none"))
-        raise SkipFile(f"{path}: not a motion file (no `poses` array; {what})")
-    poses = arrays["poses"]
-    width = poses.shape[1] if poses.ndim == 2 else None
-    kind = KIND_OF_POSE_SIZE.get(width)
-    if kind is None or poses.dtype.kind != "f":
-        sizes = ", ".join(f"{size} ({KINDS[name].label})"
-                          for size, name in KIND_OF_POSE_SIZE.items())
-        raise InputError(f"{path}: poses has shape {poses.shape} and type {poses.dtype}, "
-                         f"expected (T, N) floats with N one of {sizes}")
-    stated = _text(arrays.get("surface_model_type", kind))
-    if stated not in (kind, None):
-        raise InputError(f"{path}: surface_model_type is {shown_value(stated)} but poses "
-                         f"{poses.shape} are {KINDS[kind].label} poses")
-    return kind
+def _part_fits(shapes: dict) -> list:
+    """[(kind, scheme)] of the part schemes (`PART_SCHEMES`) that hold every part in `shapes`
+    (part name -> (T, ...)), their root and body among them, each at its size."""
+    sizes = {part: math.prod(shape[1:]) for part, shape in shapes.items()}
+    return [(kind, scheme) for kind, schemes in PART_SCHEMES.items() for scheme in schemes
+            if set(list(scheme)[:2]) <= set(sizes) <= set(scheme)
+            and all(sizes[part] == 3 * (scheme[part].stop - scheme[part].start)
+                    for part in sizes)]
 
 
-def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSequence:
+def _what_parts_take() -> list:
+    """A line per model: the values per frame of each part of its schemes."""
+    return [f"{KINDS[kind].label}: " + " or ".join(
+        ", ".join(f"{part} {3 * (joints.stop - joints.start)}" for part, joints in scheme.items())
+        for scheme in schemes) for kind, schemes in PART_SCHEMES.items()]
+
+
+def file_kind(path: str | Path, shapes: dict, stated: str | None = None,
+              expected_kind: str | None = None) -> tuple:
+    """(model kind, part scheme) of a motion file from the shapes of its pose arrays
+    (`shapes`: `poses` and part names -> shape); the scheme (part -> joints) is None for a
+    file with `poses`. `stated`: the file's `surface_model_type`; `expected_kind`: the
+    model the caller was told the file holds (None: the file's own).
+    Raises:
+        SkipFile: a file without poses; a file of another model than `expected_kind`.
+        InputError: poses or parts that fit no model, or, split into parts, several.
+    """
+    if "poses" in shapes:
+        shape = shapes["poses"]
+        kind = KIND_OF_POSE_SIZE.get(shape[1]) if len(shape) == 2 else None
+        if kind is None:
+            sizes = ", ".join(f"{size} ({KINDS[name].label})"
+                              for size, name in KIND_OF_POSE_SIZE.items())
+            raise InputError(f"{path}: poses has shape {shape}, expected (T, N) floats with "
+                             f"N one of {sizes}")
+        fits, found = [(kind, None)], f"poses {shape}"
+    elif shapes:
+        found = "pose parts " + ", ".join(f"{part} {shape}" for part, shape in shapes.items())
+        if any(len(shape) < 2 for shape in shapes.values()) or \
+                len({shape[0] for shape in shapes.values()}) != 1:
+            raise InputError(f"{path}: its {found} are not arrays of one number of frames, "
+                             "(T, values)")
+        fits = _part_fits(shapes)
+        if not fits:
+            raise InputError(f"{path}: its {found} fit no model; the values per frame each "
+                             "takes (hand poses as axis-angle, not PCA):"
+                             + listed(_what_parts_take()))
+    else:
+        members = member_names(path)
+        what = ("a subject shape file" if members and set(members) <= {"betas", "gender"}
+                else "members: " + (", ".join(members) or "none"))
+        raise SkipFile(f"{path}: not a motion file (no `poses` array nor pose parts; {what})")
+
+    def labels(fits):
+        return " or ".join(dict.fromkeys(KINDS[kind].label for kind, _scheme in fits))
+
+    if stated is not None and not any(kind == stated for kind, _scheme in fits):
+        raise InputError(f"{path}: surface_model_type is {shown_value(stated)} but {found} "
+                         f"are {labels(fits)} poses")
+    fits = [fit for fit in fits if stated in (None, fit[0])]
+    if expected_kind is not None:
+        if not any(kind == expected_kind for kind, _scheme in fits):
+            raise SkipFile(f"{path}: is a {labels(fits)} sequence ({found}), not "
+                           f"{KINDS[expected_kind].label}, the source model given")
+        fits = [fit for fit in fits if fit[0] == expected_kind]
+    # Of several models, the one whose every part is there (SMPL-H's root, body and hands
+    # are SMPL-X's without the face); none or several such: not told.
+    whole = [fit for fit in fits if fit[1] is not None and set(fit[1]) <= set(shapes)]
+    fits = whole if len(fits) > 1 and len(whole) == 1 else fits
+    if len(fits) > 1:
+        raise InputError(f"{path}: its {found} fit {labels(fits)} alike; give the source "
+                         "model (convert_sequences.py --source-model)")
+    return fits[0]
+
+
+def motion_header(path: str | Path, expected_kind: str | None = None) -> tuple:
+    """(model kind or None, frames) of a motion file from its members' headers, nothing
+    decompressed but a `surface_model_type` beside pose parts; the kind is None when the
+    file's poses tell no one model (`expected_kind` as in `file_kind`; its reader says why),
+    the frames 0 when none are declared."""
+    shapes = member_shapes(path, ("poses",) + PART_KEYS)
+    shape = shapes.get("poses") or next(iter(shapes.values()), ())
+    frames = shape[0] if len(shape) > 1 else 0
+    try:
+        stated = None if "poses" in shapes or not shapes else _text(
+            read_npz(path, ("surface_model_type",)).get("surface_model_type"))
+        return file_kind(path, shapes, stated, expected_kind)[0], frames
+    except InputError:              # SkipFile too
+        return None, frames
+
+
+def _joined_parts(path: Path, arrays: dict, kind: str, scheme: dict) -> np.ndarray:
+    """The (T, 3 J) poses of `kind` from the part arrays of `scheme` a file holds; the
+    joints of a part it lacks at rest."""
+    parts = {part: arrays[part] for part in scheme if part in arrays}
+    for part, array in parts.items():
+        if array.dtype.kind != "f":
+            raise InputError(f"{path}: {part} has type {array.dtype}, expected floats")
+    num_frames = len(next(iter(parts.values())))
+    poses = np.zeros((num_frames, KINDS[kind].pose_size))
+    for part, array in parts.items():
+        joints = scheme[part]
+        poses[:, 3 * joints.start:3 * joints.stop] = array.reshape(num_frames, -1)
+    return poses
+
+
+def read_motion(path: str | Path, expected_kind: str | None = None,
+                gender: str | None = None) -> MotionSequence:
     """The checked `MotionSequence` of a motion file of any kind.
 
     expected_kind: the model the caller was told the file holds (None: the file's own);
         a file of another model is a SkipFile naming both (one line).
+    gender: the gender of a file that holds none (None: the file must hold its own).
     Raises:
         SkipFile: `shape.npz` or another file without `poses`; a file of another model
             than `expected_kind`.
@@ -137,31 +247,38 @@ def read_motion(path: str | Path, expected_kind: str | None = None) -> MotionSeq
     if not path.is_file():
         raise InputError(f"{path}: sequence file not found")
     arrays = _load(path, INPUT_KEYS)
-    kind = file_kind(path, arrays)
-    if expected_kind is not None and kind != expected_kind:
-        raise SkipFile(f"{path}: is a {KINDS[kind].label} sequence (poses "
-                       f"{arrays['poses'].shape}), not {KINDS[expected_kind].label}, the source "
-                       "model given")
-    missing = [key for key in ("trans", "betas", "gender") if key not in arrays]
-    rate_key = next((key for key in RATE_KEYS if key in arrays), None)
-    missing += [] if rate_key else [KINDS[kind].motion.rate_key]
+    shapes = {key: arrays[key].shape for key in ("poses",) + PART_KEYS if key in arrays}
+    if "poses" in arrays and arrays["poses"].dtype.kind != "f":
+        raise InputError(f"{path}: poses has shape {arrays['poses'].shape} and type "
+                         f"{arrays['poses'].dtype}, expected (T, N) floats")
+    stated = _text(arrays["surface_model_type"]) if "surface_model_type" in arrays else None
+    kind, scheme = file_kind(path, shapes, stated, expected_kind)
+    poses = arrays["poses"] if scheme is None else _joined_parts(path, arrays, kind, scheme)
+    trans = arrays.get("trans", arrays.get("transl"))
+    missing = ["trans"] if trans is None else []
+    missing += [] if "betas" in arrays else ["betas"]
+    missing += [] if "gender" in arrays or gender else [
+        "gender (or one given for files without it: convert_sequences.py --gender)"]
+    rate_key = next((key for key in INPUT_RATE_KEYS if key in arrays), None)
+    own_rate_key = KINDS[kind].motion.rate_key
+    missing += [] if rate_key else [f"{own_rate_key} (or " + ", ".join(
+        key for key in INPUT_RATE_KEYS if key != own_rate_key) + ": frames per second)"]
     if missing:
         raise InputError(f"{path}: a {KINDS[kind].label} motion file has poses, trans, betas, "
-                         f"gender and {KINDS[kind].motion.rate_key}; it lacks"
-                         + listed(missing))
-    for key in ("trans", "betas"):
-        if key in arrays and arrays[key].dtype.kind != "f":
-            raise InputError(f"{path}: {key} has type {arrays[key].dtype}, expected floats")
+                         f"gender and {own_rate_key}; it lacks" + listed(missing))
+    for key, array in (("trans", trans), ("betas", arrays["betas"])):
+        if array.dtype.kind != "f":
+            raise InputError(f"{path}: {key} has type {array.dtype}, expected floats")
     # Spelled in any case, with spaces around it (`Female`, b'MALE '): exports other than
     # AMASS's own write genders so; the output spells it as AMASS does.
-    text = _text(arrays.get("gender"))
+    text = _text(arrays["gender"]) if "gender" in arrays else gender
     gender = arrays.get("gender") if text is None else _unquoted(text.strip().lower())
     framerate = arrays.get(rate_key)
     if framerate is not None and (framerate.size != 1 or framerate.dtype.kind not in "fiu"):
         raise InputError(f"{path}: {rate_key} is {shown_value(framerate)}, expected a number "
                          "of frames per second")
     return checked_motion(MotionSequence(
-        kind=kind, poses=arrays["poses"], trans=arrays.get("trans"), betas=arrays.get("betas"),
+        kind=kind, poses=poses, trans=trans, betas=arrays["betas"],
         gender=gender, framerate=None if framerate is None else framerate.reshape(-1)[0],
         path=path), rate_key)
 

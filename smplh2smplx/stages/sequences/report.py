@@ -19,13 +19,12 @@ import torch
 from ...errors import InputError
 from ...family import KINDS
 from ...formats.files import atomic_write, shown_name
-from ...formats.npz import member_shape
 from ...formats.sequence_files import read_motion, read_motion_file
 from ...formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from ...render import facing_azimuth, project, view_rotation
 from .convert import GenderModels, SequenceOptions, frame_spacing, pair_transfer
 from .timeline import motion_at, shape_at
-from .tree import (converted_kind, list_sequence_files, output_path, quality_path,
+from .tree import (conversion_header, list_sequence_files, output_path, quality_path,
                    read_quality)
 
 REPORT_DIR = "report"
@@ -116,9 +115,9 @@ def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) ->
     # Names start with the input folder's own name (run.list_sequence_files).
     source_path = input_root.resolve().parent / relative if input_root.is_dir() else input_root
     target = options.target_model
-    sequence = read_motion(source_path, options.source_model)
     arrays = read_motion_file(output_path(options.output_dir, relative, target), target)
     gender = str(arrays["gender"])
+    sequence = read_motion(source_path, options.source_model, gender)
     models = GenderModels(options, sequence.kind, gender,
                           pair_transfer(options, sequence.kind, target).mask_ids,
                           torch.device("cpu"))
@@ -152,7 +151,7 @@ def unconverted_files(options: SequenceOptions, converted: set) -> tuple[int, li
         return 0, []
     convertible = [relative for relative, path in list_sequence_files(options.input_path,
                                                                       options.output_dir)
-                   if converted_kind(member_shape(path, "poses"), options) is not None]
+                   if conversion_header(path, options)[0] is not None]
     return len(convertible), [name for name in convertible if name not in converted]
 
 

@@ -27,7 +27,6 @@ from ...family import KINDS
 from ...formats.files import (NAME_MAX_BYTES, check_finite, name_problem, name_too_long,
                               shown_name)
 from ...formats.mesh_folder import select_shard
-from ...formats.npz import member_shape
 from ...formats.result_settings import record_result_settings
 from ...formats.sequence_files import SkipFile, motion_arrays, read_motion, write_motion
 from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_rows
@@ -36,7 +35,7 @@ from .batching import FitScheduler
 from .convert import (GenderModels, SequenceOptions, frames_written, memory_per_frame,
                       pair_transfer, sequence_row, sequence_steps, unused_betas,
                       unused_betas_note)
-from .tree import (check_output_folder, check_outputs_spare_inputs, converted_kind, is_done,
+from .tree import (check_output_folder, check_outputs_spare_inputs, conversion_header, is_done,
                    list_sequence_files, output_path, quality_path,
                    remove_stale_sequence_temporaries, shared_outputs, write_quality)
 
@@ -158,7 +157,8 @@ class SequenceRun:
         if any(name_too_long(output) for output in written):
             raise InputError(f"{path}: the file name is too long: the names of its outputs "
                              f"would be over {NAME_MAX_BYTES} bytes; rename the file")
-        sequence = read_motion(path, options.source_model)
+        sequence = read_motion(path, options.source_model,
+                               None if options.gender == "file" else options.gender)
         if sequence.kind == target:
             raise SkipFile(f"{path}: already a {KINDS[target].label} sequence")
         gender = sequence.gender if options.gender == "file" else options.gender
@@ -248,8 +248,8 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
             f"holds {len(files)} files ({math.ceil(len(files) / options.shard_size)} shards)")
     summary = SequenceSummary(total=len(shard))
     clashes = shared_outputs(files, options)
-    pose_shapes = {relative: member_shape(path, "poses") for relative, path in shard}
-    kind_of = {relative: converted_kind(shape, options) for relative, shape in pose_shapes.items()}
+    headers = {relative: conversion_header(path, options) for relative, path in shard}
+    kind_of = {relative: kind for relative, (kind, _frames) in headers.items()}
     # Done: a file that would be converted and whose output is done (a file that is
     # skipped, or whose output another file wrote, is not).
     todo = [(relative, path) for relative, path in shard
@@ -265,12 +265,12 @@ def run_sequences(options: SequenceOptions, progress: bool = True,
     if summary.done_before:         # results found to match the settings: record them now
         record_result_settings(options.output_dir, settings, options.overwrite)
     start = time.perf_counter()
-    shapes = [pose_shapes[relative] for relative, _path in todo]
+    frames = [headers[relative][1] for relative, _path in todo]
     # Named on the bar: with --fps the frames written are fewer than the source's.
-    with tqdm(total=sum(shape[0] if shape else 0 for shape in shapes), desc="source frames",
+    with tqdm(total=sum(frames), desc="source frames",
               unit="frame", disable=not progress or not todo) as bar:
         if todo:                    # a shard whose every file is done has no run
-            convert_files(run, list(zip(todo, shapes)), summary, bar, single_file, progress)
+            convert_files(run, list(zip(todo, frames)), summary, bar, single_file, progress)
             summary.notes = run.notes()
     summary.seconds = time.perf_counter() - start
     return summary
@@ -285,7 +285,7 @@ FRAMES_IN_FLIGHT = 20_000
 
 def convert_files(run: SequenceRun, files: list, summary: SequenceSummary, bar,
                   single_file: bool, progress: bool) -> None:
-    """Convert `files` ((relative, path), poses shape) with up to `sequences_per_batch` of
+    """Convert `files` ((relative, path), source frames) with up to `sequences_per_batch` of
     them (and FRAMES_IN_FLIGHT source frames) in flight, their fits batched together
     (`batching.FitScheduler`); each file is written as soon as it is done. Rows, skips and
     failures go into `summary`; without keep_going a failure starts no other file (those in
@@ -333,8 +333,8 @@ def convert_files(run: SequenceRun, files: list, summary: SequenceSummary, bar,
                                  and held + frames <= FRAMES_IN_FLIGHT)
 
     # (index, relative, path, source frames), the first file last.
-    queue = [(index, relative, path, shape[0] if shape else 0)
-             for index, ((relative, path), shape) in enumerate(files)][::-1]
+    queue = [(index, relative, path, frames)
+             for index, ((relative, path), frames) in enumerate(files)][::-1]
     while True:
         while queue and room_for(queue[-1][3]) and not summary.stopped:
             index, relative, path, frames = queue.pop()

@@ -19,9 +19,9 @@ import numpy as np
 from ...errors import InputError, listed
 from ...formats.files import (atomic_write, check_writable_folder, is_regular_file,
                               remove_stale_temporaries, shown_value)
-from ...formats.npz import member_shape, read_npz
+from ...formats.npz import read_npz
 from ...formats.result_settings import check_result_settings
-from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, output_name,
+from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, motion_header, output_name,
                                        read_motion_file)
 from ...formats.sequences_csv import SEQUENCES_CSV, merge_sequence_rows
 from .convert import SequenceOptions, SequenceResult
@@ -93,14 +93,13 @@ def quality_path(output_dir: str | Path, relative: str | Path, target_kind: str)
     return Path(output_dir) / QUALITY_DIR / relative.parent / name
 
 
-def converted_kind(poses_shape: tuple, options: SequenceOptions) -> str | None:
-    """The model a file whose `poses` member has this shape (`member_shape`) is converted
-    from, or None: no readable poses, the target's own model, or another model than
-    `source_model` (such files are skipped or fail, and write nothing)."""
-    kind = KIND_OF_POSE_SIZE.get(poses_shape[1]) if len(poses_shape) == 2 else None
-    if kind == options.target_model or options.source_model not in (None, kind):
-        return None
-    return kind
+def conversion_header(path: str | Path, options: SequenceOptions) -> tuple:
+    """(the model the file at `path` is converted from, or None, its source frames), from
+    its members' headers (`motion_header`). None: no poses that tell one model, the target's
+    own model, or another model than `source_model` (such files are skipped or fail, and
+    write nothing)."""
+    kind, frames = motion_header(path, options.source_model)
+    return (None if kind == options.target_model else kind), frames
 
 
 def shared_outputs(files: list, options: SequenceOptions) -> dict:
@@ -118,7 +117,7 @@ def shared_outputs(files: list, options: SequenceOptions) -> dict:
         if len(inputs) < 2:
             continue
         converted = [(relative, path) for relative, path in inputs
-                     if converted_kind(member_shape(path, "poses"), options)]
+                     if conversion_header(path, options)[0]]
         for relative, path in converted if len(converted) > 1 else ():
             others = ", ".join(str(other) for name, other in converted if name != relative)
             clashes[relative] = (f"{path}: its output {output} would also be written from "
