@@ -5,6 +5,7 @@ kit's AMASS-layout file, convert to the same output, and be refused, naming the 
 where it tells no one model."""
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from smplh2smplx.errors import InputError
 from smplh2smplx.family import KINDS
@@ -189,3 +190,34 @@ def test_an_estimator_style_file_converts_as_its_amass_twin_and_resumes(kit, tmp
         assert expected.files == got.files
         for key in expected.files:
             np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+@pytest.mark.parametrize("layout", ["parts", "poses"])
+def test_rotation_matrices_read_as_the_rotations_they_are(kit, tmp_path, layout):
+    """Estimators often keep rotation matrices, (T, joints, 3, 3): read as the axis-angle of
+    the same rotations (scipy's, here), in `poses` or in parts; a matrix that is not a
+    rotation is refused, naming the file, the array and the frame."""
+    arrays = kit_motion(kit, "smpl")
+    num_frames = len(arrays["poses"])
+    matrices = Rotation.from_rotvec(arrays["poses"].reshape(-1, 3)).as_matrix().reshape(
+        num_frames, 24, 3, 3)
+    pose = ({"global_orient": matrices[:, :1], "body_pose": matrices[:, 1:]}
+            if layout == "parts" else {"poses": matrices})
+    path = tmp_path / "rotations.npz"
+    rest = dict(trans=arrays["trans"], betas=arrays["betas"], gender=arrays["gender"],
+                fps=np.array(30.0))
+    np.savez(path, **pose, **rest)
+    motion = read_motion(path)
+    assert motion.kind == "smpl" and motion_header(path) == ("smpl", num_frames)
+    np.testing.assert_allclose(
+        Rotation.from_rotvec(motion.poses.reshape(-1, 3)).as_matrix(),
+        matrices.reshape(-1, 3, 3), atol=1e-9)
+    key = "body_pose" if layout == "parts" else "poses"
+    for frame, broken in ((7, 2.0 * np.eye(3)), (11, np.diag([1.0, 1.0, -1.0])),
+                          (3, np.full((3, 3), np.nan))):
+        bad = {name: array.copy() for name, array in pose.items()}
+        bad[key][frame, 5] = broken
+        np.savez(path, **bad, **rest)
+        with pytest.raises(InputError, match=f"rotations.npz: {key} holds rotation matrices, "
+                           f"and frame {frame}'s are not all rotations"):
+            read_motion(path)

@@ -13,8 +13,8 @@ model holds:
 Files written outside AMASS's releases may hold the pose split into parts instead of
 `poses`: human_body_prior's names (`root_orient`, `pose_body`, `pose_hand`, `pose_jaw`,
 `pose_eye`) or the smplx package's (`global_orient`, `body_pose`, `left_hand_pose`, ...,
-`transl`), as video pose estimators write them; a part left out is at rest; a frame rate
-may be spelled `fps`, `frame_rate` or `framerate` too.
+`transl`), as video pose estimators write them; a part left out is at rest; poses may be
+rotation matrices; a frame rate may be spelled `fps`, `frame_rate` or `framerate` too.
 The model of an input is told by the width of `poses`, or by which parts it has and their
 sizes (and `surface_model_type` where the file has one). `shape.npz` (betas and gender
 only) and files already in the target model are skipped with a reason (`SkipFile`);
@@ -32,6 +32,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import roma
+import torch
 
 from ..errors import InputError, listed
 from ..family import KINDS
@@ -124,10 +126,22 @@ def _load(path, keys):
         raise InputError(f"{path}: not found") from None
 
 
+def _is_rotations(shape: tuple) -> bool:
+    """Whether an array of this shape holds rotation matrices: (T, ..., 3, 3). No
+    axis-angle array of the layouts has that shape (a part of three joints would)."""
+    return len(shape) >= 3 and tuple(shape[-2:]) == (3, 3)
+
+
+def _values_per_frame(shape: tuple) -> int:
+    """Axis-angle values per frame of a pose array of this shape, (T, values), (T, joints,
+    3) or rotation matrices (T, joints, 3, 3)."""
+    return 3 * math.prod(shape[1:-2]) if _is_rotations(shape) else math.prod(shape[1:])
+
+
 def _part_fits(shapes: dict) -> list:
     """[(kind, scheme)] of the part schemes (`PART_SCHEMES`) that hold every part in `shapes`
     (part name -> (T, ...)), their root and body among them, each at its size."""
-    sizes = {part: math.prod(shape[1:]) for part, shape in shapes.items()}
+    sizes = {part: _values_per_frame(shape) for part, shape in shapes.items()}
     return [(kind, scheme) for kind, schemes in PART_SCHEMES.items() for scheme in schemes
             if set(list(scheme)[:2]) <= set(sizes) <= set(scheme)
             and all(sizes[part] == 3 * (scheme[part].stop - scheme[part].start)
@@ -153,12 +167,13 @@ def file_kind(path: str | Path, shapes: dict, stated: str | None = None,
     """
     if "poses" in shapes:
         shape = shapes["poses"]
-        kind = KIND_OF_POSE_SIZE.get(shape[1]) if len(shape) == 2 else None
+        kind = KIND_OF_POSE_SIZE.get(_values_per_frame(shape)) if len(shape) > 1 else None
         if kind is None:
             sizes = ", ".join(f"{size} ({KINDS[name].label})"
                               for size, name in KIND_OF_POSE_SIZE.items())
             raise InputError(f"{path}: poses has shape {shape}, expected (T, N) floats with "
-                             f"N one of {sizes}")
+                             f"N one of {sizes} (or (T, joints, 3) or rotation matrices "
+                             "(T, joints, 3, 3))")
         fits, found = [(kind, None)], f"poses {shape}"
     elif shapes:
         found = "pose parts " + ", ".join(f"{part} {shape}" for part, shape in shapes.items())
@@ -215,18 +230,40 @@ def motion_header(path: str | Path, expected_kind: str | None = None) -> tuple:
         return None, frames
 
 
+# How far from a rotation a matrix read may be (largest entry of R^T R - I): float32
+# networks' outputs are within 1e-5; anything further is not a rotation.
+ROTATION_TOLERANCE = 1e-3
+
+
+def _axis_angle(path: Path, key: str, array: np.ndarray) -> np.ndarray:
+    """A pose array as axis-angle (T, values): rotation matrices (T, ..., 3, 3) converted,
+    others flattened per frame. InputError naming the file, the key and the first frame
+    where an entry is not a float or a matrix not a rotation."""
+    if array.dtype.kind != "f":
+        raise InputError(f"{path}: {key} has type {array.dtype}, expected floats")
+    shape = (len(array), _values_per_frame(array.shape))     # known with zero frames too
+    if not _is_rotations(array.shape):
+        return array.reshape(shape)
+    matrices = torch.as_tensor(np.asarray(array, dtype=np.float64)).reshape(-1, 3, 3)
+    error = (matrices.transpose(1, 2) @ matrices - torch.eye(3, dtype=torch.float64)
+             ).abs().amax((1, 2))
+    bad = ~((error <= ROTATION_TOLERANCE) & (torch.linalg.det(matrices) > 0))   # NaN too
+    if bad.any():
+        frame = int(bad.nonzero()[0, 0]) // (len(matrices) // len(array))
+        raise InputError(f"{path}: {key} holds rotation matrices, and frame {frame}'s are not "
+                         "all rotations (orthonormal, determinant 1)")
+    return roma.rotmat_to_rotvec(matrices).reshape(shape).numpy()
+
+
 def _joined_parts(path: Path, arrays: dict, kind: str, scheme: dict) -> np.ndarray:
     """The (T, 3 J) poses of `kind` from the part arrays of `scheme` a file holds; the
     joints of a part it lacks at rest."""
-    parts = {part: arrays[part] for part in scheme if part in arrays}
-    for part, array in parts.items():
-        if array.dtype.kind != "f":
-            raise InputError(f"{path}: {part} has type {array.dtype}, expected floats")
+    parts = {part: _axis_angle(path, part, arrays[part]) for part in scheme if part in arrays}
     num_frames = len(next(iter(parts.values())))
     poses = np.zeros((num_frames, KINDS[kind].pose_size))
-    for part, array in parts.items():
+    for part, values in parts.items():
         joints = scheme[part]
-        poses[:, 3 * joints.start:3 * joints.stop] = array.reshape(num_frames, -1)
+        poses[:, 3 * joints.start:3 * joints.stop] = values
     return poses
 
 
@@ -248,12 +285,10 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
         raise InputError(f"{path}: sequence file not found")
     arrays = _load(path, INPUT_KEYS)
     shapes = {key: arrays[key].shape for key in ("poses",) + PART_KEYS if key in arrays}
-    if "poses" in arrays and arrays["poses"].dtype.kind != "f":
-        raise InputError(f"{path}: poses has shape {arrays['poses'].shape} and type "
-                         f"{arrays['poses'].dtype}, expected (T, N) floats")
     stated = _text(arrays["surface_model_type"]) if "surface_model_type" in arrays else None
     kind, scheme = file_kind(path, shapes, stated, expected_kind)
-    poses = arrays["poses"] if scheme is None else _joined_parts(path, arrays, kind, scheme)
+    poses = (_axis_angle(path, "poses", arrays["poses"]) if scheme is None
+             else _joined_parts(path, arrays, kind, scheme))
     trans = arrays.get("trans", arrays.get("transl"))
     missing = ["trans"] if trans is None else []
     missing += [] if "betas" in arrays else ["betas"]
