@@ -15,6 +15,7 @@ in well under a minute on two slow cores.
 import contextlib
 import io
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -27,6 +28,7 @@ import scipy.sparse as sp
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
+from scipy.spatial.transform import Rotation
 
 from smplh2smplx.errors import InputError
 from smplh2smplx.family import SMPLH, SMPLX
@@ -44,7 +46,8 @@ from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.param_files import build_parameters, read_parameters
 from smplh2smplx.family import KINDS
 from smplh2smplx.formats import sequence_files
-from smplh2smplx.formats.sequence_files import MotionSequence, read_motion, read_motion_file
+from smplh2smplx.formats.sequence_files import (MotionSequence, motion_header, read_motion,
+                                                read_motion_file)
 from smplh2smplx.formats.sequences_csv import read_sequence_rows
 from smplh2smplx.formats.source_params import read_source_params
 from smplh2smplx.stages.sequences.tree import read_quality
@@ -524,6 +527,40 @@ def test_motion_file_reader_of_every_model(data):
         assert sequence is None or (
             sequence.poses.shape[1] == KINDS[sequence.kind].pose_size
             and np.isfinite(sequence.poses).all() and np.isfinite(sequence.trans).all())
+
+
+def parts_arrays(parts, transl="transl"):
+    """A short motion file with the pose cut into `parts` (name -> shape of a frame):
+    rotation matrices where a frame's shape ends in (3, 3)."""
+    arrays = {name: (Rotation.random(4 * math.prod(shape[:-2]), random_state=1).as_matrix()
+                     if shape[-2:] == (3, 3) else RNG.normal(size=(4, math.prod(shape))))
+              .reshape((4,) + shape) for name, shape in parts.items()}
+    return dict(arrays, **{transl: np.zeros((4, 3))}, betas=np.zeros(10),
+                gender=np.array("female"), fps=np.array(30.0))
+
+
+PARTS_FILES = [
+    parts_arrays({"global_orient": (1, 3, 3), "body_pose": (21, 3, 3), "jaw_pose": (1, 3, 3),
+                  "left_hand_pose": (15, 3, 3), "right_hand_pose": (15, 3, 3)}),
+    parts_arrays({"root_orient": (3,), "pose_body": (63,), "pose_hand": (90,)}, "trans"),
+    parts_arrays({"global_orient": (3,), "body_pose": (23, 3)})]
+
+
+@fuzz(60)
+@given(data=st.one_of(st.sampled_from([npz_bytes(arrays) for arrays in PARTS_FILES]),
+                      *[npz_files(list(arrays), arrays) for arrays in PARTS_FILES]))
+def test_motion_file_reader_of_parts_and_rotations(data):
+    """Motion files with the pose cut into parts, axis-angle or rotation matrices, damaged
+    or random: read, or refused with a line naming the file; the tree listing's header
+    (`motion_header`) never fails and tells the model and frames the reader read."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = written(folder, "estimated.npz", data)
+        sequence = read_safely(read_motion, path)
+        header = motion_header(path)
+        assert sequence is None or (
+            header == (sequence.kind, sequence.num_frames)
+            and sequence.poses.shape[1] == KINDS[sequence.kind].pose_size
+            and np.isfinite(sequence.poses).all())
 
 
 def smplx_output_arrays():
