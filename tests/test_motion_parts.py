@@ -128,6 +128,11 @@ def test_integer_parts_and_files_without_any_pose_are_named(tmp_path):
     with pytest.raises(InputError, match="ints.npz: global_orient has type int64, expected "
                        "floats"):
         read_motion(path)
+    np.savez(path, global_orient=np.zeros((4, 3)), body_pose=np.zeros((4, 69)),
+             transl=np.zeros((4, 3), int), betas=np.zeros(10), gender=np.array("male"),
+             fps=np.array(30.0))
+    with pytest.raises(InputError, match="ints.npz: transl has type int64, expected floats"):
+        read_motion(path)
     path = tmp_path / "singular.npz"
     np.savez(path, pose=np.zeros((4, 72)), trans=np.zeros((4, 3)), betas=np.zeros(10))
     with pytest.raises(SkipFile, match=r"singular.npz: not a motion file \(no `poses` array "

@@ -354,7 +354,7 @@ def test_missing_arrays_are_listed_one_per_line_and_frames_counted(tmp_path):
         read_motion(path)
     lines = str(error.value).splitlines()
     assert str(path) in lines[0] and "SMPL motion file" in lines[0]
-    assert lines[1:] == ["  trans", "  betas"]
+    assert lines[1:] == ["  trans (or transl)", "  betas"]
     assert motion_header(path) == ("smpl", 7)    # what the progress bar counts
     (tmp_path / "broken_poses.npz").write_bytes(b"not a zip")
     assert motion_header(tmp_path / "broken_poses.npz") == (None, 0)
@@ -382,7 +382,7 @@ def test_an_error_listing_several_items_prints_one_per_line(kit, tmp_path, capsy
         assert code == (1 if flags else 2)
         assert lines[first].endswith("m_poses.npz: a SMPL motion file has poses, trans, betas, "
                                      "gender and mocap_framerate; it lacks")
-        assert lines[first + 1:first + 3] == ["  trans", "  betas"]
+        assert lines[first + 1:first + 3] == ["  trans (or transl)", "  betas"]
     assert error_text(InputError("a\nb: c\n  d\n  e")) == "a b: c\n  d\n  e"
     assert error_text(FileNotFoundError(2, "No such file", "/x/y")) == "/x/y: No such file"
 

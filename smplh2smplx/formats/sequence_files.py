@@ -276,8 +276,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
         a file of another model is a SkipFile naming both (one line).
     gender: the gender of a file that holds none (None: the file must hold its own).
     Raises:
-        SkipFile: `shape.npz` or another file without `poses`; a file of another model
-            than `expected_kind`.
+        SkipFile: `shape.npz` or another file without poses or pose parts; a file of
+            another model than `expected_kind`.
         InputError: missing or unreadable file, zero frames, NaN or infinite values (the
             frames are named), missing or malformed arrays.
     """
@@ -290,8 +290,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
     kind, scheme = file_kind(path, shapes, stated, expected_kind)
     poses = (_axis_angle(path, "poses", arrays["poses"]) if scheme is None
              else _joined_parts(path, arrays, kind, scheme))
-    trans = arrays.get("trans", arrays.get("transl"))
-    missing = ["trans"] if trans is None else []
+    trans_key = next((key for key in ("trans", "transl") if key in arrays), None)
+    missing = [] if trans_key else ["trans (or transl)"]
     missing += [] if "betas" in arrays else ["betas"]
     missing += [] if "gender" in arrays or gender else [
         "gender (or one given for files without it: convert_sequences.py --gender)"]
@@ -302,9 +302,9 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
     if missing:
         raise InputError(f"{path}: a {KINDS[kind].label} motion file has poses, trans, betas, "
                          f"gender and {own_rate_key}; it lacks" + listed(missing))
-    for key, array in (("trans", trans), ("betas", arrays["betas"])):
-        if array.dtype.kind != "f":
-            raise InputError(f"{path}: {key} has type {array.dtype}, expected floats")
+    for key in (trans_key, "betas"):
+        if arrays[key].dtype.kind != "f":
+            raise InputError(f"{path}: {key} has type {arrays[key].dtype}, expected floats")
     # Spelled in any case, with spaces around it (`Female`, b'MALE '): exports other than
     # AMASS's own write genders so; the output spells it as AMASS does.
     text = _text(arrays["gender"]) if "gender" in arrays else gender
@@ -314,7 +314,7 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
         raise InputError(f"{path}: {rate_key} is {shown_value(framerate)}, expected a number "
                          "of frames per second")
     return checked_motion(MotionSequence(
-        kind=kind, poses=poses, trans=trans, betas=arrays["betas"],
+        kind=kind, poses=poses, trans=arrays[trans_key], betas=arrays["betas"],
         gender=gender, framerate=None if framerate is None else framerate.reshape(-1)[0],
         path=path), rate_key)
 
