@@ -8,6 +8,11 @@ class InputError(ValueError):
     """
 
 
+class SkipFile(InputError):
+    """A file of the tree that is not a motion file to convert (shape.npz, a sequence
+    already in the target model): skipped with this reason, not a failure."""
+
+
 class OutputError(Exception):
     """An output file or folder cannot be written (read-only or full disk, a path that is a
     file or lies under one, a planted link). The message names the path and the reason;

@@ -9,7 +9,8 @@ from scipy.spatial.transform import Rotation
 
 from smplh2smplx.errors import InputError
 from smplh2smplx.family import KINDS
-from smplh2smplx.formats.sequence_files import SkipFile, motion_header, read_motion
+from smplh2smplx.errors import SkipFile
+from smplh2smplx.formats.sequence_files import motion_header, read_motion
 from smplh2smplx.stages.sequences.run import run_sequences
 
 from test_sequence_pairs import short_run, source_name, source_tree

@@ -269,7 +269,7 @@ def test_num_betas_above_the_model_is_one_line(kit, tmp_path, capsys):
 
 
 def test_explicit_source_model_that_contradicts_the_file(kit, tmp_path):
-    from smplh2smplx.formats.sequence_files import SkipFile
+    from smplh2smplx.errors import SkipFile
     path = kit.smpl_motions / kit.sequences[0]
     with pytest.raises(SkipFile, match="is a SMPL sequence .* not SMPL-H, the source model given"):
         read_motion(path, "smplh")

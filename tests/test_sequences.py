@@ -20,13 +20,13 @@ import torch
 
 import convert_sequences
 from smplh2smplx.formats.body_models import load_smplh, load_smplx
-from smplh2smplx.errors import InputError
+from smplh2smplx.errors import InputError, SkipFile
 from smplh2smplx.family import KINDS
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.body.lbs import BodyModel
 from smplh2smplx.formats.safe_pickle import load_pickle
-from smplh2smplx.formats.sequence_files import (MotionSequence, SkipFile, read_motion,
-                                                read_motion_file, write_motion)
+from smplh2smplx.formats.sequence_files import (MotionSequence, read_motion, read_motion_file,
+                                                write_motion)
 from smplh2smplx.formats.sequences_csv import SEQUENCES_CSV, read_sequence_rows
 from smplh2smplx.stages.sequences.convert import SequenceOptions, frame_spacing
 from smplh2smplx.stages.sequences.shared_shape import MaskedBody, solve_shape

@@ -22,13 +22,13 @@ from tqdm import tqdm
 
 from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
-from ...errors import InputError, one_line
+from ...errors import InputError, SkipFile, one_line
 from ...family import KINDS
 from ...formats.files import (NAME_MAX_BYTES, check_finite, name_problem, name_too_long,
                               shown_name)
 from ...formats.mesh_folder import select_shard
 from ...formats.result_settings import record_result_settings
-from ...formats.sequence_files import SkipFile, motion_arrays, read_motion, write_motion
+from ...formats.sequence_files import motion_arrays, read_motion, write_motion
 from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_rows
 from ...runtime import available_memory, resolve_device
 from .batching import FitScheduler

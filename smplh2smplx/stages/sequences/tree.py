@@ -19,9 +19,10 @@ import numpy as np
 from ...errors import InputError, listed
 from ...formats.files import (atomic_write, check_writable_folder, is_regular_file,
                               remove_stale_temporaries, shown_value)
+from ...formats.motion_poses import KIND_OF_POSE_SIZE
 from ...formats.npz import read_npz
 from ...formats.result_settings import check_result_settings
-from ...formats.sequence_files import (KIND_OF_POSE_SIZE, RATE_KEYS, motion_header, output_name,
+from ...formats.sequence_files import (RATE_KEYS, motion_header, output_name,
                                        read_motion_file)
 from ...formats.sequences_csv import SEQUENCES_CSV, merge_sequence_rows
 from .convert import SequenceOptions, SequenceResult
