@@ -3,6 +3,8 @@
 gender, other spellings of the frame rate. Each must read as the same motion as the
 kit's AMASS-layout file, convert to the same output, and be refused, naming the file,
 where it tells no one model."""
+import zipfile
+
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
@@ -119,6 +121,20 @@ def test_parts_that_tell_no_model_are_named(tmp_path, parts, message):
         lines = str(error.value).splitlines()[1:]
         assert [line.split(":")[0] for line in lines] == ["  SMPL", "  SMPL-H", "  SMPL-X"]
         assert "left_hand_pose 45" in lines[2]
+
+
+def test_parts_beside_poses_are_not_read(kit, tmp_path):
+    """AMASS's SMPL-X files hold `poses` and the same cut into parts: the parts are then
+    never decompressed, so a damaged one (raw bytes, not a .npy array) harms nothing."""
+    source = kit.smplx_motions / source_name(kit, "smplx")
+    with np.load(source) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    path = tmp_path / "damaged_part_stageii.npz"
+    np.savez(path, **{key: value for key, value in arrays.items() if key != "pose_body"})
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("pose_body.npy", b"\x93NUMPY not an array")
+    np.testing.assert_array_equal(read_motion(path).poses, read_motion(source).poses)
+    assert motion_header(path) == ("smplx", len(arrays["poses"]))
 
 
 def test_integer_parts_and_files_without_any_pose_are_named(tmp_path):

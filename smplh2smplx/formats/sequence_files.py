@@ -46,8 +46,7 @@ IGNORED_KEYS = ("marker_data", "marker_labels", "dmpls")
 MIN_FRAMERATE, MAX_FRAMERATE = 1, 10000      # frames/s any capture could have
 
 
-INPUT_KEYS = (("poses", "trans", "transl", "betas", "gender", "surface_model_type")
-              + INPUT_RATE_KEYS + PART_KEYS)
+INPUT_KEYS = ("poses", "trans", "transl", "betas", "gender", "surface_model_type") + INPUT_RATE_KEYS
 
 
 @dataclass(frozen=True)
@@ -134,6 +133,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
     if not path.is_file():
         raise InputError(f"{path}: sequence file not found")
     arrays = _load(path, INPUT_KEYS)
+    if "poses" not in arrays:       # parts are read only where they are the pose
+        arrays.update(_load(path, PART_KEYS))
     shapes = {key: arrays[key].shape for key in ("poses",) + PART_KEYS if key in arrays}
     stated = _text(arrays["surface_model_type"]) if "surface_model_type" in arrays else None
     kind, scheme = file_kind(path, shapes, stated, expected_kind)
