@@ -42,11 +42,10 @@ GENDERS = ("neutral", "male", "female")
 # mocap_frame_rate) first, then those of other exports: an input may hold any.
 RATE_KEYS = tuple(dict.fromkeys(kind.motion.rate_key for kind in KINDS.values()))
 INPUT_RATE_KEYS = RATE_KEYS + ("fps", "frame_rate", "framerate")
+INPUT_KEYS = ("poses", "trans", "transl", "betas", "gender",
+              "surface_model_type") + INPUT_RATE_KEYS
 IGNORED_KEYS = ("marker_data", "marker_labels", "dmpls")
 MIN_FRAMERATE, MAX_FRAMERATE = 1, 10000      # frames/s any capture could have
-
-
-INPUT_KEYS = ("poses", "trans", "transl", "betas", "gender", "surface_model_type") + INPUT_RATE_KEYS
 
 
 @dataclass(frozen=True)
@@ -106,10 +105,12 @@ def motion_header(path: str | Path, expected_kind: str | None = None) -> tuple:
     file's poses tell no one model (`expected_kind` as in `file_kind`; its reader says why),
     the frames 0 when none are declared."""
     shapes = member_shapes(path, ("poses",) + PART_KEYS)
-    shape = shapes.get("poses") or next(iter(shapes.values()), ())
+    if not shapes:                  # no poses at all: nothing more to read
+        return None, 0
+    shape = shapes.get("poses") or next(iter(shapes.values()))
     frames = shape[0] if len(shape) > 1 else 0
     try:
-        stated = None if "poses" in shapes or not shapes else _text(
+        stated = None if "poses" in shapes else _text(
             read_npz(path, ("surface_model_type",)).get("surface_model_type"))
         return file_kind(path, shapes, stated, expected_kind)[0], frames
     except InputError:              # SkipFile too

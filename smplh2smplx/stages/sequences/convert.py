@@ -108,7 +108,8 @@ class SequenceOptions:
     input_path: a folder of motion files (any depth) or one motion `.npz`.
     output_dir: the output root; the input folder (or a single file's parent folder) keeps
         its own name there, with the tree below it mirrored.
-    source_model: "smpl", "smplh" or "smplx", or None: each file's own (told by its poses or their parts).
+    source_model: "smpl", "smplh" or "smplx", or None: each file's own (told by its poses
+        or their parts).
     target_model: the model written.
     model_paths: {kind: folder or file} of the body models (a folder holding the
         conventional gendered files, e.g. `smplh/{neutral,male,female}/model.npz`,
