@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output frame rate, e.g. 30: every 4th frame of 120 fps, the "
                              "motion between frames of 100 fps (slerp); at most the source "
                              "rate (default: the source rate)")
+    parser.add_argument("--source-fps", type=float, metavar="FPS",
+                        help="frame rate of input files that hold none, e.g. a pose "
+                             "estimator's output at its video's rate; a file's own rate is "
+                             "kept (default: such files fail)")
     add_setting_flags(parser, TransferOptions, SHARED_FLAGS)
     # The spellings before the shared flags, kept working.
     parser.add_argument("--deftrafo", dest="deftrafo_path", help=argparse.SUPPRESS)
@@ -166,6 +170,7 @@ def options_from_args(args, user_config):
     paths, model_paths = resolve_paths(args, user_config)
     return SequenceOptions(**paths, model_paths=model_paths, source_model=args.source_model,
                            num_betas=args.num_betas, gender=args.gender, fps=args.fps,
+                           source_fps=args.source_fps,
                            **setting_flag_values(TransferOptions, args, SHARED_FLAGS),
                            chunk_frames=args.chunk_frames, shape_frames=args.shape_frames,
                            sequences_per_batch=args.sequences_per_batch,

@@ -23,7 +23,8 @@ from .formats.body_models import load_body_model
 from .formats.param_files import build_parameters
 from .formats.limits import (MAX_ANGLE_RAD, MAX_BETA, MAX_COORDINATE_M, MAX_TRANSLATION_M,
                              value_problem)
-from .formats.sequence_files import MotionSequence, checked_motion, read_motion
+from .formats.sequence_files import (MAX_FRAMERATE, MIN_FRAMERATE, MotionSequence,
+                                     checked_motion, is_framerate, read_motion)
 from .runtime import resolve_device
 from .stages.sequences.batching import fitted_together
 from .stages.sequences.convert import (GenderModels, SequenceOptions, SequenceResult,
@@ -172,7 +173,8 @@ class Converter:
                                  result.transl[i]) for i in range(len(result.pose))]
 
     def convert_motion(self, motion: Union[PathType, MotionSequence],
-                       fps: Optional[float] = None) -> SequenceResult:
+                       fps: Optional[float] = None,
+                       source_fps: Optional[float] = None) -> SequenceResult:
         """Convert a whole motion of the source model with the converter's models and
         gender (the sequence stage of `convert_sequences.py`): one shape for the whole
         motion, then every frame warm-started from the one before.
@@ -184,20 +186,23 @@ class Converter:
                 memory.
             fps: the output frame rate, at most the source's (every n-th frame where it
                 divides the source's, else the motion between frames); None: the source's.
+            source_fps: the frame rate of a motion file that holds none (a pose
+                estimator's output is at its video's rate); a file's own rate is kept.
         Returns:
             a `SequenceResult`: `.output` is the target `MotionSequence` (poses, trans,
             betas: as many as AMASS writes, 16 for SMPL-X and SMPL-H, 10 for SMPL),
             `.v2v_mm` the per-frame error.
         """
-        return convert_sequence(self._motion(motion), self._motion_models(),
+        return convert_sequence(self._motion(motion, source_fps), self._motion_models(),
                                 self.deformation, fps)
 
-    def convert_motions(self, motions: list, fps: Optional[float] = None) -> list:
+    def convert_motions(self, motions: list, fps: Optional[float] = None,
+                        source_fps: Optional[float] = None) -> list:
         """Convert several whole motions as `convert_motion` does each, their fits batched
         together (a motion's frames come to the fitter a few dozen at a time, and a step
         costs a fixed part that several motions share): one `SequenceResult` per motion, in
         order. Every motion is read and checked first, and all are held in memory."""
-        sequences = [self._motion(motion) for motion in motions]
+        sequences = [self._motion(motion, source_fps) for motion in motions]
         models = self._motion_models()
         outcomes = fitted_together([sequence_steps(sequence, models, self.deformation, fps)
                                     for sequence in sequences])
@@ -206,17 +211,22 @@ class Converter:
                 raise outcome
         return outcomes
 
-    def _motion(self, motion: Union[PathType, MotionSequence]) -> MotionSequence:
+    def _motion(self, motion: Union[PathType, MotionSequence],
+                source_fps: Optional[float] = None) -> MotionSequence:
         """A motion file of the source model, read, or a MotionSequence, checked; a warning
         when it gives more betas than the source model takes (`unused_betas`)."""
-        sequence, models = self._checked_motion(motion), self._motion_models()
+        if source_fps is not None and not is_framerate(source_fps):
+            raise InputError(f"source_fps must be a number of frames per second from "
+                             f"{MIN_FRAMERATE} to {MAX_FRAMERATE}, got {source_fps!r}")
+        sequence, models = self._checked_motion(motion, source_fps), self._motion_models()
         if unused_betas(sequence, models):
             note = unused_betas_note(f"{self.source.label} model", models.source.num_betas,
                                      f"the motion gives {sequence.betas.shape[-1]}")
             warnings.warn(f"{sequence.path or 'motion'}: {note}", stacklevel=3)
         return sequence
 
-    def _checked_motion(self, motion: Union[PathType, MotionSequence]) -> MotionSequence:
+    def _checked_motion(self, motion: Union[PathType, MotionSequence],
+                        source_fps: Optional[float] = None) -> MotionSequence:
         """A motion file of the source model, read, or a MotionSequence, checked."""
         if self.source_body is None:
             raise InputError("converting a motion needs the source model (source_model=)")
@@ -226,7 +236,7 @@ class Converter:
                 raise InputError(f"{motion.path or 'motion'}: is a {KINDS[motion.kind].label} "
                                  f"motion, the converter's source is {self.source.label}")
             return sequence
-        return read_motion(Path(motion), self.source.name, self.gender)
+        return read_motion(Path(motion), self.source.name, self.gender, source_fps)
 
     def _motion_models(self) -> GenderModels:
         """The models of the sequence stage, loaded on the first motion and kept."""

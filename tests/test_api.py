@@ -129,6 +129,28 @@ def test_motions_made_in_memory_are_checked(kit, converter):
             converter.convert_motion(motion, fps=fps)
 
 
+def test_a_motion_file_without_frame_rate_takes_source_fps(kit, converter, tmp_path):
+    """source_fps is the rate of a file that holds none; a file's own rate is kept; a bad
+    one is refused whatever the file holds."""
+    with np.load(kit.amass / kit.sequences[0]) as archive:
+        arrays = {key: archive[key][:8] if key in ("poses", "trans") else archive[key]
+                  for key in ("poses", "trans", "betas", "gender", "mocap_framerate")}
+    own_rate = float(arrays.pop("mocap_framerate"))
+    clip, take, twin = tmp_path / "clip.npz", tmp_path / "take.npz", tmp_path / "twin.npz"
+    np.savez(clip, **arrays)
+    np.savez(take, **arrays, fps=np.array(own_rate))
+    np.savez(twin, **arrays, fps=np.array(25.0))
+    with pytest.raises(InputError, match="clip.npz: .*it lacks mocap_framerate .*--source-fps"):
+        converter.convert_motion(clip)
+    converted = converter.convert_motions([clip, take, twin], source_fps=25)
+    assert [result.output.framerate for result in converted] == [25.0, own_rate, 25.0]
+    # The clip converts as the same motion holding 25 fps does (the rate sets the filter).
+    np.testing.assert_allclose(converted[0].output.poses, converted[2].output.poses, atol=1e-3)
+    for bad in (0, "25", float("nan"), True):
+        with pytest.raises(InputError, match="source_fps must be a number of frames per second"):
+            converter.convert_motion(take, source_fps=bad)
+
+
 def test_motions_converted_together_are_those_converted_one_by_one(kit, converter):
     """convert_motions: each motion's result in order, as convert_motion gives it (to the
     batched products' rounding); a bad motion among them is named before any fit."""

@@ -177,7 +177,7 @@ def test_a_file_without_gender_takes_the_one_given(kit, tmp_path):
         read_motion(path, gender="female")
     assert str(error.value).endswith(
         "it lacks mocap_framerate (or mocap_frame_rate, fps, frame_rate, framerate: frames "
-        "per second)")
+        "per second; or one given for files without it: convert_sequences.py --source-fps)")
     # A gender the file holds is the file's, whatever is given for files without one.
     np.savez(path, poses=arrays["poses"], trans=arrays["trans"], betas=arrays["betas"],
              frame_rate=np.array(25), gender=np.array("male"))
@@ -212,6 +212,42 @@ def test_an_estimator_style_file_converts_as_its_amass_twin_and_resumes(kit, tmp
         assert expected.files == got.files
         for key in expected.files:
             np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
+def test_a_file_without_frame_rate_takes_the_one_given_and_the_report_reads_it(kit, tmp_path):
+    """A video pose estimator's output holds no frame rate: --source-fps gives it to such
+    files alone (a file's own rate is kept), in the conversion and in the report."""
+    from smplh2smplx.stages.sequences.report import posed_meshes
+    arrays = kit_motion(kit, "smpl")
+    frames = slice(0, 10)
+    tree = tmp_path / "video"
+    tree.mkdir()
+    clip = split({"poses": arrays["poses"][frames]}, SMPLX_PACKAGE_PARTS["smpl"])
+    np.savez(tree / "clip.npz", **clip, transl=arrays["trans"][frames], betas=arrays["betas"])
+    np.savez(tree / "take_poses.npz", poses=arrays["poses"][frames],
+             trans=arrays["trans"][frames], betas=arrays["betas"], gender=np.array("male"),
+             mocap_framerate=np.array(60.0))
+    assert read_motion(tree / "clip.npz", gender="male", framerate=24).framerate == 24.0
+    assert read_motion(tree / "take_poses.npz", framerate=24).framerate == 60.0
+
+    options = short_run(kit, tree, tmp_path / "out", gender="male", keep_going=True)
+    summary = run_sequences(options, progress=False)
+    assert (summary.failed, len(summary.rows)) == (1, 1), summary.lines()
+    assert any("clip.npz" in line and "--source-fps" in line for line in summary.lines())
+    options = short_run(kit, tree, tmp_path / "out", gender="male", source_fps=24.0)
+    summary = run_sequences(options, progress=False)
+    assert (summary.failed, summary.done_before, len(summary.rows)) == (0, 1, 1), \
+        summary.lines()
+    for name, rate in (("clip_stageii.npz", 24.0), ("take_stageii.npz", 60.0)):
+        with np.load(tmp_path / "out" / "video" / name) as output:
+            assert float(output["mocap_frame_rate"]) == rate
+            assert float(output["mocap_time_length"]) == pytest.approx(10 / rate)
+
+    source, _, fitted, _, _ = posed_meshes(options, "video/clip.npz", np.array([0, 9]))
+    assert source.shape[0] == fitted.shape[0] == 2
+    with pytest.raises(InputError, match=r"clip.npz: .* --source-fps"):
+        posed_meshes(short_run(kit, tree, tmp_path / "out", gender="male"), "video/clip.npz",
+                     np.array([0]))
 
 
 @pytest.mark.parametrize("layout", ["parts", "poses"])

@@ -524,10 +524,11 @@ def test_every_bad_option_is_listed_at_once(kit, tmp_path, capsys):
               "DEFTRAFO_PATH": str(kit.deftrafo), "MASK_IDS_PATH": str(kit.mask),
               "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out"), "AMASS_DIR": str(kit.amass)}
     flags = ["--shard-size", "1", "--shard-index", "-1", "--fps", "-30", "--chunk-frames", "0",
-             "--smoothing", "2"]
+             "--smoothing", "2", "--source-fps", "0"]
     assert convert_sequences.main(flags, user_config=config) == 2
     assert capsys.readouterr().err.splitlines() == [
         "error: bad options:", "  --fps must be positive, got -30.0",
+        "  --source-fps must be from 1 to 10000 frames per second, got 0.0",
         "  --shard-index must be >= 0, got -1", "  --chunk-frames must be >= 1, got 0",
         "  --smoothing must be from 0 to 1.0 seconds, got 2.0"]
     assert not (tmp_path / "out").exists()

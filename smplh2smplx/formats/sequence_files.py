@@ -12,7 +12,8 @@ model holds:
   `mocap_framerate`.
 Files written outside AMASS's releases (video pose estimators, other tools) may hold the
 pose cut into parts or as rotation matrices (`motion_poses`), the translation as `transl`,
-the frame rate as `fps`, `frame_rate` or `framerate`, and no gender (the caller gives it).
+the frame rate as `fps`, `frame_rate` or `framerate`, and no gender or frame rate (the
+caller gives them).
 The model of an input is told by its poses (`motion_poses.file_kind`, checked against
 `surface_model_type` where the file has one). `shape.npz` (betas and gender
 only) and files already in the target model are skipped with a reason (`SkipFile`);
@@ -118,12 +119,14 @@ def motion_header(path: str | Path, expected_kind: str | None = None) -> tuple:
 
 
 def read_motion(path: str | Path, expected_kind: str | None = None,
-                gender: str | None = None) -> MotionSequence:
+                gender: str | None = None, framerate: float | None = None) -> MotionSequence:
     """The checked `MotionSequence` of a motion file of any kind.
 
     expected_kind: the model the caller was told the file holds (None: the file's own);
         a file of another model is a SkipFile naming both (one line).
     gender: the gender of a file that holds none (None: the file must hold its own).
+    framerate: the frame rate of a file that holds none (None: the file must hold its own;
+        a pose estimator's output is at its video's rate).
     Raises:
         SkipFile: `shape.npz` or another file without poses or pose parts; a file of
             another model than `expected_kind`.
@@ -147,8 +150,10 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
         "gender (or one given for files without it: convert_sequences.py --gender)"]
     rate_key = next((key for key in INPUT_RATE_KEYS if key in arrays), None)
     own_rate_key = KINDS[kind].motion.rate_key
-    missing += [] if rate_key else [f"{own_rate_key} (or " + ", ".join(
-        key for key in INPUT_RATE_KEYS if key != own_rate_key) + ": frames per second)"]
+    missing += [] if rate_key or framerate is not None else [
+        f"{own_rate_key} (or " + ", ".join(key for key in INPUT_RATE_KEYS if key != own_rate_key)
+        + ": frames per second; or one given for files without it: convert_sequences.py "
+        "--source-fps)"]
     if missing:
         raise InputError(f"{path}: a {KINDS[kind].label} motion file has poses, trans, betas, "
                          f"gender and {own_rate_key}; it lacks" + listed(missing))
@@ -159,14 +164,23 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
     # AMASS's own write genders so; the output spells it as AMASS does.
     text = _text(arrays["gender"]) if "gender" in arrays else gender
     gender = arrays.get("gender") if text is None else _unquoted(text.strip().lower())
-    framerate = arrays.get(rate_key)
-    if framerate is not None and (framerate.size != 1 or framerate.dtype.kind not in "fiu"):
-        raise InputError(f"{path}: {rate_key} is {shown_value(framerate)}, expected a number "
-                         "of frames per second")
+    if rate_key is None:
+        rate_key = "the frame rate given for files without one"
+    else:
+        framerate = arrays[rate_key]
+        if framerate.size != 1 or framerate.dtype.kind not in "fiu":
+            raise InputError(f"{path}: {rate_key} is {shown_value(framerate)}, expected a "
+                             "number of frames per second")
+        framerate = framerate.reshape(-1)[0]
     return checked_motion(MotionSequence(
         kind=kind, poses=poses, trans=arrays[trans_key], betas=arrays["betas"],
-        gender=gender, framerate=None if framerate is None else framerate.reshape(-1)[0],
-        path=path), rate_key)
+        gender=gender, framerate=framerate, path=path), rate_key)
+
+
+def is_framerate(rate) -> bool:
+    """Whether `rate` is a number of frames per second that a capture could have."""
+    return (isinstance(rate, numbers.Real) and not isinstance(rate, bool)
+            and MIN_FRAMERATE <= float(rate) <= MAX_FRAMERATE)
 
 
 def checked_motion(sequence: MotionSequence, rate_name: str = "framerate") -> MotionSequence:
@@ -218,8 +232,7 @@ def checked_motion(sequence: MotionSequence, rate_name: str = "framerate") -> Mo
         raise InputError(f"{name}: gender is {shown_value(sequence.gender)}, expected one of "
                          f"{', '.join(GENDERS)}")
     rate = sequence.framerate
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or \
-            not MIN_FRAMERATE <= float(rate) <= MAX_FRAMERATE:
+    if not is_framerate(rate):
         raise InputError(f"{name}: {rate_name} is {shown_value(rate)}, expected a number of "
                          f"frames per second from {MIN_FRAMERATE} to {MAX_FRAMERATE}")
     return replace(sequence, poses=poses, trans=trans, betas=betas, framerate=float(rate))

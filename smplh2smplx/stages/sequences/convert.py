@@ -53,7 +53,8 @@ from ...fit.problem import forward
 from ...fit.target import subset_size
 from ...formats.body_models import BodyModelData, load_body_model
 from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
-from ...formats.sequence_files import MotionSequence
+from ...formats.sequence_files import (MAX_FRAMERATE, MIN_FRAMERATE, MotionSequence,
+                                       is_framerate)
 from ...formats.sequences_csv import SequenceRow
 from ...runtime import cpu_single_thread, posing_slices
 from .batching import FitRequest, fitted_alone
@@ -120,6 +121,8 @@ class SequenceOptions:
         and SMPL-H (one mesh). mask_path: SMPL-X's valid vertices (SMPL-X targets only).
     gender: "file" (each file's own) or neutral, male or female for every file.
     fps: output frame rate (None: the source's), at most the source's (`frame_spacing`).
+    source_fps: the frame rate of input files that hold none (a pose estimator's output is
+        at its video's rate); None: such files fail. A file's own rate is always kept.
     shard_size, shard_index: the slice of the sorted file list (shard_size 0: all).
     overwrite: convert again files whose output is done; overwrite_since: with it, outputs
         written since this time (seconds since the epoch: the first start of a SLURM task
@@ -143,6 +146,7 @@ class SequenceOptions:
     target_model: str = "smplx"
     gender: str = "file"
     fps: float = None
+    source_fps: float = None
     shard_size: int = 0
     shard_index: int = 0
     overwrite: bool = False
@@ -176,6 +180,9 @@ class SequenceOptions:
                             "nothing to convert")
         if self.fps is not None and not self.fps > 0:
             problems.append(f"--fps must be positive, got {self.fps}")
+        if self.source_fps is not None and not is_framerate(self.source_fps):
+            problems.append(f"--source-fps must be from {MIN_FRAMERATE} to {MAX_FRAMERATE} "
+                            f"frames per second, got {self.source_fps}")
         if self.num_betas is not None and self.num_betas < 1:
             problems.append(f"--num-betas must be >= 1, got {self.num_betas}")
         problems += below_least((("--shard-size", self.shard_size, 0),

@@ -117,7 +117,7 @@ def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) ->
     target = options.target_model
     arrays = read_motion_file(output_path(options.output_dir, relative, target), target)
     gender = str(arrays["gender"])
-    sequence = read_motion(source_path, options.source_model, gender)
+    sequence = read_motion(source_path, options.source_model, gender, options.source_fps)
     models = GenderModels(options, sequence.kind, gender,
                           pair_transfer(options, sequence.kind, target).mask_ids,
                           torch.device("cpu"))

@@ -158,7 +158,8 @@ class SequenceRun:
             raise InputError(f"{path}: the file name is too long: the names of its outputs "
                              f"would be over {NAME_MAX_BYTES} bytes; rename the file")
         sequence = read_motion(path, options.source_model,
-                               None if options.gender == "file" else options.gender)
+                               None if options.gender == "file" else options.gender,
+                               options.source_fps)
         if sequence.kind == target:
             raise SkipFile(f"{path}: already a {KINDS[target].label} sequence")
         gender = sequence.gender if options.gender == "file" else options.gender
