@@ -3,6 +3,7 @@
     python convert_sequences.py                          # config.py: AMASS_DIR -> SEQUENCE_OUTPUT_DIR
     python convert_sequences.py AMASS/CMU --fps 30 --keep-going      # -> <output>/CMU/...
     python convert_sequences.py AMASS/CMU/01/01_01_poses.npz --output-dir out --gender neutral
+    python convert_sequences.py estimates/ --gender neutral --source-fps 30   # a video's SMPL fits
     python convert_sequences.py AMASS_SMPLX/CMU --target-model smplh --deformation-transfer transfer/
     python convert_sequences.py --shard-size 200 --shard-index 3     # one shard of the sorted files
     python convert_sequences.py --slurm --shards 50 --partition gpu --time 240 --gpus 1
@@ -62,7 +63,7 @@ SHARED_FLAGS = RUN_FLAGS + ("target_model",)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
-        epilog="\n".join(__doc__.split("\n")[1:8]),
+        epilog=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", nargs="?", metavar="PATH",
                         help="a folder of motion files (any subfolder of AMASS) or one "
