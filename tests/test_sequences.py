@@ -1047,6 +1047,40 @@ def test_report_counts_the_input_files_without_an_output(converted, kit, tmp_pat
     assert (index.parent / "not_converted.txt").read_text() == ""
 
 
+def test_report_without_the_input_at_hand_says_why_it_has_no_animation(converted, kit,
+                                                                         tmp_path, capsys):
+    """The report of an output folder copied away from its input (the AMASS tree is a
+    licensed download, often not on the machine that reads the results), or whose worst
+    sequence's source was moved since: the page, its table and plots are written, and in
+    place of the animation one line says why (before, the report failed whole); an
+    animation of an earlier report is removed, not left beside a page that does not show it."""
+    from smplh2smplx.stages.sequences.report import write_sequence_report
+    tree, output, _ = converted
+    copy = tmp_path / "out"
+    shutil.copytree(output, copy)
+    (copy / "report").mkdir(exist_ok=True)
+    (copy / "report" / "worst_sequence.gif").write_bytes(b"GIF89a old")
+    gone = tmp_path / "elsewhere" / tree.name
+    index = write_sequence_report(options(kit, gone, copy, fps=30.0), num_worst=2,
+                                  animation_frames=2)
+    page = index.read_text()
+    worst = max(read_sequence_rows(copy / SEQUENCES_CSV).values(),
+                key=lambda row: row.v2v_mean_mm)
+    assert f"Worst sequence: {worst.sequence}" in page
+    assert "No animation:" in page and "sequence file not found" in page
+    assert "worst_sequence.gif" not in page
+    assert not (index.parent / "worst_sequence.gif").exists()
+    assert all((index.parent / f"sequence_{i:02d}.png").stat().st_size > 1000 for i in (0, 1))
+    assert "no animation of the worst sequence" in capsys.readouterr().out
+    # The input at hand but the worst sequence's source moved away since its conversion.
+    moved = tmp_path / "moved" / tree.name
+    shutil.copytree(tree, moved)
+    (moved / worst.sequence.split("/", 1)[1]).unlink()
+    page = write_sequence_report(options(kit, moved, copy, fps=30.0), num_worst=1,
+                                 animation_frames=2).read_text()
+    assert "No animation:" in page and "1 without an output" not in page
+
+
 def test_frames_follow_the_subset_alone(kit):
     """On SMPL-H's mesh the per-pose loss subset is cut to a third of the mask, and a per-pose
     fit ends with a step on the whole mask; a sequence's frame and shape fitters follow a

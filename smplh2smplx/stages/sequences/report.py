@@ -16,7 +16,7 @@ import numpy as np
 import roma
 import torch
 
-from ...errors import InputError
+from ...errors import InputError, one_line
 from ...family import KINDS
 from ...formats.files import atomic_write, shown_name
 from ...formats.sequence_files import read_motion, read_motion_file
@@ -212,13 +212,22 @@ def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
     quality = qualities[worst_row.sequence]
     frames = np.unique(np.linspace(0, len(quality["v2v_mm"]) - 1,
                                    min(animation_frames, len(quality["v2v_mm"]))).astype(int))
-    source, source_faces, fitted, fitted_faces, azimuth = posed_meshes(
-        options, worst_row.sequence, frames)
-    shown_fps = quality["fps"] * len(frames) / max(len(quality["v2v_mm"]), 1)
-    animate(source, source_faces, fitted, fitted_faces, max(shown_fps, 2.0),
-            folder / "worst_sequence.gif", azimuth)
-    parts.append(f"<h2>Worst sequence: {html.escape(worst_row.sequence)}</h2>"
-                 "<img src='worst_sequence.gif' alt='source and fitted meshes'>")
+    parts.append(f"<h2>Worst sequence: {html.escape(worst_row.sequence)}</h2>")
+    animation = folder / "worst_sequence.gif"
+    try:
+        source, source_faces, fitted, fitted_faces, azimuth = posed_meshes(
+            options, worst_row.sequence, frames)
+    except InputError as error:
+        # The animation poses the source: an output folder read away from its input (a
+        # licensed download), or a source moved since, still gets its page.
+        log(f"note: no animation of the worst sequence: {one_line(error)}")
+        animation.unlink(missing_ok=True)
+        parts.append(f"<p>No animation: {html.escape(shown_name(one_line(error)))}</p>")
+    else:
+        shown_fps = quality["fps"] * len(frames) / max(len(quality["v2v_mm"]), 1)
+        animate(source, source_faces, fitted, fitted_faces, max(shown_fps, 2.0), animation,
+                azimuth)
+        parts.append(f"<img src='{animation.name}' alt='source and fitted meshes'>")
     for index, row in enumerate(worst):
         name = f"sequence_{index:02d}.png"
         plot_sequence(qualities[row.sequence], row.sequence, folder / name)
