@@ -164,9 +164,7 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
     # AMASS's own write genders so; the output spells it as AMASS does.
     text = _text(arrays["gender"]) if "gender" in arrays else gender
     gender = arrays.get("gender") if text is None else _unquoted(text.strip().lower())
-    if rate_key is None:
-        rate_key = "the frame rate given for files without one"
-    else:
+    if rate_key is not None:            # the file's own rate, else the one given
         framerate = arrays[rate_key]
         if framerate.size != 1 or framerate.dtype.kind not in "fiu":
             raise InputError(f"{path}: {rate_key} is {shown_value(framerate)}, expected a "
@@ -174,7 +172,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
         framerate = framerate.reshape(-1)[0]
     return checked_motion(MotionSequence(
         kind=kind, poses=poses, trans=arrays[trans_key], betas=arrays["betas"],
-        gender=gender, framerate=framerate, path=path), rate_key)
+        gender=gender, framerate=framerate, path=path),
+        rate_key or "the frame rate given for files without one")
 
 
 def is_framerate(rate) -> bool:
