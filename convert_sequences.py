@@ -3,8 +3,10 @@
     python convert_sequences.py                          # config.py: AMASS_DIR -> SEQUENCE_OUTPUT_DIR
     python convert_sequences.py AMASS/CMU --fps 30 --keep-going      # -> <output>/CMU/...
     python convert_sequences.py AMASS/CMU/01/01_01_poses.npz --output-dir out --gender neutral
-    python convert_sequences.py estimates/ --gender neutral --source-fps 30   # a video's SMPL fits
-    python convert_sequences.py AMASS_SMPLX/CMU --target-model smplh --deformation-transfer transfer/
+    python convert_sequences.py estimates/ --gender neutral --source-fps 30 \\
+        --deformation-transfer transfer/                 # a video's SMPL fits
+    python convert_sequences.py AMASS_SMPLX/CMU --target-model smplh --output-dir smplh_out \\
+        --deformation-transfer transfer/
     python convert_sequences.py --shard-size 200 --shard-index 3     # one shard of the sorted files
     python convert_sequences.py --slurm --shards 50 --partition gpu --time 240 --gpus 1
     python convert_sequences.py --mode report            # plots and animation of a finished run

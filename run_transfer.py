@@ -11,10 +11,11 @@ Modes (--mode):
 
     python run_transfer.py                                   # config.py + my_smplh2smplx.yaml
     python run_transfer.py --shard-size 1000 --shard-index 0 --device cuda
-    python run_transfer.py --source-model smplx --target-model smpl \
-        --deformation-transfer smplx2smpl_deftrafo_setup.pkl --smpl-model models/smpl
-    python run_transfer.py --mode shape --betas 0.5,-1,0 --source-model smplx --target-model smpl
-    python run_transfer.py --mode report [--report-dir DIR] [--report-poses N]
+    python run_transfer.py --source-model smplx --target-model smpl --mesh-dir smplx_meshes \\
+        --deformation-transfer smplx2smpl_deftrafo_setup.pkl --output-dir smpl_params
+    python run_transfer.py --mode shape --betas 0.5,-1,0 --source-model smplx --target-model smpl \\
+        --deformation-transfer smplx2smpl_deftrafo_setup.pkl
+    python run_transfer.py --mode report --report-poses 24    # --report-dir DIR: elsewhere
 
 Every path defaults to its config.py entry and every other setting to settings.py; a YAML
 file (--exp-cfg), --exp-opts key=value and the flags override them, in that order.

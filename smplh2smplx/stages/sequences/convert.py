@@ -232,7 +232,8 @@ def pair_transfer(options: SequenceOptions, source: str, target: str) -> Deforma
         if named:
             raise InputError(f"{path}: is the {named[0]} transfer; {KINDS[source].label} to "
                              f"{KINDS[target].label} needs {OFFICIAL_TRANSFER_FILES[pair]} "
-                             "(--deftrafo: that file, or the folder holding both)")
+                             "(--deformation-transfer: that file, or the folder of the "
+                             "official files)")
     mask = options.mask_path if KINDS[target].uses_mask else None
     return load_pair_transfer(source, target, path, mask)
 
