@@ -34,6 +34,7 @@ from smplh2smplx.formats.param_files import read_parameters, write_parameters
 from smplh2smplx.stages.report import write_report
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.annotations import Selection, read_id_mapping, read_json
+from smplh2smplx.formats.sequence_files import read_motion
 from smplh2smplx.settings import load_settings
 from smplh2smplx.family import SMPLH
 from smplh2smplx.formats.mesh_folder import read_mesh_vertices
@@ -427,7 +428,7 @@ def read_smplh_mesh(path):
     (read_smplh_mesh, "000001.obj"), (read_smplh_mesh, "000001.ply"),
     (read_source_params, SOURCE_PARAMS), (lambda path: read_parameters(path, "smplx"), "000001.pkl"),
     (load_pickle, "setup.pkl"), (read_smplh_poses, "seq_poses.npz"), (read_json, "ids.json"),
-    (read_error_rows, "errors.csv"),
+    (read_error_rows, "errors.csv"), (read_motion, "clip_poses.npz"),
 ])
 def test_item11_fifo_named_like_an_input_is_refused_without_hanging(tmp_path, reader, name):
     path = tmp_path / name
@@ -439,10 +440,12 @@ def test_item11_fifo_named_like_an_input_is_refused_without_hanging(tmp_path, re
     assert isinstance(error, InputError) and str(path) in str(error), error
 
 
-def test_item11_device_is_refused(tmp_path):
-    link = tmp_path / "000001.obj"
+@pytest.mark.parametrize("reader, name", [(read_smplh_mesh, "000001.obj"),
+                                          (read_motion, "clip_poses.npz")])
+def test_item11_device_is_refused(tmp_path, reader, name):
+    link = tmp_path / name
     link.symlink_to("/dev/zero")
-    done, error = finishes(lambda: read_mesh_vertices(link, SMPLH))
+    done, error = finishes(lambda: reader(link))
     assert done and isinstance(error, InputError) and "character device" in str(error)
 
 

@@ -134,7 +134,7 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
             frames are named), missing or malformed arrays.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():           # anything else that is not a regular file is named below
         raise InputError(f"{path}: sequence file not found")
     arrays = _load(path, INPUT_KEYS)
     if "poses" not in arrays:       # parts are read only where they are the pose
