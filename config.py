@@ -23,9 +23,9 @@ SMPLX_MODEL = TODO
 # SMPL body model (only for pairs with SMPL): the folder with
 # smpl/SMPL_{NEUTRAL,MALE,FEMALE}.pkl, or the model file itself.
 SMPL_MODEL = TODO
-# From the smplx "model transfer" data: the deformation transfer of the pair converted
-# (--deformation-transfer; convert_sequences.py also takes the folder holding the official
-# files) and the SMPL-X mask (--mask).
+# From the smplx "model transfer" data: the deformation transfer of the pair converted, or
+# the folder holding the official files (each pair takes its own by name;
+# --deformation-transfer), and the SMPL-X mask (--mask).
 DEFTRAFO_PATH = TODO  # smplh2smplx_deftrafo_setup.pkl
 MASK_IDS_PATH = TODO  # smplx_mask_ids.npy
 

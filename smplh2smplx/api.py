@@ -43,8 +43,8 @@ class Converter:
         target_model: the target model file, or a folder holding it.
         source_model: the source model file or folder; needed to convert parameters and
             motions (not vertices).
-        deformation_transfer: the official `<source>2<target>` setup file; None for SMPL
-            and SMPL-H, which share one mesh.
+        deformation_transfer: the official `<source>2<target>` setup file, or the folder
+            of the official files; None for SMPL and SMPL-H, which share one mesh.
         mask: the target's valid vertex ids (the SMPL-X mask); None: every vertex.
         gender: "neutral", "male" or "female": the gender of both models.
         device: "cpu", "cuda", "cuda:N" or "auto".

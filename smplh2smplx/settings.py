@@ -249,8 +249,8 @@ class TransferOptions:
     smplh_model: Optional[Path] = path_setting("SMPLH_MODEL", "SMPL-H model file or folder")
     smplx_model: Optional[Path] = path_setting("SMPLX_MODEL", "SMPL-X model file or folder")
     deformation_transfer: Optional[Path] = path_setting(
-        "DEFTRAFO_PATH", "the official <source>2<target> deformation transfer setup (not "
-        "read for SMPL <-> SMPL-H, which share one mesh)")
+        "DEFTRAFO_PATH", "the official <source>2<target> deformation transfer setup, or the "
+        "folder of the official files (not read for SMPL <-> SMPL-H, which share one mesh)")
     mask: Optional[Path] = path_setting(
         "MASK_IDS_PATH", "SMPL-X vertex ids with a valid correspondence (SMPL-X targets "
         "only; others use every vertex)")

@@ -224,8 +224,34 @@ def test_pair_without_its_transfer_is_refused(pairs, tmp_path):
         TransferOptions(mesh_dir=tmp_path, output_dir=tmp_path,
                         smpl_model=pairs.models["smpl"], source_model="smplx",
                         target_model="smpl").check()
-    with pytest.raises(InputError, match="smplh2smplx_deftrafo_setup.pkl.*shape"):
-        load_pair_transfer("smplx", "smpl", pairs.transfers["smplh2smplx"])
+    renamed = tmp_path / "my_transfer.pkl"          # no official name: its shape is checked
+    renamed.write_bytes(pairs.transfers["smplh2smplx"].read_bytes())
+    with pytest.raises(InputError, match="my_transfer.pkl.*shape"):
+        load_pair_transfer("smplx", "smpl", renamed)
+
+
+def test_each_pair_takes_its_own_transfer_from_the_official_folder(pairs):
+    """The folder of the official files gives every pair the file named for it, in stage 2,
+    the motions and the API alike (they all read it through load_pair_transfer); a file
+    named for another pair is refused, where the sizes cannot tell (SMPL's and SMPL-H's
+    transfers both map 6890 vertices) as where they can."""
+    import smplh2smplx
+    folder = pairs.transfers["smplh2smplx"].parent
+    for name, path in pairs.transfers.items():
+        source, target = name.split("2")
+        if family.same_topology(source, target):
+            continue
+        from_folder = load_pair_transfer(source, target, folder)
+        from_file = load_pair_transfer(source, target, path)
+        assert from_folder.deftrafo_path == path
+        assert (from_folder.matrix != from_file.matrix).nnz == 0
+    for given in ("smplh2smplx", "smplx2smpl"):
+        with pytest.raises(InputError, match=f"{given}_deftrafo_setup.pkl: is the {given} "
+                           "transfer; SMPL to SMPL-X needs smpl2smplx_deftrafo_setup.pkl"):
+            load_pair_transfer("smpl", "smplx", pairs.transfers[given], pairs.mask)
+    converter = smplh2smplx.Converter("smpl", "smplx", target_model=pairs.models["smplx"],
+                                      deformation_transfer=folder, mask=pairs.mask)
+    assert converter.deformation.deftrafo_path == pairs.transfers["smpl2smplx"]
 
 
 # ----------------------------------------------------------------- shape only

@@ -139,14 +139,26 @@ def load_pair_transfer(source: str, target: str, deftrafo_path: str | Path | Non
 
     Models of one topology (SMPL and SMPL-H) need no file: the identity map, every vertex
     valid unless `mask_path` is given. Other pairs read `deftrafo_path` (the official
-    `<source>2<target>` setup) and `mask_path` (None: every target vertex is valid).
+    `<source>2<target>` setup, or a folder holding the official files: the pair's is taken
+    by its name) and `mask_path` (None: every target vertex is valid).
+    Raises InputError for a file named as the official transfer of another pair: SMPL's and
+    SMPL-H's transfers map the same 6890 vertices, so the sizes cannot tell them apart.
     """
     if same_topology(source, target):
         num_vertices = KINDS[target].num_vertices
         mask_ids = None if mask_path is None else read_mask_ids(mask_path, num_vertices)
         return identity_transfer(num_vertices, mask_ids)
+    pair, pair_name = OFFICIAL_TRANSFER_FILES[f"{source}2{target}"], (
+        f"{KINDS[source].label} to {KINDS[target].label}")
     if deftrafo_path is None:
-        raise InputError(f"{KINDS[source].label} to {KINDS[target].label} needs the "
-                         f"deformation transfer {OFFICIAL_TRANSFER_FILES[source + '2' + target]} "
+        raise InputError(f"{pair_name} needs the deformation transfer {pair} "
                          "(--deformation-transfer)")
-    return load_deformation_transfer(deftrafo_path, mask_path, source, target)
+    path = Path(deftrafo_path)
+    if path.is_dir():
+        path = path / pair
+    for other, file_name in OFFICIAL_TRANSFER_FILES.items():
+        if file_name == path.name and file_name != pair:
+            raise InputError(f"{path}: is the {other} transfer; {pair_name} needs {pair} "
+                             "(--deformation-transfer: that file, or the folder of the "
+                             "official files)")
+    return load_deformation_transfer(path, mask_path, source, target)

@@ -52,7 +52,6 @@ from ...fit.fitter import BodyFitter, FitSettings
 from ...fit.problem import forward
 from ...fit.target import subset_size
 from ...formats.body_models import BodyModelData, load_body_model
-from ...formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from ...formats.sequence_files import (MAX_FRAMERATE, MIN_FRAMERATE, MotionSequence,
                                        is_framerate)
 from ...formats.sequences_csv import SequenceRow
@@ -220,22 +219,8 @@ def load_gender_model(options: SequenceOptions, kind: str, gender: str) -> BodyM
 
 def pair_transfer(options: SequenceOptions, source: str, target: str) -> DeformationTransfer:
     """The deformation transfer of a pair (a folder of official files, or the file)."""
-    path, pair = options.deftrafo_path, f"{source}2{target}"
-    if path is not None and not same_topology(source, target):
-        path = Path(path)
-        if path.is_dir():
-            path = path / OFFICIAL_TRANSFER_FILES[pair]
-        # An official file name says its pair: a SMPL file must not get the SMPL-H transfer
-        # (both map 6890 vertices, so the sizes cannot tell).
-        named = [name for name, file_name in OFFICIAL_TRANSFER_FILES.items()
-                 if file_name == path.name and name != pair]
-        if named:
-            raise InputError(f"{path}: is the {named[0]} transfer; {KINDS[source].label} to "
-                             f"{KINDS[target].label} needs {OFFICIAL_TRANSFER_FILES[pair]} "
-                             "(--deformation-transfer: that file, or the folder of the "
-                             "official files)")
     mask = options.mask_path if KINDS[target].uses_mask else None
-    return load_pair_transfer(source, target, path, mask)
+    return load_pair_transfer(source, target, options.deftrafo_path, mask)
 
 
 def subset_alone(settings: FitSettings, num_masked: int) -> FitSettings:
