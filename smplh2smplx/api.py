@@ -16,11 +16,11 @@ import torch
 
 from .body.deformation import load_pair_transfer
 from .body.lbs import BodyModel
-from .errors import InputError
+from .errors import InputError, listed
 from .family import KINDS, map_pose
 from .fit.fitter import BodyFitter, FitResult, FitSettings
 from .formats.body_models import load_body_model
-from .formats.param_files import build_parameters
+from .formats.param_files import betas_problem, build_parameters
 from .formats.limits import (MAX_ANGLE_RAD, MAX_BETA, MAX_COORDINATE_M, MAX_TRANSLATION_M,
                              value_problem)
 from .formats.sequence_files import (MAX_FRAMERATE, MIN_FRAMERATE, MotionSequence,
@@ -63,6 +63,8 @@ class Converter:
                 raise InputError(f"{name} model must be one of {', '.join(KINDS)}, got {kind!r}")
         if not isinstance(settings, FitSettings):
             raise InputError(f"settings must be a FitSettings, got {type(settings).__name__}")
+        if settings.problems("settings."):
+            raise InputError("bad settings:" + listed(settings.problems("settings.")))
         self.source, self.target = KINDS[source], KINDS[target]
         self.gender, self.settings = gender, settings
         self.device = resolve_device(device)
@@ -71,6 +73,7 @@ class Converter:
         self.deformation = load_pair_transfer(source, target, deformation_transfer, mask)
         self.mask_ids = torch.as_tensor(self.deformation.mask_ids, device=self.device)
         target_data = load_body_model(target_model, target, gender)
+        target_data.check_num_betas(settings.num_betas, "settings.num_betas")
         self.fitter = BodyFitter(target_data, self.deformation.mask_ids, settings).to(self.device)
         self.source_body = None
         self._sequence_models = None
@@ -168,7 +171,11 @@ class Converter:
         return tensor
 
     def parameter_dicts(self, result: FitResult) -> list:
-        """One dict per pose of `result`, as the target's per-pose `.pkl` files hold it."""
+        """One dict per pose of `result`, as the target's per-pose `.pkl` files hold it
+        (SMPL's and SMPL-X's with 10 betas: `settings.num_betas` must give them)."""
+        problem = betas_problem(self.target.name, result.betas.shape[-1])
+        if problem:
+            raise InputError(f"{problem} (settings.num_betas)")
         return [build_parameters(self.target.name, result.pose[i], result.betas[i],
                                  result.transl[i]) for i in range(len(result.pose))]
 

@@ -327,13 +327,12 @@ class TransferOptions:
             problems.append(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         problems += below_least((("shard_size", self.shard_size, 0),
                                  ("shard_index", self.shard_index, 0),
-                                 ("poses_per_batch", self.poses_per_batch, 1),
-                                 ("fit.max_iterations", self.fit.max_iterations, 0),
-                                 ("fit.refine_iterations", self.fit.refine_iterations, 0)))
+                                 ("poses_per_batch", self.poses_per_batch, 1)))
+        problems += self.fit.problems("fit.")
         if self.gender not in GENDERS:
             problems.append(f"gender must be one of {', '.join(GENDERS)}, got "
                             f"{self.gender!r}")
-        if self.target_model in KINDS:
+        if self.target_model in KINDS and isinstance(self.fit.num_betas, int):
             betas_limit = KINDS[self.target_model].betas
             if not 1 <= self.fit.num_betas <= betas_limit[1] or (
                     betas_limit[0] and self.fit.num_betas != betas_limit[0]):
@@ -345,12 +344,6 @@ class TransferOptions:
             problems.append(f"from_params poses {STAGE1_MODEL.label} from source_params.npz: "
                             f"the source model must be {STAGE1_MODEL.name}, got "
                             f"{self.source_model}")
-        if not 0.0 < self.fit.tolerance < 1.0:      # a fraction of the loss; NaN fails too
-            problems.append(f"fit.tolerance must be a fraction between 0 and 1 (exclusive), "
-                            f"got {self.fit.tolerance}")
-        if self.fit.fit_vertices < 0:
-            problems.append(f"fit.fit_vertices must be >= 0 (0: the whole mask), got "
-                            f"{self.fit.fit_vertices}")
         _refuse(problems)
         _missing_paths(self, self.needed_paths(mode))
 

@@ -103,6 +103,41 @@ def test_bad_arguments_are_named(converter, call, message):
         call(converter)
 
 
+def test_bad_settings_are_named_before_any_work(kit):
+    """The settings are arguments too: each value no fit runs with is listed, as the
+    commands list theirs; betas past the model's shape coefficients (its expression
+    directions, or none) and per-pose files of another number of betas are refused."""
+    def converter(target="smplx", **settings):
+        return smplh2smplx.Converter(
+            "smplh", target, target_model=kit.body_models, deformation_transfer=kit.deftrafo,
+            mask=kit.mask, settings=smplh2smplx.FitSettings(**settings))
+
+    with pytest.raises(InputError) as error:
+        converter(max_iterations=-1, refine_iterations=1.5, num_betas=0,
+                  tolerance=float("nan"), fit_vertices=-5, learned_start="yes")
+    assert str(error.value).splitlines() == [
+        "bad settings:", "  settings.max_iterations must be >= 0, got -1",
+        "  settings.refine_iterations must be a whole number, got 1.5",
+        "  settings.num_betas must be >= 1, got 0",
+        "  settings.fit_vertices must be >= 0, got -5",
+        "  settings.tolerance must be a fraction between 0 and 1 (exclusive), got nan",
+        "  settings.learned_start must be True or False, got 'yes'"]
+    coefficients = load_body_model(kit.body_models, "smplx").num_shape_coeffs
+    with pytest.raises(InputError, match=f"has {coefficients} shape coefficients, "
+                       f"{coefficients + 1} betas asked for .settings.num_betas."):
+        converter(num_betas=coefficients + 1)
+    with pytest.raises(InputError, match="has 10 shape coefficients, 12 betas asked for"):
+        smplh2smplx.Converter("smplh", "smpl", target_model=kit.body_models,
+                              settings=smplh2smplx.FitSettings(num_betas=12))
+    sixteen = converter(num_betas=16, max_iterations=2)
+    result = sixteen.from_vertices(torch.as_tensor(
+        BodyModel(load_body_model(kit.body_models, "smplh"))(torch.zeros(1, 52, 3))[0]))
+    assert result.betas.shape == (1, 16)            # in memory, any number the model holds
+    with pytest.raises(InputError, match="a SMPL-X parameter file holds 10 betas, got 16 "
+                       r"\(settings.num_betas\)"):
+        sixteen.parameter_dicts(result)
+
+
 def test_flat_and_joint_poses_give_the_same_fit(converter):
     pose = 0.2 * torch.randn(2, 52, 3, generator=torch.Generator().manual_seed(2))
     by_joint, flat = converter.from_params(pose), converter.from_params(pose.reshape(2, 156))

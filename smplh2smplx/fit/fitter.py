@@ -80,6 +80,29 @@ class FitSettings:
     fit_vertices: int = 3000
     learned_start: bool = False
 
+    def problems(self, prefix: str) -> list:
+        """The values no fit runs with, a line each, every field named `prefix` + its name
+        (the settings' "fit.", the API's "settings."). The betas a target model holds are
+        its own check (`BodyModelData.check_num_betas`)."""
+        problems = []
+        for name, least in (("max_iterations", 0), ("refine_iterations", 0),
+                            ("num_betas", 1), ("fit_vertices", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                problems.append(f"{prefix}{name} must be a whole number, got {value!r}")
+            elif value < least:
+                problems.append(f"{prefix}{name} must be >= {least}, got {value}")
+        tolerance = self.tolerance
+        if (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+                or not 0.0 < tolerance < 1.0):      # a fraction of the loss; NaN fails too
+            problems.append(f"{prefix}tolerance must be a fraction between 0 and 1 "
+                            f"(exclusive), got {tolerance!r}")
+        for name in ("fit_betas", "learned_start"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{prefix}{name} must be True or False, got "
+                                f"{getattr(self, name)!r}")
+        return problems
+
 
 # Named settings of the fit: "fast", the default, is within 1% of the floor at the most poses
 # per second; "floor" iterates on the whole mask until the loss stops moving (the error the

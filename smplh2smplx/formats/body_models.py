@@ -60,6 +60,13 @@ class BodyModelData:
     def num_joints(self) -> int:
         return self.parents.shape[0]
 
+    def check_num_betas(self, num_betas: int, option: str) -> None:
+        """InputError when this model holds fewer shape coefficients than the `num_betas`
+        that `option` asks for (those past them would be expression directions, or none)."""
+        if num_betas > self.num_shape_coeffs:
+            raise InputError(f"{self.path}: has {self.num_shape_coeffs} shape coefficients, "
+                             f"{num_betas} betas asked for ({option})")
+
     def joint_shapedirs(self, num_betas: int) -> np.ndarray:
         """(J, 3, num_betas): how the regressed joints move with the first betas (one
         matrix product: numpy's einsum took 0.03 s a call for SMPL-X)."""

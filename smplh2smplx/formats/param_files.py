@@ -24,6 +24,16 @@ def parameter_path(output_dir: Path, pose_id: int) -> Path:
     return Path(output_dir) / f"{pose_id:06d}.pkl"
 
 
+def betas_problem(kind: str, count: int) -> str | None:
+    """Why a per-pose file of the `kind` model cannot hold `count` betas, or None (SMPL's
+    and SMPL-X's hold 10, as their consumers read them; SMPL-H's 1 to 16)."""
+    exact, most = KINDS[kind].betas
+    if (exact and count != exact) or not 1 <= count <= most:
+        return (f"a {KINDS[kind].label} parameter file holds {exact or f'1 to {most}'} betas, "
+                f"got {count}")
+    return None
+
+
 def build_parameters(kind: str, pose, betas, transl=None) -> dict:
     """The dict of one pose of the `kind` model.
 
@@ -41,10 +51,8 @@ def build_parameters(kind: str, pose, betas, transl=None) -> dict:
               else torch.as_tensor(transl).detach().to("cpu", torch.float32).reshape(1, 3))
     if pose.shape != (model.num_joints, 3):
         raise ValueError(f"pose must be ({model.num_joints}, 3), got {tuple(pose.shape)}")
-    exact, most = model.betas
-    if (exact and betas.shape[1] != exact) or not 1 <= betas.shape[1] <= most:
-        raise ValueError(f"betas must hold {exact or f'1 to {most}'} values, got "
-                         f"{betas.shape[1]}")
+    if betas_problem(kind, betas.shape[1]):
+        raise ValueError(betas_problem(kind, betas.shape[1]))
     joint_slices = model.joint_slices
     params = {}
     for key, shape in model.parameter_shapes.items():

@@ -108,9 +108,7 @@ class _Stage2:
         self.source = KINDS[options.source_model]
         target_data = load_body_model(options.model_path(options.target_model),
                                       options.target_model, options.gender)
-        if options.fit.num_betas > target_data.num_shape_coeffs:
-            raise InputError(f"{target_data.path}: has {target_data.num_shape_coeffs} shape "
-                             f"coefficients, {options.fit.num_betas} betas asked for")
+        target_data.check_num_betas(options.fit.num_betas, "fit.num_betas")
         self.deformation = load_pair_transfer(options.source_model, options.target_model,
                                               options.deformation_transfer, options.mask)
         if options.mask is not None:

@@ -237,9 +237,7 @@ class GenderModels:
         target_kind, num_betas = options.target_model, options.betas_written
         source_data = load_gender_model(options, source_kind, gender)
         target_data = load_gender_model(options, target_kind, gender)
-        if num_betas > target_data.num_shape_coeffs:
-            raise InputError(f"{target_data.path}: has {target_data.num_shape_coeffs} shape "
-                             f"coefficients, {num_betas} betas asked for (--num-betas)")
+        target_data.check_num_betas(num_betas, "--num-betas")
         self.source_kind, self.target_kind, self.gender = source_kind, target_kind, gender
         self.source = BodyModel(source_data, num_betas=source_data.num_shape_coeffs).to(device)
         # float64: the least squares of the shape fit and the joints of the jitter.
