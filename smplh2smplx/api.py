@@ -209,6 +209,9 @@ class Converter:
         together (a motion's frames come to the fitter a few dozen at a time, and a step
         costs a fixed part that several motions share): one `SequenceResult` per motion, in
         order. Every motion is read and checked first, and all are held in memory."""
+        if not isinstance(motions, (list, tuple)):      # a path alone would be its letters
+            raise InputError(f"motions must be a list of motion files or MotionSequence "
+                             f"objects, got {type(motions).__name__}")
         sequences = [self._motion(motion, source_fps) for motion in motions]
         models = self._motion_models()
         outcomes = fitted_together([sequence_steps(sequence, models, self.deformation, fps)

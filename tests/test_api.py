@@ -95,6 +95,8 @@ def test_unknown_model_kind_is_refused(kit):
     (lambda c: c.from_vertices(torch.full((2, 6890, 3), 1e30)), "vertices holds 1e\\+30 m"),
     (lambda c: c.from_vertices(torch.zeros(2, 6890, 3), torch.zeros(2, 5, 3)),
      r"source_pose must be \(2, 52, 3\) or \(2, 156\)"),
+    (lambda c: c.convert_motions("01_01_poses.npz"),
+     "motions must be a list of motion files or MotionSequence objects, got str"),
 ])
 def test_bad_arguments_are_named(converter, call, message):
     """Every argument of the API is checked before any work: shape, batch, NaN, and numbers
