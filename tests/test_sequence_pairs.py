@@ -534,6 +534,28 @@ def test_every_bad_option_is_listed_at_once(kit, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_first_run_names_every_path_its_files_need_at_once(kit, tmp_path, capsys):
+    """config.py with only the target's paths written: the SMPL-H files need the SMPL-H
+    model and the transfer, and one message lists both, before anything is written (one at
+    a time, the model's came as a failure of each file, after the transfer's)."""
+    import convert_sequences
+    config = {"SMPLX_MODEL": str(kit.body_models), "MASK_IDS_PATH": str(kit.mask),
+              "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out"), "AMASS_DIR": str(kit.amass)}
+    for keep_going in ([], ["--keep-going"]):
+        assert convert_sequences.main(keep_going, user_config=config) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            "error: no file can be converted:",
+            "  no SMPL-H body model given (--smplh-model)",
+            "  SMPL-H to SMPL-X needs the deformation transfer smplh2smplx_deftrafo_setup.pkl "
+            "(--deformation-transfer)"]
+        assert not (tmp_path / "out").exists()
+    config["SMPLH_MODEL"] = str(kit.body_models)         # one missing: its line alone
+    assert convert_sequences.main([], user_config=config) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: SMPL-H to SMPL-X needs the deformation transfer "
+        "smplh2smplx_deftrafo_setup.pkl (--deformation-transfer)"]
+
+
 def test_an_array_where_a_value_belongs_is_described_not_dumped(tmp_path):
     """A per-frame gender or frame rate: its shape and type, on one line (its repr would run
     to hundreds of lines)."""

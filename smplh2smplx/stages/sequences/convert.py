@@ -202,13 +202,17 @@ class SequenceOptions:
 
 # ----------------------------------------------------------------- models
 
+def model_not_given(kind: str) -> InputError:
+    return InputError(f"no {KINDS[kind].label} body model given ({MODEL_FLAGS[kind]})")
+
+
 def load_gender_model(options: SequenceOptions, kind: str, gender: str) -> BodyModelData:
     """The `gender` body model of `kind` from `options.model_paths`: in a folder, the
     gendered file; a single file only when the run's gender is fixed (it cannot stand for
     every subject's gender)."""
     path = options.model_paths.get(kind)
     if path is None:
-        raise InputError(f"no {KINDS[kind].label} body model given ({MODEL_FLAGS[kind]})")
+        raise model_not_given(kind)
     path = Path(path)
     if path.is_file() and options.gender == "file":
         raise InputError(f"{path}: a single model file cannot give each file's own gender; "

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
-from ...errors import InputError, SkipFile, one_line
+from ...errors import InputError, SkipFile, listed, one_line
 from ...family import KINDS
 from ...formats.files import (NAME_MAX_BYTES, check_finite, name_problem, name_too_long,
                               shown_name)
@@ -33,8 +33,8 @@ from ...formats.sequences_csv import SEQUENCES_CSV, SequenceRow, merge_sequence_
 from ...runtime import available_memory, resolve_device
 from .batching import FitScheduler
 from .convert import (GenderModels, SequenceOptions, frames_written, memory_per_frame,
-                      pair_transfer, sequence_row, sequence_steps, unused_betas,
-                      unused_betas_note)
+                      model_not_given, pair_transfer, sequence_row, sequence_steps,
+                      unused_betas, unused_betas_note)
 from .tree import (check_output_folder, check_outputs_spare_inputs, conversion_header, is_done,
                    list_sequence_files, output_path, quality_path,
                    remove_stale_sequence_temporaries, shared_outputs, write_quality)
@@ -102,10 +102,11 @@ class SequenceRun:
         """settings: the run's result settings, recorded in the output folder just before
         its first output (a run whose every file fails records nothing, so it cannot bar a
         corrected rerun). source_kinds: the source models of the files to convert, whose
-        transfers are read now: when none of them can be read, nothing can be converted
-        (InputError); otherwise the files of a kind whose transfer failed fail alone, with
-        its line. clashes: {relative name: message} of the files that fail for sharing
-        their output (`shared_outputs`)."""
+        transfers are read now and whose model paths are checked: when no kind has both,
+        nothing can be converted (InputError listing every one missing, so that a first
+        run names all the paths to set at once); otherwise the files of a kind without
+        them fail alone, with its line. clashes: {relative name: message} of the files
+        that fail for sharing their output (`shared_outputs`)."""
         self.options, self.settings, self._recorded = options, settings, False
         self.clashes = clashes or {}
         self.device = resolve_device(options.device)
@@ -113,14 +114,18 @@ class SequenceRun:
         self._models = {}
         # (source kind, gender, betas the model takes) -> [(relative name, betas given)]
         self.unused_betas = {}
-        errors = []
+        problems, kinds_without = [], 0
         for kind in source_kinds:
+            missing = [] if kind in options.model_paths else [str(model_not_given(kind))]
             try:
                 self.transfer(kind)
             except InputError as error:
-                errors.append(error)
-        if errors and len(errors) == len(source_kinds):
-            raise errors[0]
+                missing.append(str(error))
+            problems += missing
+            kinds_without += bool(missing)
+        if source_kinds and kinds_without == len(source_kinds):
+            raise InputError(problems[0] if len(problems) == 1
+                             else "no file can be converted:" + listed(problems))
 
     def transfer(self, source_kind: str) -> DeformationTransfer:
         """The deformation transfer from `source_kind` to the target (read once; a failure
