@@ -536,13 +536,14 @@ def test_every_bad_option_is_listed_at_once(kit, tmp_path, capsys):
 
 def test_a_first_run_names_every_path_its_files_need_at_once(kit, tmp_path, capsys):
     """config.py with only the target's paths written: the SMPL-H files need the SMPL-H
-    model and the transfer, and one message lists both, before anything is written (one at
-    a time, the model's came as a failure of each file, after the transfer's)."""
+    model and the transfer, and one message lists both, before anything is written or
+    submitted (one at a time, the model's came as a failure of each file, or of each SLURM
+    task, after the transfer's)."""
     import convert_sequences
     config = {"SMPLX_MODEL": str(kit.body_models), "MASK_IDS_PATH": str(kit.mask),
               "SEQUENCE_OUTPUT_DIR": str(tmp_path / "out"), "AMASS_DIR": str(kit.amass)}
-    for keep_going in ([], ["--keep-going"]):
-        assert convert_sequences.main(keep_going, user_config=config) == 2
+    for flags in ([], ["--keep-going"], ["--slurm", "--local", "--shards", "2"]):
+        assert convert_sequences.main(flags, user_config=config) == 2
         assert capsys.readouterr().err.splitlines() == [
             "error: no file can be converted:",
             "  no SMPL-H body model given (--smplh-model)",

@@ -94,6 +94,25 @@ def _remembered(cache: dict, key, load: Callable[[], object]):
     return cache[key]
 
 
+def check_source_models(options: SequenceOptions, source_kinds, transfer: Callable) -> None:
+    """InputError when no source model of the files to convert (`source_kinds`) has both
+    its model path and its deformation transfer (`transfer(kind)` reads it), listing every
+    one missing, so that a first run names all the paths to set at once. Where some have
+    them, the files of the others fail alone, each with its line."""
+    problems, kinds_without = [], 0
+    for kind in source_kinds:
+        missing = [] if kind in options.model_paths else [str(model_not_given(kind))]
+        try:
+            transfer(kind)
+        except InputError as error:
+            missing.append(str(error))
+        problems += missing
+        kinds_without += bool(missing)
+    if source_kinds and kinds_without == len(source_kinds):
+        raise InputError(problems[0] if len(problems) == 1
+                         else "no file can be converted:" + listed(problems))
+
+
 class SequenceRun:
     """The deformation transfers and models of a run (loaded on first use per source kind
     and gender) and the per-file work."""
@@ -102,11 +121,8 @@ class SequenceRun:
         """settings: the run's result settings, recorded in the output folder just before
         its first output (a run whose every file fails records nothing, so it cannot bar a
         corrected rerun). source_kinds: the source models of the files to convert, whose
-        transfers are read now and whose model paths are checked: when no kind has both,
-        nothing can be converted (InputError listing every one missing, so that a first
-        run names all the paths to set at once); otherwise the files of a kind without
-        them fail alone, with its line. clashes: {relative name: message} of the files
-        that fail for sharing their output (`shared_outputs`)."""
+        transfers are read now (`check_source_models`). clashes: {relative name: message}
+        of the files that fail for sharing their output (`shared_outputs`)."""
         self.options, self.settings, self._recorded = options, settings, False
         self.clashes = clashes or {}
         self.device = resolve_device(options.device)
@@ -114,18 +130,7 @@ class SequenceRun:
         self._models = {}
         # (source kind, gender, betas the model takes) -> [(relative name, betas given)]
         self.unused_betas = {}
-        problems, kinds_without = [], 0
-        for kind in source_kinds:
-            missing = [] if kind in options.model_paths else [str(model_not_given(kind))]
-            try:
-                self.transfer(kind)
-            except InputError as error:
-                missing.append(str(error))
-            problems += missing
-            kinds_without += bool(missing)
-        if source_kinds and kinds_without == len(source_kinds):
-            raise InputError(problems[0] if len(problems) == 1
-                             else "no file can be converted:" + listed(problems))
+        check_source_models(options, source_kinds, self.transfer)
 
     def transfer(self, source_kind: str) -> DeformationTransfer:
         """The deformation transfer from `source_kind` to the target (read once; a failure

@@ -21,9 +21,9 @@ from submitit.helpers import Checkpointable
 from ...errors import InputError, OutputError, below_least, error_text, listed, one_line
 from ...formats.files import check_writable_folder
 from ...runtime import torch_threads
-from .convert import SequenceOptions
-from .run import SequenceSummary, run_sequences
-from .tree import check_output_folder, list_sequence_files
+from .convert import SequenceOptions, pair_transfer
+from .run import SequenceSummary, check_source_models, run_sequences
+from .tree import check_output_folder, conversion_header, list_sequence_files
 
 
 @dataclass(frozen=True)
@@ -164,10 +164,14 @@ def submit_shards(options: SequenceOptions, slurm: SlurmOptions) -> list:
                               ("--mem-gb", slurm.mem_gb, 1)))
     if impossible:
         raise InputError("--slurm: resources no task can have:" + listed(impossible))
-    check_writable_folder(slurm.log_dir)
     files = list_sequence_files(options.input_path, options.output_dir)
     if not files:
         raise InputError(f"{options.input_path}: no .npz files to convert")
+    # Here, not in every task: a path the files need and nobody set would fail them all.
+    kinds = {conversion_header(path, options)[0] for _relative, path in files} - {None}
+    check_source_models(options, sorted(kinds),
+                        lambda kind: pair_transfer(options, kind, options.target_model))
+    check_writable_folder(slurm.log_dir)
     shard_size = math.ceil(len(files) / slurm.shards)
     count = math.ceil(len(files) / shard_size)
     # Named, not detected: submitit's detection looks for srun and, without it, would run
