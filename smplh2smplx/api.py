@@ -63,8 +63,9 @@ class Converter:
                 raise InputError(f"{name} model must be one of {', '.join(KINDS)}, got {kind!r}")
         if not isinstance(settings, FitSettings):
             raise InputError(f"settings must be a FitSettings, got {type(settings).__name__}")
-        if settings.problems("settings."):
-            raise InputError("bad settings:" + listed(settings.problems("settings.")))
+        problems = settings.problems("settings.")
+        if problems:
+            raise InputError("bad settings:" + listed(problems))
         self.source, self.target = KINDS[source], KINDS[target]
         self.gender, self.settings = gender, settings
         self.device = resolve_device(device)

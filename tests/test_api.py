@@ -124,6 +124,8 @@ def test_bad_settings_are_named_before_any_work(kit):
         "  settings.fit_vertices must be >= 0, got -5",
         "  settings.tolerance must be a fraction between 0 and 1 (exclusive), got nan",
         "  settings.learned_start must be True or False, got 'yes'"]
+    numpy_numbers = smplh2smplx.FitSettings(max_iterations=np.int64(2), tolerance=np.float32(0.01))
+    assert numpy_numbers.problems("settings.") == []        # numbers read from arrays pass
     coefficients = load_body_model(kit.body_models, "smplx").num_shape_coeffs
     with pytest.raises(InputError, match=f"has {coefficients} shape coefficients, "
                        f"{coefficients + 1} betas asked for .settings.num_betas."):

@@ -148,8 +148,8 @@ def load_pair_transfer(source: str, target: str, deftrafo_path: str | Path | Non
         num_vertices = KINDS[target].num_vertices
         mask_ids = None if mask_path is None else read_mask_ids(mask_path, num_vertices)
         return identity_transfer(num_vertices, mask_ids)
-    pair, pair_name = OFFICIAL_TRANSFER_FILES[f"{source}2{target}"], (
-        f"{KINDS[source].label} to {KINDS[target].label}")
+    pair = OFFICIAL_TRANSFER_FILES[f"{source}2{target}"]
+    pair_name = f"{KINDS[source].label} to {KINDS[target].label}"
     if deftrafo_path is None:
         raise InputError(f"{pair_name} needs the deformation transfer {pair} "
                          "(--deformation-transfer)")

@@ -6,6 +6,7 @@ loss follows a weighted subset of `fit_vertices` vertices of the mask, then take
 `refine_iterations` steps on the whole mask (`fit_vertices` 0: the whole mask throughout).
 Errors are reported on the whole mask, or on a vertex set the caller names (`error_set`).
 """
+import numbers
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
@@ -88,12 +89,12 @@ class FitSettings:
         for name, least in (("max_iterations", 0), ("refine_iterations", 0),
                             ("num_betas", 1), ("fit_vertices", 0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 problems.append(f"{prefix}{name} must be a whole number, got {value!r}")
             elif value < least:
                 problems.append(f"{prefix}{name} must be >= {least}, got {value}")
         tolerance = self.tolerance
-        if (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+        if (isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real)
                 or not 0.0 < tolerance < 1.0):      # a fraction of the loss; NaN fails too
             problems.append(f"{prefix}tolerance must be a fraction between 0 and 1 "
                             f"(exclusive), got {tolerance!r}")
