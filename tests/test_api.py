@@ -220,6 +220,8 @@ def test_a_converted_motion_is_written_as_the_loaders_read_it(kit, converter, tm
     from test_sequence_pairs import hbp_vertices
 
     motion = converter.convert_motion(kit.amass / kit.sequences[0], fps=30.0)
+    source = smplh2smplx.read_motion(kit.amass / kit.sequences[0])
+    assert source.gender != converter.gender == motion.output.gender   # the converter's model
     path = tmp_path / "01_01_stageii.npz"
     smplh2smplx.write_motion(path, motion.output)
     again = smplh2smplx.read_motion(path)
