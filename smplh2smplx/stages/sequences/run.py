@@ -101,7 +101,7 @@ def check_source_models(options: SequenceOptions, source_kinds, transfer: Callab
     them, the files of the others fail alone, each with its line."""
     problems, kinds_without = [], 0
     for kind in source_kinds:
-        missing = [] if kind in options.model_paths else [str(model_not_given(kind))]
+        missing = [str(model_not_given(kind))] if options.model_paths.get(kind) is None else []
         try:
             transfer(kind)
         except InputError as error:
