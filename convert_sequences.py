@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gender", choices=("file", "neutral", "male", "female"),
                         default="file",
                         help="body model: each file's own gender (default), or this one "
-                             "(also for files that hold none)")
+                             "for every file (the files' own gender is then not read)")
     parser.add_argument("--fps", type=float,
                         help="output frame rate, e.g. 30: every 4th frame of 120 fps, the "
                              "motion between frames of 100 fps (slerp); at most the source "

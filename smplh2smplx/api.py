@@ -191,8 +191,9 @@ class Converter:
             motion: a motion file of the source model (AMASS `*_poses.npz`, `*_stageii.npz`,
                 a SMPL motion `.npz`, or the pose cut into parts: docs/FORMATS.md), or a
                 `MotionSequence` made in memory. It is posed with the converter's gender
-                whatever gender it holds, as `convert_sequences.py --gender neutral` (or
-                male, female) does; the output records that gender.
+                whatever gender it holds (a file's own is not read), as
+                `convert_sequences.py --gender neutral` (or male, female) does; the output
+                records that gender.
             fps: the output frame rate, at most the source's (every n-th frame where it
                 divides the source's, else the motion between frames); None: the source's.
             source_fps: the frame rate of a motion file that holds none (a pose

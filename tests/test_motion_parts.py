@@ -169,7 +169,7 @@ def test_a_file_without_gender_takes_the_one_given(kit, tmp_path):
         read_motion(path)
     assert str(error.value) == (
         f"{path}: a SMPL motion file has poses, trans, betas, gender and mocap_framerate; it "
-        "lacks gender (or one given for files without it: convert_sequences.py --gender)")
+        "lacks gender (or one given for every file: convert_sequences.py --gender)")
     motion = read_motion(path, gender="female")
     assert (motion.gender, motion.framerate) == ("female", 25.0)
     np.savez(path, poses=arrays["poses"], trans=arrays["trans"], betas=arrays["betas"])
@@ -178,10 +178,32 @@ def test_a_file_without_gender_takes_the_one_given(kit, tmp_path):
     assert str(error.value).endswith(
         "it lacks mocap_framerate (or mocap_frame_rate, fps, frame_rate, framerate: frames "
         "per second; or one given for files without it: convert_sequences.py --source-fps)")
-    # A gender the file holds is the file's, whatever is given for files without one.
-    np.savez(path, poses=arrays["poses"], trans=arrays["trans"], betas=arrays["betas"],
-             frame_rate=np.array(25), gender=np.array("male"))
-    assert read_motion(path, gender="female").gender == "male"
+
+
+@pytest.mark.parametrize("held", [np.array("male"), np.array("woman"), np.array(1),
+                                  np.array("female", dtype=object)])
+def test_a_gender_given_is_every_files_and_theirs_is_not_read(kit, tmp_path, held):
+    """--gender names the model of every file, so a file's own gender, whatever it holds,
+    neither changes the model nor stops the conversion; read alone, a bad one is refused
+    with the way out."""
+    arrays = kit_motion(kit, "smpl")
+    tree = tmp_path / "in"
+    tree.mkdir()
+    path = tree / "take_poses.npz"
+    np.savez(path, poses=arrays["poses"][:10], trans=arrays["trans"][:10],
+             betas=arrays["betas"], gender=held, mocap_framerate=np.array(60.0))
+    assert read_motion(path, gender="female").gender == "female"
+    if str(held) != "male":
+        with pytest.raises(InputError) as error:
+            read_motion(path)
+        assert str(error.value).startswith(f"{path}: ")
+        assert str(error.value).endswith(
+            "(or one given for every file: convert_sequences.py --gender)")
+    options = short_run(kit, tree, tmp_path / "out", gender="female")
+    summary = run_sequences(options, progress=False)
+    assert (summary.failed, len(summary.rows)) == (0, 1), summary.lines()
+    with np.load(options.output_dir / "in" / "take_stageii.npz") as written:
+        assert str(written["gender"]) == "female"
 
 
 def test_an_estimator_style_file_converts_as_its_amass_twin_and_resumes(kit, tmp_path):

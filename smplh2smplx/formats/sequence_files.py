@@ -43,8 +43,11 @@ GENDERS = ("neutral", "male", "female")
 # mocap_frame_rate) first, then those of other exports: an input may hold any.
 RATE_KEYS = tuple(dict.fromkeys(kind.motion.rate_key for kind in KINDS.values()))
 INPUT_RATE_KEYS = RATE_KEYS + ("fps", "frame_rate", "framerate")
-INPUT_KEYS = ("poses", "trans", "transl", "betas", "gender",
+INPUT_KEYS = ("poses", "trans", "transl", "betas",
               "surface_model_type") + INPUT_RATE_KEYS
+# What a file's own gender may be replaced with; a gender given is every file's, so the
+# files' own `gender` is then not read at all (a bad one does not stop the conversion).
+GENDER_GIVEN = "or one given for every file: convert_sequences.py --gender"
 IGNORED_KEYS = ("marker_data", "marker_labels", "dmpls")
 MIN_FRAMERATE, MAX_FRAMERATE = 1, 10000      # frames/s any capture could have
 
@@ -91,6 +94,25 @@ def _text(value):
     return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
 
 
+def _own_gender(path) -> dict:
+    """{"gender": array} of the file's own gender member ({} when it has none)."""
+    try:
+        return _load(path, ("gender",))
+    except InputError as error:     # e.g. a member of Python objects, which is never read
+        raise InputError(f"{error} ({GENDER_GIVEN})") from None
+
+
+def _gender_text(path, value) -> str:
+    """A file's own gender, lowercase: spelled in any case, with spaces around it
+    (`Female`, b'MALE '), as exports other than AMASS's own write it."""
+    text = _text(value)
+    gender = None if text is None else _unquoted(text.strip().lower())
+    if gender not in GENDERS:
+        raise InputError(f"{path}: gender is {shown_value(value)}, expected one of "
+                         f"{', '.join(GENDERS)} ({GENDER_GIVEN})")
+    return gender
+
+
 def _load(path, keys):
     """{key: array} of the members `keys` that the .npz file holds (no other member is
     decompressed); InputError naming it when it cannot be read."""
@@ -124,7 +146,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
 
     expected_kind: the model the caller was told the file holds (None: the file's own);
         a file of another model is a SkipFile naming both (one line).
-    gender: the gender of a file that holds none (None: the file must hold its own).
+    gender: the gender the file is read with, whatever it holds (None: its own, which
+        it must hold).
     framerate: the frame rate of a file that holds none (None: the file must hold its own;
         a pose estimator's output is at its video's rate).
     Raises:
@@ -137,6 +160,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
     if not path.exists():           # anything else that is not a regular file is named below
         raise InputError(f"{path}: sequence file not found")
     arrays = _load(path, INPUT_KEYS)
+    if gender is None:
+        arrays.update(_own_gender(path))
     if "poses" not in arrays:       # parts are read only where they are the pose
         arrays.update(_load(path, PART_KEYS))
     shapes = {key: arrays[key].shape for key in ("poses",) + PART_KEYS if key in arrays}
@@ -146,8 +171,7 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
     trans_key = next((key for key in ("trans", "transl") if key in arrays), None)
     missing = [] if trans_key else ["trans (or transl)"]
     missing += [] if "betas" in arrays else ["betas"]
-    missing += [] if "gender" in arrays or gender else [
-        "gender (or one given for files without it: convert_sequences.py --gender)"]
+    missing += [] if "gender" in arrays or gender else [f"gender ({GENDER_GIVEN})"]
     rate_key = next((key for key in INPUT_RATE_KEYS if key in arrays), None)
     own_rate_key = KINDS[kind].motion.rate_key
     missing += [] if rate_key or framerate is not None else [
@@ -160,10 +184,8 @@ def read_motion(path: str | Path, expected_kind: str | None = None,
     for key in (trans_key, "betas"):
         if arrays[key].dtype.kind != "f":
             raise InputError(f"{path}: {key} has type {arrays[key].dtype}, expected floats")
-    # Spelled in any case, with spaces around it (`Female`, b'MALE '): exports other than
-    # AMASS's own write genders so; the output spells it as AMASS does.
-    text = _text(arrays["gender"]) if "gender" in arrays else gender
-    gender = arrays.get("gender") if text is None else _unquoted(text.strip().lower())
+    if gender is None:
+        gender = _gender_text(path, arrays["gender"])
     if rate_key is not None:            # the file's own rate, else the one given
         framerate = arrays[rate_key]
         if framerate.size != 1 or framerate.dtype.kind not in "fiu":

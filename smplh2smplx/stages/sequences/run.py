@@ -172,15 +172,14 @@ class SequenceRun:
                                options.source_fps)
         if sequence.kind == target:
             raise SkipFile(f"{path}: already a {KINDS[target].label} sequence")
-        gender = sequence.gender if options.gender == "file" else options.gender
         try:
-            models = self.models(sequence.kind, gender)
+            models = self.models(sequence.kind, sequence.gender)
         except InputError as error:
-            raise InputError(f"{path}: gender {gender}: {error}") from None
+            raise InputError(f"{path}: gender {sequence.gender}: {error}") from None
         check_memory(path, frames_written(sequence, options.fps), models)
         if unused_betas(sequence, models):
             self.unused_betas.setdefault(
-                (sequence.kind, gender, models.source.num_betas), []).append(
+                (sequence.kind, sequence.gender, models.source.num_betas), []).append(
                     (relative, sequence.betas.shape[-1]))
         return sequence_steps(sequence, models, self.transfer(sequence.kind), options.fps,
                               options.chunk_frames, options.shape_frames,
