@@ -45,8 +45,8 @@ RATE_KEYS = tuple(dict.fromkeys(kind.motion.rate_key for kind in KINDS.values())
 INPUT_RATE_KEYS = RATE_KEYS + ("fps", "frame_rate", "framerate")
 INPUT_KEYS = ("poses", "trans", "transl", "betas",
               "surface_model_type") + INPUT_RATE_KEYS
-# What a file's own gender may be replaced with; a gender given is every file's, so the
-# files' own `gender` is then not read at all (a bad one does not stop the conversion).
+# The way out for a file whose gender is missing or no gender: a gender given is every
+# file's, and the files' own `gender` is then not read at all.
 GENDER_GIVEN = "or one given for every file: convert_sequences.py --gender"
 IGNORED_KEYS = ("marker_data", "marker_labels", "dmpls")
 MIN_FRAMERATE, MAX_FRAMERATE = 1, 10000      # frames/s any capture could have
