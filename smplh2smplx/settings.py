@@ -31,6 +31,7 @@ from .family import KINDS, STAGE1_MODEL, same_topology
 from .fit.fitter import FIT_PRESETS, FitSettings
 from .formats.body_models import GENDERS
 from .formats.files import open_regular
+from .formats.param_files import betas_problem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 USER_CONFIG = REPO_ROOT / "config.py"
@@ -332,14 +333,12 @@ class TransferOptions:
         if self.gender not in GENDERS:
             problems.append(f"gender must be one of {', '.join(GENDERS)}, got "
                             f"{self.gender!r}")
-        if self.target_model in KINDS and isinstance(self.fit.num_betas, int):
-            betas_limit = KINDS[self.target_model].betas
-            if not 1 <= self.fit.num_betas <= betas_limit[1] or (
-                    betas_limit[0] and self.fit.num_betas != betas_limit[0]):
-                wanted = (f"{betas_limit[0]}" if betas_limit[0]
-                          else f"between 1 and {betas_limit[1]}")
-                problems.append(f"fit.num_betas: the {KINDS[self.target_model].label} output "
-                                f"holds {wanted} betas, got {self.fit.num_betas}")
+        if (self.target_model in KINDS and isinstance(self.fit.num_betas, int)
+                and betas_problem(self.target_model, self.fit.num_betas)):
+            exact, most = KINDS[self.target_model].betas
+            wanted = f"{exact}" if exact else f"between 1 and {most}"
+            problems.append(f"fit.num_betas: the {KINDS[self.target_model].label} output "
+                            f"holds {wanted} betas, got {self.fit.num_betas}")
         if self.from_params and self.source_model != STAGE1_MODEL.name:
             problems.append(f"from_params poses {STAGE1_MODEL.label} from source_params.npz: "
                             f"the source model must be {STAGE1_MODEL.name}, got "

@@ -51,8 +51,9 @@ def build_parameters(kind: str, pose, betas, transl=None) -> dict:
               else torch.as_tensor(transl).detach().to("cpu", torch.float32).reshape(1, 3))
     if pose.shape != (model.num_joints, 3):
         raise ValueError(f"pose must be ({model.num_joints}, 3), got {tuple(pose.shape)}")
-    if betas_problem(kind, betas.shape[1]):
-        raise ValueError(betas_problem(kind, betas.shape[1]))
+    problem = betas_problem(kind, betas.shape[1])
+    if problem:
+        raise ValueError(problem)
     joint_slices = model.joint_slices
     params = {}
     for key, shape in model.parameter_shapes.items():
