@@ -961,3 +961,96 @@ def test_available_memory_is_the_least_room_of_the_machine_and_its_cgroups(
         (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / relative).write_text(text)
     assert available_memory(tmp_path / "proc", tmp_path / "cgroup") == expected
+
+
+# A folder named like an output (a `mkdir` gone wrong, a tool that made one) takes the place
+# no file can replace: each command fails that input alone, before its work, naming the
+# folder. Before, the work was done, then the write failed naming a temporary file
+# (`.x.pkl.ab12cd.tmp: cannot write: Is a directory`) and the run stopped with exit 3,
+# --keep-going or not, leaving the inputs after it unconverted.
+
+def test_principle_a_folder_where_a_stage1_mesh_goes_fails_its_pose_alone(kit, tmp_path,
+                                                                           capsys):
+    output = tmp_path / "out"
+    first, second = sorted(int(key) for key in json.loads(kit.posefix_ids.read_text()))[:2]
+    (output / f"{first:06d}.obj").mkdir(parents=True)
+    config = {"AMASS_DIR": str(kit.amass), "SMPLH_MODEL": str(kit.body_models),
+              "POSESCRIPT_DIR": str(kit.posescript_ids.parent),
+              "POSEFIX_DIR": str(kit.posefix_ids.parent), "MESH_DIR": str(output)}
+    argv = ["--ids", str(first), str(second)]
+    assert extract_to_obj.main(argv, user_config=config) == 2
+    line = capsys.readouterr().err.strip()
+    assert f"pose {first}: {output / f'{first:06d}.obj'}: is a folder" in line
+    assert sorted(path.name for path in output.iterdir()
+                  if not path.name.startswith(".")) == [f"{first:06d}.obj"]
+    assert extract_to_obj.main(argv + ["--keep-going"], user_config=config) == 1
+    assert f"failed: pose {first}: " in capsys.readouterr().out
+    assert (output / f"{second:06d}.obj").is_file() and (output / f"{first:06d}.obj").is_dir()
+
+
+def test_principle_a_folder_where_a_stage2_result_goes_fails_its_pose_alone(
+        kit, smplh_mesh, tmp_path, capsys, monkeypatch):
+    meshes, output = tmp_path / "meshes", tmp_path / "out"
+    meshes.mkdir()
+    for pose_id in (1, 2):
+        shutil.copy(smplh_mesh / "000001.obj", meshes / f"{pose_id:06d}.obj")
+    (output / "000001.pkl").mkdir(parents=True)
+    fitted = []
+    real_fit_batch = transfer_module.fit_batch
+
+    def counted_fit_batch(fitter, targets, *args):
+        fitted.append(len(targets))
+        return real_fit_batch(fitter, targets, *args)
+    monkeypatch.setattr(transfer_module, "fit_batch", counted_fit_batch)
+    assert run_transfer.main(stage2_argv(kit, meshes, output)) == 2
+    line = capsys.readouterr().err.strip()
+    assert f"{output / '000001.pkl'}: is a folder" in line and "--keep-going" in line
+    assert fitted == [] and not (output / "000002.pkl").exists()
+    assert run_transfer.main(stage2_argv(kit, meshes, output) + ["--keep-going"]) == 1
+    printed = capsys.readouterr().out
+    assert "1 done, 0 skipped (already converted), 1 failed" in printed
+    assert f"failed: {output / '000001.pkl'}: is a folder" in printed
+    assert read_parameters(output / "000002.pkl", "smplx")["body_pose"].numel() == 63
+    assert (output / "000001.pkl").is_dir()
+
+
+def test_principle_a_folder_where_a_sequence_output_goes_fails_its_file_before_its_fit(
+        kit, tmp_path, monkeypatch):
+    tree, output = tmp_path / "amass", tmp_path / "out"
+    short_tree(kit, tree, names=("s/a_poses.npz", "s/b_poses.npz"))
+    blocked = output_path(output, "amass/s/a_poses.npz", "smplx")
+    blocked.mkdir(parents=True)
+    fitted = []
+    real_steps = sequences_run.sequence_steps
+
+    def counted_steps(sequence, *args, **kwargs):
+        fitted.append(Path(sequence.path).name)
+        return real_steps(sequence, *args, **kwargs)
+    monkeypatch.setattr(sequences_run, "sequence_steps", counted_steps)
+    summary = run_sequences(sequence_options(kit, tree, output, keep_going=True),
+                            progress=False)
+    assert fitted == ["b_poses.npz"]
+    assert [row.sequence for row in summary.rows] == ["amass/s/b_poses.npz"]
+    (_name, message), = summary.failures
+    assert f"a_poses.npz: its output {blocked}: is a folder" in message
+    assert blocked.is_dir() and list(blocked.iterdir()) == []
+    assert not quality_path(output, "amass/s/a_poses.npz", "smplx").exists()
+
+
+def test_principle_a_write_that_fails_names_the_output_not_its_temporary(tmp_path,
+                                                                         monkeypatch):
+    sequence = MotionSequence(kind="smplx", poses=np.zeros((2, 165)), trans=np.zeros((2, 3)),
+                              betas=np.zeros(16), gender="male", framerate=30.0)
+    folder = tmp_path / "x_stageii.npz"
+    folder.mkdir()
+    with pytest.raises(OutputError, match=re.escape(f"{folder}: is a folder")):
+        write_motion(folder, sequence)
+
+    def no_room(source, destination):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), source, None, destination)
+    monkeypatch.setattr(files_module.os, "replace", no_room)
+    target = tmp_path / "y_stageii.npz"
+    with pytest.raises(OutputError) as raised:
+        write_motion(target, sequence)
+    assert str(raised.value) == f"{target}: cannot write: {os.strerror(errno.ENOSPC)}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == [folder.name]

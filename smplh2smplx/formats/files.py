@@ -64,6 +64,9 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     (unwritable folder, full disk) is raised as OutputError naming the path.
     """
     path = Path(path)
+    blocked = folder_in_the_way(path)
+    if blocked:
+        raise OutputError(blocked)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -79,8 +82,8 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(error, OSError):
-            raise output_error(path, error) from None
+        if isinstance(error, OSError):       # about the temporary: name the output
+            raise OutputError(f"{path}: cannot write: {error.strerror or error}") from None
         raise
 
 
@@ -119,6 +122,16 @@ def open_regular(path: str | Path, mode: str = "rb", max_bytes: int | None = Non
     except BaseException:
         os.close(fd)
         raise
+
+
+def folder_in_the_way(path: str | Path) -> str | None:
+    """Why no file can be written at `path` when a folder stands there (a link to one is
+    replaced like a file); None otherwise. Runs check their outputs with it before the
+    work whose result would go there."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        return f"{path}: is a folder where an output file goes; remove it"
+    return None
 
 
 def is_regular_file(path: str | Path) -> bool:

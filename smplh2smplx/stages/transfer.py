@@ -48,7 +48,8 @@ from ..family import KINDS, STAGE1_MODEL, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
 from ..formats.body_models import load_body_model, load_smplh
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
-from ..formats.files import check_writable_folder, is_regular_file, remove_stale_temporaries
+from ..formats.files import (check_writable_folder, folder_in_the_way, is_regular_file,
+                             remove_stale_temporaries)
 from ..formats.mesh_folder import (PoseInput, list_mesh_inputs, read_mesh_vertices,
                                    select_shard)
 from ..formats.param_files import (parameter_path, pose_from_parameters, read_parameters,
@@ -320,14 +321,25 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
         return (options.overwrite or item.pose_id is None
                 or not is_done(parameter_path(output_dir, item.pose_id), settings))
 
+    # A folder where a pose's .pkl goes fails that pose before any work, as a bad mesh does.
+    blocked = {}                                 # name: problem
+    for item in shard:
+        problem = (item.pose_id is not None
+                   and folder_in_the_way(parameter_path(output_dir, item.pose_id)))
+        if problem:
+            blocked[item.name] = problem
+    if blocked and not options.keep_going:
+        raise InputError(f"{next(iter(blocked.values()))} (stopped; --keep-going converts "
+                         "the other poses and lists the bad ones)")
     work = []                                    # (batch, names of its poses to convert)
     for start in range(0, len(shard), options.poses_per_batch):
         batch = shard[start:start + options.poses_per_batch]
-        new = {item.name for item in batch if is_new(item)}
+        new = {item.name for item in batch if item.name not in blocked and is_new(item)}
         if new:
             work.append((batch, new))
     num_new = sum(len(new) for _, new in work)
-    summary = TransferSummary(total=len(shard), skipped=len(shard) - num_new)
+    summary = TransferSummary(total=len(shard), skipped=len(shard) - num_new - len(blocked),
+                              failures=list(blocked.items()))
 
     stage = _Stage2(options, source_params)
     output_dir.mkdir(parents=True, exist_ok=True)
