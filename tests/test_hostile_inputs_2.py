@@ -1032,7 +1032,7 @@ def test_principle_a_folder_where_a_sequence_output_goes_fails_its_file_before_i
     assert fitted == ["b_poses.npz"]
     assert [row.sequence for row in summary.rows] == ["amass/s/b_poses.npz"]
     (_name, message), = summary.failures
-    assert f"a_poses.npz: its output {blocked}: is a folder" in message
+    assert f"a_poses.npz: cannot write its output: {blocked}: is a folder" in message
     assert blocked.is_dir() and list(blocked.iterdir()) == []
     assert not quality_path(output, "amass/s/a_poses.npz", "smplx").exists()
 
@@ -1054,3 +1054,18 @@ def test_principle_a_write_that_fails_names_the_output_not_its_temporary(tmp_pat
         write_motion(target, sequence)
     assert str(raised.value) == f"{target}: cannot write: {os.strerror(errno.ENOSPC)}"
     assert sorted(path.name for path in tmp_path.iterdir()) == [folder.name]
+
+
+def test_principle_a_file_where_a_folder_of_outputs_goes_fails_the_files_below_it(kit, tmp_path):
+    tree, output = tmp_path / "amass", tmp_path / "out"
+    short_tree(kit, tree, names=("s/a_poses.npz", "t/b_poses.npz"))
+    in_the_way = output / "amass" / "s"
+    in_the_way.parent.mkdir(parents=True)
+    in_the_way.write_text("not a folder")
+    summary = run_sequences(sequence_options(kit, tree, output, keep_going=True),
+                            progress=False)
+    assert [row.sequence for row in summary.rows] == ["amass/t/b_poses.npz"]
+    (_name, message), = summary.failures
+    assert message.endswith(f"a_poses.npz: cannot write its output: {in_the_way}: is a file "
+                            "where a folder of outputs goes; remove it")
+    assert in_the_way.read_text() == "not a folder"

@@ -64,7 +64,7 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     (unwritable folder, full disk) is raised as OutputError naming the path.
     """
     path = Path(path)
-    blocked = folder_in_the_way(path)
+    blocked = output_blocked(path)
     if blocked:
         raise OutputError(blocked)
     try:
@@ -124,13 +124,18 @@ def open_regular(path: str | Path, mode: str = "rb", max_bytes: int | None = Non
         raise
 
 
-def folder_in_the_way(path: str | Path) -> str | None:
-    """Why no file can be written at `path` when a folder stands there (a link to one is
-    replaced like a file); None otherwise. Runs check their outputs with it before the
-    work whose result would go there."""
+def output_blocked(path: str | Path) -> str | None:
+    """Why no file can be written at `path`, in words: a folder stands there (a link to one
+    is replaced like a file), or a file where one of its folders goes; None otherwise. Runs
+    check their outputs with it before the work whose result would go there."""
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
         return f"{path}: is a folder where an output file goes; remove it"
+    folder = path.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent
+    if os.path.lexists(folder) and not folder.is_dir():
+        return f"{folder}: is a file where a folder of outputs goes; remove it"
     return None
 
 

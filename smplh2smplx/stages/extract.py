@@ -41,7 +41,7 @@ from ..formats.amass import (SMPLH_POSE_SIZE, check_frame, check_frame_values, r
 from ..formats.annotations import Selection, select_pose_ids
 from ..formats.body_models import load_smplh
 from ..formats.files import (atomic_write, check_finite, check_writable_folder,
-                             folder_in_the_way, is_regular_file, open_regular,
+                             is_regular_file, open_regular, output_blocked,
                              remove_stale_temporaries)
 from ..formats.meshes import format_face_lines, format_vertex_lines
 from ..formats.result_settings import check_result_settings, record_result_settings
@@ -318,17 +318,20 @@ def run_extract(options: ExtractOptions, progress: bool = True,
     recorded = read_source_params(params_path)
     read_ids, mesh_ids = _to_do(selection.pose_ids, recorded, output_dir, options,
                                 format_face_lines(poser.faces[-1:]))
-    # A folder where a pose's mesh goes fails that pose, before any work, as a bad id does.
-    blocked = {pose_id: folder_in_the_way(obj_path(output_dir, pose_id)) for pose_id in mesh_ids}
-    blocked = [(pose_id, f"pose {pose_id}: {problem}")
-               for pose_id, problem in blocked.items() if problem]
+    # A pose whose mesh cannot be written (a folder in its place) fails before any work, as
+    # a bad id does.
+    blocked = {}                                 # pose id: its line
+    for pose_id in mesh_ids:
+        problem = output_blocked(obj_path(output_dir, pose_id))
+        if problem:
+            blocked[pose_id] = f"pose {pose_id}: {problem}"
     if blocked and not options.keep_going:
-        raise InputError(_stop_message(blocked))
-    read_ids = [pose_id for pose_id in read_ids if pose_id not in dict(blocked)]
+        raise InputError(_stop_message(list(blocked.items())))
+    read_ids = [pose_id for pose_id in read_ids if pose_id not in blocked]
     log(f"{len(selection.pose_ids)} poses selected, {len(read_ids)} to read from AMASS")
     read_ids, poses, failures = read_source_poses(read_ids, selection, options.amass_dir,
                                                   progress)
-    failures = sorted(failures + blocked)
+    failures = sorted(failures + list(blocked.items()))
     if failures and not options.keep_going:
         raise InputError(_stop_message(failures))
 

@@ -48,7 +48,7 @@ from ..family import KINDS, STAGE1_MODEL, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
 from ..formats.body_models import load_body_model, load_smplh
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
-from ..formats.files import (check_writable_folder, folder_in_the_way, is_regular_file,
+from ..formats.files import (check_writable_folder, is_regular_file, output_blocked,
                              remove_stale_temporaries)
 from ..formats.mesh_folder import (PoseInput, list_mesh_inputs, read_mesh_vertices,
                                    select_shard)
@@ -321,11 +321,12 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
         return (options.overwrite or item.pose_id is None
                 or not is_done(parameter_path(output_dir, item.pose_id), settings))
 
-    # A folder where a pose's .pkl goes fails that pose before any work, as a bad mesh does.
+    # A pose whose .pkl cannot be written (a folder in its place) fails before any work, as
+    # a bad mesh does.
     blocked = {}                                 # name: problem
     for item in shard:
         problem = (item.pose_id is not None
-                   and folder_in_the_way(parameter_path(output_dir, item.pose_id)))
+                   and output_blocked(parameter_path(output_dir, item.pose_id)))
         if problem:
             blocked[item.name] = problem
     if blocked and not options.keep_going:

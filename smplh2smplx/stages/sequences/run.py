@@ -24,8 +24,8 @@ from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
 from ...errors import InputError, SkipFile, listed, one_line
 from ...family import KINDS
-from ...formats.files import (NAME_MAX_BYTES, check_finite, folder_in_the_way, name_problem,
-                              name_too_long, shown_name)
+from ...formats.files import (NAME_MAX_BYTES, check_finite, name_problem, name_too_long,
+                              output_blocked, shown_name)
 from ...formats.mesh_folder import select_shard
 from ...formats.result_settings import record_result_settings
 from ...formats.sequence_files import motion_arrays, read_motion, write_motion
@@ -168,9 +168,9 @@ class SequenceRun:
             raise InputError(f"{path}: the file name is too long: the names of its outputs "
                              f"would be over {NAME_MAX_BYTES} bytes; rename the file")
         for output in written:                     # before the fit, not after it
-            problem = folder_in_the_way(output)
+            problem = output_blocked(output)
             if problem:
-                raise InputError(f"{path}: its output {problem}")
+                raise InputError(f"{path}: cannot write its output: {problem}")
         sequence = read_motion(path, options.source_model,
                                None if options.gender == "file" else options.gender,
                                options.source_fps)
