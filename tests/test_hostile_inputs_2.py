@@ -1069,3 +1069,26 @@ def test_principle_a_file_where_a_folder_of_outputs_goes_fails_the_files_below_i
     assert message.endswith(f"a_poses.npz: cannot write its output: {in_the_way}: is a file "
                             "where a folder of outputs goes; remove it")
     assert in_the_way.read_text() == "not a folder"
+
+
+def test_principle_an_npz_listing_more_members_than_any_genuine_one_is_not_opened(kit,
+                                                                                tmp_path):
+    """zipfile indexes every member an archive lists before one can be read (about 1 KB
+    each): a file of a GB listing ten million empty members would take over 10 GB to open.
+    A list over npz.MAX_DIRECTORY_BYTES fails its file alone, before zipfile reads it; a
+    genuine file (AMASS's SMPL-X layout, about 30 members) is read as before."""
+    tree, output = tmp_path / "amass", tmp_path / "out"
+    bomb, _good = short_tree(kit, tree, names=("s/a_poses.npz", "s/b_poses.npz"))
+    with zipfile.ZipFile(bomb, "a") as archive:
+        for index in range(npz_module.MAX_DIRECTORY_BYTES // 50):       # 46 bytes + a name
+            archive.writestr(f"m{index}.npy", b"")
+    with pytest.raises(InputError, match=re.escape(f"{bomb}: its list of members takes ")):
+        read_motion(bomb, "smplh")
+    summary = run_sequences(sequence_options(kit, tree, output, keep_going=True),
+                            progress=False)
+    assert [row.sequence for row in summary.rows] == ["amass/s/b_poses.npz"]
+    (_name, message), = summary.failures
+    assert "more than the 1048576 an input may" in message
+    stageii = read_motion(kit.smplx_motions / kit.sequences[0].replace("_poses", "_stageii"),
+                          "smplx")
+    assert stageii.poses.shape[1] == 165

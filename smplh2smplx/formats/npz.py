@@ -21,6 +21,11 @@ from .files import open_regular
 # float64 (122 MB); a four-hour motion at 120 fps, 156 values per frame, 1.4 GB... is not
 # a real file. 2 GiB leaves room for every real file and refuses a planted giant.
 MAX_MEMBER_BYTES = 2 * 1024 ** 3
+# The largest list of members an input may have: a genuine archive lists a few dozen (AMASS's
+# SMPL-X files about 30) in a few KB. zipfile makes an object of about 1 KB for every member
+# listed, before any is read: a 39 MB file of 400,000 empty members took 6 s and 450 MB to
+# open, and one of a GB would get a cluster task killed at that file on every resume.
+MAX_DIRECTORY_BYTES = 1 << 20
 
 
 def _header(handle, path, key):
@@ -66,13 +71,27 @@ def check_memory_to_read(path: Path, key: str, shape: tuple, dtype: np.dtype) ->
                          "memory is, or split it")
 
 
+def open_archive(handle, path: Path) -> zipfile.ZipFile:
+    """A ZipFile over the open .npz `handle`; InputError naming the file when its list of
+    members (its central directory) is over MAX_DIRECTORY_BYTES, checked before zipfile
+    reads it. The size is zipfile's own reading of the archive's end records (a private
+    function of the standard library since Python 2, in every version this runs on), so
+    that no other reading of them can tell it a smaller one."""
+    end = zipfile._EndRecData(handle)
+    if end is not None and end[zipfile._ECD_SIZE] > MAX_DIRECTORY_BYTES:
+        raise InputError(f"{path}: its list of members takes {end[zipfile._ECD_SIZE]} bytes, "
+                         f"more than the {MAX_DIRECTORY_BYTES} an input may (a genuine .npz "
+                         "lists a few dozen members in a few KB)")
+    return zipfile.ZipFile(handle)
+
+
 def member_shapes(path: Path, keys: Iterable[str]) -> dict:
     """{key: shape} of the members `keys` of the .npz at `path` that it holds, as their `.npy`
     headers declare them, read without decompressing the arrays; {} when the file cannot be
     read, and no entry for a member that cannot (the reader of the file says why, later)."""
     shapes = {}
     try:
-        with open_regular(Path(path)) as handle, zipfile.ZipFile(handle) as archive:
+        with open_regular(Path(path)) as handle, open_archive(handle, path) as archive:
             names = set(archive.namelist())
             for key in keys:
                 if f"{key}.npy" not in names:
@@ -91,7 +110,7 @@ def member_names(path: Path) -> list:
     """The names of the members of the .npz at `path` (`.npy` suffixes dropped); [] when it
     cannot be read."""
     try:
-        with open_regular(Path(path)) as handle, zipfile.ZipFile(handle) as archive:
+        with open_regular(Path(path)) as handle, open_archive(handle, path) as archive:
             return [name.removesuffix(".npy") for name in archive.namelist()]
     except Exception:               # unreadable: its reader says why
         return []
@@ -108,7 +127,7 @@ def read_npz(path: Path, keys: Iterable[str]) -> dict:
     path = Path(path)
     arrays = {}
     try:
-        with open_regular(path) as handle, zipfile.ZipFile(handle) as archive:
+        with open_regular(path) as handle, open_archive(handle, path) as archive:
             members = {info.filename: info for info in archive.infolist()}
             for key in keys:
                 info = members.get(f"{key}.npy")
