@@ -588,11 +588,10 @@ def test_row6_temporaries_of_a_killed_sequence_write_are_removed_on_rerun(kit, t
 def test_row8_slurm_local_wait_gives_the_tasks_exit_code_and_line(kit, tmp_path, capsys):
     tree = tmp_path / "amass"
     short_tree(kit, tree)
-    # The output folder passes the submission's checks; the file's own folder under it
-    # cannot be made.
-    blocker = tmp_path / "out" / "amass"
-    blocker.parent.mkdir()
-    blocker.write_text("not a folder")
+    # The output folder passes the submission's checks; the lock the task takes to record
+    # the run's settings cannot be opened: an output error (exit 3) in the task.
+    blocker = tmp_path / "out" / ".result_settings.json.lock"
+    blocker.mkdir(parents=True)
     code = convert_sequences.main(
         [str(tree), "--slurm", "--local", "--wait", "--shards", "1", "--device", "cpu",
          "--log-dir", str(tmp_path / "logs")],
