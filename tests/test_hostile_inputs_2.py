@@ -1072,8 +1072,8 @@ def test_principle_a_file_where_a_folder_of_outputs_goes_fails_the_files_below_i
 
 def test_principle_an_npz_listing_more_members_than_any_genuine_one_is_not_opened(kit,
                                                                                 tmp_path):
-    """zipfile indexes every member an archive lists before one can be read (about 1 KB
-    each): a file of a GB listing ten million empty members would take over 10 GB to open.
+    """zipfile indexes every member an archive lists before one can be read (about 0.6 KB
+    each): a file of a GB listing ten million empty members would take over 5 GB to open.
     A list over npz.MAX_DIRECTORY_BYTES fails its file alone, before zipfile reads it; a
     genuine file (AMASS's SMPL-X layout, about 30 members) is read as before."""
     tree, output = tmp_path / "amass", tmp_path / "out"
