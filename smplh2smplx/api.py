@@ -155,7 +155,9 @@ class Converter:
         argument when it is empty, has none of the `shapes` (a size given as a letter: any
         size) or holds NaN, infinity or numbers beyond +-limit."""
         try:
-            tensor = torch.as_tensor(value, dtype=torch.float32, device=self.device)
+            # Detached: a network's output that requires grad is taken as values (the fit
+            # is no function to differentiate through), without autograd's warnings.
+            tensor = torch.as_tensor(value, dtype=torch.float32, device=self.device).detach()
         except (TypeError, ValueError, RuntimeError):
             raise InputError(f"{name} must be an array of numbers, got "
                              f"{type(value).__name__}") from None

@@ -148,6 +148,19 @@ def test_flat_and_joint_poses_give_the_same_fit(converter):
     assert torch.equal(by_joint.pose, flat.pose)
 
 
+def test_a_pose_that_requires_grad_is_taken_as_values(converter, recwarn):
+    """A network's output (requires_grad) converts as its values, with no autograd warning
+    from the argument checks (torch warns once a process: warned always here)."""
+    pose = 0.2 * torch.randn(2, 52, 3, generator=torch.Generator().manual_seed(0))
+    torch.set_warn_always(True)
+    try:
+        result = converter.from_params(pose.clone().requires_grad_(True))
+    finally:
+        torch.set_warn_always(False)
+    assert [str(warning.message) for warning in recwarn] == []
+    torch.testing.assert_close(result.pose, converter.from_params(pose).pose)
+
+
 def test_motions_made_in_memory_are_checked(kit, converter):
     from dataclasses import replace
     from smplh2smplx.formats.sequence_files import read_motion
