@@ -1091,3 +1091,34 @@ def test_principle_an_npz_listing_more_members_than_any_genuine_one_is_not_opene
     stageii = read_motion(kit.smplx_motions / kit.sequences[0].replace("_poses", "_stageii"),
                           "smplx")
     assert stageii.poses.shape[1] == 165
+
+
+@pytest.mark.parametrize("keep_going", [True, False])
+def test_principle_an_unforeseen_error_fails_its_file_alone_under_keep_going(
+        kit, tmp_path, monkeypatch, capsys, keep_going):
+    """An error no check foresaw (a bug) in one file's conversion stops a run with its
+    traceback; under --keep-going that file fails alone, its traceback printed, and the
+    others are converted: a run over thousands of files, and each resume of it, goes past
+    it. Before, it stopped the run either way, losing the files in flight."""
+    tree, output = tmp_path / "amass", tmp_path / "out"
+    short_tree(kit, tree, names=("s/a_poses.npz", "s/b_poses.npz"))
+    real_steps = sequences_run.sequence_steps
+
+    def steps_with_a_bug(sequence, *args, **kwargs):
+        if Path(sequence.path).name == "a_poses.npz":
+            raise IndexError("index 9 is out of bounds for dimension 0 with size 8")
+        return (yield from real_steps(sequence, *args, **kwargs))
+    monkeypatch.setattr(sequences_run, "sequence_steps", steps_with_a_bug)
+    options = sequence_options(kit, tree, output, keep_going=keep_going)
+    if not keep_going:
+        with pytest.raises(IndexError, match="index 9"):
+            run_sequences(options, progress=False)
+        return
+    summary = run_sequences(options, progress=False)
+    assert [row.sequence for row in summary.rows] == ["amass/s/b_poses.npz"]
+    (_name, message), = summary.failures
+    assert message == (f"{tree / 's/a_poses.npz'}: the conversion failed (IndexError: index 9 "
+                       "is out of bounds for dimension 0 with size 8): an error no check "
+                       "foresaw; please report it with this file")
+    assert "Traceback" in capsys.readouterr().err
+    assert not output_path(output, "amass/s/a_poses.npz", "smplx").exists()

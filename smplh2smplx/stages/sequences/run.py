@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -207,6 +208,15 @@ class SequenceRun:
             # Inputs within the limits never get here; if one did, it must fail alone, not
             # stop a run over thousands of files.
             raise InputError(f"{path}: the fit failed ({one_line(outcome)})")
+        if (isinstance(outcome, Exception) and not isinstance(outcome, OSError)
+                and self.options.keep_going):
+            # An error no check foresaw (a bug) stops a run, loud; with --keep-going it
+            # fails its file alone, its traceback printed, so that a run over thousands of
+            # files (and every resume of it) goes on past that file.
+            traceback.print_exception(type(outcome), outcome, outcome.__traceback__)
+            raise InputError(f"{path}: the conversion failed ({type(outcome).__name__}: "
+                             f"{one_line(outcome)}): an error no check foresaw; please "
+                             "report it with this file")
         if isinstance(outcome, BaseException):
             raise outcome
         options, target = self.options, self.options.target_model
