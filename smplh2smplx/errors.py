@@ -1,4 +1,7 @@
 """The exceptions for bad input and unwritable output, and how an error reads on one line."""
+from __future__ import annotations
+
+import traceback
 
 
 class InputError(ValueError):
@@ -25,6 +28,18 @@ def one_line(error: BaseException) -> str:
     if isinstance(error, OSError):
         return f"{error.filename or 'output'}: {error.strerror or error}"
     return " ".join(str(error).splitlines())
+
+
+def unforeseen(error: BaseException) -> str | None:
+    """For an error no check foresaw (a bug: not a bad input, an unwritable output, an OS
+    error or an interruption), the words that fail one input with it under --keep-going,
+    `(IndexError: ...): an error no check foresaw`, its traceback printed to stderr for
+    the report; None for any other error, which keeps its own way."""
+    if not isinstance(error, Exception) or isinstance(error, (InputError, OutputError,
+                                                              OSError)):
+        return None
+    traceback.print_exception(type(error), error, error.__traceback__)
+    return f"({type(error).__name__}: {one_line(error)}): an error no check foresaw"
 
 
 def below_least(checks) -> list:

@@ -1099,26 +1099,29 @@ def test_principle_an_unforeseen_error_fails_its_file_alone_under_keep_going(
     """An error no check foresaw (a bug) in one file's conversion stops a run with its
     traceback; under --keep-going that file fails alone, its traceback printed, and the
     others are converted: a run over thousands of files, and each resume of it, goes past
-    it. Before, it stopped the run either way, losing the files in flight."""
+    it. Before, it stopped the run either way, losing the files in flight. A bad input met
+    during a conversion keeps its own line."""
     tree, output = tmp_path / "amass", tmp_path / "out"
-    short_tree(kit, tree, names=("s/a_poses.npz", "s/b_poses.npz"))
+    short_tree(kit, tree, names=("s/a_poses.npz", "s/b_poses.npz", "s/c_poses.npz"))
     real_steps = sequences_run.sequence_steps
+    errors = {"a_poses.npz": IndexError("index 9 is out of bounds for dimension 0 with size 8"),
+              "b_poses.npz": InputError("b_poses.npz: a bad input met in its conversion")}
 
-    def steps_with_a_bug(sequence, *args, **kwargs):
-        if Path(sequence.path).name == "a_poses.npz":
-            raise IndexError("index 9 is out of bounds for dimension 0 with size 8")
+    def steps_with_errors(sequence, *args, **kwargs):
+        if Path(sequence.path).name in errors:
+            raise errors[Path(sequence.path).name]
         return (yield from real_steps(sequence, *args, **kwargs))
-    monkeypatch.setattr(sequences_run, "sequence_steps", steps_with_a_bug)
+    monkeypatch.setattr(sequences_run, "sequence_steps", steps_with_errors)
     options = sequence_options(kit, tree, output, keep_going=keep_going)
     if not keep_going:
         with pytest.raises(IndexError, match="index 9"):
             run_sequences(options, progress=False)
         return
     summary = run_sequences(options, progress=False)
-    assert [row.sequence for row in summary.rows] == ["amass/s/b_poses.npz"]
-    (_name, message), = summary.failures
-    assert message == (f"{tree / 's/a_poses.npz'}: the conversion failed (IndexError: index 9 "
-                       "is out of bounds for dimension 0 with size 8): an error no check "
-                       "foresaw; please report it with this file")
-    assert "Traceback" in capsys.readouterr().err
+    assert [row.sequence for row in summary.rows] == ["amass/s/c_poses.npz"]
+    assert [message for _name, message in summary.failures] == [
+        f"{tree / 's/a_poses.npz'}: the conversion failed (IndexError: index 9 is out of "
+        "bounds for dimension 0 with size 8): an error no check foresaw; please report it "
+        "with this file", "b_poses.npz: a bad input met in its conversion"]
+    assert capsys.readouterr().err.count("Traceback") == 1
     assert not output_path(output, "amass/s/a_poses.npz", "smplx").exists()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from ...body.deformation import DeformationTransfer
 from ...body.mask import check_mask_describes_body
-from ...errors import InputError, SkipFile, listed, one_line
+from ...errors import InputError, SkipFile, listed, one_line, unforeseen
 from ...family import KINDS
 from ...formats.files import (NAME_MAX_BYTES, check_finite, name_problem, name_too_long,
                               output_blocked, shown_name)
@@ -208,15 +207,14 @@ class SequenceRun:
             # Inputs within the limits never get here; if one did, it must fail alone, not
             # stop a run over thousands of files.
             raise InputError(f"{path}: the fit failed ({one_line(outcome)})")
-        if (isinstance(outcome, Exception) and not isinstance(outcome, OSError)
-                and self.options.keep_going):
-            # An error no check foresaw (a bug) stops a run, loud; with --keep-going it
-            # fails its file alone, its traceback printed, so that a run over thousands of
-            # files (and every resume of it) goes on past that file.
-            traceback.print_exception(type(outcome), outcome, outcome.__traceback__)
-            raise InputError(f"{path}: the conversion failed ({type(outcome).__name__}: "
-                             f"{one_line(outcome)}): an error no check foresaw; please "
-                             "report it with this file")
+        # An error no check foresaw (a bug) stops a run, loud; with --keep-going it fails
+        # its file alone, so that a run over thousands of files (and every resume of it)
+        # goes on past that file.
+        bug = (unforeseen(outcome) if isinstance(outcome, BaseException)
+               and self.options.keep_going else None)
+        if bug:
+            raise InputError(f"{path}: the conversion failed {bug}; please report it with "
+                             "this file")
         if isinstance(outcome, BaseException):
             raise outcome
         options, target = self.options, self.options.target_model
