@@ -1125,3 +1125,36 @@ def test_principle_an_unforeseen_error_fails_its_file_alone_under_keep_going(
         "with this file", "b_poses.npz: a bad input met in its conversion"]
     assert capsys.readouterr().err.count("Traceback") == 1
     assert not output_path(output, "amass/s/a_poses.npz", "smplx").exists()
+
+
+@pytest.mark.parametrize("keep_going", [True, False])
+def test_principle_an_unforeseen_error_fails_its_stage2_batch_alone_under_keep_going(
+        kit, smplh_mesh, tmp_path, monkeypatch, capsys, keep_going):
+    """Stage 2 as the sequences: a bug met in one batch's fit stops the run with its
+    traceback; under --keep-going that batch's poses fail alone and the next batch is
+    converted."""
+    meshes, output = tmp_path / "meshes", tmp_path / "out"
+    meshes.mkdir()
+    for pose_id in (1, 2):
+        shutil.copy(smplh_mesh / "000001.obj", meshes / f"{pose_id:06d}.obj")
+    real_fit_batch = transfer_module.fit_batch
+    calls = []
+
+    def fit_batch_with_a_bug(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise IndexError("index 9 is out of bounds for dimension 0 with size 8")
+        return real_fit_batch(*args, **kwargs)
+    monkeypatch.setattr(transfer_module, "fit_batch", fit_batch_with_a_bug)
+    argv = stage2_argv(kit, meshes, output) + ["--poses-per-batch", "1"]
+    if not keep_going:
+        with pytest.raises(IndexError, match="index 9"):
+            run_transfer.main(argv)
+        return
+    assert run_transfer.main(argv + ["--keep-going"]) == 1
+    printed = capsys.readouterr()
+    assert ("failed: pose 1: the fit of its batch failed (IndexError: index 9 is out of "
+            "bounds for dimension 0 with size 8): an error no check foresaw") in printed.out
+    assert "1 done, 0 skipped (already converted), 1 failed" in printed.out
+    assert "Traceback" in printed.err
+    assert not (output / "000001.pkl").exists() and (output / "000002.pkl").is_file()

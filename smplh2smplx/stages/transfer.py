@@ -43,7 +43,7 @@ from tqdm import tqdm
 from ..body.deformation import load_pair_transfer
 from ..body.lbs import BodyModel
 from ..body.mask import check_mask_describes_body
-from ..errors import InputError
+from ..errors import InputError, unforeseen
 from ..family import KINDS, STAGE1_MODEL, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
 from ..formats.body_models import load_body_model, load_smplh
@@ -370,7 +370,18 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
                 if not recorded:
                     record_result_settings(output_dir, settings, options.overwrite)
                     recorded = True
-                rows, failures = stage.fit_and_write(ok, vertices, new_ids)
+                try:
+                    rows, failures = stage.fit_and_write(ok, vertices, new_ids)
+                except Exception as error:
+                    # An error no check foresaw (a bug) stops the run; with keep_going it
+                    # fails the batch's poses alone, so the run and its resumes go past it.
+                    bug = unforeseen(error) if options.keep_going else None
+                    if not bug:
+                        raise
+                    rows = []
+                    failures = [(item.name, f"pose {item.pose_id}: the fit of its batch "
+                                 f"failed {bug}; please report it with the batch's inputs")
+                                for item in ok if item.pose_id in new_ids]
                 summary.rows.extend(rows)
                 summary.failures.extend(failures)
             bar.update(len(new))
