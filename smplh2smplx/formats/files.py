@@ -6,7 +6,7 @@
 - `exclusive_lock`: a lock file beside a shared output, opened without following links;
 - `remove_stale_temporaries`: removes what `atomic_write` left behind in a killed run;
 - `check_writable_folder`: an output folder that cannot be written or locked is found
-  before any work;
+  before any work; `output_blocked`: so is an output whose place a folder takes;
 - `check_finite`: nothing non-finite is written as a result;
 - `read_csv_rows`, `merge_csv_rows`: the result tables, read with every flaw an InputError,
   merged under their lock.
