@@ -30,11 +30,11 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(error).splitlines())
 
 
-def unforeseen(error: BaseException) -> str | None:
+def unforeseen(error: object) -> str | None:
     """For an error no check foresaw (a bug: not a bad input, an unwritable output, an OS
     error or an interruption), the words that fail one input with it under --keep-going,
     `(IndexError: ...): an error no check foresaw`, its traceback printed to stderr for
-    the report; None for any other error, which keeps its own way."""
+    the report; None for any other error, which keeps its own way, and for a result."""
     if not isinstance(error, Exception) or isinstance(error, (InputError, OutputError,
                                                               OSError)):
         return None

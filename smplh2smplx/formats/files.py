@@ -6,7 +6,8 @@
 - `exclusive_lock`: a lock file beside a shared output, opened without following links;
 - `remove_stale_temporaries`: removes what `atomic_write` left behind in a killed run;
 - `check_writable_folder`: an output folder that cannot be written or locked is found
-  before any work; `output_blocked`: so is an output whose place a folder takes;
+  before any work; `output_blocked`, `blocked_outputs`: so is an output whose place a
+  folder takes;
 - `check_finite`: nothing non-finite is written as a result;
 - `read_csv_rows`, `merge_csv_rows`: the result tables, read with every flaw an InputError,
   merged under their lock.
@@ -137,6 +138,13 @@ def output_blocked(path: str | Path) -> str | None:
     if os.path.lexists(folder) and not folder.is_dir():
         return f"{folder}: is a file where a folder of outputs goes; remove it"
     return None
+
+
+def blocked_outputs(outputs: dict) -> dict:
+    """{key: problem} of the outputs {key: path} that no file can be written at
+    (`output_blocked`), in the order given."""
+    return {key: problem for key, path in outputs.items()
+            if (problem := output_blocked(path))}
 
 
 def is_regular_file(path: str | Path) -> bool:

@@ -40,8 +40,8 @@ from ..formats.amass import (SMPLH_POSE_SIZE, check_frame, check_frame_values, r
                              sequence_path)
 from ..formats.annotations import Selection, select_pose_ids
 from ..formats.body_models import load_smplh
-from ..formats.files import (atomic_write, check_finite, check_writable_folder,
-                             is_regular_file, open_regular, output_blocked,
+from ..formats.files import (atomic_write, blocked_outputs, check_finite,
+                             check_writable_folder, is_regular_file, open_regular,
                              remove_stale_temporaries)
 from ..formats.meshes import format_face_lines, format_vertex_lines
 from ..formats.result_settings import check_result_settings, record_result_settings
@@ -320,11 +320,8 @@ def run_extract(options: ExtractOptions, progress: bool = True,
                                 format_face_lines(poser.faces[-1:]))
     # A pose whose mesh cannot be written (a folder in its place) fails before any work, as
     # a bad id does.
-    blocked = {}                                 # pose id: its line
-    for pose_id in mesh_ids:
-        problem = output_blocked(obj_path(output_dir, pose_id))
-        if problem:
-            blocked[pose_id] = f"pose {pose_id}: {problem}"
+    blocked = blocked_outputs({pose_id: obj_path(output_dir, pose_id) for pose_id in mesh_ids})
+    blocked = {pose_id: f"pose {pose_id}: {problem}" for pose_id, problem in blocked.items()}
     if blocked and not options.keep_going:
         raise InputError(_stop_message(list(blocked.items())))
     read_ids = [pose_id for pose_id in read_ids if pose_id not in blocked]

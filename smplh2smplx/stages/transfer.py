@@ -48,7 +48,7 @@ from ..family import KINDS, STAGE1_MODEL, map_pose
 from ..fit.fitter import BodyFitter, fit_batch
 from ..formats.body_models import load_body_model, load_smplh
 from ..formats.errors_csv import ERRORS_CSV, ErrorRow, merge_error_rows
-from ..formats.files import (check_writable_folder, is_regular_file, output_blocked,
+from ..formats.files import (blocked_outputs, check_writable_folder, is_regular_file,
                              remove_stale_temporaries)
 from ..formats.mesh_folder import (PoseInput, list_mesh_inputs, read_mesh_vertices,
                                    select_shard)
@@ -323,12 +323,8 @@ def run_transfer(options: TransferOptions, progress: bool = True, log=print) -> 
 
     # A pose whose .pkl cannot be written (a folder in its place) fails before any work, as
     # a bad mesh does.
-    blocked = {}                                 # name: problem
-    for item in shard:
-        problem = (item.pose_id is not None
-                   and output_blocked(parameter_path(output_dir, item.pose_id)))
-        if problem:
-            blocked[item.name] = problem
+    blocked = blocked_outputs({item.name: parameter_path(output_dir, item.pose_id)
+                               for item in shard if item.pose_id is not None})
     if blocked and not options.keep_going:
         raise InputError(f"{next(iter(blocked.values()))} (stopped; --keep-going converts "
                          "the other poses and lists the bad ones)")

@@ -210,8 +210,7 @@ class SequenceRun:
         # An error no check foresaw (a bug) stops a run, loud; with --keep-going it fails
         # its file alone, so that a run over thousands of files (and every resume of it)
         # goes on past that file.
-        bug = (unforeseen(outcome) if isinstance(outcome, BaseException)
-               and self.options.keep_going else None)
+        bug = unforeseen(outcome) if self.options.keep_going else None
         if bug:
             raise InputError(f"{path}: the conversion failed {bug}; please report it with "
                              "this file")
