@@ -10,6 +10,7 @@ import os
 import pickle
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -282,7 +283,9 @@ def test_item5_report_survives_any_value_in_errors_csv(tmp_path):
         write_parameters(parameter_path(output, pose_id), "smplx", torch.zeros(55, 3), torch.zeros(10))
     options = TransferOptions(mesh_dir=tmp_path, output_dir=output, smplx_model=tmp_path,
                               deformation_transfer=tmp_path, mask=tmp_path)
-    index = write_report(options, num_poses=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")            # e.g. matplotlib's "Tight layout not applied"
+        index = write_report(options, num_poses=0, progress=False)
     page = index.read_text()
     assert "000002" in page                       # the NaN row is listed among the worst
     assert (index.parent / "v2v_histogram.png").stat().st_size > 0

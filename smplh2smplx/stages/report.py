@@ -305,8 +305,10 @@ def plot_histogram(errors: np.ndarray, statistics: RunStatistics, path: Path,
         # A threshold far above every pose would squeeze the bars into one edge: it is
         # left off the axis and its legend entry says so.
         where = "" if low <= value <= high else " (off the axis)"
+        # A damaged table's 1e308 in fixed point is a 300-digit label, which no layout fits.
+        shown = f"{value:.2f}" if abs(value) < 1e6 else f"{value:.3g}"
         axes.axvline(value, color=color, linestyle=style, linewidth=1.2,
-                     label=f"{name}: {value:.2f} mm{where}")
+                     label=f"{name}: {shown} mm{where}")
     axes.set_xlim(low, high)
     axes.set_xlabel("v2v_mm of a pose: mean distance of the fitted mesh's masked vertices "
                     "to the target (mm)")
