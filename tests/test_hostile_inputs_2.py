@@ -816,7 +816,7 @@ def test_principle_a_mask_must_describe_a_body(kit, smplh_mesh, tmp_path, capsys
 def test_principle_file_names_are_data_in_plots_and_html(kit, tree_run, tmp_path):
     quality = {"v2v_mm": np.ones(6), "acceleration": np.ones(4),
                "source_acceleration": np.ones(4), "fps": 30.0}
-    path = plot_sequence(quality, "a/$\\frac{broken$_poses.npz", tmp_path / "plot.png")
+    path = plot_sequence(quality, "a/$\\frac{broken$_poses.npz", tmp_path / "plot.png", "SMPL-X")
     assert path.stat().st_size > 0
     tree, output, _code, _printed = tree_run
     copy = tmp_path / "out"

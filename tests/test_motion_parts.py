@@ -265,8 +265,8 @@ def test_a_file_without_frame_rate_takes_the_one_given_and_the_report_reads_it(k
             assert float(output["mocap_frame_rate"]) == rate
             assert float(output["mocap_time_length"]) == pytest.approx(10 / rate)
 
-    source, _, fitted, _, _ = posed_meshes(options, "video/clip.npz", np.array([0, 9]))
-    assert source.shape[0] == fitted.shape[0] == 2
+    shown = posed_meshes(options, "video/clip.npz", np.array([0, 9]))
+    assert shown.source.shape[0] == shown.fitted.shape[0] == 2 and shown.source_kind == "smpl"
     with pytest.raises(InputError, match=r"clip.npz: .* --source-fps"):
         posed_meshes(short_run(kit, tree, tmp_path / "out", gender="male"), "video/clip.npz",
                      np.array([0]))

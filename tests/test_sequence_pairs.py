@@ -34,6 +34,7 @@ from smplh2smplx.formats.deformation_files import OFFICIAL_TRANSFER_FILES
 from smplh2smplx.formats.safe_pickle import load_pickle
 from smplh2smplx.formats.sequence_files import read_motion, read_motion_file
 from smplh2smplx.stages.sequences.convert import SequenceOptions
+from smplh2smplx.stages.sequences import report as sequence_report
 from smplh2smplx.stages.sequences.report import posed_meshes
 from smplh2smplx.fit.fitter import FitSettings
 from smplh2smplx.stages.sequences.run import run_sequences
@@ -192,6 +193,33 @@ def test_every_direction_reads_back_in_the_loaders(converted, kit, source, targe
               for f in range(FRAMES)]
     # Measured on the kit: a few millimetres; a missed pose or translation is centimetres.
     assert max(errors) * 1000 < 12.0, errors
+
+
+@pytest.mark.parametrize("source,target", [("smplx", "smpl")])
+def test_the_report_names_the_runs_own_models(converted, kit, source, target, monkeypatch):
+    """The report's animation and plots name the models of the run, not SMPL-H and SMPL-X
+    whatever the pair (as they did)."""
+    source_path, path = converted[(source, target)]
+    figures = []
+    real_figure = sequence_report._figure
+
+    def kept_figure(*size):
+        figures.append(real_figure(*size))
+        return figures[-1]
+
+    monkeypatch.setattr(sequence_report, "_figure", kept_figure)
+    output = path.parents[2]                       # <output>/CMU/<subject>/<file>
+    options = short_run(kit, source_path.parents[1], output, target_model=target)
+    sequence_report.write_sequence_report(options, log=lambda line: None)
+    assert (output / "report" / "worst_sequence.gif").stat().st_size > 0
+    titles = {axes.get_title() for figure in figures for axes in figure.axes}
+    legends = {text.get_text() for figure in figures for axes in figure.axes
+               if axes.get_legend() for text in axes.get_legend().get_texts()}
+    fitted = f"fitted {KINDS[target].label}"
+    assert {f"source {KINDS[source].label}", fitted} <= titles, titles
+    assert legends == {"source", fitted}, legends
+    others = {KINDS[kind].label for kind in KINDS} - {KINDS[source].label, KINDS[target].label}
+    assert not any(text.endswith(f" {label}") for text in titles | legends for label in others)
 
 
 def transferred_source(kit, source, target, poses, betas, trans):

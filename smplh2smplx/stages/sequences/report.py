@@ -1,5 +1,6 @@
 """Report page of a sequence run: per-frame error and jitter of the worst sequences, and an
-animation of the worst one (source SMPL-H and fitted SMPL-X side by side).
+animation of the worst one (the source mesh and the fitted mesh side by side, each
+titled with its model).
 
 Reads `sequences.csv` and the per-frame quality files of an output folder; writes
 `<output>/report/index.html` with PNG plots and one GIF, all headless (matplotlib's Agg
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import roma
@@ -29,7 +30,7 @@ from .tree import (conversion_header, list_sequence_files, output_path, quality_
 
 REPORT_DIR = "report"
 NOT_CONVERTED = "not_converted.txt"      # the input's motion files without an output
-SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue SMPL-H, orange SMPL-X
+SOURCE_COLOR, FIT_COLOR = "#3a78c2", "#f08a24"     # blue the source, orange the fit
 
 
 def _figure(width, height):
@@ -42,8 +43,9 @@ def _figure(width, height):
     return figure
 
 
-def plot_sequence(quality: dict, title: str, path: Path) -> Path:
-    """Per-frame v2v_mm and joint acceleration (fitted and source) of one sequence."""
+def plot_sequence(quality: dict, title: str, path: Path, target_label: str) -> Path:
+    """Per-frame v2v_mm and joint acceleration (fitted and source) of one sequence fitted in
+    the model `target_label` ("SMPL-X", ...)."""
     figure = _figure(8, 4.5)
     top, bottom = figure.subplots(2, 1, sharex=True)
     fps = quality["fps"]
@@ -53,9 +55,9 @@ def plot_sequence(quality: dict, title: str, path: Path) -> Path:
     top.set_title(title, fontsize=9, parse_math=False)      # a file name is data
     middle = times[1:-1]
     bottom.plot(middle, quality["source_acceleration"], color=SOURCE_COLOR, linewidth=1,
-                label="source SMPL-H")
+                label="source")
     bottom.plot(middle, quality["acceleration"], color=FIT_COLOR, linewidth=1,
-                label="fitted SMPL-X")
+                label=f"fitted {target_label}")
     bottom.set_ylabel("joint accel. (m/s²)")
     bottom.set_xlabel("time (s)")
     bottom.legend(fontsize=8, loc="upper right")
@@ -80,10 +82,10 @@ def _mesh_panel(axes, vertices, faces, color, bounds, rotation):
 
 
 def animate(source_vertices: np.ndarray, source_faces: np.ndarray, fitted_vertices: np.ndarray,
-            fitted_faces: np.ndarray, fps: float, path: Path, azimuth: float = 0.0,
-            titles: tuple = ("source SMPL-H", "fitted SMPL-X")) -> Path:
+            fitted_faces: np.ndarray, fps: float, path: Path, titles: tuple,
+            azimuth: float = 0.0) -> Path:
     """A GIF of two meshes side by side, frame by frame (vertices (T, V, 3), z up), seen
-    from a fixed camera at `azimuth` degrees."""
+    from a fixed camera at `azimuth` degrees, titled `titles` (left, right)."""
     from PIL import Image
     rotation = view_rotation(azimuth, "z")
     points = np.concatenate([source_vertices.reshape(-1, 3), fitted_vertices.reshape(-1, 3)])
@@ -109,10 +111,21 @@ def animate(source_vertices: np.ndarray, source_faces: np.ndarray, fitted_vertic
     return path
 
 
+class SequenceMeshes(NamedTuple):
+    """Frames of a converted sequence, posed: the source's and the fitted target's vertices
+    (N, V, 3) and faces, the azimuth the source faces at its first frame, and the source
+    model's kind (each file's own when the run does not name one)."""
+    source: np.ndarray
+    source_faces: np.ndarray
+    fitted: np.ndarray
+    fitted_faces: np.ndarray
+    azimuth: float
+    source_kind: str
+
+
 @torch.no_grad()
-def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) -> tuple:
-    """Source and fitted target vertices (N, V, 3) of `frames` of the output's frames, and
-    the two face arrays."""
+def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) -> SequenceMeshes:
+    """The `SequenceMeshes` of `frames` of the output's frames of the input at `relative`."""
     input_root = Path(options.input_path)
     # Names start with the input folder's own name (run.list_sequence_files).
     source_path = input_root.resolve().parent / relative if input_root.is_dir() else input_root
@@ -140,7 +153,8 @@ def posed_meshes(options: SequenceOptions, relative: str, frames: np.ndarray) ->
                   torch.as_tensor(arrays["trans"][frames]).to(body.v_template))[0].numpy()
     azimuth = facing_azimuth(roma.rotvec_to_rotmat(
         torch.as_tensor(source_poses[0, :3])).numpy())
-    return source, models.source.faces.numpy(), fitted, body.faces.numpy(), azimuth
+    return SequenceMeshes(source, models.source.faces.numpy(), fitted, body.faces.numpy(),
+                          azimuth, sequence.kind)
 
 
 def unconverted_files(options: SequenceOptions, converted: set) -> tuple[int, list]:
@@ -216,9 +230,9 @@ def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
                                    min(animation_frames, len(quality["v2v_mm"]))).astype(int))
     parts.append(f"<h2>Worst sequence: {html.escape(worst_row.sequence)}</h2>")
     animation = folder / "worst_sequence.gif"
+    target_label = KINDS[options.target_model].label
     try:
-        source, source_faces, fitted, fitted_faces, azimuth = posed_meshes(
-            options, worst_row.sequence, frames)
+        meshes = posed_meshes(options, worst_row.sequence, frames)
     except InputError as error:
         # The animation poses the source: an output folder read away from its input (a
         # licensed download), or a source moved since, still gets its page.
@@ -227,12 +241,14 @@ def write_sequence_report(options: SequenceOptions, num_worst: int = 5,
         parts.append(f"<p>No animation: {html.escape(shown_name(one_line(error)))}</p>")
     else:
         shown_fps = quality["fps"] * len(frames) / max(len(quality["v2v_mm"]), 1)
-        animate(source, source_faces, fitted, fitted_faces, max(shown_fps, 2.0), animation,
-                azimuth)
+        animate(meshes.source, meshes.source_faces, meshes.fitted, meshes.fitted_faces,
+                max(shown_fps, 2.0), animation,
+                (f"source {KINDS[meshes.source_kind].label}", f"fitted {target_label}"),
+                meshes.azimuth)
         parts.append(f"<img src='{animation.name}' alt='source and fitted meshes'>")
     for index, row in enumerate(worst):
         name = f"sequence_{index:02d}.png"
-        plot_sequence(qualities[row.sequence], row.sequence, folder / name)
+        plot_sequence(qualities[row.sequence], row.sequence, folder / name, target_label)
         parts.append(f"<h3>{html.escape(row.sequence)}</h3><img src='{name}' alt='per-frame "
                      "error and acceleration'>")
     index_path = folder / "index.html"
