@@ -398,7 +398,7 @@ mean {view.mean_error_mm:.2f} mm, max {np.nanmax(view.vertex_error_mm):.2f} mm.<
 
 def page(output_dir: Path, statistics: RunStatistics, flag_threshold_mm: float,
          worst: Sequence[ErrorRow], shown: Sequence[ErrorRow], views: dict, files: dict,
-         without_pkl: int, error_max_mm: float, labels: tuple = ("SMPL-H", "SMPL-X"),
+         without_pkl: int, error_max_mm: float, labels: tuple,
          unconverted: tuple = (0, [])) -> str:
     """The text of index.html.
 
